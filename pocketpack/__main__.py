@@ -1,0 +1,5 @@
+import sys
+
+from pocketpack.cli import main
+
+sys.exit(main())
