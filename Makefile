@@ -1,0 +1,40 @@
+# Two commands:  `make run` (set up, then start the web UI with all four extensions)
+#                `make test` (set up, then run the whole test suite)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+MODEL  := models/gemma-3-270m-it-Q4_K_M.gguf
+EXTENSIONS := memory rag-enhancer adapter-switcher vram-advisor
+# llama-cpp-python builds from source (~10 min on 2 cores, once: pip caches the wheel)
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+
+.PHONY: run test setup browser clean
+
+run: setup
+	$(BIN)/pocketpack serve --model $(MODEL) --extensions $(EXTENSIONS)
+
+test: setup browser
+	$(BIN)/python -m pytest
+
+setup: $(VENV)/.installed $(MODEL)
+
+# torch first, pinned, so that nothing later pulls the multi-GB CUDA build
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -r requirements.lock
+	$(BIN)/pip install --no-deps -e .
+	touch $@
+
+$(MODEL): $(VENV)/.installed
+	$(BIN)/pocketpack model default --model-dir models
+
+# Debian's Chromium for the browser test (needs root; skipped with a message otherwise)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not installed and not root: the browser test will be skipped"; fi; }
+
+clean:
+	rm -rf $(VENV) models

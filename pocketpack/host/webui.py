@@ -1,0 +1,228 @@
+"""The standalone web UI (``pocketpack serve``): chat, character, model and extension tabs.
+
+It is deliberately a small cousin of TGWUI's UI: the same state keys, the same component
+names in ``shared.gradio`` (``character_menu``, ``interface_state``, ``model_menu``,
+``lora_menu``...), extension tabs built by calling each extension's ``ui()`` inside a
+``gr.Tab`` exactly as ``create_extensions_tabs`` does. Only gradio APIs that exist in both
+TGWUI's gradio 4.37 fork and current gradio are used here and in the extensions.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import logging
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from pocketpack.host import shared
+from pocketpack.host.characters import list_characters, load_character
+from pocketpack.host.chat import default_state, new_history
+from pocketpack.host.runtime import Runtime
+
+log = logging.getLogger("pocketpack.host")
+
+CACHE_TYPES = ["fp16", "q8_0", "q4_0"]
+
+
+def _messages(history: dict) -> list[dict]:
+    """gradio Chatbot messages from TGWUI's visible history (rows may be longer than pairs)."""
+    messages = []
+    for row in history.get("visible", []):
+        if row[0]:
+            messages.append({"role": "user", "content": row[0]})
+        if len(row) > 1 and row[1]:
+            messages.append({"role": "assistant", "content": row[1]})
+    return messages
+
+
+def list_models(models_dir: Path) -> list[str]:
+    """Model names in the models folder, as TGWUI lists them: .gguf files and model folders."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        return []
+    names = [p.name for p in models_dir.glob("*.gguf")]
+    names += [p.name for p in models_dir.iterdir() if p.is_dir() and (
+        (p / "config.json").exists() or any(p.glob("*.gguf")))]
+    return sorted(names, key=str.lower)
+
+
+def _resolve_model(models_dir: Path, name: str) -> Path:
+    """The path of a listed model; a name that is not listed is refused, never joined blindly."""
+    if name not in list_models(models_dir):
+        raise ValueError(f"no model named {name!r} in {models_dir}")
+    return Path(models_dir) / name
+
+
+def build_ui(runtime: Runtime, models_dir: Path, characters_dir: Path, model_name: str | None = None):
+    """The gradio Blocks of the whole UI (not launched)."""
+    import gradio as gr
+
+    host = runtime.host
+    css = host.apply("css")
+    js = host.apply("js")
+    blocks_kwargs = {"title": "Pocket Pack"}
+    with gr.Blocks(**blocks_kwargs) as demo:
+        if css:
+            gr.HTML(f"<style>{css}</style>", visible=False)
+        initial = default_state()
+        state = gr.State(initial)
+        shared.gradio["interface_state"] = state
+        notices = gr.Markdown("", elem_id="pp-notices")
+        with gr.Tab("Chat", elem_id="chat-tab"):
+            chatbot = gr.Chatbot(label=initial["name2"], elem_id="chat", height=480)
+            with gr.Row():
+                textbox = gr.Textbox(placeholder="Send a message", show_label=False, elem_id="chat-input", scale=8)
+                send = gr.Button("Send", variant="primary", elem_id="Generate", scale=1)
+            with gr.Row():
+                regenerate = gr.Button("Regenerate", elem_id="Regenerate")
+                cont = gr.Button("Continue", elem_id="Continue")
+                remove_last = gr.Button("Remove last reply", elem_id="Remove-last")
+                new_chat = gr.Button("New chat", elem_id="new-chat-btn")
+            mode = gr.Radio(["chat", "chat-instruct", "instruct"], value=initial["mode"], label="Mode", elem_id="mode")
+            shared.gradio.update({"textbox": textbox, "Generate": send, "mode": mode, "display": chatbot})
+            block = host.block_extensions()
+            if block:
+                with gr.Column(elem_id="extensions"):
+                    for name, module in block:
+                        host.build_ui(name, module)
+        with gr.Tab("Character", elem_id="character-tab"):
+            character_menu = gr.Dropdown(list_characters(characters_dir), value=initial["character_menu"],
+                                         label="Character", elem_id="character-menu")
+            name1 = gr.Textbox(value=initial["name1"], label="Your name")
+            name2 = gr.Textbox(value=initial["name2"], label="Character's name")
+            context = gr.Textbox(value=initial["context"], label="Context", lines=4)
+            greeting = gr.Textbox(value=initial["greeting"], label="Greeting", lines=2)
+            custom_system_message = gr.Textbox(value="", label="System message (instruct mode)", lines=2)
+            shared.gradio.update({"character_menu": character_menu, "name1": name1, "name2": name2,
+                                  "context": context, "greeting": greeting,
+                                  "custom_system_message": custom_system_message})
+        with gr.Tab("Model", elem_id="model-tab"):
+            with gr.Row():
+                model_menu = gr.Dropdown(list_models(models_dir), value=model_name, label="Model", elem_id="model-menu")
+                load_button = gr.Button("Load", elem_id="load-model")
+                unload_button = gr.Button("Unload")
+            with gr.Row():
+                gpu_layers = gr.Number(value=0, precision=0, label="gpu-layers")
+                ctx_size = gr.Number(value=2048, precision=0, label="ctx-size")
+                cache_type = gr.Dropdown(CACHE_TYPES, value="fp16", label="cache-type")
+                threads = gr.Number(value=0, precision=0, label="threads (0 = auto)")
+            with gr.Row():
+                load_in_8bit = gr.Checkbox(label="load-in-8bit")
+                load_in_4bit = gr.Checkbox(label="load-in-4bit")
+                quant_type = gr.Dropdown(["nf4", "fp4"], value="nf4", label="quant_type")
+                use_double_quant = gr.Checkbox(label="use_double_quant")
+                compute_dtype = gr.Dropdown(["float16", "bfloat16", "float32"], value="float32", label="compute_dtype")
+                cpu = gr.Checkbox(label="cpu", value=True)
+            lora_menu = gr.Dropdown([], value=[], multiselect=True, label="LoRA(s)", elem_id="lora-menu")
+            model_status = gr.Markdown(_model_status(), elem_id="model-status")
+            shared.gradio.update({"model_menu": model_menu, "lora_menu": lora_menu, "model_status": model_status})
+        for display_name, module in host.tab_extensions():
+            name = next(n for m, n in host.iterator() if m is module)
+            with gr.Tab(display_name, elem_classes="extension-tab", elem_id=f"{name}-tab"):
+                host.build_ui(name, module)
+
+        # -- events --------------------------------------------------------------------------
+
+        state_inputs = [state, name1, name2, context, greeting, custom_system_message, mode, character_menu]
+
+        def gather(current, n1, n2, ctx, greet, system, chosen_mode, character):
+            """The turn's state: the session's history plus the visible fields (gather_interface_values)."""
+            current = dict(current)
+            current.update(name1=n1, name2=n2, context=ctx, greeting=greet, custom_system_message=system,
+                           mode=chosen_mode, character_menu=character)
+            return current
+
+        def run_turn(text, *values, regenerate=False, _continue=False):
+            current = gather(*values)
+            if not (regenerate or _continue) and not text.strip():
+                yield current, _messages(current["history"]), text, gr.update()
+                return
+            if runtime.backend is None and runtime.host.apply("custom_generate_reply") is None:
+                yield current, _messages(current["history"]), text, "⚠️ No model is loaded: load one in the Model tab."
+                return
+            if (regenerate or _continue) and not current["history"]["internal"]:
+                yield current, _messages(current["history"]), text, gr.update()
+                return
+            history = current["history"]
+            try:
+                for history in runtime.chat(text, current, regenerate=regenerate, _continue=_continue):
+                    yield current, _messages(history), "", gr.update()
+            except Exception as exc:  # the model failed mid-reply: keep what streamed so far
+                log.exception("generation failed")
+                current["history"] = history
+                yield current, _messages(history), "", f"⚠️ Generation failed: {type(exc).__name__}: {exc}"
+                return
+            current["history"] = history
+            failures = runtime.host.take_failures()
+            message = "\n".join(f"⚠️ {f.notice()}" for f in failures)
+            yield current, _messages(history), "", message
+
+        outputs = [state, chatbot, textbox, notices]
+        textbox.submit(run_turn, [textbox] + state_inputs, outputs)
+        send.click(run_turn, [textbox] + state_inputs, outputs)
+        regenerate.click(lambda *v: (yield from run_turn("", *v, regenerate=True)), [textbox] + state_inputs, outputs)
+        cont.click(lambda *v: (yield from run_turn("", *v, _continue=True)), [textbox] + state_inputs, outputs)
+
+        def drop_last(current):
+            current = copy.deepcopy(current)
+            for key in ("internal", "visible"):
+                if current["history"][key]:
+                    current["history"][key].pop()
+            return current, _messages(current["history"])
+
+        remove_last.click(drop_last, [state], [state, chatbot])
+
+        def start_new_chat(current):
+            current = dict(current)
+            current["history"] = new_history()
+            current["unique_id"] = datetime.now().strftime("%Y%m%d-%H-%M-%S-") + uuid.uuid4().hex[:6]
+            if current.get("greeting"):
+                current["history"]["internal"].append(["<|BEGIN-VISIBLE-CHAT|>", current["greeting"]])
+                current["history"]["visible"].append(["", html.escape(current["greeting"])])
+            return current, _messages(current["history"])
+
+        new_chat.click(start_new_chat, [state], [state, chatbot])
+
+        def pick_character(current, character):
+            try:
+                values = load_character(characters_dir, character)
+            except ValueError as exc:
+                return (current, gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), f"⚠️ {exc}")
+            current = dict(current, **values)
+            current, messages = start_new_chat(current)
+            return (current, values["name2"], values["context"], values["greeting"], messages,
+                    gr.update(label=values["name2"]), "")
+
+        character_menu.change(pick_character, [state, character_menu],
+                              [state, name2, context, greeting, chatbot, chatbot, notices])
+
+        def do_load(name, layers, ctx, cache, nthreads, in8, in4, qtype, dq, dtype, on_cpu):
+            from pocketpack.host.backends.base import ModelLoadError
+            from pocketpack.host.flags import FlagConflict, LoadSettings
+
+            if not name:
+                return "⚠️ Choose a model first."
+            try:
+                settings = LoadSettings(gpu_layers=int(layers or 0), ctx_size=int(ctx or 0), cache_type=cache,
+                                        threads=int(nthreads or 0), load_in_8bit=bool(in8), load_in_4bit=bool(in4),
+                                        quant_type=qtype, use_double_quant=bool(dq), compute_dtype=dtype,
+                                        cpu=bool(on_cpu))
+                runtime.load_model(_resolve_model(models_dir, name), settings)
+            except (ModelLoadError, FlagConflict, ValueError) as exc:
+                return f"⚠️ {exc}"
+            return _model_status()
+
+        load_button.click(do_load, [model_menu, gpu_layers, ctx_size, cache_type, threads, load_in_8bit,
+                                    load_in_4bit, quant_type, use_double_quant, compute_dtype, cpu], [model_status])
+        unload_button.click(lambda: (runtime.unload_model(), _model_status())[1], [], [model_status])
+        if js:
+            demo.load(None, None, None, js=f"() => {{ {js} }}")
+    return demo
+
+
+def _model_status() -> str:
+    if shared.backend is None:
+        return "No model loaded."
+    return f"Loaded **{shared.model_name}** with the {shared.backend.loader} loader."
