@@ -16,7 +16,9 @@ run: setup
 test: setup browser
 	$(BIN)/python -m pytest
 
-setup: $(VENV)/.installed $(MODEL)
+GRADIO_437 := .cache/gradio-4.37.2-py3-none-any.whl
+
+setup: $(VENV)/.installed $(MODEL) $(GRADIO_437)
 
 # torch first, pinned, so that nothing later pulls the multi-GB CUDA build
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -29,6 +31,10 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 $(MODEL): $(VENV)/.installed
 	$(BIN)/pocketpack model default --model-dir models
+
+# TGWUI's gradio (4.37) is read, not installed, by the UI compatibility test
+$(GRADIO_437): $(VENV)/.installed
+	$(BIN)/pip download --no-deps --quiet -d .cache gradio==4.37.2
 
 # Debian's Chromium for the browser test (needs root; skipped with a message otherwise)
 browser:
