@@ -33,8 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pocketpack {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
-        if importlib.util.find_spec(module_name) is None:
-            continue  # capability not part of this build
+        try:
+            found = importlib.util.find_spec(module_name) is not None
+        except ModuleNotFoundError:  # the capability's package itself is absent
+            found = False
+        if not found:
+            continue
         importlib.import_module(module_name).register(subparsers)
     return parser
 

@@ -1,0 +1,141 @@
+"""Hardware-tier presets: for a machine class, which format and flags each model class should use.
+
+Not TGWUI's sampler presets (``user_data/presets``): these describe how to *load* a model. Each
+``presets/<tier>.yaml`` is generated from the VRAM estimator (``python -m pocketpack.presets.generate``)
+and the tests re-check every entry against it, so a preset never recommends what does not fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from pocketpack.vram.errors import VramError
+
+PRESET_DIR = Path(__file__).resolve().parents[2] / "presets"
+FORMAT_VERSION = 1
+# tier -> (VRAM GiB, assumed RAM GiB, description)
+TIERS = {
+    "cpu-8gb": (0, 8, "CPU only, 8 GB RAM"),
+    "cpu-16gb": (0, 16, "CPU only, 16 GB RAM"),
+    "cpu-32gb": (0, 32, "CPU only, 32 GB RAM"),
+    "gpu-4gb": (4, 16, "NVIDIA GPU with 4 GB (GTX 1650, laptop 3050), 16 GB RAM"),
+    "gpu-6gb": (6, 16, "NVIDIA GPU with 6 GB (RTX 2060, 3060 laptop), 16 GB RAM"),
+    "gpu-8gb": (8, 16, "NVIDIA GPU with 8 GB (RTX 3060 Ti, 3070, 4060), 16 GB RAM"),
+    "gpu-12gb": (12, 32, "NVIDIA GPU with 12 GB (RTX 3060, 4070), 32 GB RAM"),
+    "gpu-16gb": (16, 32, "NVIDIA GPU with 16 GB (RTX 4060 Ti 16G, 4080), 32 GB RAM"),
+    "gpu-24gb": (24, 64, "NVIDIA GPU with 24 GB (RTX 3090, 4090), 64 GB RAM"),
+    "gpu-48gb": (48, 64, "48 GB of GPU memory (A6000, 2x 3090), 64 GB RAM"),
+    "gpu-80gb": (80, 128, "80 GB of GPU memory (A100/H100 80G), 128 GB RAM"),
+}
+MODEL_CLASSES = ("3B", "7-8B", "13-14B", "30-34B", "70B")
+
+
+@dataclass
+class Entry:
+    """How one model class loads on a tier."""
+
+    model_class: str
+    format: str
+    loader: str
+    ctx_size: int
+    cache_type: str
+    gpu_layers: int | None
+    vram_gib: float
+    ram_gib: float
+    quality_loss_pct: float
+    placement: str
+
+    def to_dict(self) -> dict:
+        return {"format": self.format, "loader": self.loader, "ctx_size": self.ctx_size,
+                "cache_type": self.cache_type, "gpu_layers": self.gpu_layers,
+                "estimated_vram_gib": self.vram_gib, "estimated_ram_gib": self.ram_gib,
+                "quality_loss_pct": self.quality_loss_pct, "placement": self.placement}
+
+
+@dataclass
+class Preset:
+    tier: str
+    description: str
+    vram_gib: float
+    ram_gib: float
+    models: dict[str, Entry | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"version": FORMAT_VERSION, "kind": "pocketpack-hardware-tier", "tier": self.tier,
+                "description": self.description, "vram_gib": self.vram_gib, "ram_gib": self.ram_gib,
+                "models": {k: (v.to_dict() if v else None) for k, v in self.models.items()}}
+
+
+def _entry(name: str, d: dict | None) -> Entry | None:
+    if d is None:
+        return None
+    try:
+        return Entry(name, str(d["format"]), str(d["loader"]), int(d["ctx_size"]), str(d.get("cache_type", "fp16")),
+                     None if d.get("gpu_layers") is None else int(d["gpu_layers"]),
+                     float(d["estimated_vram_gib"]), float(d["estimated_ram_gib"]),
+                     float(d.get("quality_loss_pct", 0)), str(d.get("placement", "gpu")))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VramError(f"preset entry {name}: missing or bad field ({exc})") from None
+
+
+def list_tiers() -> list[str]:
+    return list(TIERS)
+
+
+def load_preset(tier: str, directory: Path | None = None) -> Preset:
+    """Read ``presets/<tier>.yaml``; without the file (an installed wheel), build it from the estimator."""
+    if tier not in TIERS:
+        raise VramError(f"unknown tier {tier!r}; tiers: {', '.join(TIERS)}")
+    path = (directory or PRESET_DIR) / f"{tier}.yaml"
+    if not path.is_file():
+        from pocketpack.presets.generate import build_preset
+
+        return build_preset(tier)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise VramError(f"{path.name}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data.get("kind") != "pocketpack-hardware-tier":
+        raise VramError(f"{path.name}: not a Pocket Pack hardware-tier preset")
+    return Preset(str(data["tier"]), str(data.get("description", "")), float(data["vram_gib"]),
+                  float(data["ram_gib"]), {k: _entry(k, v) for k, v in (data.get("models") or {}).items()})
+
+
+def tier_for(vram_gib: float, ram_gib: float) -> str:
+    """The largest tier this machine covers."""
+    best = "cpu-8gb"
+    for name, (vram, ram, _) in TIERS.items():
+        if vram_gib <= 0 and vram == 0 and ram <= ram_gib + 0.5:
+            best = name
+        elif vram_gib > 0 and 0 < vram <= vram_gib + 0.3:
+            best = name
+    return best
+
+
+def check_preset(preset: Preset) -> list[str]:
+    """Re-estimate every entry; a line per entry that does not fit the tier (empty: all fit)."""
+    from pocketpack.vram.advise import RAM_RESERVE_GIB, VRAM_RESERVE_GIB, class_info
+    from pocketpack.vram.estimate import estimate
+
+    problems = []
+    for name, entry in preset.models.items():
+        if entry is None:
+            continue
+        gguf = entry.format.startswith("gguf-")
+        try:
+            e = estimate(class_info(name), entry.format, ctx=entry.ctx_size, cache_type=entry.cache_type,
+                         gpu_layers=entry.gpu_layers if gguf else None)
+        except VramError as exc:
+            problems.append(f"{preset.tier} {name}: {exc}")
+            continue
+        vram = e.total_gib if preset.vram_gib > 0 else 0.0
+        if preset.vram_gib <= 0 and (not gguf or entry.gpu_layers):
+            problems.append(f"{preset.tier} {name}: {entry.format} needs a GPU")
+        if vram > preset.vram_gib - (VRAM_RESERVE_GIB if preset.vram_gib > 0 else 0):
+            problems.append(f"{preset.tier} {name}: {entry.format} needs {vram:.2f} GiB VRAM, tier has {preset.vram_gib}")
+        if e.ram_gib > preset.ram_gib - RAM_RESERVE_GIB:
+            problems.append(f"{preset.tier} {name}: {entry.format} needs {e.ram_gib:.2f} GiB RAM, tier has {preset.ram_gib}")
+    return problems

@@ -1,0 +1,103 @@
+"""`pocketpack presets list|show|apply`: hardware-tier presets from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from pocketpack.vram.errors import VramError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("presets", help="hardware-tier load presets (not TGWUI sampler presets)")
+    sub = parser.add_subparsers(dest="presets_command", metavar="ACTION")
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+    ls = sub.add_parser("list", help="the tiers, and the one this machine matches")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=_list)
+
+    show = sub.add_parser("show", help="what each model class uses on a tier")
+    show.add_argument("tier")
+    show.add_argument("--tgwui", metavar="PATH", help="TGWUI checkout, to print the flags it accepts")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=_show)
+
+    ap = sub.add_parser("apply", help="write the model's config-user.yaml entry, or print the command line")
+    ap.add_argument("tier")
+    ap.add_argument("model", help="folder or file name inside the models folder")
+    ap.add_argument("--class", dest="model_class", metavar="CLASS", help="3B, 7-8B, 13-14B, 30-34B or 70B "
+                    "(default: from the model's size)")
+    ap.add_argument("--tgwui", metavar="PATH", help="TGWUI checkout to write <models>/config-user.yaml in")
+    ap.add_argument("--print", dest="print_only", action="store_true", help="only print the command line")
+    ap.add_argument("--json", action="store_true")
+    ap.set_defaults(func=_apply)
+
+
+def _fail(exc: Exception) -> int:
+    print(f"pocketpack presets: error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _list(args) -> int:
+    from pocketpack.presets import TIERS, tier_for
+    from pocketpack.vram.machine import detect
+
+    m = detect(use_torch=False)
+    mine = tier_for(m.vram_gib, m.ram_gib)
+    if args.json:
+        print(json.dumps({"tiers": {k: v[2] for k, v in TIERS.items()}, "this_machine": mine}, indent=2))
+        return 0
+    for name, (_, _, desc) in TIERS.items():
+        print(f"{'*' if name == mine else ' '} {name:<10} {desc}")
+    print(f"(* this machine: {m.gpu_name or 'no GPU'}, {m.ram_gib:.0f} GiB RAM)")
+    return 0
+
+
+def _show(args) -> int:
+    from pocketpack.presets import load_preset
+    from pocketpack.presets.tgwui import detect_version, load_settings
+
+    try:
+        preset = load_preset(args.tier)
+        version = detect_version(args.tgwui)
+    except VramError as exc:
+        return _fail(exc)
+    if args.json:
+        out = preset.to_dict()
+        for name, entry in preset.models.items():
+            if entry:
+                out["models"][name]["flags"] = load_settings(entry, version)[0]
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{preset.tier}: {preset.description}")
+    for name, entry in preset.models.items():
+        if entry is None:
+            print(f"  {name:<7} does not fit")
+            continue
+        flags, _, notes = load_settings(entry, version)
+        print(f"  {name:<7} {entry.format:<15} ctx {entry.ctx_size:<6} ~{entry.vram_gib:5.2f} GiB VRAM "
+              f"{entry.ram_gib:5.2f} GiB RAM [{entry.placement}]  {' '.join(flags)}")
+        for note in notes:
+            print(f"          note: {note}")
+    return 0
+
+
+def _apply(args) -> int:
+    from pocketpack.presets.apply import apply_preset
+
+    try:
+        done = apply_preset(args.tier, args.model, args.model_class, args.tgwui, write=not args.print_only)
+    except VramError as exc:
+        return _fail(exc)
+    if args.json:
+        print(json.dumps({"tier": done.tier, "model": done.model, "class": done.model_class,
+                          "flags": done.flags, "settings": done.settings, "command": done.command,
+                          "written": str(done.written) if done.written else None, "notes": done.notes}, indent=2))
+        return 0
+    if done.written:
+        print(f"wrote {done.written}: {done.model}$ -> {done.settings}")
+    print(done.command)
+    for note in done.notes:
+        print(f"note: {note}")
+    return 0

@@ -1,0 +1,392 @@
+"""One configuration's memory, part by part: weights, KV cache, compute buffers, overhead.
+
+Models of each loader as TGWUI runs it:
+- llama.cpp (gguf-*): llama-server with ``--flash-attn on``, ``--ubatch-size 1024`` (TGWUI's
+  defaults, modules/llama_cpp_server.py). The token embeddings stay in host memory; the last
+  ``gpu_layers`` layers go to the GPU and the output tensor too when ``gpu_layers > n_layers``
+  (llama.cpp's ``i_gpu_start = n_layer - n_gpu_layers``). KV cache for offloaded layers on the
+  GPU, its length padded to 256; Gemma-style sliding-window layers keep ``window + ubatch``
+  cells. The compute buffer is reserved for a full ubatch of outputs (``graph_reserve(n_tokens,
+  n_seqs, n_tokens)``), so the logits buffer ``n_vocab × ubatch × 4`` dominates it.
+- Transformers (fp*/int8/nf4/fp4/gptq/awq): KV cache in the compute dtype (DynamicCache; sliding
+  layers hold the window), SDPA attention (no seq² matrix), prompt activations for the whole
+  context, last-token logits in fp32, a dequantisation buffer for 4-bit/GPTQ/AWQ kernels, and
+  the caching allocator's slack.
+- ExLlamaV2 (exl2-*): embeddings in RAM, FP16/Q8/Q4 cache, a fixed scratch for attention.
+
+``cuda_context_gib`` is the part of the overhead that the CUDA runtime takes before any tensor
+exists (and that torch's allocator counters never see); it shows up in nvidia-smi only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from pocketpack.vram.arch import LLAMACPP_SWA
+from pocketpack.vram.errors import VramError
+from pocketpack.vram.formats import FLOAT_BYTES, Format, parse_format, weight_plan
+from pocketpack.vram.inspect import ModelInfo
+
+GIB = 1024 ** 3
+MIB = 1024 ** 2
+CUDA_CONTEXT_GIB = {"Transformers": 0.38, "llama.cpp": 0.30, "ExLlamav2": 0.38}
+LLAMACPP_UBATCH = 1024         # TGWUI's --ubatch-size default
+TRANSFORMERS_ALLOC_SLACK = 0.04  # torch caching allocator: reserved beyond allocated
+CACHE_BYTES = {"fp16": 2.0, "f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
+CACHE_TYPES = ("fp16", "q8_0", "q4_0")
+OPTIMIZER_BYTES = {"adamw": 8.0, "adamw8bit": 2.0, "paged_adamw8bit": 2.0}
+LORA_MODULES = {
+    "q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output",
+    "gate_proj": "ffn_gate", "up_proj": "ffn_up", "down_proj": "ffn_down",
+    "qkv_proj": "attn_qkv", "query_key_value": "attn_qkv", "dense": "attn_output",
+    "fc1": "ffn_up", "fc2": "ffn_down", "gate_up_proj": "ffn_up",
+}
+TRAINABLE_BASES = ("fp32", "fp16", "bf16", "int8", "nf4", "nf4-dq", "fp4", "fp4-dq")
+
+
+@dataclass
+class Estimate:
+    """A memory estimate with its breakdown; every *_gib is GiB (1024³ bytes)."""
+
+    model: str
+    format: str
+    loader: str
+    mode: str
+    ctx: int
+    batch: int
+    cache_type: str
+    gpu_layers: int
+    n_layers: int
+    params_b: float
+    total_gib: float = 0.0
+    weights_gib: float = 0.0
+    kv_cache_gib: float = 0.0
+    compute_gib: float = 0.0
+    overhead_gib: float = 0.0
+    cuda_context_gib: float = 0.0
+    ram_gib: float = 0.0
+    file_gib: float = 0.0
+    adapter_gib: float | None = None
+    gradients_gib: float | None = None
+    optimizer_gib: float | None = None
+    activations_gib: float | None = None
+    lora_params_m: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def parts(self) -> dict[str, float]:
+        """The stacked parts of ``total_gib``, in drawing order."""
+        names = ["weights_gib", "kv_cache_gib", "compute_gib", "adapter_gib", "gradients_gib",
+                 "optimizer_gib", "activations_gib", "overhead_gib"]
+        if self.mode == "training":
+            names.remove("compute_gib")
+        return {n[:-4]: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if self.mode != "training":
+            for key in ("adapter_gib", "gradients_gib", "optimizer_gib", "activations_gib", "lora_params_m"):
+                d.pop(key)
+        for key, value in d.items():
+            if isinstance(value, float):
+                d[key] = round(value, 3)
+        return d
+
+
+def _check_format(info: ModelInfo, fmt: Format) -> None:
+    """A pre-quantised checkpoint takes only its own format."""
+    native = info.native
+    if native is None:
+        return
+    if fmt.name == native or (native.startswith("gguf-") and fmt.kind == "gguf" and fmt.name == native):
+        return
+    what = {"gguf": "a GGUF file", "gptq": "a GPTQ checkpoint", "awq": "an AWQ checkpoint",
+            "exl2": "an EXL2 checkpoint"}.get(native.split("-")[0], "a pre-quantised checkpoint")
+    if native in ("int8", "nf4", "nf4-dq", "fp4", "fp4-dq"):
+        what = "a bitsandbytes checkpoint"
+    raise VramError(f"{info.name} is {what} stored as {native}; it cannot be loaded as {fmt.name} "
+                    f"(use --format {native}, or estimate the original model's config.json)")
+
+
+def _compute_dtype_bytes(info: ModelInfo, fmt: Format) -> int:
+    if fmt.kind == "float":
+        return FLOAT_BYTES[fmt.name]
+    return 2
+
+
+def kv_cache_bytes(info: ModelInfo, fmt: Format, ctx: int, batch: int, cache_type: str,
+                   layers: int | None = None) -> float:
+    """Bytes of K and V for ``layers`` layers (all by default)."""
+    a = info.arch
+    n_layers = a.num_layers if layers is None else layers
+    per_elem = CACHE_BYTES[cache_type] if fmt.kind in ("gguf", "exl2") else _compute_dtype_bytes(info, fmt)
+    if fmt.kind == "gguf":
+        cells = -(-ctx // 256) * 256
+        swa = a.model_type in LLAMACPP_SWA and a.sliding_window
+        swa_cells = min(cells, -(-(a.sliding_window + LLAMACPP_UBATCH) // 256) * 256) if swa else cells
+    else:
+        cells = ctx
+        swa_cells = min(ctx, a.sliding_window) if a.sliding_window else ctx
+    sliding = min(a.sliding_layers, n_layers) if a.sliding_window else 0
+    # llama.cpp offloads the last layers; which of them are sliding does not change the count much
+    full = n_layers - sliding
+    per_cell = 2 * a.kv_dim * per_elem  # K and V
+    return batch * per_cell * (full * cells + sliding * swa_cells)
+
+
+def _bytes_gib(n: float) -> float:
+    return n / GIB
+
+
+def estimate(info: ModelInfo, fmt: Format | str, ctx: int | None = None, batch: int = 1,
+             cache_type: str = "fp16", gpu_layers: int | None = None, mode: str = "inference",
+             lora_rank: int = 8, lora_targets: str | list[str] = "all-linear",
+             grad_checkpointing: bool = True, optimizer: str = "adamw") -> Estimate:
+    """Estimate one configuration. Raises VramError for combinations that cannot run."""
+    fmt = parse_format(fmt) if isinstance(fmt, str) else fmt
+    _check_format(info, fmt)
+    a = info.arch
+    ctx = int(ctx or min(a.max_context, 4096 if mode == "inference" else 512))
+    if ctx <= 0 or batch <= 0:
+        raise VramError("--ctx and --batch must be positive")
+    cache_type = {"f16": "fp16", "fp8": "q8_0"}.get(cache_type, cache_type)
+    if cache_type not in CACHE_TYPES:
+        raise VramError(f"cache type {cache_type!r}: use one of {', '.join(CACHE_TYPES)}")
+    if cache_type != "fp16" and fmt.kind not in ("gguf", "exl2"):
+        raise VramError(f"cache type {cache_type} is for gguf-* (llama.cpp) and exl2-* (ExLlama) formats; "
+                        f"Transformers keeps the cache in fp16/bf16")
+    if gpu_layers is not None and fmt.kind != "gguf":
+        raise VramError("--gpu-layers applies to gguf-* formats (llama.cpp); Transformers formats load all "
+                        "layers on the GPU")
+    if mode not in ("inference", "training"):
+        raise VramError(f"mode {mode!r}: use inference or training")
+    if mode == "training":
+        return _training(info, fmt, ctx, batch, lora_rank, lora_targets, grad_checkpointing, optimizer)
+    if fmt.kind == "gguf":
+        return _llamacpp(info, fmt, ctx, batch, cache_type, gpu_layers)
+    return _transformers(info, fmt, ctx, batch, cache_type)
+
+
+def _base(info: ModelInfo, fmt: Format, mode: str, ctx: int, batch: int, cache_type: str, gpu_layers: int
+          ) -> Estimate:
+    return Estimate(model=info.name, format=fmt.name, loader=fmt.loader, mode=mode, ctx=ctx, batch=batch,
+                    cache_type=cache_type, gpu_layers=gpu_layers, n_layers=info.arch.num_layers,
+                    params_b=round(info.n_params / 1e9, 3), notes=list(info.notes))
+
+
+def _file_bytes(info: ModelInfo, fmt: Format, planned: int) -> int:
+    if info.file_bytes and info.exact_tensors and (info.native == fmt.name or
+                                                   (info.native is None and fmt.kind == "float"
+                                                    and _native_float(info) == fmt.name)):
+        return info.file_bytes
+    if info.file_bytes and fmt.quantises_at_load and info.native is None and info.exact_tensors:
+        return info.file_bytes  # bitsandbytes quantises the checkpoint on disk while loading
+    return planned
+
+
+def _native_float(info: ModelInfo) -> str:
+    dtypes = {t.dtype for t in info.tensors if t.is_matrix}
+    return {"F32": "fp32", "BF16": "bf16", "F16": "fp16"}.get(next(iter(dtypes)) if len(dtypes) == 1 else "", "")
+
+
+def _tensors_for(info: ModelInfo, fmt: Format):
+    """Real header tensors when they are unquantised (exact in any format) or already this GGUF."""
+    if info.exact_tensors and (info.native is None or (fmt.kind == "gguf" and info.native == fmt.name)):
+        return info.tensors
+    return _cached(info, ("synth",), info.arch.tensors)
+
+
+def _cached(info: ModelInfo, key: tuple, make):
+    """Weight plans do not depend on context or batch: compute them once per model and format."""
+    cache = info.__dict__.setdefault("_cache", {})
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
+
+
+def _llamacpp(info: ModelInfo, fmt: Format, ctx: int, batch: int, cache_type: str, gpu_layers: int | None
+              ) -> Estimate:
+    a = info.arch
+    n = a.num_layers
+    ngl = n + 1 if gpu_layers is None or gpu_layers < 0 else min(int(gpu_layers), n + 1)
+    est = _base(info, fmt, "inference", ctx, batch, cache_type, ngl)
+    tensors = _tensors_for(info, fmt)
+    if info.native == fmt.name and info.exact_tensors:
+        plan = _cached(info, ("exact",), lambda: _plan_from_exact(tensors, a))
+        plan.file_bytes = info.file_bytes or plan.file_bytes
+    else:
+        plan = _cached(info, ("plan", fmt.name), lambda: weight_plan(tensors, fmt, a))
+    layers_on_gpu = min(ngl, n)
+    gpu_layer_ids = range(n - layers_on_gpu, n)
+    output_on_gpu = ngl > n
+    w_gpu = sum(plan.per_layer.get(i, 0) for i in gpu_layer_ids) + (plan.output_bytes + plan.other_bytes
+                                                                     if output_on_gpu else 0)
+    w_all = plan.total
+    kv_gpu = kv_cache_bytes(info, fmt, ctx, batch, cache_type, layers_on_gpu)
+    kv_all = kv_cache_bytes(info, fmt, ctx, batch, cache_type)
+    ub = min(ctx, LLAMACPP_UBATCH)
+    logits = 4 * ub * (a.vocab_size + a.hidden_size)
+    ffn = 4 * ub * (2 * (a.moe_intermediate_size * max(1, a.experts_per_token) if a.num_experts
+                         else a.intermediate_size) + 3 * a.hidden_size)
+    attn = 4 * ub * (a.num_heads * a.head_dim * 2 + 2 * a.kv_dim)
+    compute_gpu = 0.0
+    if layers_on_gpu or output_on_gpu:
+        compute_gpu = max(logits if output_on_gpu else 0, ffn + attn) + 16 * MIB
+    compute_cpu = 4 * ub * (a.hidden_size * 4) + (0 if output_on_gpu else logits)
+    ctx_gib = CUDA_CONTEXT_GIB["llama.cpp"] if (layers_on_gpu or output_on_gpu) else 0.0
+    est.weights_gib = _bytes_gib(w_gpu)
+    est.kv_cache_gib = _bytes_gib(kv_gpu)
+    est.compute_gib = _bytes_gib(compute_gpu)
+    est.cuda_context_gib = ctx_gib
+    est.overhead_gib = ctx_gib + (_bytes_gib(8 * MIB) if ctx_gib else 0.0)
+    est.total_gib = est.weights_gib + est.kv_cache_gib + est.compute_gib + est.overhead_gib
+    est.ram_gib = _bytes_gib(w_all - w_gpu + kv_all - kv_gpu + compute_cpu) + 0.15
+    est.file_gib = _bytes_gib(_file_bytes(info, fmt, plan.file_bytes))
+    if ngl <= n:
+        est.notes.append(f"{layers_on_gpu}/{n} layers on the GPU; output layer on the CPU")
+    est.notes.append("RAM: the file is memory-mapped; weights not on the GPU are read from it")
+    return est
+
+
+def _plan_from_exact(tensors, arch):
+    from pocketpack.vram.formats import WeightPlan
+
+    per_layer = {i: 0 for i in range(arch.num_layers)}
+    inp = out = other = 0
+    for t in tensors:
+        size = t.nbytes or 0
+        if t.category == "token_embd":
+            inp += size
+        elif t.category == "output":
+            out += size
+        elif t.layer is not None and t.layer in per_layer:
+            per_layer[t.layer] += size
+        else:
+            other += size
+    if not any(t.category == "output" for t in tensors):
+        out += inp
+    return WeightPlan(per_layer, inp, out, other, sum(t.nbytes or 0 for t in tensors), 0, input_on_gpu=False)
+
+
+def _transformers_weights(info: ModelInfo, fmt: Format):
+    return _cached(info, ("plan", fmt.name), lambda: _transformers_weights_uncached(info, fmt))
+
+
+def _transformers_weights_uncached(info: ModelInfo, fmt: Format):
+    tensors = _tensors_for(info, fmt)
+    if info.native == fmt.name and info.exact_tensors and fmt.kind in ("gptq", "awq", "exl2"):
+        plan = _plan_from_exact(tensors, info.arch)
+        plan.input_on_gpu = fmt.kind != "exl2"
+        if plan.output_bytes and not any(t.category == "output" for t in tensors):
+            plan.output_bytes = 0 if fmt.kind != "exl2" else plan.output_bytes
+        synth = weight_plan(info.arch.tensors(), fmt, info.arch)
+        plan.largest_linear_fp16 = synth.largest_linear_fp16
+        return plan
+    return weight_plan(tensors, fmt, info.arch, _compute_dtype_bytes(info, fmt))
+
+
+def _transformers(info: ModelInfo, fmt: Format, ctx: int, batch: int, cache_type: str) -> Estimate:
+    a = info.arch
+    est = _base(info, fmt, "inference", ctx, batch, cache_type, a.num_layers)
+    plan = _transformers_weights(info, fmt)
+    w_gpu = plan.total - (0 if plan.input_on_gpu else plan.input_bytes)
+    kv = kv_cache_bytes(info, fmt, ctx, batch, cache_type)
+    b = _compute_dtype_bytes(info, fmt)
+    if fmt.kind == "exl2":
+        # ExLlamaV2 processes the prompt in chunks of max_input_len (2048) with a fixed scratch
+        chunk = min(ctx, 2048)
+        act = batch * chunk * (a.intermediate_size * 2 + a.hidden_size * 6) * 2 + batch * a.vocab_size * 4 * 2
+    else:
+        tokens = batch * ctx
+        act = tokens * (a.hidden_size * 4 + (a.num_heads * a.head_dim + 2 * a.kv_dim) + a.intermediate_size * 3) * b
+        act += batch * a.vocab_size * 4 * 2  # last-token logits in fp32, and their softmax
+    dequant = plan.largest_linear_fp16 if fmt.kind in ("bnb4", "gptq", "awq") else 0
+    if fmt.kind == "int8":
+        dequant = plan.largest_linear_fp16  # int8 matmul keeps an fp16 copy of outlier columns + CxB
+    est.weights_gib = _bytes_gib(w_gpu)
+    est.kv_cache_gib = _bytes_gib(kv)
+    est.compute_gib = _bytes_gib(act + dequant)
+    est.cuda_context_gib = CUDA_CONTEXT_GIB[fmt.loader]
+    slack = TRANSFORMERS_ALLOC_SLACK * (w_gpu + kv + act)
+    est.overhead_gib = est.cuda_context_gib + _bytes_gib(slack)
+    est.total_gib = est.weights_gib + est.kv_cache_gib + est.compute_gib + est.overhead_gib
+    planned_file = plan.file_bytes
+    est.file_gib = _bytes_gib(_file_bytes(info, fmt, planned_file))
+    # loading reads the checkpoint through RAM; embeddings of EXL2 live there
+    est.ram_gib = _bytes_gib((0 if plan.input_on_gpu else plan.input_bytes) + 1.0 * GIB)
+    if fmt.quantises_at_load:
+        est.notes.append("bitsandbytes quantises the fp16/bf16 checkpoint while loading: download is file_gib")
+    return est
+
+
+def lora_targets(arch, targets: str | list[str]) -> set[str]:
+    """Tensor categories that LoRA adapts, from PEFT module names or ``all-linear``."""
+    if isinstance(targets, str):
+        names = [t.strip() for t in targets.split(",") if t.strip()]
+    else:
+        names = list(targets)
+    if not names or names == ["all-linear"]:
+        return {"attn_q", "attn_k", "attn_v", "attn_qkv", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}
+    unknown = [n for n in names if n not in LORA_MODULES]
+    if unknown:
+        raise VramError(f"unknown LoRA target(s) {', '.join(unknown)}; use all-linear or module names: "
+                        f"{', '.join(sorted(LORA_MODULES))}")
+    return {LORA_MODULES[n] for n in names}
+
+
+def _training(info: ModelInfo, fmt: Format, seq: int, batch: int, rank: int, targets, checkpointing: bool,
+              optimizer: str) -> Estimate:
+    """LoRA (fp16/bf16/int8 base) or QLoRA (4-bit base) fine-tuning, as PEFT + Trainer run it.
+
+    Adapters, their gradients and AdamW states are fp32 (PEFT's ``autocast_adapter_dtype``);
+    8-bit AdamW keeps two 1-byte states. Activations: per token and layer, the inputs the
+    frozen decoder's backward pass needs (norm inputs, q/k/v, attention output, gate/up/act
+    of the MLP) in 16 bits; with gradient checkpointing only each layer's input is kept and
+    one layer is recomputed at a time. The loss upcasts the logits to fp32.
+    """
+    if fmt.name not in TRAINABLE_BASES:
+        raise VramError(f"training takes a Transformers base format: LoRA on fp16/bf16/fp32/int8, "
+                        f"QLoRA on nf4/nf4-dq/fp4 (not {fmt.name})")
+    if optimizer not in OPTIMIZER_BYTES:
+        raise VramError(f"optimizer {optimizer!r}: use one of {', '.join(OPTIMIZER_BYTES)}")
+    if rank <= 0:
+        raise VramError("--lora-rank must be positive")
+    a = info.arch
+    est = _base(info, fmt, "training", seq, batch, "fp16", a.num_layers)
+    plan = _transformers_weights(info, fmt)
+    cats = lora_targets(a, targets)
+    lora_params = 0
+    for t in a.tensors():
+        if t.category in cats and t.is_matrix:
+            copies = 1
+            for d in t.shape[2:]:
+                copies *= int(d)
+            lora_params += rank * (int(t.shape[0]) + int(t.shape[1])) * copies
+    if lora_params == 0:
+        raise VramError(f"no module of this {a.model_type} model matches the LoRA targets {targets}")
+    b = _compute_dtype_bytes(info, fmt)
+    tokens = batch * seq
+    h, ff, kv, q = a.hidden_size, a.intermediate_size, a.kv_dim, a.num_heads * a.head_dim
+    per_layer_token = (4 * h + 2 * q + 2 * kv + 2 * h + 4 * ff) * b + rank * 4 * len(cats) * 2
+    logits = tokens * a.vocab_size * (b + 4 + 4)  # 16-bit logits, fp32 upcast, fp32 grad
+    if checkpointing:
+        act = tokens * (a.num_layers * h * b + per_layer_token) + logits
+    else:
+        act = tokens * a.num_layers * per_layer_token + logits
+    dequant = plan.largest_linear_fp16 * 2 if fmt.kind == "bnb4" else plan.largest_linear_fp16
+    est.weights_gib = _bytes_gib(plan.total)
+    est.adapter_gib = _bytes_gib(4 * lora_params)
+    est.gradients_gib = _bytes_gib(4 * lora_params)
+    est.optimizer_gib = _bytes_gib(OPTIMIZER_BYTES[optimizer] * lora_params)
+    est.activations_gib = _bytes_gib(act + dequant)
+    est.compute_gib = est.activations_gib
+    est.lora_params_m = lora_params / 1e6
+    est.cuda_context_gib = CUDA_CONTEXT_GIB["Transformers"]
+    slack = 0.08 * (act + plan.total * 0.1)
+    est.overhead_gib = est.cuda_context_gib + _bytes_gib(slack)
+    est.total_gib = (est.weights_gib + est.adapter_gib + est.gradients_gib + est.optimizer_gib
+                     + est.activations_gib + est.overhead_gib)
+    est.file_gib = _bytes_gib(_file_bytes(info, fmt, plan.file_bytes))
+    est.ram_gib = 1.0
+    if optimizer == "paged_adamw8bit":
+        est.notes.append("paged optimizer states can spill to RAM under memory pressure")
+    return est

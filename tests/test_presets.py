@@ -1,0 +1,135 @@
+"""Tier presets: generated from the estimator, re-checked against it, applied without clobbering."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pocketpack.presets import MODEL_CLASSES, PRESET_DIR, TIERS, check_preset, load_preset
+from pocketpack.presets.apply import apply_preset
+from pocketpack.presets.generate import build_preset
+from pocketpack.presets.tgwui import detect_version
+from pocketpack.vram import VramError
+
+
+@pytest.mark.parametrize("tier", list(TIERS))
+def test_every_preset_fits_its_tier(tier):
+    preset = load_preset(tier)
+    assert (PRESET_DIR / f"{tier}.yaml").is_file()
+    assert set(preset.models) == set(MODEL_CLASSES)
+    assert check_preset(preset) == []
+
+
+@pytest.mark.parametrize("tier", list(TIERS))
+def test_preset_files_are_what_the_estimator_generates(tier):
+    assert load_preset(tier).to_dict() == build_preset(tier).to_dict(), \
+        "run `python -m pocketpack.presets.generate` after changing the estimator"
+
+
+def test_the_check_catches_a_preset_that_does_not_fit(tmp_path):
+    data = yaml.safe_load((PRESET_DIR / "gpu-8gb.yaml").read_text())
+    data["models"]["70B"] = {"format": "bf16", "loader": "Transformers", "ctx_size": 4096, "cache_type": "fp16",
+                             "gpu_layers": None, "estimated_vram_gib": 7.5, "estimated_ram_gib": 2,
+                             "quality_loss_pct": 0, "placement": "gpu"}
+    (tmp_path / "gpu-8gb.yaml").write_text(yaml.safe_dump(data))
+    problems = check_preset(load_preset("gpu-8gb", tmp_path))
+    assert len(problems) == 1 and "70B" in problems[0] and "VRAM" in problems[0]
+
+
+def test_cpu_tiers_use_only_gguf_on_the_cpu():
+    for tier in ("cpu-8gb", "cpu-16gb", "cpu-32gb"):
+        for entry in load_preset(tier).models.values():
+            if entry:
+                assert entry.format.startswith("gguf-") and entry.gpu_layers == 0
+
+
+def test_bigger_tiers_run_bigger_models():
+    fits = [sum(e is not None for e in load_preset(t).models.values()) for t in
+            ("gpu-4gb", "gpu-8gb", "gpu-24gb", "gpu-80gb")]
+    assert fits == sorted(fits) and fits[-1] == len(MODEL_CLASSES)
+
+
+def _checkout(root: Path, current: bool) -> Path:
+    (root / "modules").mkdir(parents=True)
+    if current:
+        (root / "user_data" / "models").mkdir(parents=True)
+        (root / "user_data" / "presets").mkdir(parents=True)
+        (root / "user_data" / "presets" / "min_p.yaml").write_text("min_p: 0.05\n")
+        flags = ["--gpu-layers", "--n-gpu-layers", "--ctx-size", "--cache-type", "--load-in-4bit", "--gpu-split"]
+    else:
+        (root / "models").mkdir()
+        flags = ["--n-gpu-layers", "--n_ctx", "--wbits", "--groupsize", "--cache_8bit", "--cache_4bit",
+                 "--gpu-memory", "--load-in-4bit"]
+    body = "\n".join(f"parser.add_argument('{f}', type=int)" for f in flags)
+    (root / "modules" / "shared.py").write_text("import argparse\nparser = argparse.ArgumentParser()\n" + body)
+    return root
+
+
+def test_version_detection(tmp_path):
+    new = detect_version(_checkout(tmp_path / "new", True))
+    old = detect_version(_checkout(tmp_path / "old", False))
+    assert new.user_data and new.current and new.models_dir == tmp_path / "new" / "user_data" / "models"
+    assert not old.user_data and not old.current and old.models_dir == tmp_path / "old" / "models"
+    with pytest.raises(VramError, match="not a text-generation-webui checkout"):
+        detect_version(tmp_path)
+
+
+def test_apply_writes_config_user_and_keeps_what_is_there(tmp_path):
+    root = _checkout(tmp_path / "tg", True)
+    cfg = root / "user_data" / "models" / "config-user.yaml"
+    cfg.write_text(yaml.safe_dump({"other-model$": {"loader": "llama.cpp", "ctx_size": 2048},
+                                   "my-8b.gguf$": {"threads": 6}}))
+    presets_before = {p.name: p.read_text() for p in (root / "user_data" / "presets").iterdir()}
+    done = apply_preset("gpu-6gb", "my-8b.gguf", "7-8B", root)
+    data = yaml.safe_load(cfg.read_text())
+    assert data["other-model$"] == {"loader": "llama.cpp", "ctx_size": 2048}
+    mine = data["my-8b.gguf$"]
+    assert mine["threads"] == 6 and mine["loader"] == "llama.cpp"
+    assert mine["gpu_layers"] == done.entry.gpu_layers and mine["ctx_size"] == done.entry.ctx_size
+    assert {p.name: p.read_text() for p in (root / "user_data" / "presets").iterdir()} == presets_before
+    assert "--gpu-layers" in done.flags and "--n-gpu-layers" not in done.flags
+
+
+def test_pre_2025_checkout_gets_old_flags(tmp_path):
+    root = _checkout(tmp_path / "old", False)
+    done = apply_preset("gpu-8gb", "m.gguf", "7-8B", root, write=False)
+    assert "--n-gpu-layers" in done.flags and "--n_ctx" in done.flags and done.written is None
+    assert not (root / "models" / "config-user.yaml").exists()
+
+
+def test_gptq_flags_depend_on_the_version(tmp_path):
+    from pocketpack.presets import Entry
+    from pocketpack.presets.tgwui import load_settings
+
+    entry = Entry("7-8B", "gptq-4bit-g128", "Transformers", 4096, "fp16", None, 6, 1, 2.9, "gpu")
+    old_flags, _, _ = load_settings(entry, detect_version(_checkout(tmp_path / "old", False)))
+    assert old_flags == ["--wbits", "4", "--groupsize", "128"]
+    new_flags, _, notes = load_settings(entry, detect_version(_checkout(tmp_path / "new", True)))
+    assert "--wbits" not in new_flags and any("quantization_config" in n for n in notes)
+
+
+def test_apply_refuses_path_names_and_unfit_classes(tmp_path):
+    with pytest.raises(VramError, match="model name"):
+        apply_preset("gpu-8gb", "../evil", "7-8B")
+    with pytest.raises(VramError, match="no 70B model fits"):
+        apply_preset("gpu-4gb", "big", "70B")
+
+
+def test_cli_show_and_apply(capsys, tmp_path):
+    from pocketpack.presets import cli
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["presets", "show", "gpu-12gb", "--json"])
+    assert args.func(args) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["tier"] == "gpu-12gb" and shown["models"]["7-8B"]["flags"][:2] == ["--loader", "llama.cpp"]
+    args = parser.parse_args(["presets", "apply", "gpu-12gb", "x.gguf", "--class", "7-8B", "--print"])
+    assert args.func(args) == 0
+    assert capsys.readouterr().out.startswith("python server.py --model x.gguf --loader llama.cpp")
+    args = parser.parse_args(["presets", "show", "gpu-5gb"])
+    assert args.func(args) == 2 and "unknown tier" in capsys.readouterr().err
