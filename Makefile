@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-MODEL  := models/gemma-3-270m-it-Q4_K_M.gguf
+MODEL  := models/gemma-3-270m-q4_k_m.gguf
 EXTENSIONS := memory rag-enhancer adapter-switcher vram-advisor
 # llama-cpp-python builds from source (~10 min on 2 cores, once: pip caches the wheel)
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2

@@ -1,22 +1,42 @@
 """How close is pocketpack's VRAM advisor to published numbers, beside the estimators people use?
 
-    python bench/vram_accuracy.py
+    python bench/vram_accuracy.py            # every row, then median / worst error per kind
+    python bench/vram_accuracy.py --summary  # the summary tables only
+    python bench/vram_accuracy.py --classic  # the README table (LLaMA 7B, Mistral 7B, Saiga 13B)
 
-Every row is a number someone published (URL beside it); nothing here is invented or measured
-by us yet. Model shapes come from the public config.json values in bench/configs/. Peers:
-- TGWUI ``models_settings.estimate_vram`` (GGUF inference only), its formula re-stated below;
-- accelerate ``estimate-memory``: parameters x bytes of the dtype, weights only, int4 = fp32/8.
-gpu_poor is not re-implemented yet (its method is in its JavaScript, not in a formula we could
-cite line by line); its column prints n/a.
-No training rows yet: we have not found a published peak-memory figure with every setting
-(rank, targets, batch, sequence, checkpointing) stated. Our own GPU measurements, when a
-device is lent, go in OWN_MEASUREMENTS with date and device.
+Every row is a number someone published, with its URL; nothing is invented, rounded again or
+measured by us (no GPU was lent yet: OWN_MEASUREMENTS is empty). Model shapes are the public
+config.json values in bench/configs/. Each row says what was measured:
+
+- ``file``: size on disk; ``nvidia-smi``: the whole process (CUDA context included);
+- ``torch``: ``torch.cuda.max_memory_allocated`` (leaves out the CUDA context and the caching
+  allocator's slack); ``llama.cpp buffers``: the model + KV + compute buffers llama.cpp logs for the
+  GPU (leaves out the CUDA context too).
+
+Where a measurement leaves the CUDA context out, every estimator that itemises it has it removed:
+pocketpack compares its ``allocated_gib`` (total minus overhead), gpu_poor drops its 650 MB "cuda +
+other overhead" item. TGWUI's formula and accelerate have no such item and are compared as they are.
+
+Peers, re-implemented from their published code (never copied), flaws included:
+- TGWUI ``modules/models_settings.py`` ``estimate_vram`` (oobabooga/text-generation-webui 1dcde41):
+  the symbolic-regression fit on nvidia-smi readings of llama.cpp loads; GGUF inference only. It
+  reads the .gguf's size; our rows have no file, so it gets the size pocketpack predicts (whose
+  own error is in the "file size" kind).
+- gpu_poor (RahulSChand/gpu_poor ``src/App.js`` at ad2fc0e): parameters as
+  ``vocab*h*2 + L*(4h^2 + 3*h*inter)`` (no GQA, no MoE), KV cache ``2*ctx*2*2*h*L`` bytes on
+  Transformers (twice fp16, no GQA) and ``ctx*2*2*h*L`` on ggml, K-quants sized at 38/26/46/54
+  bytes per 64 weights (Q4_K/Q3_K/Q5_K/Q6_K; the real blocks are 144/110/176/210 per 256), 650 MB
+  overhead. It has no GPTQ/AWQ/EXL2 option and no Q3_K_S/Q5_K_S: those rows are n/a for it.
+- accelerate ``estimate-memory``: parameters x bytes of the dtype (int8 = fp32/4, int4 = fp32/8),
+  weights only; a GGUF type is given the nearest of its dtypes (int8 from 6 bits up, else int4).
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
+from dataclasses import dataclass, field
 from math import floor
 from pathlib import Path
 
@@ -25,114 +45,364 @@ sys.path.insert(0, str(ROOT))
 
 from pocketpack.vram import inspect_model  # noqa: E402
 from pocketpack.vram.estimate import estimate  # noqa: E402
+from pocketpack.vram.formats import parse_format  # noqa: E402
 
 CONFIGS = ROOT / "bench" / "configs"
-GB, GIB = 1e9, 1024 ** 3
+GB, GIB, MIB = 1e9, 1024 ** 3, 1024 ** 2
+KINDS = ("file size", "inference VRAM", "training VRAM")
+PEERS = ("pocketpack", "TGWUI", "gpu_poor", "accelerate")
+
+
+@dataclass
+class Row:
+    kind: str        # one of KINDS
+    config: str      # bench/configs/<config>.json
+    fmt: str         # pocketpack --format
+    settings: dict   # estimate() arguments: ctx, batch, gpu_layers, mode, lora_*, ubatch, flash_attn, quant_rules
+    value_gib: float
+    measure: str     # file | nvidia-smi | torch | llama.cpp buffers
+    said: str        # the number as published
+    source: str      # URL
+    runtime: str = ""
+    note: str = ""
+
+
 LLAMA_CPP_QUANT = "https://github.com/ggml-org/llama.cpp/blob/master/tools/quantize/quantize.cpp"
 BLOKE_LLAMA7B = "https://huggingface.co/TheBloke/LLaMA-7b-GGUF/tree/main"
 BLOKE_LLAMA2_7B = "https://huggingface.co/TheBloke/Llama-2-7B-GGUF"
-JETSON_EXLLAMA = "https://github.com/dusty-nv/jetson-containers/blob/master/packages/llm/exllama/docs.md"
+BLOKE_MIXTRAL = "https://huggingface.co/TheBloke/Mixtral-8x7B-v0.1-GGUF/tree/c9e07013cb9d8fb39118d7baef1314d842e09ce0"
+EXLLAMA = "https://github.com/turboderp/exllama/blob/3b013cd53c7d413cf99ca04c7c28dd5c95117c0d/README.md"
+AUTOAWQ = "https://github.com/casper-hansen/AutoAWQ/blob/5c7e368/README.md#benchmarks"
+LITGPT = "https://github.com/Lightning-AI/litgpt/blob/main/tutorials/resource-tables.md"
+HF_OPTIM = "https://huggingface.co/docs/transformers/llm_tutorial_optimization"
+LLAMA_CPP_7450 = "https://github.com/ggml-org/llama.cpp/issues/7450"
 
-# (kind, model config, format, settings, published value in GiB, source, what was published)
-ROWS = []
-# llama.cpp's own quantize table: file sizes of Llama-3-8B ("4.58G" = GiB, matching 4.92 GB files)
+ROWS: list[Row] = []
+
+# ---------------------------------------------------------------------------------------- file size
+# llama.cpp's own table of Llama-3-8B file sizes ("4.58G" is GiB: the Q4_K_M file is 4.92 GB)
 for ftype, size in {"Q2_K": 2.96, "Q3_K_S": 3.41, "Q3_K_M": 3.74, "Q3_K_L": 4.03, "Q4_0": 4.34, "Q4_1": 4.78,
                     "Q4_K_S": 4.37, "Q4_K_M": 4.58, "Q5_0": 5.21, "Q5_1": 5.65, "Q5_K_S": 5.21, "Q5_K_M": 5.33,
                     "Q6_K": 6.14, "Q8_0": 7.96}.items():
-    ROWS.append(("file size", "meta-llama-3-8b", f"gguf-{ftype}", {}, size, LLAMA_CPP_QUANT, f"{size}G"))
-# TheBloke's LLaMA-7B GGUF files (llama.cpp d119c04, 2023-08), sizes as listed by Hugging Face (GB)
+    ROWS.append(Row("file size", "meta-llama-3-8b", f"gguf-{ftype}", {}, size, "file", f"{size}G",
+                    LLAMA_CPP_QUANT, "llama-quantize (today)"))
+# TheBloke's LLaMA-7B GGUF files, made with llama.cpp d119c04 (2023-08): 2023 quant-mix rules
 for ftype, size in {"Q2_K": 2.83, "Q3_K_S": 2.95, "Q3_K_M": 3.3, "Q3_K_L": 3.6, "Q4_0": 3.83, "Q4_K_S": 3.86,
                     "Q4_K_M": 4.08, "Q5_0": 4.65, "Q5_K_S": 4.65, "Q5_K_M": 4.78}.items():
-    ROWS.append(("file size", "llama-7b", f"gguf-{ftype}", {}, size * GB / GIB, BLOKE_LLAMA7B, f"{size} GB"))
-ROWS.append(("file size", "llama-2-7b", "gguf-Q8_0", {}, 7.16 * GB / GIB, BLOKE_LLAMA2_7B, "7.16 GB"))
-# jetson-containers: ExLlama (v1) test_benchmark_inference --perf (max_seq_len 2048) on TheBloke GPTQ repos;
-# ExLlama reports torch's peak allocation, which leaves out the CUDA context ("measure": "torch").
-# The repos' main branches are taken as 4-bit g128 (the group size of each main branch is not re-checked).
-for cfg, gb in (("llama-7b", 5.2), ("saiga-13b", 9.2), ("llama-33b", 20.2), ("llama-2-7b", 5.2),
-                ("llama-2-13b", 9.2), ("llama-2-70b", 35.5)):
-    ROWS.append(("inference VRAM", cfg, "gptq-4bit-g128", {"ctx": 2048, "measure": "torch"}, gb * GB / GIB, JETSON_EXLLAMA,
-                 f"{gb} GB VRAM"))
-OWN_MEASUREMENTS: list = []  # (kind, config, format, settings, GiB, "own: <date> <device>", note)
+    ROWS.append(Row("file size", "llama-7b", f"gguf-{ftype}", {"quant_rules": "2023"}, size * GB / GIB, "file",
+                    f"{size} GB", BLOKE_LLAMA7B, "llama.cpp d119c04 (2023-08)"))
+ROWS.append(Row("file size", "llama-2-7b", "gguf-Q8_0", {"quant_rules": "2023"}, 7.16 * GB / GIB, "file", "7.16 GB",
+                BLOKE_LLAMA2_7B, "llama.cpp (2023-09)"))
+# TheBloke's Mixtral-8x7B GGUF files (llama.cpp 8a7b2fa, 2023-12), sizes as the Hub lists them
+for ftype, size in {"Q2_K": 15.6, "Q3_K_S": 20.3, "Q3_K_M": 20.4, "Q3_K_L": 20.4, "Q4_0": 26.4, "Q4_K_S": 26.4,
+                    "Q4_K_M": 26.4, "Q5_0": 32.2, "Q5_K_S": 32.2, "Q5_K_M": 32.2, "Q6_K": 38.4}.items():
+    ROWS.append(Row("file size", "mixtral-8x7b", f"gguf-{ftype}", {"quant_rules": "2023"}, size * GB / GIB, "file",
+                    f"{size} GB", BLOKE_MIXTRAL, "llama.cpp 8a7b2fa (2023-12)"))
+
+# ---------------------------------------------------------------------------------- inference VRAM
+# ExLlama (v1) README, "New implementation": test_benchmark_inference.py, max_seq_len 2048, peak of
+# torch.cuda.max_memory_allocated printed in MiB ("MB"), one RTX 4090. GPTQ checkpoints.
+for cfg, fmt, ctx, mib, what in (("llama-7b", "gptq-4bit-g128", 2048, 5194, "Llama 7B 128g"),
+                                 ("llama-2-13b", "gptq-4bit-g128", 2048, 9127, "Llama 13B 128g"),
+                                 ("llama-33b", "gptq-4bit-g128", 2048, 20795, "Llama 33B 128g"),
+                                 ("llama-33b", "gptq-4bit-g32", 1550, 21486, "Llama 33B 32g at 1,550 t"),
+                                 ("llama-33b", "gptq-4bit-g-1", 2048, 20199, "WizardLM 33B, no groups"),
+                                 ("openllama-3b", "gptq-4bit-g128", 2048, 3128, "OpenLlama 3B 128g")):
+    ROWS.append(Row("inference VRAM", cfg, fmt, {"ctx": ctx}, mib * MIB / GIB, "torch", f"{mib:,} MB ({what})",
+                    EXLLAMA, "ExLlama v1 (embeddings kept in CPU RAM)"))
+# AutoAWQ 0.1.6 README benchmarks (RTX 4090): examples/benchmark.py at 5c7e368 loads with
+# fuse_layers=True (its fused attention computes the scores eagerly: fp16 scores, fp32 softmax) and
+# calls model(input_ids) on the whole prefill, so the logits of every position come back; the
+# fused cache holds max_new_tokens (= the prefill length here); "Memory (VRAM)" is
+# torch.cuda.max_memory_allocated / 1024**3. The script reloads the model every round and never
+# resets the peak counter, so the short rows also carry the loading transients of earlier rounds.
+for cfg, bs, n, gib, what in (("llama-2-7b", 1, 64, 4.50, "Vicuna 7B GEMV"),
+                              ("llama-2-7b", 1, 2048, 6.15, "Vicuna 7B GEMV"),
+                              ("mistral-7b-v0.1", 1, 64, 4.35, "Mistral 7B GEMM"),
+                              ("mistral-7b-v0.1", 1, 2048, 5.55, "Mistral 7B GEMM"),
+                              ("mistral-7b-v0.1", 8, 64, 4.35, "Mistral 7B GEMM"),
+                              ("mistral-7b-v0.1", 8, 2048, 16.82, "Mistral 7B GEMM"),
+                              ("tinyllama-1.1b", 1, 64, 0.86, "TinyLlama 1B GEMV"),
+                              ("tinyllama-1.1b", 1, 2048, 2.10, "TinyLlama 1B GEMV"),
+                              ("llama-2-13b", 1, 64, 8.47, "Llama 2 13B GEMM"),
+                              ("llama-2-13b", 1, 2048, 10.28, "Llama 2 13B GEMM"),
+                              ("llama-2-13b", 3, 64, 8.57, "Llama 2 13B GEMM"),
+                              ("llama-2-13b", 3, 2048, 16.90, "Llama 2 13B GEMM"),
+                              ("codellama-34b", 1, 64, 19.05, "CodeLlama 34B GEMM"),
+                              ("codellama-34b", 1, 2048, 20.26, "CodeLlama 34B GEMM"),
+                              ("deepseek-coder-33b", 1, 64, 18.92, "DeepSeek 33B GEMM"),
+                              ("deepseek-coder-33b", 1, 2048, 19.87, "DeepSeek 33B GEMM")):
+    ROWS.append(Row("inference VRAM", cfg, "awq-4bit-g128",
+                    {"ctx": n, "batch": bs, "attn_implementation": "eager", "logits": "all"}, gib, "torch",
+                    f"{gib} GB ({what}, batch {bs}, prefill {n})", AUTOAWQ, "AutoAWQ 0.1.6, fused layers"))
+# LitGPT resource tables, single-GPU inference (A100 40GB): generate/base.py, "Hello, my name is" + 50
+# new tokens (KV cache sized to them), torch.cuda.max_memory_allocated / 1e9. LitGPT's bnb precision
+# plugin quantises lm_head too (Transformers keeps it in 16 bits).
+for cfg, fmt, gb in (("llama-2-7b", "bf16", 13.52), ("llama-2-7b", "nf4", 4.57), ("llama-2-7b", "nf4-dq", 4.26),
+                     ("llama-2-13b", "bf16", 26.21), ("llama-2-13b", "nf4", 8.32), ("llama-2-13b", "nf4-dq", 7.72),
+                     ("codellama-34b", "nf4", 20.52), ("codellama-34b", "nf4-dq", 18.95),
+                     ("llama-2-70b", "nf4-dq", 37.21)):
+    ROWS.append(Row("inference VRAM", cfg, fmt, {"ctx": 56}, gb * GB / GIB, "torch", f"{gb} GB", LITGPT,
+                    "LitGPT 8641822, bf16-true"))
+# Transformers docs, "Optimizing LLMs for Speed and Memory": bigcode/octocoder through pipeline(),
+# a ~20-token prompt and max_new_tokens=60; bytes_to_giga_bytes(torch.cuda.max_memory_allocated())
+for fmt, gib in (("bf16", 29.0260648727417), ("int8", 15.219234466552734), ("fp4", 9.543574333190918)):
+    ROWS.append(Row("inference VRAM", "octocoder", fmt, {"ctx": 80}, gib, "torch", f"{gib:.2f} (GiB)", HF_OPTIM,
+                    "Transformers + bitsandbytes (load_in_4bit default: fp4)"))
+# llama.cpp b2961 (2024-05-22) log in issue #7450: mistral-7b-instruct-v0.2.Q2_K.gguf (TheBloke, 2023-12),
+# 33/33 layers, n_ctx 32000, n_ubatch 512, flash_attn 0: CUDA0 buffer 2898.55 + KV 4000.00 + compute 2094.50 MiB
+ROWS.append(Row("inference VRAM", "mistral-7b-instruct-v0.2", "gguf-Q2_K",
+                {"ctx": 32000, "ubatch": 512, "flash_attn": False, "quant_rules": "2023"},
+                (2898.55 + 4000.00 + 2094.50) * MIB / GIB, "llama.cpp buffers", "2898.55 + 4000.00 + 2094.50 MiB",
+                LLAMA_CPP_7450, "llama.cpp b2961, -ngl 33"))
+
+# ----------------------------------------------------------------------------------- training VRAM
+# LitGPT resource tables, "Finetuning with LoRA on 1 GPU" (A100 40GB): finetune/lora.py at 8641822 --
+# r=8, alpha 16, LoRA on query and value, no activation checkpointing, AdamW (PagedAdamW with bnb),
+# bf16-true; the first step runs the longest Alpaca sample (1304 Llama-2 tokens); "Memory used" is
+# torch.cuda.max_memory_allocated / 1e9.
+for cfg, fmt, mb, gb in (("llama-2-7b", "bf16", 1, 21.30), ("llama-2-7b", "nf4", 1, 14.14),
+                         ("llama-2-7b", "nf4-dq", 1, 13.84), ("llama-2-7b", "bf16", 2, 29.07),
+                         ("llama-2-13b", "bf16", 1, 38.12), ("llama-2-13b", "nf4", 1, 23.14),
+                         ("llama-2-13b", "nf4-dq", 1, 22.55)):
+    ROWS.append(Row("training VRAM", cfg, fmt,
+                    {"mode": "training", "ctx": 1304, "batch": mb, "lora_rank": 8, "lora_targets": "q_proj,v_proj",
+                     "grad_checkpointing": False, "optimizer": "adamw"},
+                    gb * GB / GIB, "torch", f"{gb} GB (micro-batch {mb})", LITGPT, "LitGPT 8641822, bf16-true"))
+
+OWN_MEASUREMENTS: list[Row] = []  # Row(..., measure, said, "own: <date> <device>") when a GPU is lent
 
 
-def tgwui_estimate_vram(info, fmt, settings) -> float | None:
-    """TGWUI's fitted GGUF formula (modules/models_settings.py estimate_vram), in GiB; GGUF only."""
-    if not fmt.startswith("gguf-"):
+# ------------------------------------------------------------------------------------------- peers
+
+def tgwui_estimate_vram(info, row: Row, file_gib: float) -> float | None:
+    """TGWUI's fitted GGUF formula in GiB; None outside GGUF inference (it has no other method)."""
+    if row.kind != "inference VRAM" or not row.fmt.startswith("gguf-"):
         return None
-    e = estimate(info, fmt, ctx=settings.get("ctx", 4096))
-    # (the formula counts the CUDA context: it was fitted on nvidia-smi readings)
-    size_mb = e.file_gib * 1024
     a = info.arch
-    cache = {"q4_0": 4, "q8_0": 8}.get(settings.get("cache_type", "fp16"), 16)
-    ctx = settings.get("ctx", 4096)
-    layers = settings.get("gpu_layers", a.num_layers)
-    per_layer = size_mb / max(a.num_layers, 1e-6)
-    kv_factor = a.num_kv_heads * cache * ctx
-    emb_per_ctx = a.hidden_size / ctx
-    mib = ((per_layer - 17.99552795246051 + 3.148552680382576e-05 * kv_factor)
-           * (layers + max(0.9690636483914102, cache - (floor(50.77817218646521 * emb_per_ctx) + 9.987899908205632)))
+    n_layers = a.num_layers
+    gpu_layers = row.settings.get("gpu_layers")
+    gpu_layers = n_layers if gpu_layers is None or gpu_layers < 0 else min(gpu_layers, n_layers)
+    cache = {"q4_0": 4, "q8_0": 8}.get(row.settings.get("cache_type", "fp16"), 16)
+    ctx = row.settings.get("ctx", 4096)
+    size_per_layer = file_gib * 1024 / max(n_layers, 1e-6)
+    kv_cache_factor = a.num_kv_heads * cache * ctx
+    embedding_per_context = a.hidden_size / ctx
+    mib = ((size_per_layer - 17.99552795246051 + 3.148552680382576e-05 * kv_cache_factor)
+           * (gpu_layers + max(0.9690636483914102,
+                               cache - (floor(50.77817218646521 * embedding_per_context) + 9.987899908205632)))
            + 1516.522943869404)
     return mib / 1024
 
 
-def accelerate_estimate(info, fmt, settings) -> float:
+_GP_GGML = {"Q4_0": ("ggml_QK4_0", 18, 32), "Q4_1": ("ggml_QK4_1", 20, 32), "Q5_0": ("ggml_QK5_0", 22, 32),
+            "Q5_1": ("ggml_QK5_1", 24, 32), "Q8_0": ("ggml_QK8_0", 34, 32), "Q6_K": ("ggml_Q6_K", 54, 64)}
+_GP_COMBO = {"Q3_K_L": (38.0, 26.0), "Q3_K_M": (46.0, 26.0), "Q4_K_S": (46.0, 38.0), "Q4_K_M": (54.0, 38.0),
+             "Q5_K_M": (54.0, 46.0), "Q2_K": (26.0, 22.0)}
+
+
+def _gp_config(info) -> dict:
+    a = info.arch  # what gpu_poor's getParseConfig reads: no kv heads, no experts
+    return {"vocab": a.vocab_size, "h": a.hidden_size, "heads": a.num_heads, "inter": a.intermediate_size,
+            "L": a.num_layers}
+
+
+def _gp_params(c) -> float:
+    return c["vocab"] * c["h"] * 2 + c["L"] * 4 * c["h"] * c["h"] + c["L"] * 3 * c["inter"] * c["h"]
+
+
+def _gp_ggml_mib(c, ftype: str) -> float | None:
+    """computeModelSizeGGML: MiB of a ggml file; None for types gpu_poor does not offer."""
+    n = _gp_params(c)
+    if ftype in _GP_GGML:
+        _, mult, per = _GP_GGML[ftype]
+        return mult * n / (per * MIB)
+    if ftype in _GP_COMBO:
+        hi, lo = _GP_COMBO[ftype]
+        if ftype == "Q2_K":
+            other = n - (c["h"] * c["h"] * c["L"] * 2 + 2 * c["vocab"] * c["h"])
+            return ((n - other) * lo + other * hi) / (64 * MIB)
+        v_down = c["L"] * c["h"] * c["h"] + c["L"] * c["h"] * c["inter"]
+        return ((n - v_down) * lo + v_down * hi) / (64 * MIB)
+    return None
+
+
+def _gp_model_mib(n: float, quant: str, trn: str = "") -> float:
+    """convertToMBModelSize."""
+    size = n * 2 / MIB
+    extra = 0.06 * size if quant in ("bnb_int8", "bnb_q4") or trn == "qlora" else 0.0
+    if quant == "bnb_int8":
+        size /= 2
+    if quant == "bnb_q4":
+        size /= 4
+    if trn == "qlora":
+        size = size / 4 - n * 2 / (64 * MIB)
+    return size + extra
+
+
+def _gp_act_inference(c, ctx: int) -> float:
+    return (ctx * c["h"] * 5 * 2 + ctx * ctx * c["heads"] * 2) / MIB
+
+
+def _gp_extra(c, quant: str, ctx: int) -> float:
+    common = (10 * c["h"] + 5 * c["h"] + 4 * c["inter"] + 2 * c["inter"]) * c["L"]
+    root = (ctx / 50) ** 0.5 if ctx / 50 > 1 else 1.0
+    factor = {"bnb_int8": 0.75 * 1.25, "bnb_q4": 1.0, "qlora": 0.75}[quant]
+    return factor * common * 50 * root
+
+
+def _gp_act_training(c, ctx: int, batch: int) -> float:
+    n, h, heads, inter, f = ctx, c["h"], c["heads"], c["inter"], 2
+    attn = n * h * 3 * f + n * h * 2 * f + n * n * heads * f + n * n * heads * 4 + n * n * heads * f + 3 * n * h * f
+    ffn = 2 * h * n * f + f * 5 * n * inter + inter * n * f
+    norm = n * 4 * 2 + n * h * f * 6
+    return (attn + ffn + norm) * c["L"] * batch
+
+
+def gpu_poor(info, row: Row) -> float | None:
+    """gpu_poor's getAllComputedData, in GiB (its MB are MiB); None where it offers no such option."""
+    c = _gp_config(info)
+    fmt = parse_format(row.fmt)
+    s = row.settings
+    ctx, batch = s.get("ctx", 4096), s.get("batch", 1)
+    torch_like = row.measure in ("torch", "llama.cpp buffers")
+    overhead = 0.0 if torch_like else 650.0  # its "cuda + other overhead" item
+    if row.kind == "file size":
+        mib = _gp_ggml_mib(c, fmt.ftype) if fmt.kind == "gguf" else None
+        return None if mib is None else mib / 1024
+    if row.kind == "inference VRAM":
+        if fmt.kind == "gguf":
+            model = _gp_ggml_mib(c, fmt.ftype)
+            if model is None:
+                return None
+            kv = batch * 1 * ctx * 2 * 2 * c["h"] * c["L"] / MIB
+            return (model + kv + batch * _gp_act_inference(c, ctx) + overhead + 0.1 * ctx) / 1024
+        quant = {"float": "no_quant", "int8": "bnb_int8", "bnb4": "bnb_q4"}.get(fmt.kind)
+        if quant is None:
+            return None  # no GPTQ / AWQ / EXL2 in gpu_poor
+        model = _gp_model_mib(_gp_params(c), quant)
+        kv = batch * 2 * ctx * 2 * 2 * c["h"] * c["L"] / MIB
+        return (model + kv + batch * _gp_act_inference(c, ctx) + overhead) / 1024
+    # training
+    trn = "qlora" if fmt.kind == "bnb4" else "lora_trn"
+    quant = {"float": "no_quant", "int8": "bnb_int8", "bnb4": "no_quant"}.get(fmt.kind)
+    if quant is None or s.get("optimizer", "adamw") != "adamw":
+        return None
+    n = _gp_params(c)
+    model = _gp_model_mib(n, quant, trn)
+    act = _gp_act_training(c, ctx, batch) / MIB * (0.15 if s.get("grad_checkpointing", True) else 1.0)
+    if trn == "qlora":
+        grad_opt = c["L"] * 8 * c["h"] * 0.5 * 4 * 3 + _gp_extra(c, "qlora", ctx) * batch
+    elif quant == "no_quant":
+        grad_opt = c["L"] * 8 * c["h"] * 2 * 4 * 3 * 2
+    else:
+        grad_opt = c["L"] * 8 * c["h"] * 2 * 4 * 3 + _gp_extra(c, quant, ctx) * batch
+    return (model + grad_opt / MIB + act + overhead) / 1024
+
+
+def accelerate_estimate(info, row: Row) -> float:
     """accelerate estimate-memory: parameters x dtype bytes (int8 = fp32/4, int4 = fp32/8), weights only."""
-    n = info.arch.n_params()
-    bits = 16
-    if fmt in ("fp32",):
-        bits = 32
-    elif fmt == "int8" or fmt.endswith("Q8_0"):
-        bits = 8
-    elif fmt in ("nf4", "nf4-dq", "fp4") or "4bit" in fmt or "Q4" in fmt or "Q3" in fmt or "Q2" in fmt \
-            or "Q5" in fmt or "Q6" in fmt:
-        bits = 4
-    return n * bits / 8 / GIB
+    fmt = parse_format(row.fmt)
+    bits = {"fp32": 32, "int8": 8}.get(fmt.name, 16)
+    if fmt.kind in ("bnb4", "gptq", "awq"):
+        bits = 4 if fmt.bits <= 4 else 8
+    elif fmt.kind in ("gguf", "exl2"):
+        bits = 8 if fmt.bits >= 6 else 4
+    return info.arch.n_params() * bits / 8 / GIB
 
 
-def ours(info, kind, fmt, settings) -> float:
-    settings = dict(settings)
-    measure = settings.pop("measure", "nvidia-smi")
-    e = estimate(info, fmt, **settings)
-    if kind == "file size":
-        return e.file_gib
-    return e.total_gib - (e.cuda_context_gib if measure == "torch" else 0.0)
+def ours(info, row: Row) -> tuple[float, float]:
+    """(pocketpack's figure for what the row measured, the file size it predicts)."""
+    e = estimate(info, row.fmt, **row.settings)
+    if row.kind == "file size":
+        return e.file_gib, e.file_gib
+    if row.measure in ("torch", "llama.cpp buffers"):
+        return e.allocated_gib, e.file_gib
+    return e.total_gib, e.file_gib
 
 
-def main() -> int:
-    results: dict[str, dict[str, list[float]]] = {}
-    print(f"{'kind':<15} {'model':<16} {'format':<16} {'published':>9} {'pocketpack':>10} {'TGWUI':>7} "
-          f"{'accel.':>7}  source")
-    for kind, cfg, fmt, settings, value, source, said in ROWS + OWN_MEASUREMENTS:
-        info = inspect_model(CONFIGS / f"{cfg}.json")
-        mine = ours(info, kind, fmt, settings)
-        tg = tgwui_estimate_vram(info, fmt, settings) if kind == "inference VRAM" else None
-        acc = accelerate_estimate(info, fmt, settings)
-        per = results.setdefault(kind, {"pocketpack": [], "TGWUI": [], "gpu_poor": [], "accelerate": []})
-        per["pocketpack"].append(abs(mine / value - 1) * 100)
-        per["accelerate"].append(abs(acc / value - 1) * 100)
-        if tg is not None:
-            per["TGWUI"].append(abs(tg / value - 1) * 100)
-        tg_s = f"{tg:7.2f}" if tg is not None else "    n/a"
-        print(f"{kind:<15} {cfg:<16} {fmt:<16} {value:9.2f} {mine:10.2f} {tg_s} {acc:7.2f}  {said}, {source}")
-    print("\nabsolute % error: median / worst (n rows)")
-    print(f"{'kind':<15} " + " ".join(f"{p:>20}" for p in ("pocketpack", "TGWUI", "gpu_poor", "accelerate")))
-    for kind, per in results.items():
+# --------------------------------------------------------------------------------------- the table
+
+@dataclass
+class Scores:
+    errors: dict = field(default_factory=lambda: {k: {p: [] for p in PEERS} for k in KINDS})
+    paired: dict = field(default_factory=lambda: {k: {p: [] for p in PEERS[1:]} for k in KINDS})
+
+
+def evaluate(rows: list[Row], show=print) -> Scores:
+    scores = Scores()
+    show(f"{'kind':<15} {'model':<19} {'format':<15} {'measured':>8} {'pocketpack':>10} {'TGWUI':>7} {'gpu_poor':>8} "
+         f"{'accel.':>7}  published, source")
+    infos = {}
+    for row in rows:
+        info = infos.setdefault(row.config, inspect_model(CONFIGS / f"{row.config}.json"))
+        mine, file_gib = ours(info, row)
+        values = {"pocketpack": mine, "TGWUI": tgwui_estimate_vram(info, row, file_gib),
+                  "gpu_poor": gpu_poor(info, row), "accelerate": accelerate_estimate(info, row)}
+        errs = {p: (abs(v / row.value_gib - 1) * 100 if v is not None else None) for p, v in values.items()}
+        for p, err in errs.items():
+            if err is not None:
+                scores.errors[row.kind][p].append(err)
+                if p != "pocketpack":
+                    scores.paired[row.kind][p].append((errs["pocketpack"], err))
+        cells = " ".join(f"{values[p]:{w}.2f}" if values[p] is not None else f"{'n/a':>{w}}"
+                         for p, w in (("TGWUI", 7), ("gpu_poor", 8), ("accelerate", 7)))
+        show(f"{row.kind:<15} {row.config:<19} {row.fmt:<15} {row.value_gib:8.2f} {mine:10.2f} {cells}  "
+             f"{row.said} [{row.measure}], {row.source}")
+    return scores
+
+
+def _cell(errs: list[float]) -> str:
+    if not errs:
+        return f"{'no method':>21}"
+    return f"{statistics.median(errs):6.1f} / {max(errs):6.1f} ({len(errs):2})"
+
+
+def summary(scores: Scores, show=print) -> None:
+    show("absolute % error, all rows each estimator can score: median / worst (rows)")
+    show(f"{'kind':<15} " + " ".join(f"{p:>21}" for p in PEERS))
+    for kind in KINDS:
+        show(f"{kind:<15} " + " ".join(_cell(scores.errors[kind][p]) for p in PEERS))
+    show("\nhead to head, on the rows both can score: pocketpack median vs the peer's median (rows)")
+    show(f"{'kind':<15} " + " ".join(f"{'vs ' + p:>24}" for p in PEERS[1:]))
+    for kind in KINDS:
         cells = []
-        for peer in ("pocketpack", "TGWUI", "gpu_poor", "accelerate"):
-            errs = per[peer]
-            cells.append(f"{statistics.median(errs):6.1f} / {max(errs):6.1f} ({len(errs):2})" if errs else
-                         f"{'n/a':>20}")
-        print(f"{kind:<15} " + " ".join(f"{c:>20}" for c in cells))
-    print(f"{'training VRAM':<15} no published rows yet")
-    print("\nREADME table: total VRAM (GiB) at 2048 tokens, batch 1, Transformers loader; file size in brackets")
-    print(f"{'model':<12} {'fp16':>16} {'8-bit (int8)':>16} {'4-bit (nf4)':>16} {'4-bit GGUF Q4_K_M':>18}")
+        for p in PEERS[1:]:
+            pairs = scores.paired[kind][p]
+            if not pairs:
+                cells.append(f"{'no method':>24}")
+            else:
+                ours_med = statistics.median(a for a, _ in pairs)
+                peer_med = statistics.median(b for _, b in pairs)
+                cells.append(f"{ours_med:6.1f} vs {peer_med:6.1f} ({len(pairs):2})")
+        show(f"{kind:<15} " + " ".join(f"{c:>24}" for c in cells))
+
+
+def classic_table(show=print) -> None:
+    """The README's classic table: total VRAM (GiB, nvidia-smi view) at 2048 tokens, file size in brackets."""
+    show("total VRAM GiB at 2048 tokens, batch 1 (nvidia-smi view: CUDA context included); [file size GiB]")
+    show(f"{'model':<12} {'fp16':>16} {'8-bit (int8)':>16} {'4-bit (nf4)':>16} {'4-bit GGUF Q4_K_M':>18}")
     for label, cfg in (("LLaMA 7B", "llama-7b"), ("Mistral 7B", "mistral-7b-v0.1"), ("Saiga 13B", "saiga-13b")):
         info = inspect_model(CONFIGS / f"{cfg}.json")
         cells = []
         for fmt in ("fp16", "int8", "nf4", "gguf-Q4_K_M"):
             e = estimate(info, fmt, ctx=2048)
             cells.append(f"{e.total_gib:6.1f} [{e.file_gib:5.1f}]")
-        print(f"{label:<12} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16} {cells[3]:>18}")
+        show(f"{label:<12} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16} {cells[3]:>18}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--summary", action="store_true", help="only the summary tables")
+    parser.add_argument("--classic", action="store_true", help="only the README's classic table")
+    args = parser.parse_args(argv)
+    if args.classic:
+        classic_table()
+        return 0
+    scores = evaluate(ROWS + OWN_MEASUREMENTS, show=(lambda *_: None) if args.summary else print)
+    if not args.summary:
+        print()
+    summary(scores)
     return 0
 
 

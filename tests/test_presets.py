@@ -133,3 +133,72 @@ def test_cli_show_and_apply(capsys, tmp_path):
     assert capsys.readouterr().out.startswith("python server.py --model x.gguf --loader llama.cpp")
     args = parser.parse_args(["presets", "show", "gpu-5gb"])
     assert args.func(args) == 2 and "unknown tier" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- where presets are read from
+
+def _install_preset(root: Path, current: bool, ctx_size: int = 2048) -> Path:
+    """What installer/install.py does: copy a tier preset into the checkout (here edited by the user)."""
+    folder = root / ("user_data/pocketpack/presets" if current else "pocketpack-data/presets")
+    folder.mkdir(parents=True)
+    data = yaml.safe_load((PRESET_DIR / "gpu-8gb.yaml").read_text())
+    data["description"] = "my edited copy"
+    data["models"]["7-8B"]["ctx_size"] = ctx_size
+    (folder / "gpu-8gb.yaml").write_text(yaml.safe_dump(data))
+    return folder / "gpu-8gb.yaml"
+
+
+@pytest.mark.parametrize("current", [True, False])
+def test_a_checkouts_installed_presets_win(tmp_path, monkeypatch, current):
+    root = _checkout(tmp_path / "tg", current)
+    path = _install_preset(root, current)
+    preset = load_preset("gpu-8gb", tgwui=root)
+    assert preset.description == "my edited copy" and Path(preset.source) == path
+    assert load_preset("gpu-12gb", tgwui=root).source == str(PRESET_DIR / "gpu-12gb.yaml")  # not installed there
+    assert load_preset("gpu-8gb").source == str(PRESET_DIR / "gpu-8gb.yaml")  # outside the checkout
+    monkeypatch.chdir(root)  # TGWUI runs from its root: no --tgwui needed
+    assert load_preset("gpu-8gb").description == "my edited copy"
+
+
+def test_cli_inside_a_checkout_lists_shows_and_applies_the_installed_copy(tmp_path, monkeypatch, capsys):
+    from pocketpack.presets import cli
+
+    root = _checkout(tmp_path / "tg", True)
+    path = _install_preset(root, True, ctx_size=3072)
+    monkeypatch.chdir(root)
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+
+    def run(*argv):
+        args = parser.parse_args(["presets", *argv])
+        return args.func(args), capsys.readouterr()
+
+    code, out = run("list", "--json")
+    sources = json.loads(out.out)["sources"]
+    assert code == 0 and Path(sources["gpu-8gb"]) == path and sources["gpu-24gb"] == str(PRESET_DIR / "gpu-24gb.yaml")
+    code, out = run("show", "gpu-8gb")
+    assert code == 0 and "my edited copy" in out.out and str(path) in out.out and "--ctx-size 3072" in out.out
+    code, out = run("apply", "gpu-8gb", "my-8b.gguf", "--class", "7-8B", "--json")
+    done = json.loads(out.out)
+    assert code == 0 and Path(done["preset"]) == path and Path(done["written"]).parent == root / "user_data" / "models"
+    written = yaml.safe_load((root / "user_data" / "models" / "config-user.yaml").read_text())
+    assert written["my-8b.gguf$"]["ctx_size"] == 3072
+
+
+def test_presets_are_generated_when_no_folder_has_them(tmp_path, monkeypatch):
+    import pocketpack.presets as presets
+
+    monkeypatch.setattr(presets, "PRESET_DIR", tmp_path / "wheel-has-no-presets")
+    preset = load_preset("cpu-16gb")
+    assert preset.source == "generated" and preset.to_dict() == build_preset("cpu-16gb").to_dict()
+
+
+def test_a_broken_installed_preset_is_named(tmp_path):
+    root = _checkout(tmp_path / "tg", True)
+    path = _install_preset(root, True)
+    path.write_text("kind: something-else\n")
+    with pytest.raises(VramError, match="not a Pocket Pack hardware-tier preset"):
+        load_preset("gpu-8gb", tgwui=root)
+    path.write_text("kind: pocketpack-hardware-tier\ntier: gpu-8gb\n")
+    with pytest.raises(VramError, match="missing or bad field"):
+        load_preset("gpu-8gb", tgwui=root)

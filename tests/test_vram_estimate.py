@@ -157,3 +157,73 @@ def test_every_part_adds_up():
         e = estimate(model("mistral-7b-v0.1"), fmt, ctx=8192)
         assert e.total_gib == pytest.approx(sum(e.parts().values()))
         assert 0 < e.cuda_context_gib <= e.overhead_gib
+
+
+# --------------------------------------------------------------------------- llama.cpp rule history
+
+def test_2023_rules_explain_thebloke_mixtral_sizes():
+    """TheBloke's Mixtral GGUFs (llama.cpp 8a7b2fa, 2023-12): Q4_K_M is as large as Q4_0 (26.4 GB)."""
+    info = model("mixtral-8x7b")
+    gb = {r: {f: estimate(info, f"gguf-{f}", quant_rules=r).file_gib * GIB / 1e9 for f in ("Q4_0", "Q4_K_M", "Q2_K")}
+          for r in ("2023", "current")}
+    # 2023: experts were blk.N.ffn_down.E.weight, which the exact-name rules never matched
+    assert gb["2023"]["Q4_K_M"] == pytest.approx(26.4, rel=0.01)
+    assert gb["2023"]["Q4_K_M"] == pytest.approx(gb["2023"]["Q4_0"], rel=0.01)
+    assert gb["2023"]["Q2_K"] == pytest.approx(15.6, rel=0.02)
+    # today's llama-quantize gives the experts' ffn_down Q6_K in the "more bits" layers
+    assert gb["current"]["Q4_K_M"] > gb["current"]["Q4_0"] + 1.5
+    assert gb["current"]["Q4_0"] == pytest.approx(gb["2023"]["Q4_0"], rel=0.01)  # + attn_k/attn_v in Q8_0 today
+
+
+def test_2023_q2_k_put_the_mlp_in_q3_k():
+    # TheBloke/LLaMA-7b-GGUF llama-7b.Q2_K.gguf (llama.cpp d119c04, 2023-08): 2.83 GB
+    info = model("llama-7b")
+    old = estimate(info, "gguf-Q2_K", quant_rules="2023").file_gib * GIB / 1e9
+    new = estimate(info, "gguf-Q2_K").file_gib * GIB / 1e9
+    assert old == pytest.approx(2.83, rel=0.01) and new < old - 0.2
+    with pytest.raises(VramError, match="quant rules"):
+        estimate(info, "gguf-Q4_K_M", quant_rules="1999")
+
+
+def test_llama_cpp_without_flash_attention_holds_the_score_matrix():
+    """llama.cpp b2961 log, issue #7450: Mistral-7B-Instruct-v0.2 Q2_K, 33/33 layers, n_ctx 32000,
+    n_ubatch 512, flash_attn 0: model 2898.55 + KV 4000.00 + compute 2094.50 MiB on CUDA0."""
+    info = model("mistral-7b-instruct-v0.2")
+    e = estimate(info, "gguf-Q2_K", ctx=32000, ubatch=512, flash_attn=False, quant_rules="2023")
+    assert e.kv_cache_gib * 1024 == pytest.approx(4000.0)
+    assert e.compute_gib * 1024 == pytest.approx(2094.5, rel=0.03)
+    assert e.allocated_gib * 1024 == pytest.approx(2898.55 + 4000.0 + 2094.5, rel=0.01)
+    fa = estimate(info, "gguf-Q2_K", ctx=32000, ubatch=512, quant_rules="2023")
+    assert fa.compute_gib < e.compute_gib / 10  # flash attention never builds the n_kv x n_ubatch x n_head scores
+    assert e.allocated_gib == pytest.approx(e.total_gib - e.overhead_gib)
+
+
+def test_eager_attention_and_full_logits_cost_what_they_materialise():
+    info = model("mistral-7b-v0.1")
+    sdpa = estimate(info, "awq-4bit-g128", ctx=2048, batch=8)
+    eager = estimate(info, "awq-4bit-g128", ctx=2048, batch=8, attn_implementation="eager")
+    scores = 8 * 32 * 2048 * 2048 * (2 + 4 + 2)  # fp16 scores, fp32 softmax, fp16 copy
+    assert (eager.compute_gib - sdpa.compute_gib) * GIB == pytest.approx(scores, rel=0.02)
+    tiny = model("gemma-3-270m")  # 262k vocabulary: every position's logits dwarf one layer
+    last = estimate(tiny, "bf16", ctx=2048)
+    every = estimate(tiny, "bf16", ctx=2048, logits="all")
+    assert every.compute_gib * GIB > 2048 * tiny.arch.vocab_size * 6
+    assert last.compute_gib < every.compute_gib / 4
+    with pytest.raises(VramError, match="attention implementation"):
+        estimate(info, "fp16", attn_implementation="flash")
+
+
+def test_qlora_keeps_the_input_of_every_quantised_linear():
+    """bitsandbytes' MatMul4Bit saves its input for backward; a frozen 16-bit Linear does not."""
+    info = model("llama-2-7b")
+    kw = dict(mode="training", ctx=1024, lora_targets="q_proj,v_proj", grad_checkpointing=False)
+    lora = estimate(info, "bf16", **kw)
+    qlora = estimate(info, "nf4", **kw)
+    a = info.arch
+    extra = 32 * 1024 * 2 * (a.hidden_size + a.intermediate_size)  # MLP input and down_proj input, 16-bit
+    dequant = 2 * 2 * a.hidden_size * a.intermediate_size  # two dequantised 16-bit copies of the largest weight
+    assert (qlora.activations_gib - lora.activations_gib) * GIB == pytest.approx(extra + dequant, rel=0.01)
+    all_linear = estimate(info, "bf16", **{**kw, "lora_targets": "all-linear"})
+    assert all_linear.activations_gib > lora.activations_gib  # adapted MLP layers keep their inputs too
+    no_dropout = estimate(info, "bf16", **kw, lora_dropout=0.0)
+    assert no_dropout.activations_gib < lora.activations_gib

@@ -61,3 +61,28 @@ def test_apply_outside_a_checkout_says_why(models_dir, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     script = load_script()
     assert "not a text-generation-webui checkout" in script._apply("gpu-8gb", "llama3-8b")
+
+
+def test_apply_in_a_checkout_uses_the_installed_preset(tmp_path, monkeypatch):
+    import yaml
+
+    from pocketpack.presets import PRESET_DIR
+
+    root = tmp_path / "tg"
+    (root / "modules").mkdir(parents=True)
+    flags = "".join(f"parser.add_argument('{f}')\n" for f in ("--gpu-layers", "--ctx-size"))
+    (root / "modules" / "shared.py").write_text(flags)
+    models = root / "user_data" / "models"
+    (models / "llama3-8b").mkdir(parents=True)
+    shutil.copy(DATA / "meta-llama-3-8b.json", models / "llama3-8b" / "config.json")
+    installed = root / "user_data" / "pocketpack" / "presets"
+    installed.mkdir(parents=True)
+    data = yaml.safe_load((PRESET_DIR / "gpu-8gb.yaml").read_text())
+    data["models"]["7-8B"]["ctx_size"] = 3072
+    (installed / "gpu-8gb.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(root)
+    script = load_script()
+    message = script._apply("gpu-8gb", "llama3-8b")
+    assert "Wrote" in message and str(installed / "gpu-8gb.yaml") in message
+    written = yaml.safe_load((models / "config-user.yaml").read_text())
+    assert written["llama3-8b$"]["ctx_size"] == 3072

@@ -25,6 +25,14 @@ def _models_dir() -> Path:
     return Path(getattr(s.args, "model_dir", None) or Path(getattr(s, "user_data_dir", "user_data")) / "models")
 
 
+def _user_data():
+    """TGWUI's user data folder (v3.1+), where the installer put the presets; None before v3.1."""
+    from pocketpack.tgwui import shared
+
+    folder = getattr(shared(), "user_data_dir", None)
+    return Path(folder) if folder and Path(folder).is_dir() else None
+
+
 def _loaded_model() -> str | None:
     from pocketpack.tgwui import shared
 
@@ -59,11 +67,12 @@ def _apply(tier, model):
     from pocketpack.vram import VramError
 
     try:
-        done = apply_preset(tier, model, None, Path.cwd())
+        done = apply_preset(tier, model, None, Path.cwd(), user_data=_user_data())
     except VramError as exc:
         return f"**Not applied:** {exc}"
     notes = "".join(f"\n\n_{n}_" for n in done.notes)
-    return f"Wrote `{done.written}` for `{model}` ({done.model_class} on {tier}).\n\n`{done.command}`{notes}"
+    return (f"Wrote `{done.written}` for `{model}` ({done.model_class} on {tier}, preset `{done.preset_source}`)."
+            f"\n\n`{done.command}`{notes}")
 
 
 def _measure():

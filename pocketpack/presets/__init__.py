@@ -3,6 +3,13 @@
 Not TGWUI's sampler presets (``user_data/presets``): these describe how to *load* a model. Each
 ``presets/<tier>.yaml`` is generated from the VRAM estimator (``python -m pocketpack.presets.generate``)
 and the tests re-check every entry against it, so a preset never recommends what does not fit.
+
+Where a preset is read from, first found wins (:func:`preset_dirs`): the folder the installer
+copied them to in a TGWUI checkout -- ``user_data/pocketpack/presets`` (``pocketpack-data/presets``
+in checkouts before v3.1, which have no ``user_data/``), found from ``--tgwui``, TGWUI's
+``shared.user_data_dir`` or the working directory when it is a checkout (TGWUI runs from its root)
+-- then this repository's ``presets/``, and last the estimator itself (an installed wheel has no
+``presets/``), so a user's edited copy in the checkout is the one used.
 """
 
 from __future__ import annotations
@@ -62,6 +69,7 @@ class Preset:
     vram_gib: float
     ram_gib: float
     models: dict[str, Entry | None] = field(default_factory=dict)
+    source: str = "generated"   # the file it was read from, or "generated" (built from the estimator)
 
     def to_dict(self) -> dict:
         return {"version": FORMAT_VERSION, "kind": "pocketpack-hardware-tier", "tier": self.tier,
@@ -85,23 +93,71 @@ def list_tiers() -> list[str]:
     return list(TIERS)
 
 
-def load_preset(tier: str, directory: Path | None = None) -> Preset:
-    """Read ``presets/<tier>.yaml``; without the file (an installed wheel), build it from the estimator."""
+def is_checkout(root: Path) -> bool:
+    """A text-generation-webui checkout: TGWUI runs from this folder."""
+    return (Path(root) / "modules" / "shared.py").is_file()
+
+
+def installed_dir(root: str | Path) -> Path:
+    """Where installer/install.py copies the presets in the TGWUI checkout at ``root``."""
+    root = Path(root)
+    return root / "user_data" / "pocketpack" / "presets" if (root / "user_data").is_dir() \
+        else root / "pocketpack-data" / "presets"
+
+
+def preset_dirs(tgwui: str | Path | None = None, user_data: str | Path | None = None) -> list[Path]:
+    """Folders to read presets from, first found wins: the checkout's copy, then the repository's."""
+    dirs: list[Path] = []
+    if user_data:
+        dirs.append(Path(user_data).absolute() / "pocketpack" / "presets")
+    root = Path(tgwui).absolute() if tgwui else (Path.cwd() if is_checkout(Path.cwd()) else None)
+    if root is not None:
+        dirs.append(installed_dir(root))
+    dirs.append(PRESET_DIR)
+    unique: list[Path] = []
+    for d in dirs:
+        if d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def find_preset(tier: str, tgwui: str | Path | None = None, user_data: str | Path | None = None) -> Path | None:
+    """The file ``tier`` is read from, or None when no folder has it (it is then generated)."""
+    for folder in preset_dirs(tgwui, user_data):
+        path = folder / f"{tier}.yaml"
+        if path.is_file():
+            return path
+    return None
+
+
+def load_preset(tier: str, directory: Path | None = None, tgwui: str | Path | None = None,
+                user_data: str | Path | None = None) -> Preset:
+    """Read ``<tier>.yaml`` from ``directory``, else from :func:`preset_dirs`; without any file, build it."""
     if tier not in TIERS:
         raise VramError(f"unknown tier {tier!r}; tiers: {', '.join(TIERS)}")
-    path = (directory or PRESET_DIR) / f"{tier}.yaml"
-    if not path.is_file():
+    path = (Path(directory) / f"{tier}.yaml") if directory else find_preset(tier, tgwui, user_data)
+    if path is None or not path.is_file():
         from pocketpack.presets.generate import build_preset
 
         return build_preset(tier)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise VramError(f"{path.name}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if data.get("kind") != "pocketpack-hardware-tier":
-        raise VramError(f"{path.name}: not a Pocket Pack hardware-tier preset")
-    return Preset(str(data["tier"]), str(data.get("description", "")), float(data["vram_gib"]),
-                  float(data["ram_gib"]), {k: _entry(k, v) for k, v in (data.get("models") or {}).items()})
+        raise VramError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except OSError as exc:
+        raise VramError(f"{path}: cannot read ({exc.strerror})") from None
+    if not isinstance(data, dict) or data.get("kind") != "pocketpack-hardware-tier":
+        raise VramError(f"{path}: not a Pocket Pack hardware-tier preset")
+    try:
+        preset = Preset(str(data["tier"]), str(data.get("description", "")), float(data["vram_gib"]),
+                        float(data["ram_gib"]), source=str(path))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VramError(f"{path}: missing or bad field ({exc})") from None
+    models = data.get("models") or {}
+    if not isinstance(models, dict):
+        raise VramError(f"{path}: 'models' must map model classes to entries")
+    preset.models = {k: _entry(k, v) for k, v in models.items()}
+    return preset
 
 
 def tier_for(vram_gib: float, ram_gib: float) -> str:

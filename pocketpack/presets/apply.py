@@ -28,6 +28,7 @@ class Applied:
     settings: dict
     notes: list[str] = field(default_factory=list)
     written: Path | None = None
+    preset_source: str = "generated"   # the preset file used, or "generated"
 
     @property
     def command(self) -> str:
@@ -50,7 +51,9 @@ def _guess_class(version: TGWUIVersion, model: str) -> str:
 
 
 def apply_preset(tier: str, model: str, model_class: str | None = None, tgwui: str | Path | None = None,
-                 write: bool = True) -> Applied:
+                 write: bool = True, user_data: str | Path | None = None) -> Applied:
+    """Apply ``tier`` to ``model``; the preset is the checkout's installed copy when there is one
+    (:func:`pocketpack.presets.preset_dirs`), and ``write`` merges it into config-user.yaml."""
     if not model or "/" in model or "\\" in model or model in (".", ".."):
         raise VramError(f"model name {model!r}: give the folder or file name inside the models folder")
     version = detect_version(tgwui)
@@ -60,12 +63,12 @@ def apply_preset(tier: str, model: str, model_class: str | None = None, tgwui: s
         model_class = _guess_class(version, model)
     if model_class not in MODEL_CLASSES:
         raise VramError(f"unknown model class {model_class!r}; classes: {', '.join(MODEL_CLASSES)}")
-    preset = load_preset(tier)
+    preset = load_preset(tier, tgwui=tgwui, user_data=user_data)
     entry = preset.models.get(model_class)
     if entry is None:
         raise VramError(f"no {model_class} model fits the {tier} tier; try a smaller class")
     flags, settings, notes = load_settings(entry, version)
-    applied = Applied(tier, model, model_class, entry, flags, settings, notes)
+    applied = Applied(tier, model, model_class, entry, flags, settings, notes, preset_source=preset.source)
     if write and tgwui is not None:
         applied.written = write_user_config(version.models_dir / "config-user.yaml", model, settings)
     return applied

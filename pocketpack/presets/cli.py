@@ -13,13 +13,15 @@ def register(subparsers) -> None:
     sub = parser.add_subparsers(dest="presets_command", metavar="ACTION")
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
-    ls = sub.add_parser("list", help="the tiers, and the one this machine matches")
+    ls = sub.add_parser("list", help="the tiers, where each is read from, and the one this machine matches")
+    ls.add_argument("--tgwui", metavar="PATH", help="TGWUI checkout whose installed presets to read "
+                    "(default: the working directory, when it is a checkout)")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=_list)
 
     show = sub.add_parser("show", help="what each model class uses on a tier")
     show.add_argument("tier")
-    show.add_argument("--tgwui", metavar="PATH", help="TGWUI checkout, to print the flags it accepts")
+    show.add_argument("--tgwui", metavar="PATH", help="TGWUI checkout: its installed presets and the flags it accepts")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=_show)
 
@@ -28,10 +30,22 @@ def register(subparsers) -> None:
     ap.add_argument("model", help="folder or file name inside the models folder")
     ap.add_argument("--class", dest="model_class", metavar="CLASS", help="3B, 7-8B, 13-14B, 30-34B or 70B "
                     "(default: from the model's size)")
-    ap.add_argument("--tgwui", metavar="PATH", help="TGWUI checkout to write <models>/config-user.yaml in")
+    ap.add_argument("--tgwui", metavar="PATH", help="TGWUI checkout to write <models>/config-user.yaml in "
+                    "(default: the working directory, when it is a checkout)")
     ap.add_argument("--print", dest="print_only", action="store_true", help="only print the command line")
     ap.add_argument("--json", action="store_true")
     ap.set_defaults(func=_apply)
+
+
+def _checkout(path: str | None) -> str | None:
+    """``--tgwui``, or the working directory when it is a TGWUI checkout (TGWUI runs from its root)."""
+    from pathlib import Path
+
+    from pocketpack.presets import is_checkout
+
+    if path:
+        return path
+    return str(Path.cwd()) if is_checkout(Path.cwd()) else None
 
 
 def _fail(exc: Exception) -> int:
@@ -40,16 +54,25 @@ def _fail(exc: Exception) -> int:
 
 
 def _list(args) -> int:
-    from pocketpack.presets import TIERS, tier_for
+    from pocketpack.presets import TIERS, find_preset, tier_for
     from pocketpack.vram.machine import detect
 
+    if args.tgwui is not None:
+        from pocketpack.presets.tgwui import detect_version
+
+        try:
+            detect_version(args.tgwui)
+        except VramError as exc:
+            return _fail(exc)
     m = detect(use_torch=False)
     mine = tier_for(m.vram_gib, m.ram_gib)
+    sources = {name: str(find_preset(name, args.tgwui) or "generated") for name in TIERS}
     if args.json:
-        print(json.dumps({"tiers": {k: v[2] for k, v in TIERS.items()}, "this_machine": mine}, indent=2))
+        print(json.dumps({"tiers": {k: v[2] for k, v in TIERS.items()}, "sources": sources, "this_machine": mine},
+                         indent=2))
         return 0
     for name, (_, _, desc) in TIERS.items():
-        print(f"{'*' if name == mine else ' '} {name:<10} {desc}")
+        print(f"{'*' if name == mine else ' '} {name:<10} {desc:<62} {sources[name]}")
     print(f"(* this machine: {m.gpu_name or 'no GPU'}, {m.ram_gib:.0f} GiB RAM)")
     return 0
 
@@ -58,19 +81,21 @@ def _show(args) -> int:
     from pocketpack.presets import load_preset
     from pocketpack.presets.tgwui import detect_version, load_settings
 
+    tgwui = _checkout(args.tgwui)
     try:
-        preset = load_preset(args.tier)
-        version = detect_version(args.tgwui)
+        version = detect_version(tgwui)
+        preset = load_preset(args.tier, tgwui=tgwui)
     except VramError as exc:
         return _fail(exc)
     if args.json:
         out = preset.to_dict()
+        out["source"] = preset.source
         for name, entry in preset.models.items():
             if entry:
                 out["models"][name]["flags"] = load_settings(entry, version)[0]
         print(json.dumps(out, indent=2))
         return 0
-    print(f"{preset.tier}: {preset.description}")
+    print(f"{preset.tier}: {preset.description}  (from {preset.source})")
     for name, entry in preset.models.items():
         if entry is None:
             print(f"  {name:<7} does not fit")
@@ -87,16 +112,18 @@ def _apply(args) -> int:
     from pocketpack.presets.apply import apply_preset
 
     try:
-        done = apply_preset(args.tier, args.model, args.model_class, args.tgwui, write=not args.print_only)
+        done = apply_preset(args.tier, args.model, args.model_class, _checkout(args.tgwui),
+                            write=not args.print_only)
     except VramError as exc:
         return _fail(exc)
     if args.json:
         print(json.dumps({"tier": done.tier, "model": done.model, "class": done.model_class,
+                          "preset": done.preset_source,
                           "flags": done.flags, "settings": done.settings, "command": done.command,
                           "written": str(done.written) if done.written else None, "notes": done.notes}, indent=2))
         return 0
     if done.written:
-        print(f"wrote {done.written}: {done.model}$ -> {done.settings}")
+        print(f"wrote {done.written}: {done.model}$ -> {done.settings}  (preset from {done.preset_source})")
     print(done.command)
     for note in done.notes:
         print(f"note: {note}")

@@ -18,6 +18,7 @@ Quality is the expected perplexity increase over the 16-bit model, in percent:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from pocketpack.vram import ggml
@@ -42,6 +43,14 @@ QUALITY_LOSS_PCT = {"fp32": 0.0, "bf16": 0.0, "fp16": 0.0, "int8": 0.1, "nf4": 3
 _CURVE = sorted((float(s) * 8 * 1024 ** 3 / 8.03e9, _GGUF_PPL[k] / LLAMA3_8B_PPL * 100) for k, s in
                 (("Q2_K", 2.96), ("Q3_K_M", 3.74), ("Q3_K_L", 4.03), ("Q4_K_S", 4.37), ("Q4_K_M", 4.58),
                  ("Q5_K_M", 5.33), ("Q6_K", 6.14), ("Q8_0", 7.96)))
+
+# Ranking by speed as well as quality (see :func:`rank_score`)
+RAM_SLOWDOWN = 10.0        # a weight read from system RAM costs ~10x one read from VRAM: token generation
+                           # is memory-bound, and dual-channel DDR4/DDR5 moves 50-90 GB/s against the
+                           # 300-1000 GB/s of the GPUs the tiers cover
+OFFLOAD_POINTS = 2.0       # any offload: a CPU-GPU round trip per token and CPU threads busy
+PCT_PER_HALVING = 5.0      # exchange rate: halving the generation speed costs as much as +5% perplexity,
+                           # i.e. about the step from Q4_K_M to Q3_K_L on Llama-3-8B in llama.cpp's table
 
 CANDIDATE_FORMATS = ("bf16", "fp16", "int8", "gguf-Q8_0", "gguf-Q6_K", "gguf-Q5_K_M", "awq-4bit-g128",
                      "gptq-4bit-g128", "gguf-Q4_K_M", "nf4-dq", "gguf-Q4_K_S", "gguf-IQ4_XS",
@@ -83,11 +92,23 @@ class Option:
     quality_loss_pct: float
     estimate: Estimate
     placement: str            # "gpu", "partial", "cpu"
+    ram_share: float = 0.0    # share of the weight bytes read from system RAM for every token
+
+    @property
+    def slowdown(self) -> float:
+        """Expected time per generated token relative to the same format fully on the GPU."""
+        share = 1.0 if self.placement == "cpu" else self.ram_share
+        return (1.0 - share) + share * RAM_SLOWDOWN
+
+    @property
+    def score(self) -> float:
+        return rank_score(self.quality_loss_pct, self.slowdown, offloaded=self.placement != "gpu")
 
     def to_dict(self) -> dict:
         return {"format": self.format, "ctx": self.ctx, "cache_type": self.cache_type,
                 "gpu_layers": self.gpu_layers, "quality_loss_pct": round(self.quality_loss_pct, 2),
                 "placement": self.placement, "loader": self.estimate.loader,
+                "expected_slowdown": round(self.slowdown, 2), "rank_score": round(self.score, 2),
                 "total_gib": round(self.estimate.total_gib, 2), "ram_gib": round(self.estimate.ram_gib, 2),
                 "file_gib": round(self.estimate.file_gib, 2)}
 
@@ -102,6 +123,24 @@ class Advice:
     @property
     def best(self) -> Option | None:
         return self.options[0] if self.options else None
+
+
+def rank_score(quality_loss_pct: float, slowdown: float = 1.0, offloaded: bool = False) -> float:
+    """The number the advisor sorts by (lower is better): quality loss plus a price for speed.
+
+    Rule, in points of expected perplexity loss (%):
+    - a configuration fully on the GPU pays nothing for speed;
+    - one that keeps weights in system RAM pays ``OFFLOAD_POINTS`` (2) for the CPU-GPU round trip every
+      token makes, plus ``PCT_PER_HALVING`` (5) for each halving of the expected generation speed,
+      where a share f of the weight bytes in RAM makes a token ``(1 - f) + 10 f`` times slower
+      (``RAM_SLOWDOWN``); CPU-only is 10x slower: 2 + 16.6 points.
+    So a format fully on the GPU beats a partially offloaded one of slightly better quality
+    (Q4_K_M on the GPU, +2.8%, beats Q5_K_M with its output layer in RAM: 0.9 + 2 + 3.8), while a
+    much better format with a few layers in RAM still beats a badly degraded one that fits
+    (Q4_K_M with 5% of its weights in RAM, 2.8 + 2 + 2.6, beats Q2_K on the GPU, +56%).
+    """
+    price = PCT_PER_HALVING * math.log2(max(slowdown, 1.0))
+    return quality_loss_pct + price + (OFFLOAD_POINTS if offloaded else 0.0)
 
 
 def _fits_gpu(e: Estimate, m: Machine) -> bool:
@@ -145,7 +184,9 @@ def _best_for_format(info: ModelInfo, fmt_name: str, m: Machine, min_ctx: int, c
                     hi = mid - 1
             if lo >= 0:
                 e = estimate(info, fmt, ctx=ctx, gpu_layers=lo)
-                return Option(fmt.name, ctx, "fp16", lo, loss, e, "partial" if lo else "cpu")
+                full = estimate(info, fmt, ctx=ctx)  # the same weights all on the GPU
+                share = 1.0 - e.weights_gib / full.weights_gib if full.weights_gib else 1.0
+                return Option(fmt.name, ctx, "fp16", lo, loss, e, "partial" if lo else "cpu", ram_share=share)
         return "does not fit in VRAM" if fmt.kind != "gguf" else "does not fit in VRAM + RAM"
     if fmt.kind != "gguf":
         return "needs a GPU (Transformers quantised formats run on CUDA)"
@@ -154,13 +195,16 @@ def _best_for_format(info: ModelInfo, fmt_name: str, m: Machine, min_ctx: int, c
             e = _cpu_estimate(info, fmt.name, ctx, cache)
             if _cpu_fits(e, m):
                 return Option(fmt.name, ctx, cache, 0, loss + (0.1 if cache == "q8_0" else 1.0 if cache == "q4_0"
-                                                                else 0.0), e, "cpu")
+                                                                else 0.0), e, "cpu", ram_share=1.0)
     return "does not fit in RAM"
 
 
 def advise(info: ModelInfo, machine: Machine, min_ctx: int = 2048, formats: tuple[str, ...] | None = None,
            max_ctx: int | None = None) -> Advice:
-    """Every candidate format that fits, each with its largest context (up to ``max_ctx``), ranked by quality."""
+    """Every candidate format that fits, each with its largest context (up to ``max_ctx``), best first.
+
+    Ranked by :func:`rank_score` -- expected quality loss plus a price for the speed lost to layers
+    left in system RAM -- then by the larger context."""
     advice = Advice(info.name, machine)
     if info.native:
         formats = (info.native,)
@@ -177,8 +221,7 @@ def advise(info: ModelInfo, machine: Machine, min_ctx: int = 2048, formats: tupl
             advice.options.append(result)
         else:
             advice.rejected[name] = result
-    order = {"gpu": 0, "partial": 1, "cpu": 2}
-    advice.options.sort(key=lambda o: (order[o.placement], o.quality_loss_pct, -o.ctx))
+    advice.options.sort(key=lambda o: (round(o.score, 6), -o.ctx))
     return advice
 
 

@@ -111,7 +111,8 @@ def _advise(args) -> int:
         layers = f" gpu-layers {o.gpu_layers}" if o.gpu_layers is not None else ""
         print(f"  {rank:2}. {o.format:<16} ctx {o.ctx:<6} cache {o.cache_type:<5}{layers:<15} "
               f"VRAM {o.estimate.total_gib:6.2f} GiB  RAM {o.estimate.ram_gib:6.2f} GiB  "
-              f"~+{o.quality_loss_pct:.1f}% ppl  [{o.placement}]")
+              f"~+{o.quality_loss_pct:.1f}% ppl  [{o.placement}"
+              + (f", ~{o.slowdown:.1f}x time/token" if o.placement != "gpu" else "") + "]")
     for name, why in result.rejected.items():
         print(f"      {name:<16} {why}")
     del sizes_that_fit

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pocketpack.vram.arch import LLAMACPP_SWA
 from pocketpack.vram.errors import VramError
 from pocketpack.vram.formats import FLOAT_BYTES, Format, parse_format, weight_plan
+from pocketpack.vram.ggml import RULE_SETS
 from pocketpack.vram.inspect import ModelInfo
 
 GIB = 1024 ** 3
@@ -42,6 +43,7 @@ LORA_MODULES = {
     "fc1": "ffn_up", "fc2": "ffn_down", "gate_up_proj": "ffn_up",
 }
 TRAINABLE_BASES = ("fp32", "fp16", "bf16", "int8", "nf4", "nf4-dq", "fp4", "fp4-dq")
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 
 
 @dataclass
@@ -73,6 +75,12 @@ class Estimate:
     lora_params_m: float | None = None
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def allocated_gib(self) -> float:
+        """What the runtime's own counters report: torch's ``max_memory_allocated`` or llama.cpp's
+        logged buffers. The CUDA context and the caching allocator's slack (the overhead) are not in it."""
+        return self.total_gib - self.overhead_gib
+
     def parts(self) -> dict[str, float]:
         """The stacked parts of ``total_gib``, in drawing order."""
         names = ["weights_gib", "kv_cache_gib", "compute_gib", "adapter_gib", "gradients_gib",
@@ -86,6 +94,7 @@ class Estimate:
         if self.mode != "training":
             for key in ("adapter_gib", "gradients_gib", "optimizer_gib", "activations_gib", "lora_params_m"):
                 d.pop(key)
+        d["allocated_gib"] = self.allocated_gib
         for key, value in d.items():
             if isinstance(value, float):
                 d[key] = round(value, 3)
@@ -120,7 +129,7 @@ def kv_cache_bytes(info: ModelInfo, fmt: Format, ctx: int, batch: int, cache_typ
     n_layers = a.num_layers if layers is None else layers
     per_elem = CACHE_BYTES[cache_type] if fmt.kind in ("gguf", "exl2") else _compute_dtype_bytes(info, fmt)
     if fmt.kind == "gguf":
-        cells = -(-ctx // 256) * 256
+        cells = _kv_cells(ctx)
         swa = a.model_type in LLAMACPP_SWA and a.sliding_window
         swa_cells = min(cells, -(-(a.sliding_window + LLAMACPP_UBATCH) // 256) * 256) if swa else cells
     else:
@@ -133,6 +142,11 @@ def kv_cache_bytes(info: ModelInfo, fmt: Format, ctx: int, batch: int, cache_typ
     return batch * per_cell * (full * cells + sliding * swa_cells)
 
 
+def _kv_cells(ctx: int) -> int:
+    """llama.cpp pads the cache to a multiple of 256 cells."""
+    return -(-ctx // 256) * 256
+
+
 def _bytes_gib(n: float) -> float:
     return n / GIB
 
@@ -140,8 +154,19 @@ def _bytes_gib(n: float) -> float:
 def estimate(info: ModelInfo, fmt: Format | str, ctx: int | None = None, batch: int = 1,
              cache_type: str = "fp16", gpu_layers: int | None = None, mode: str = "inference",
              lora_rank: int = 8, lora_targets: str | list[str] = "all-linear",
-             grad_checkpointing: bool = True, optimizer: str = "adamw") -> Estimate:
-    """Estimate one configuration. Raises VramError for combinations that cannot run."""
+             grad_checkpointing: bool = True, optimizer: str = "adamw", *,
+             ubatch: int = LLAMACPP_UBATCH, flash_attn: bool = True, quant_rules: str = "current",
+             attn_implementation: str = "sdpa", logits: str = "last", lora_dropout: float = 0.05) -> Estimate:
+    """Estimate one configuration. Raises VramError for combinations that cannot run.
+
+    The keyword-only knobs describe a runtime other than TGWUI's defaults: for llama.cpp ``ubatch``
+    and ``flash_attn`` (older TGWUI and plain llama-server runs used ``-ub 512`` without flash
+    attention) and ``quant_rules`` for a GGUF made by an older llama-quantize (see
+    :mod:`pocketpack.vram.ggml`); for Transformers ``attn_implementation`` (TGWUI's
+    ``--attn-implementation``: sdpa, eager, flash_attention_2) and ``logits`` ("last": generate() since
+    transformers 4.45 computes the last position only; "all": older versions and plain forward calls
+    compute every prompt position); for training ``lora_dropout`` (TGWUI's default 0.05).
+    """
     fmt = parse_format(fmt) if isinstance(fmt, str) else fmt
     _check_format(info, fmt)
     a = info.arch
@@ -159,11 +184,21 @@ def estimate(info: ModelInfo, fmt: Format | str, ctx: int | None = None, batch: 
                         "layers on the GPU")
     if mode not in ("inference", "training"):
         raise VramError(f"mode {mode!r}: use inference or training")
+    if attn_implementation not in ATTN_IMPLEMENTATIONS:
+        raise VramError(f"attention implementation {attn_implementation!r}: use one of "
+                        f"{', '.join(ATTN_IMPLEMENTATIONS)}")
+    if logits not in ("last", "all"):
+        raise VramError(f"logits {logits!r}: use last or all")
     if mode == "training":
-        return _training(info, fmt, ctx, batch, lora_rank, lora_targets, grad_checkpointing, optimizer)
+        return _training(info, fmt, ctx, batch, lora_rank, lora_targets, grad_checkpointing, optimizer,
+                         lora_dropout)
     if fmt.kind == "gguf":
-        return _llamacpp(info, fmt, ctx, batch, cache_type, gpu_layers)
-    return _transformers(info, fmt, ctx, batch, cache_type)
+        if ubatch <= 0:
+            raise VramError("--ubatch-size must be positive")
+        if quant_rules not in RULE_SETS:
+            raise VramError(f"llama.cpp quant rules {quant_rules!r}: use one of {', '.join(RULE_SETS)}")
+        return _llamacpp(info, fmt, ctx, batch, cache_type, gpu_layers, ubatch, flash_attn, quant_rules)
+    return _transformers(info, fmt, ctx, batch, cache_type, attn_implementation, logits)
 
 
 def _base(info: ModelInfo, fmt: Format, mode: str, ctx: int, batch: int, cache_type: str, gpu_layers: int
@@ -203,8 +238,8 @@ def _cached(info: ModelInfo, key: tuple, make):
     return cache[key]
 
 
-def _llamacpp(info: ModelInfo, fmt: Format, ctx: int, batch: int, cache_type: str, gpu_layers: int | None
-              ) -> Estimate:
+def _llamacpp(info: ModelInfo, fmt: Format, ctx: int, batch: int, cache_type: str, gpu_layers: int | None,
+              ubatch: int = LLAMACPP_UBATCH, flash_attn: bool = True, rules: str = "current") -> Estimate:
     a = info.arch
     n = a.num_layers
     ngl = n + 1 if gpu_layers is None or gpu_layers < 0 else min(int(gpu_layers), n + 1)
@@ -214,7 +249,7 @@ def _llamacpp(info: ModelInfo, fmt: Format, ctx: int, batch: int, cache_type: st
         plan = _cached(info, ("exact",), lambda: _plan_from_exact(tensors, a))
         plan.file_bytes = info.file_bytes or plan.file_bytes
     else:
-        plan = _cached(info, ("plan", fmt.name), lambda: weight_plan(tensors, fmt, a))
+        plan = _cached(info, ("plan", fmt.name, rules), lambda: weight_plan(tensors, fmt, a, rules=rules))
     layers_on_gpu = min(ngl, n)
     gpu_layer_ids = range(n - layers_on_gpu, n)
     output_on_gpu = ngl > n
@@ -223,11 +258,17 @@ def _llamacpp(info: ModelInfo, fmt: Format, ctx: int, batch: int, cache_type: st
     w_all = plan.total
     kv_gpu = kv_cache_bytes(info, fmt, ctx, batch, cache_type, layers_on_gpu)
     kv_all = kv_cache_bytes(info, fmt, ctx, batch, cache_type)
-    ub = min(ctx, LLAMACPP_UBATCH)
+    ub = min(ctx, ubatch)
     logits = 4 * ub * (a.vocab_size + a.hidden_size)
-    ffn = 4 * ub * (2 * (a.moe_intermediate_size * max(1, a.experts_per_token) if a.num_experts
-                         else a.intermediate_size) + 3 * a.hidden_size)
+    # an MoE token goes through experts_per_token experts (Mixtral's config calls their width intermediate_size)
+    ffn_width = ((a.moe_intermediate_size or a.intermediate_size) * max(1, a.experts_per_token) if a.num_experts
+                 else a.intermediate_size)
+    ffn = 4 * ub * (2 * ffn_width + 3 * a.hidden_size)
     attn = 4 * ub * (a.num_heads * a.head_dim * 2 + 2 * a.kv_dim)
+    if not flash_attn:
+        # without flash attention llama.cpp materialises the f32 score matrix KQ of every head
+        # against the whole cache (n_kv x n_ubatch x n_head); softmax runs in place on it
+        attn += 4 * ub * _kv_cells(ctx) * a.num_heads
     compute_gpu = 0.0
     if layers_on_gpu or output_on_gpu:
         compute_gpu = max(logits if output_on_gpu else 0, ffn + attn) + 16 * MIB
@@ -241,6 +282,10 @@ def _llamacpp(info: ModelInfo, fmt: Format, ctx: int, batch: int, cache_type: st
     est.total_gib = est.weights_gib + est.kv_cache_gib + est.compute_gib + est.overhead_gib
     est.ram_gib = _bytes_gib(w_all - w_gpu + kv_all - kv_gpu + compute_cpu) + 0.15
     est.file_gib = _bytes_gib(_file_bytes(info, fmt, plan.file_bytes))
+    if a.num_experts and rules == "current" and not (info.native == fmt.name and info.exact_tensors) \
+            and fmt.ftype.endswith(("_S", "_M", "_L")):
+        est.notes.append("file size follows today's llama-quantize; MoE GGUFs made before 2024 (e.g. TheBloke's) "
+                         "gave the experts no extra bits and are up to ~7% smaller")
     if ngl <= n:
         est.notes.append(f"{layers_on_gpu}/{n} layers on the GPU; output layer on the CPU")
     est.notes.append("RAM: the file is memory-mapped; weights not on the GPU are read from it")
@@ -284,7 +329,8 @@ def _transformers_weights_uncached(info: ModelInfo, fmt: Format):
     return weight_plan(tensors, fmt, info.arch, _compute_dtype_bytes(info, fmt))
 
 
-def _transformers(info: ModelInfo, fmt: Format, ctx: int, batch: int, cache_type: str) -> Estimate:
+def _transformers(info: ModelInfo, fmt: Format, ctx: int, batch: int, cache_type: str,
+                  attn_implementation: str = "sdpa", logits: str = "last") -> Estimate:
     a = info.arch
     est = _base(info, fmt, "inference", ctx, batch, cache_type, a.num_layers)
     plan = _transformers_weights(info, fmt)
@@ -296,9 +342,19 @@ def _transformers(info: ModelInfo, fmt: Format, ctx: int, batch: int, cache_type
         chunk = min(ctx, 2048)
         act = batch * chunk * (a.intermediate_size * 2 + a.hidden_size * 6) * 2 + batch * a.vocab_size * 4 * 2
     else:
+        # the prompt runs in one forward pass: the peak is inside one layer (hidden states, q/k/v,
+        # gate/up/act of the MLP) or at the end (logits), whichever is larger
         tokens = batch * ctx
-        act = tokens * (a.hidden_size * 4 + (a.num_heads * a.head_dim + 2 * a.kv_dim) + a.intermediate_size * 3) * b
-        act += batch * a.vocab_size * 4 * 2  # last-token logits in fp32, and their softmax
+        layer = tokens * (a.hidden_size * 4 + (a.num_heads * a.head_dim + 2 * a.kv_dim) + a.intermediate_size * 3) * b
+        if attn_implementation == "eager":
+            # eager attention materialises the scores of every head: 16-bit scores, their fp32
+            # softmax and its 16-bit copy are alive together (transformers' eager_attention_forward)
+            layer += batch * a.num_heads * ctx * ctx * (b + 4 + b)
+        if logits == "all":  # lm_head output for every prompt position, upcast to fp32
+            out = tokens * a.vocab_size * (b + 4) + tokens * a.hidden_size * b
+        else:  # last-token logits in fp32, and their softmax
+            out = batch * a.vocab_size * 4 * 2
+        act = max(layer, out)
     dequant = plan.largest_linear_fp16 if fmt.kind in ("bnb4", "gptq", "awq") else 0
     if fmt.kind == "int8":
         dequant = plan.largest_linear_fp16  # int8 matmul keeps an fp16 copy of outlier columns + CxB
@@ -333,15 +389,45 @@ def lora_targets(arch, targets: str | list[str]) -> set[str]:
     return {LORA_MODULES[n] for n in names}
 
 
+def saved_per_token(arch, cats: set[str], b: int, quantized_base: bool, rank: int, dropout: float) -> int:
+    """Bytes autograd keeps for the backward pass, per token and decoder layer, under LoRA.
+
+    - SDPA/flash attention keeps q, k, v and its output (o_proj's input, so nothing more for it);
+    - RMSNorm/LayerNorm upcast their input to fp32 and keep it (two norms a layer);
+    - the MLP keeps the activation's input and output and the up projection (gated), or the
+      activation's input (fc1/fc2 models);
+    - a frozen 16-bit Linear keeps no input (its weight needs no gradient), but the input of an
+      adapted one is kept for its LoRA A matrix; bitsandbytes' MatMul4Bit and MatMul8bitLt keep the
+      input of every quantised Linear (``ctx.tensors = (A, B)``), so a QLoRA base keeps them all;
+    - LoRA dropout (PEFT applies one per adapted module) keeps its output and a byte mask, and
+      each adapter keeps its rank-wide A output.
+    """
+    h, ff = arch.hidden_size, arch.intermediate_size
+    q, kv = arch.num_heads * arch.head_dim, arch.kv_dim
+    n = b * (2 * q + 2 * kv) + 2 * 4 * h + b * (3 if arch.gated_ffn else 1) * ff
+    attn_in = {"attn_q", "attn_k", "attn_v", "attn_qkv"}
+    if quantized_base or cats & attn_in:
+        n += b * h
+    if quantized_base or cats & {"ffn_gate", "ffn_up"}:
+        n += b * h
+    if quantized_base or "ffn_down" in cats:
+        n += b * ff
+    width = {"attn_q": h, "attn_k": h, "attn_v": h, "attn_qkv": h, "attn_output": q, "ffn_gate": h,
+             "ffn_up": h, "ffn_down": ff}
+    for cat in cats:
+        if cat in width and (cat != "ffn_gate" or arch.gated_ffn):
+            n += b * rank + ((b + 1) * width[cat] if dropout > 0 else 0)
+    return n
+
+
 def _training(info: ModelInfo, fmt: Format, seq: int, batch: int, rank: int, targets, checkpointing: bool,
-              optimizer: str) -> Estimate:
+              optimizer: str, dropout: float = 0.05) -> Estimate:
     """LoRA (fp16/bf16/int8 base) or QLoRA (4-bit base) fine-tuning, as PEFT + Trainer run it.
 
     Adapters, their gradients and AdamW states are fp32 (PEFT's ``autocast_adapter_dtype``);
-    8-bit AdamW keeps two 1-byte states. Activations: per token and layer, the inputs the
-    frozen decoder's backward pass needs (norm inputs, q/k/v, attention output, gate/up/act
-    of the MLP) in 16 bits; with gradient checkpointing only each layer's input is kept and
-    one layer is recomputed at a time. The loss upcasts the logits to fp32.
+    8-bit AdamW keeps two 1-byte states. Activations are what autograd saves for the backward
+    pass, per token and layer (see :func:`saved_per_token`); with gradient checkpointing only each
+    layer's input is kept and one layer is recomputed at a time. The loss upcasts the logits to fp32.
     """
     if fmt.name not in TRAINABLE_BASES:
         raise VramError(f"training takes a Transformers base format: LoRA on fp16/bf16/fp32/int8, "
@@ -350,6 +436,8 @@ def _training(info: ModelInfo, fmt: Format, seq: int, batch: int, rank: int, tar
         raise VramError(f"optimizer {optimizer!r}: use one of {', '.join(OPTIMIZER_BYTES)}")
     if rank <= 0:
         raise VramError("--lora-rank must be positive")
+    if not 0 <= dropout < 1:
+        raise VramError("LoRA dropout must be in [0, 1)")
     a = info.arch
     est = _base(info, fmt, "training", seq, batch, "fp16", a.num_layers)
     plan = _transformers_weights(info, fmt)
@@ -365,14 +453,19 @@ def _training(info: ModelInfo, fmt: Format, seq: int, batch: int, rank: int, tar
         raise VramError(f"no module of this {a.model_type} model matches the LoRA targets {targets}")
     b = _compute_dtype_bytes(info, fmt)
     tokens = batch * seq
-    h, ff, kv, q = a.hidden_size, a.intermediate_size, a.kv_dim, a.num_heads * a.head_dim
-    per_layer_token = (4 * h + 2 * q + 2 * kv + 2 * h + 4 * ff) * b + rank * 4 * len(cats) * 2
+    h, ff = a.hidden_size, a.intermediate_size
+    per_layer_token = saved_per_token(a, cats, b, quantized_base=fmt.kind in ("bnb4", "int8"), rank=rank,
+                                      dropout=dropout)
+    # the backward pass of one layer holds the gradients of its largest activations at once
+    backward_work = tokens * (3 * ff + 2 * h) * b
     logits = tokens * a.vocab_size * (b + 4 + 4)  # 16-bit logits, fp32 upcast, fp32 grad
     if checkpointing:
-        act = tokens * (a.num_layers * h * b + per_layer_token) + logits
+        act = tokens * (a.num_layers * h * b + per_layer_token) + backward_work + logits
     else:
-        act = tokens * a.num_layers * per_layer_token + logits
-    dequant = plan.largest_linear_fp16 * 2 if fmt.kind == "bnb4" else plan.largest_linear_fp16
+        act = tokens * a.num_layers * per_layer_token + backward_work + logits
+    # 4-bit: a dequantised 16-bit copy of the weight in the forward and one in the backward pass;
+    # LLM.int8: the fp16 outlier columns and the int8 row-major copy of one weight
+    dequant = {"bnb4": 2 * plan.largest_linear_fp16, "int8": plan.largest_linear_fp16}.get(fmt.kind, 0)
     est.weights_gib = _bytes_gib(plan.total)
     est.adapter_gib = _bytes_gib(4 * lora_params)
     est.gradients_gib = _bytes_gib(4 * lora_params)

@@ -135,8 +135,9 @@ def tensor_bytes(t: Tensor, fmt: Format, compute_bytes: int = 2) -> int:
     raise ValueError(fmt.kind)
 
 
-def gguf_types(tensors: list[Tensor], fmt: Format, arch) -> list[str]:
-    return ggml.plan_types(fmt.ftype, tensors, arch.num_layers, arch.n_gqa, arch.num_experts, arch.model_type)
+def gguf_types(tensors: list[Tensor], fmt: Format, arch, rules: str = "current") -> list[str]:
+    return ggml.plan_types(fmt.ftype, tensors, arch.num_layers, arch.n_gqa, arch.num_experts, arch.model_type,
+                           rules=rules)
 
 
 @dataclass
@@ -156,14 +157,17 @@ class WeightPlan:
         return sum(self.per_layer.values()) + self.input_bytes + self.output_bytes + self.other_bytes
 
 
-def weight_plan(tensors: list[Tensor], fmt: Format, arch, compute_bytes: int = 2) -> WeightPlan:
-    """Size every tensor in ``fmt`` and group the bytes by where the loader places them."""
+def weight_plan(tensors: list[Tensor], fmt: Format, arch, compute_bytes: int = 2, rules: str = "current"
+                ) -> WeightPlan:
+    """Size every tensor in ``fmt`` and group the bytes by where the loader places them.
+
+    ``rules`` is the llama.cpp quant-mix rule set for gguf formats (:mod:`pocketpack.vram.ggml`)."""
     per_layer: dict[int, int] = {i: 0 for i in range(arch.num_layers)}
     inp = out = other = 0
     file_bytes = 0
     largest = 0
     tied = not any(t.category == "output" for t in tensors)
-    types = gguf_types(tensors, fmt, arch) if fmt.kind == "gguf" else None
+    types = gguf_types(tensors, fmt, arch, rules) if fmt.kind == "gguf" else None
     for idx, t in enumerate(tensors):
         if types is not None:
             size = ggml.type_bytes(types[idx], t.n_params)

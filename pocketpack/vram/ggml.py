@@ -8,6 +8,18 @@ TGWUI user meets: the ``_S/_M/_L`` K-quant mixes give more bits to attn_v, ffn_d
 output tensor on chosen layers, and a tensor whose row length is not a multiple of the
 block size falls back to a 32-wide type. Predicting a quantised file's size from a
 config.json therefore lands within a fraction of a percent of the real file.
+
+The mixes changed over time, and files on the Hub were made by the llama.cpp of their day, so
+``rules`` picks a rule set: ``"current"`` (today's llama-quantize, the default: what a file made
+now will be) or ``"2023"``: ``get_k_quant_type`` as it stood from autumn 2023 until the January
+2024 rework (read at llama.cpp's ``llama.cpp`` of 2023-11, e.g. the Cebtenzzre/llama.cpp fork at
+08ef054). Two differences matter for sizes. Q2_K then put attn_v, attn_output, ffn_down, ffn_gate and
+ffn_up in Q3_K (today only attn_v/attn_output/ffn_down get more bits). And the rules matched
+exact names (``"ffn_down.weight"``), while Mixtral's experts were stored then as
+``blk.N.ffn_down.E.weight``: they matched nothing, so an MoE file of that era has no ffn_down
+upgrade at all -- which is why TheBloke's Mixtral-8x7B Q4_K_M (llama.cpp 8a7b2fa, 2023-12) is as
+large as its Q4_0 (both 26.4 GB), where today's rules (experts as one ``ffn_down_exps`` tensor,
+layer parsed from the name, Q6_K in the "more bits" layers) give 28.4 GB.
 """
 
 from __future__ import annotations
@@ -50,6 +62,7 @@ BASE_TYPE = {
 # llama-quantize accepts these short names for the _M mixes
 ALIASES = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "FP16": "F16", "FP32": "F32"}
 FILE_TYPES = tuple(BASE_TYPE)
+RULE_SETS = ("current", "2023")
 
 _IQ_LOW = {"IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M"}
 _FLOAT = {"F32", "F16", "BF16"}
@@ -85,11 +98,14 @@ def _quantizable(t: Tensor) -> bool:
             and "token_types" not in name and "ssm_conv1d" not in name and "attn_rel_b" not in name)
 
 
-def _fallback(t: Tensor, new: str) -> str:
+def _fallback(t: Tensor, new: str, rules: str = "current") -> str:
     """A type whose block does not divide the row length falls back as llama.cpp does."""
     ncols = int(t.shape[0])
     if ncols % block_size(new) == 0:
         return new
+    if rules == "2023":  # the 2023 table: Q3_K fell back to Q4_1, not Q4_0
+        new = {"Q2_K": "Q4_0", "Q3_K": "Q4_1", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}.get(new, "F16")
+        return new if ncols % block_size(new) == 0 else "F16"
     table = {"IQ1_S": "IQ4_NL", "IQ1_M": "IQ4_NL", "IQ2_XXS": "IQ4_NL", "IQ2_XS": "IQ4_NL",
              "IQ2_S": "IQ4_NL", "IQ3_XXS": "IQ4_NL", "IQ3_S": "IQ4_NL", "IQ4_XS": "IQ4_NL",
              "Q2_K": "Q4_0", "Q3_K": "Q4_0", "TQ1_0": "Q4_0", "TQ2_0": "Q4_0",
@@ -102,7 +118,11 @@ class QuantPlan:
     """Chooses each tensor's type for one file type, walking the tensors as llama-quantize does."""
 
     def __init__(self, ftype: str, tensors: list[Tensor], n_layers: int, n_gqa: int, n_expert: int = 0,
-                 model_type: str = "", source_float: str = "F16"):
+                 model_type: str = "", source_float: str = "F16", rules: str = "current"):
+        if rules not in RULE_SETS:
+            raise ValueError(f"unknown llama.cpp rule set {rules!r}; use one of {RULE_SETS}")
+        # the 2023 rules knew no IQ types: files of those types follow today's rules
+        self.rules = "current" if ftype.startswith(("IQ", "TQ", "MXFP")) else rules
         self.ftype = ftype
         self.base = BASE_TYPE[ftype]
         self.n_layers = max(1, n_layers)
@@ -114,6 +134,10 @@ class QuantPlan:
         self.tied = not any(t.category == "output" for t in tensors)
         self.n_attn_v = sum(1 for t in tensors if t.category in ("attn_v", "attn_qkv"))
         self.i_attn_v = 0
+        # 2023: counters over the tensors whose names matched exactly (dense layers only)
+        self.n_ffn_down_2023 = sum(1 for t in tensors if t.category == "ffn_down" and len(t.shape) == 2)
+        self.n_attn_v_2023 = sum(1 for t in tensors if t.category == "attn_v")
+        self.i_ffn_down_2023 = 0
 
     def type_for(self, t: Tensor) -> str:
         if len(t.shape) < 2:
@@ -122,7 +146,64 @@ class QuantPlan:
             return self.base
         if not _quantizable(t):
             return "F32" if "ffn_gate_inp" in t.name else self.source_float
+        if self.rules == "2023":
+            return _fallback(t, self._mix_2023(t), "2023")
         return _fallback(t, self._mix(t))
+
+    def _mix_2023(self, t: Tensor) -> str:
+        """``get_k_quant_type`` of late 2023: exact-name rules for output, attn_v, ffn_down, attn_output,
+        attn_qkv, ffn_gate/ffn_up; MoE expert tensors (then ``ffn_*.E.weight``) matched none of them."""
+        f, new, cat = self.ftype, self.base, t.category
+        expert = len(t.shape) > 2 and int(t.shape[2]) > 1
+        if cat == "output":  # only output.weight: tied embeddings kept the base type
+            if self.falcon or int(t.shape[0]) % 256 != 0:
+                return "Q8_0"
+            return new if new == "Q8_0" else "Q6_K"
+        if expert:
+            return new
+        if cat == "attn_v":
+            i, n = self.i_attn_v, self.n_attn_v_2023
+            self.i_attn_v += 1
+            if f == "Q2_K":
+                new = "Q3_K"
+            elif f == "Q3_K_M":
+                new = "Q5_K" if i < 2 else "Q4_K"
+            elif f == "Q3_K_L":
+                new = "Q5_K"
+            elif f in ("Q4_K_M", "Q5_K_M") and _more_bits(i, n):
+                new = "Q6_K"
+            elif f == "Q4_K_S" and i < 4:
+                new = "Q5_K"
+            if self.is_70b and new in ("Q3_K", "Q4_K"):
+                new = "Q5_K"
+            return new
+        if cat == "ffn_down":
+            i, n = self.i_ffn_down_2023, self.n_ffn_down_2023
+            self.i_ffn_down_2023 += 1
+            if f == "Q2_K":
+                return "Q3_K"
+            if f == "Q3_K_M":
+                return "Q5_K" if i < 2 else ("Q4_K" if not self.falcon or _more_bits(i, n) else "Q3_K")
+            if f == "Q3_K_L":
+                return "Q4_K" if self.falcon else "Q5_K"
+            if f == "Q4_K_M":
+                if self.falcon:
+                    return "Q6_K" if i < 2 else ("Q5_K" if _more_bits(i, n) else "Q4_K")
+                return "Q6_K" if _more_bits(i, n) else new
+            if f == "Q5_K_M" and _more_bits(i, n):
+                return "Q6_K"
+            if f == "Q4_K_S" and not self.falcon and i < 4:
+                return "Q5_K"
+            return new
+        if cat == "attn_output":
+            if self.falcon:
+                return "Q4_K" if f == "Q3_K_L" else new
+            return {"Q2_K": "Q3_K", "Q3_K_M": "Q4_K", "Q3_K_L": "Q5_K"}.get(f, new)
+        if cat == "attn_qkv":
+            return {"Q3_K_M": "Q4_K", "Q3_K_L": "Q4_K", "Q4_K_M": "Q5_K", "Q5_K_M": "Q6_K"}.get(f, new)
+        if cat in ("ffn_gate", "ffn_up") and f == "Q2_K":
+            return "Q3_K"
+        return new
 
     def _mix(self, t: Tensor) -> str:
         f, new, cat = self.ftype, self.base, t.category
@@ -250,9 +331,9 @@ class QuantPlan:
 
 
 def plan_types(ftype: str, tensors: list[Tensor], n_layers: int, n_gqa: int, n_expert: int = 0,
-               model_type: str = "") -> list[str]:
+               model_type: str = "", rules: str = "current") -> list[str]:
     """The ggml type of each tensor in a llama-quantize'd file of ``ftype``, in tensor order."""
-    plan = QuantPlan(ftype, tensors, n_layers, n_gqa, n_expert, model_type)
+    plan = QuantPlan(ftype, tensors, n_layers, n_gqa, n_expert, model_type, rules=rules)
     order = sorted(range(len(tensors)), key=lambda k: (tensors[k].layer if tensors[k].layer is not None else -1, k))
     types = [""] * len(tensors)
     for k in order:

@@ -47,16 +47,18 @@ def breakdown_rows(info: ModelInfo, ctx: int, formats: tuple[str, ...] = CHART_F
 
 
 def advice_markdown(advice: Advice, limit: int = 8) -> str:
+    """The ranked options as a table; time/token is relative to the same format fully on the GPU."""
     m = advice.machine
     where = f"{m.gpu_name or 'GPU'}, {m.vram_gib:.1f} GiB" if m.has_gpu else "no GPU"
     lines = [f"**{advice.model}** on {where} and {m.ram_gib:.1f} GiB RAM ({m.source})", "",
-             "| # | format | ctx | cache | gpu-layers | VRAM GiB | RAM GiB | ppl loss | where |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| # | format | ctx | cache | gpu-layers | VRAM GiB | RAM GiB | ppl loss | where | time/token |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for i, o in enumerate(advice.options[:limit], 1):
         lines.append(f"| {i} | {o.format} | {o.ctx} | {o.cache_type} | {o.gpu_layers if o.gpu_layers is not None else '-'}"
-                     f" | {o.estimate.total_gib:.2f} | {o.estimate.ram_gib:.2f} | +{o.quality_loss_pct:.1f}% | {o.placement} |")
+                     f" | {o.estimate.total_gib:.2f} | {o.estimate.ram_gib:.2f} | +{o.quality_loss_pct:.1f}% | {o.placement}"
+                     f" | {o.slowdown:.1f}x |")
     if not advice.options:
-        lines.append("| - | nothing fits | | | | | | | |")
+        lines.append("| - | nothing fits | | | | | | | | |")
     return "\n".join(lines)
 
 
@@ -89,8 +91,11 @@ def compare_markdown(predicted: Estimate | None, measured: dict | None) -> str:
         return "Measured: " + ", ".join(f"{k} {v:.2f} GiB" for k, v in measured.items())
     lines = ["| | GiB | vs predicted |", "|---|---|---|",
              f"| predicted total (nvidia-smi view) | {predicted.total_gib:.2f} | |"]
-    torch_view = predicted.total_gib - predicted.cuda_context_gib
+    # torch's max_memory_allocated sees neither the CUDA context nor the allocator's slack;
+    # memory_reserved includes the slack; nvidia-smi sees everything
+    views = {"torch_max_allocated_gib": predicted.allocated_gib,
+             "torch_reserved_gib": predicted.total_gib - predicted.cuda_context_gib}
     for key, value in measured.items():
-        ref = torch_view if key.startswith("torch") else predicted.total_gib
+        ref = views.get(key, predicted.total_gib)
         lines.append(f"| {key} | {value:.2f} | {value - ref:+.2f} ({(value - ref) / ref * 100:+.0f}%) |")
     return "\n".join(lines)
