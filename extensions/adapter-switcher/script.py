@@ -1,16 +1,311 @@
-"""adapter-switcher: thin TGWUI adapter over pocketpack (work in progress)."""
+"""adapter-switcher: LoRA adapters switched per character without reloading the model.
+
+Thin TGWUI adapter over ``pocketpack.adapters``: the model comes from TGWUI's
+``shared.model`` (Transformers / PeftModel) or, in ``pocketpack serve``, from the host's
+backend (a ``llama_cpp.Llama`` or a transformers model); ``shared.lora_names`` is kept equal
+to the adapters really applied. ``state_modifier`` activates the character's (or chat's)
+binding before each turn. A failure is logged and the turn goes on with the adapters the
+model had.
+"""
+
+import logging
+import threading
+from pathlib import Path
 
 params = {
-    "display_name": "adapter-switcher",
+    "display_name": "Adapters",
     "is_tab": True,
+    "folders": "",                 # extra adapter folders, comma-separated (user_data/loras is always scanned)
+    "budget_mb": 1024,             # memory for resident adapters; least recently used are evicted
+    "allow_pickle": False,         # .bin/.pt adapters run code when loaded: off unless you trust them
+    "auto_bind": True,             # switch to the character's adapters before each turn
+    "combination": "live",         # live | cat | svd | linear
 }
+
+log = logging.getLogger("pocketpack.adapters")
+_lock = threading.Lock()
+_session = None
+_train_stop = threading.Event()
 
 
 def setup():
-    import pocketpack  # noqa: F401  (fails early with a clear ModuleNotFoundError if not installed)
+    import pocketpack.adapters  # noqa: F401  (fails early with a clear ModuleNotFoundError if not installed)
+
+
+# -- the edge: TGWUI's (or the host's) globals ---------------------------------------------------
+
+def _shared():
+    from pocketpack.tgwui import shared
+
+    return shared()
+
+
+def _user_data() -> Path:
+    return Path(getattr(_shared(), "user_data_dir", "user_data"))
+
+
+def _lora_dir() -> Path:
+    args = getattr(_shared(), "args", None)
+    return Path(getattr(args, "lora_dir", None) or _user_data() / "loras")
+
+
+def _model():
+    """The model adapters apply to: the host backend's model, else TGWUI's shared.model."""
+    s = _shared()
+    backend = getattr(s, "backend", None)
+    model = getattr(backend, "model", None) if backend is not None else None
+    if model is None:
+        model = getattr(s, "model", None)
+    if model is not None and type(model).__name__ == "LlamaServer":
+        return None  # TGWUI's llama.cpp loader runs llama-server in another process
+    return model
+
+
+def _publish(names) -> None:
+    """Keep TGWUI's view truthful: shared.lora_names, and shared.model once PEFT wrapped it."""
+    s = _shared()
+    s.lora_names = list(names)
+    mgr = session().manager(_model(), create=False)
+    current = getattr(s, "model", None)
+    if mgr is not None and current is not None and current is not mgr.model:
+        from pocketpack.adapters.compat import base_model_of
+
+        if base_model_of(current) is base_model_of(mgr.model):
+            s.model = mgr.model  # a PeftModel while LoRAs are applied (as TGWUI does), the base after
+
+
+def session():
+    global _session
+    from pocketpack.adapters.session import AdapterSession
+
+    dirs = [_lora_dir()] + [Path(p.strip()).expanduser() for p in str(params.get("folders") or "").split(",")
+                            if p.strip()]
+    with _lock:
+        if _session is None or _session.dirs != dirs:
+            budget = params.get("budget_mb")
+            _session = AdapterSession(dirs, _user_data() / "adapter_bindings.yaml",
+                                      budget_bytes=int(float(budget) * 1024 * 1024) if budget else None,
+                                      allow_pickle=bool(params.get("allow_pickle")),
+                                      convert_dir=_user_data() / "pocketpack" / "gguf-loras")
+        return _session
+
+
+# -- hooks -----------------------------------------------------------------------------------------
+
+def state_modifier(state):
+    if not params.get("auto_bind", True):
+        return state
+    try:
+        names = session().apply_state(_model(), state)
+        if names is not None:
+            _publish(names)
+    except Exception as exc:  # never break a chat: keep the adapters the model had
+        log.warning("adapter-switcher: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return state
+
+
+# -- UI -------------------------------------------------------------------------------------------
+
+def _tables():
+    s = session()
+    model = _model()
+    lib = s.library_rows(model)
+    hint = "" if lib else (f"No adapters yet. Put PEFT adapter folders or GGUF LoRA files in `{_lora_dir()}`, "
+                           "or train one below.")
+    if model is None:
+        hint += " No model is loaded: load one to apply adapters."
+    return lib, s.resident_rows(model), s.binding_rows(), hint.strip()
+
+
+def _refresh():
+    import gradio as gr
+
+    lib, res, binds, hint = _tables()
+    names = [r[0] for r in lib]
+    return lib, res, binds, hint, gr.Dropdown(choices=names)
+
+
+def _do(action, selected, weights_text, combination):
+    from pocketpack.adapters import AdapterError
+    from pocketpack.adapters.session import format_weights, parse_weights
+
+    s = session()
+    model = _model()
+    try:
+        weights = parse_weights(weights_text) or {n: 1.0 for n in (selected or [])}
+        if action == "switch":
+            names = s.switch(model, weights, combination or "live")
+            _publish(names)
+            msg = f"Active: {format_weights(s.manager(model).active) or 'base model'}"
+        elif action == "base":
+            _publish(s.switch(model, {}, "live"))
+            msg = "Active: base model (adapters stay loaded)"
+        elif action == "load":
+            mgr = s.manager(model)
+            if mgr is None:
+                raise AdapterError("no model is loaded")
+            for name in weights:
+                mgr.load(name)
+            msg = f"Loaded {', '.join(weights)}" if weights else "Choose adapters to load."
+        else:  # unload
+            mgr = s.manager(model, create=False)
+            for name in weights:
+                if mgr is not None:
+                    mgr.unload(name)
+            if mgr is not None:
+                _publish(mgr.lora_names)
+            msg = f"Unloaded {', '.join(weights)}" if weights else "Choose adapters to unload."
+    except AdapterError as exc:
+        msg = f"**Not done:** {exc}"
+    lib, res, binds, hint = _tables()
+    return lib, res, msg
+
+
+def _bind(character, weights_text, combination, remove):
+    from pocketpack.adapters import AdapterError
+    from pocketpack.adapters.session import parse_weights
+
+    s = session()
+    try:
+        if not (character or "").strip():
+            raise AdapterError("type a character name (or chat:<id>)")
+        name = character.strip()
+        chat = name[5:] if name.startswith("chat:") else None
+        b = s.bindings()
+        if remove:
+            b.unbind(None if chat else name, chat=chat)
+            msg = f"Removed the binding of {name}."
+        else:
+            b.bind(None if chat else name, parse_weights(weights_text), chat=chat, combination=combination or "live")
+            msg = f"{name} now uses {weights_text.strip() or 'the base model'}; applied at its next turn."
+    except AdapterError as exc:
+        msg = f"**Not done:** {exc}"
+    return s.binding_rows(), msg
+
+
+def _train(base, data, output, rank, alpha, targets, steps, seq_len, quant, plan_only):
+    from pocketpack.adapters import AdapterError
+
+    _train_stop.clear()
+    try:
+        from pocketpack.adapters.train import TrainConfig, load_examples, plan, train
+        from transformers import AutoTokenizer
+
+        if not (output or "").strip() or "/" in output or "\\" in output or output.strip() in (".", ".."):
+            raise AdapterError("name the new adapter (a folder name inside the loras folder)")
+        cfg = TrainConfig(base=str(base).strip(), data=str(data).strip(), output=str(_lora_dir() / output.strip()),
+                          rank=int(rank), alpha=float(alpha), seq_len=int(seq_len), quant=quant,
+                          targets=[t.strip() for t in str(targets).split(",") if t.strip()],
+                          max_steps=int(steps) if steps else None)
+        if plan_only:
+            p = plan(cfg, len(load_examples(cfg.data, AutoTokenizer.from_pretrained(cfg.base), cfg.seq_len)))
+            yield ("Fits: " if p.fits else "**Will not fit:** ") + p.describe(), None
+            return
+        lines: list[str] = []
+        result: dict = {}
+        done = threading.Event()
+
+        def run():
+            try:
+                result["meta"] = train(cfg, lambda pr: (lines.append(
+                    f"step {pr.step}/{pr.total} loss {pr.loss:.4f} ({pr.elapsed_s:.0f}s)"),
+                    not _train_stop.is_set())[1])
+            except Exception as exc:  # reported below
+                result["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="adapter-train", daemon=True).start()
+        while not done.wait(1.0):
+            yield (lines[-1] if lines else "Loading the base model..."), None
+        if "error" in result:
+            raise result["error"]
+        meta = result["meta"]
+        if not meta["finished"]:
+            yield f"Stopped at step {meta['steps']}; train again with the same settings to resume.", None
+            return
+        png = Path(cfg.output) / "loss.png"
+        notes = "".join(f"\n\n_{n}_" for n in meta["notes"])
+        yield (f"Saved `{cfg.output}`: {meta['steps']} steps, final loss {meta['final_loss']}.{notes}",
+               str(png) if png.exists() else None)
+    except AdapterError as exc:
+        yield f"**Not started:** {exc}", None
+    except Exception as exc:
+        yield f"**Training failed:** {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", None
 
 
 def ui():
     import gradio as gr
 
-    gr.Markdown("adapter-switcher")
+    lib, res, binds, hint = _tables()
+    names = [r[0] for r in lib]
+    from pocketpack.adapters.session import BINDING_HEADERS, LIBRARY_HEADERS, RESIDENT_HEADERS
+
+    hint_md = gr.Markdown(hint)
+    library = gr.Dataframe(value=lib, headers=LIBRARY_HEADERS, label="Library", interactive=False, wrap=True)
+    with gr.Row():
+        selected = gr.Dropdown(choices=names, value=[], multiselect=True, label="Adapters",
+                               info="weight 1 each, unless weights are given")
+        weights = gr.Textbox(label="Blend weights", placeholder="pirate=1.0, formal=0.5", lines=1)
+        combination = gr.Radio(choices=["live", "cat", "svd", "linear"], value=params.get("combination", "live"),
+                               label="Blend", info="live: exact, nothing built; cat/svd/linear: merged adapter")
+    with gr.Row():
+        switch_btn = gr.Button("Switch", variant="primary")
+        base_btn = gr.Button("Base model")
+        load_btn = gr.Button("Load (keep resident)")
+        unload_btn = gr.Button("Unload")
+        refresh_btn = gr.Button("Refresh")
+    status = gr.Markdown("")
+    resident = gr.Dataframe(value=res, headers=RESIDENT_HEADERS, label="In memory", interactive=False)
+
+    with gr.Accordion("Per-character binding", open=False):
+        with gr.Row():
+            character = gr.Textbox(label="Character", placeholder="a character name, or chat:<id>")
+            bind_weights = gr.Textbox(label="Adapters", placeholder="pirate=1.0, terse=0.5 (empty: base model)")
+            bind_comb = gr.Radio(choices=["live", "cat", "svd", "linear"], value="live", label="Blend")
+        with gr.Row():
+            bind_btn = gr.Button("Bind")
+            unbind_btn = gr.Button("Remove binding")
+        bind_status = gr.Markdown("")
+        bindings = gr.Dataframe(value=binds, headers=BINDING_HEADERS, label="Bindings", interactive=False)
+
+    with gr.Accordion("Train a LoRA (QLoRA, 4-bit base)", open=False):
+        with gr.Row():
+            t_base = gr.Textbox(label="Base model folder", placeholder="user_data/models/<a Transformers model>")
+            t_data = gr.Textbox(label="Data file", placeholder=".txt or .jsonl of chats")
+            t_out = gr.Textbox(label="New adapter name")
+        with gr.Row():
+            t_rank = gr.Number(value=8, precision=0, label="Rank")
+            t_alpha = gr.Number(value=16, label="Alpha")
+            t_targets = gr.Textbox(value="q_proj,v_proj", label="Target modules")
+            t_steps = gr.Number(value=200, precision=0, label="Max steps")
+            t_seq = gr.Number(value=256, precision=0, label="Sequence length")
+            t_quant = gr.Radio(choices=["nf4", "int8", "none"], value="nf4", label="Base")
+        with gr.Row():
+            plan_btn = gr.Button("Check memory")
+            train_btn = gr.Button("Train", variant="primary")
+            stop_btn = gr.Button("Stop (keeps a checkpoint)")
+        t_status = gr.Markdown("")
+        t_plot = gr.Image(label="Loss", interactive=False)
+
+    acts = [selected, weights, combination]
+    outs = [library, resident, status]
+    switch_btn.click(lambda *a: _do("switch", *a), acts, outs)
+    base_btn.click(lambda *a: _do("base", *a), acts, outs)
+    load_btn.click(lambda *a: _do("load", *a), acts, outs)
+    unload_btn.click(lambda *a: _do("unload", *a), acts, outs)
+    refresh_btn.click(_refresh, None, [library, resident, bindings, hint_md, selected])
+    bind_btn.click(lambda c, w, m: _bind(c, w, m, False), [character, bind_weights, bind_comb], [bindings, bind_status])
+    unbind_btn.click(lambda c, w, m: _bind(c, w, m, True), [character, bind_weights, bind_comb],
+                     [bindings, bind_status])
+    t_inputs = [t_base, t_data, t_out, t_rank, t_alpha, t_targets, t_steps, t_seq, t_quant]
+
+    def _plan(*a):
+        yield from _train(*a, True)
+
+    def _run(*a):
+        yield from _train(*a, False)
+
+    plan_btn.click(_plan, t_inputs, [t_status, t_plot])
+    train_btn.click(_run, t_inputs, [t_status, t_plot])
+    stop_btn.click(lambda: _train_stop.set(), None, None)

@@ -1,0 +1,208 @@
+"""`pocketpack adapters list|inspect|train|to-gguf|bind`: the adapter library from the shell."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from pocketpack.adapters.library import AdapterError, human_size
+
+DEFAULT_DIR = "user_data/loras"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("adapters", help="list, inspect, train and convert LoRA adapters")
+    sub = parser.add_subparsers(dest="adapters_command", metavar="ACTION")
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+    ls = sub.add_parser("list", help="adapters in a folder (default user_data/loras), read from headers only")
+    ls.add_argument("dirs", nargs="*", metavar="DIR")
+    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--allow-pickle", action="store_true", help="also read .bin/.pt adapters (unsafe)")
+    ls.set_defaults(func=_list)
+
+    ins = sub.add_parser("inspect", help="rank, alpha, targets, base model and training metadata of one adapter")
+    ins.add_argument("path", metavar="PATH", help="a PEFT adapter folder or a GGUF LoRA")
+    ins.add_argument("--json", action="store_true")
+    ins.add_argument("--tensors", action="store_true", help="include every tensor's shape")
+    ins.set_defaults(func=_inspect)
+
+    tr = sub.add_parser("train", help="QLoRA: train a LoRA on a 4-bit NF4 base (resumes an interrupted run)")
+    tr.add_argument("--base", required=True, metavar="DIR", help="Hugging Face model folder")
+    tr.add_argument("--data", required=True, metavar="FILE", help=".txt, or .jsonl of chats")
+    tr.add_argument("--output", required=True, metavar="DIR", help="adapter folder to write")
+    tr.add_argument("--rank", type=int, default=8)
+    tr.add_argument("--alpha", type=float, default=16.0)
+    tr.add_argument("--dropout", type=float, default=0.05)
+    tr.add_argument("--targets", default="q_proj,v_proj", metavar="LIST", help="module names or all-linear")
+    tr.add_argument("--quant", choices=("nf4", "int8", "none"), default="nf4")
+    tr.add_argument("--compute-dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto")
+    tr.add_argument("--seq-len", type=int, default=256)
+    tr.add_argument("--batch-size", type=int, default=1)
+    tr.add_argument("--grad-accum", type=int, default=1)
+    tr.add_argument("--lr", type=float, default=2e-4)
+    tr.add_argument("--epochs", type=float, default=1.0)
+    tr.add_argument("--max-steps", type=int, default=None)
+    tr.add_argument("--save-every", type=int, default=50, metavar="N", help="checkpoint every N steps")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--device", default="auto")
+    tr.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
+    tr.add_argument("--plan", action="store_true", help="only show the memory the run needs")
+    tr.add_argument("--json", action="store_true")
+    tr.set_defaults(func=_train)
+
+    cv = sub.add_parser("to-gguf", help="convert a PEFT LoRA to a GGUF LoRA for llama.cpp")
+    cv.add_argument("peft_dir", metavar="PEFT_DIR")
+    cv.add_argument("out", metavar="OUT.gguf")
+    cv.add_argument("--base", metavar="MODEL", help="the base model: a .gguf, an HF folder or config.json "
+                                                   "(default: the adapter's base_model_name_or_path)")
+    cv.add_argument("--outtype", choices=("f32", "f16"), default="f32")
+    cv.set_defaults(func=_to_gguf)
+
+    bd = sub.add_parser("bind", help="bind a character (or chat) to adapters: NAME a=1.0 b=0.5; none for base")
+    bd.add_argument("name", metavar="NAME")
+    bd.add_argument("adapters", nargs="*", metavar="ADAPTER[=WEIGHT]")
+    bd.add_argument("--chat", action="store_true", help="NAME is a chat id, not a character")
+    bd.add_argument("--remove", action="store_true", help="remove the binding")
+    bd.add_argument("--combination", choices=("live", "cat", "svd", "linear"), default="live")
+    bd.add_argument("--file", default="user_data/adapter_bindings.yaml")
+    bd.set_defaults(func=_bind)
+
+
+def _fail(exc: Exception) -> int:
+    print(f"pocketpack adapters: error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _list(args) -> int:
+    from pocketpack.adapters.library import scan
+
+    dirs = args.dirs or [DEFAULT_DIR]
+    missing = [d for d in dirs if not Path(d).is_dir()]
+    if missing:
+        return _fail(AdapterError(f"{missing[0]}: no such folder"))
+    infos = scan(dirs, allow_pickle=args.allow_pickle)
+    if args.json:
+        print(json.dumps([i.to_json() for i in infos], indent=2))
+        return 0
+    if not infos:
+        print(f"no adapters in {', '.join(dirs)} (PEFT folders with adapter_config.json, or GGUF LoRA files)")
+        return 0
+    rows = [("NAME", "FORMAT", "RANK", "ALPHA", "TARGETS", "SIZE", "BASE / PROBLEM")]
+    for i in infos:
+        rank = ",".join(str(r) for r in i.ranks) if i.ranks else "-"
+        rows.append((i.name, i.format, rank, f"{i.alpha:g}" if i.alpha is not None else "-",
+                     ",".join(i.target_modules) or "-", human_size(i.size_bytes) if i.size_bytes else "-",
+                     f"! {i.problem}" if i.problem else (i.base_model or "-")))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(r[c].ljust(widths[c]) for c in range(len(widths))) + "  " + r[-1])
+    return 0
+
+
+def _inspect(args) -> int:
+    from pocketpack.adapters.library import inspect_adapter
+
+    try:
+        info = inspect_adapter(args.path)
+    except AdapterError as exc:
+        return _fail(exc)
+    if args.json:
+        print(json.dumps(info.to_json(tensors=args.tensors), indent=2))
+        return 0
+    print(f"{info.name}  ({info.format} LoRA, {human_size(info.size_bytes)}, {info.n_params:,} parameters)")
+    print(f"  rank        {', '.join(map(str, info.ranks)) or info.rank}")
+    print(f"  alpha       {info.alpha if info.alpha is not None else '-'}"
+          + (f"  (scale {info.scale:.3g})" if info.scale else ""))
+    print(f"  targets     {', '.join(info.target_modules) or '-'}")
+    print(f"  layers      {info.n_layers}")
+    print(f"  base model  {info.base_model or '-'}")
+    if info.architecture:
+        print(f"  arch        {info.architecture}")
+    flags = [n for n, on in (("rsLoRA", info.use_rslora), ("DoRA", info.use_dora)) if on]
+    if flags:
+        print(f"  variants    {', '.join(flags)}")
+    if info.training:
+        shown = {k: v for k, v in info.training.items() if k not in ("losses",)}
+        print("  training    " + json.dumps(shown, sort_keys=True)[:600])
+    if args.tensors:
+        for name, shape in sorted(info.tensors.items()):
+            print(f"    {name}  {shape}")
+    return 0
+
+
+def _train(args) -> int:
+    from pocketpack.adapters.train import TrainConfig, load_examples, plan, train
+
+    cfg = TrainConfig(base=args.base, data=args.data, output=args.output, rank=args.rank, alpha=args.alpha,
+                      dropout=args.dropout, targets=[t.strip() for t in args.targets.split(",") if t.strip()],
+                      quant=args.quant, compute_dtype=args.compute_dtype, seq_len=args.seq_len,
+                      batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr, epochs=args.epochs,
+                      max_steps=args.max_steps, save_every=args.save_every, seed=args.seed, device=args.device)
+    try:
+        if args.plan:
+            from transformers import AutoTokenizer
+
+            n = len(load_examples(cfg.data, AutoTokenizer.from_pretrained(cfg.base), cfg.seq_len))
+            p = plan(cfg, n)
+            print(json.dumps({"fits": p.fits, "need_gib": p.need_gib, "have_gib": p.have_gib, "source": p.source,
+                              "breakdown": p.breakdown, "steps": p.steps, "notes": p.notes}, indent=2)
+                  if args.json else ("fits: " if p.fits else "DOES NOT FIT: ") + p.describe())
+            return 0 if p.fits else 1
+
+        def show(pr) -> None:
+            if not args.json:
+                print(f"step {pr.step}/{pr.total}  loss {pr.loss:.4f}  {pr.elapsed_s:.0f}s", flush=True)
+
+        meta = train(cfg, show, resume=not args.no_resume)
+    except AdapterError as exc:
+        return _fail(exc)
+    if args.json:
+        print(json.dumps(meta, indent=2))
+    else:
+        print(f"saved {args.output} ({meta['steps']} steps, final loss {meta['final_loss']}); {meta['memory_plan']}")
+        for note in meta["notes"]:
+            print(f"note: {note}")
+    return 0
+
+
+def _to_gguf(args) -> int:
+    from pocketpack.adapters.gguf_convert import peft_to_gguf
+    from pocketpack.adapters.library import inspect_adapter
+
+    try:
+        out = peft_to_gguf(args.peft_dir, args.out, base=args.base, outtype=args.outtype)
+        info = inspect_adapter(out)
+    except AdapterError as exc:
+        return _fail(exc)
+    print(f"wrote {out} ({info.architecture} LoRA, rank {info.rank}, {len(info.tensors) // 2} layers adapted, "
+          f"{human_size(info.size_bytes)})")
+    return 0
+
+
+def _bind(args) -> int:
+    from pocketpack.adapters.binding import Bindings
+
+    try:
+        b = Bindings(args.file)
+        key = {"chat": args.name} if args.chat else {"character": args.name}
+        if args.remove:
+            found = b.unbind(args.name, chat=args.name if args.chat else None)
+            print(f"removed the binding of {args.name}" if found else f"{args.name} had no binding")
+            return 0
+        weights = {}
+        for item in args.adapters:
+            if item == "none":
+                continue
+            name, _, w = item.partition("=")
+            try:
+                weights[name] = float(w) if w else 1.0
+            except ValueError:
+                raise AdapterError(f"{item}: weight must be a number") from None
+        b.bind(adapters=weights, combination=args.combination, **key)
+    except AdapterError as exc:
+        return _fail(exc)
+    shown = ", ".join(f"{k}={v:g}" for k, v in weights.items()) or "the base model (no adapters)"
+    print(f"{args.name} -> {shown}")
+    return 0

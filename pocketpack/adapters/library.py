@@ -1,0 +1,376 @@
+"""The adapter library: what LoRA adapters are on disk, read from their headers only.
+
+A PEFT adapter is a folder with ``adapter_config.json`` and ``adapter_model.safetensors``;
+a llama.cpp LoRA is one ``.gguf`` file whose ``general.type`` is ``adapter``. Rank, alpha,
+targets and size come from the JSON config, the safetensors header (8-byte little-endian
+length + JSON) and the GGUF header, so listing a folder of fifty adapters reads a few KB of
+each. Pickle files (``adapter_model.bin``, ``.pt``) are refused unless the caller opts in,
+since loading one runs code from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import struct
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("pocketpack.adapters")
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+SAFETENSORS_NAME = "adapter_model.safetensors"
+CONFIG_NAME = "adapter_config.json"
+METADATA_NAME = "training_metadata.json"
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+                "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8}
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+class AdapterError(ValueError):
+    """Bad adapter input; ``str(error)`` is one line naming the file and the problem."""
+
+
+@dataclass
+class AdapterInfo:
+    """One adapter as the library sees it. ``tensors`` maps a tensor name to its shape
+    (PEFT: torch order, e.g. lora_A ``[r, in]``; GGUF: ggml order, e.g. lora_a ``[in, r]``)."""
+
+    name: str
+    path: Path
+    format: str                      # "peft" | "gguf" | "pickle"
+    rank: int | None = None          # the config's r (GGUF: the largest rank found)
+    ranks: list[int] = field(default_factory=list)
+    alpha: float | None = None
+    target_modules: list[str] = field(default_factory=list)
+    base_model: str = ""
+    architecture: str = ""           # model_type / general.architecture when known
+    size_bytes: int = 0
+    n_params: int = 0
+    n_layers: int = 0                # distinct layer indices the adapter touches
+    use_rslora: bool = False
+    use_dora: bool = False
+    rank_pattern: dict = field(default_factory=dict)
+    alpha_pattern: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    tensors: dict = field(default_factory=dict)
+    problem: str | None = None       # set by scan() for entries that cannot be used
+
+    def to_json(self, tensors: bool = False) -> dict:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        if not tensors:
+            d.pop("tensors")
+        return d
+
+    @property
+    def scale(self) -> float | None:
+        """LoRA's alpha / r (alpha / sqrt(r) with rsLoRA)."""
+        if not self.rank or self.alpha is None:
+            return None
+        return self.alpha / (math.sqrt(self.rank) if self.use_rslora else self.rank)
+
+
+# --------------------------------------------------------------------------- safetensors
+
+def read_safetensors_header(path: Path) -> tuple[dict, dict]:
+    """``(tensors, metadata)`` of a safetensors file, checked against the file's size.
+
+    ``tensors`` maps names to ``{"dtype", "shape", "data_offsets"}``. Raises AdapterError
+    for anything that would make loading fail: short file, bad JSON, offsets past the end.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise AdapterError(f"{path}: not a safetensors file ({size} bytes)")
+            (n,) = struct.unpack("<Q", head)
+            if n > _MAX_HEADER or n > size - 8:
+                raise AdapterError(f"{path}: corrupt safetensors header (claims {n} bytes, file has {size})")
+            raw = fh.read(n)
+    except OSError as exc:
+        raise AdapterError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+        if not isinstance(header, dict):
+            raise ValueError("not an object")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise AdapterError(f"{path}: corrupt safetensors header ({exc})") from None
+    metadata = header.pop("__metadata__", None) or {}
+    data_size = size - 8 - n
+    for name, t in header.items():
+        try:
+            dtype, shape, (start, end) = t["dtype"], [int(s) for s in t["shape"]], t["data_offsets"]
+            need = math.prod(shape) * _DTYPE_BYTES[dtype]
+        except (KeyError, TypeError, ValueError):
+            raise AdapterError(f"{path}: corrupt safetensors header (bad entry for {name})") from None
+        if end - start != need:
+            raise AdapterError(f"{path}: corrupt safetensors header ({name} has {end - start} bytes, needs {need})")
+        if end > data_size:
+            raise AdapterError(f"{path}: truncated safetensors file ({name} ends at byte {end} "
+                               f"of a {data_size}-byte data section)")
+    return header, metadata
+
+
+# --------------------------------------------------------------------------- PEFT
+
+_LAYER_RE = re.compile(r"\.(?:layers|h|blocks|block|layer)\.(\d+)\.")
+_PEFT_KEY_RE = re.compile(r"^(?:base_model\.model\.)?(.+?)\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B|"
+                          r"lora_magnitude_vector)(?:\.weight)?$")
+
+
+def peft_module_of(key: str) -> tuple[str, str] | None:
+    """``("model.layers.0.self_attn.q_proj", "lora_A")`` for a saved PEFT tensor name."""
+    m = _PEFT_KEY_RE.match(key)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise AdapterError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise AdapterError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise AdapterError(f"{path}: expected a JSON object")
+    return data
+
+
+def _inspect_peft(folder: Path, allow_pickle: bool) -> AdapterInfo:
+    cfg = _read_json(folder / CONFIG_NAME)
+    peft_type = str(cfg.get("peft_type") or "LORA").upper()
+    if peft_type != "LORA":
+        raise AdapterError(f"{folder}: a {peft_type} adapter, not a LoRA (only LoRA adapters can be switched)")
+    info = AdapterInfo(name=folder.name, path=folder, format="peft")
+    info.rank = int(cfg.get("r") or 8)
+    info.alpha = float(cfg["lora_alpha"]) if cfg.get("lora_alpha") is not None else float(info.rank)
+    targets = cfg.get("target_modules") or []
+    info.target_modules = sorted([targets] if isinstance(targets, str) else targets)
+    info.base_model = str(cfg.get("base_model_name_or_path") or "")
+    info.use_rslora = bool(cfg.get("use_rslora"))
+    info.use_dora = bool(cfg.get("use_dora"))
+    info.rank_pattern = dict(cfg.get("rank_pattern") or {})
+    info.alpha_pattern = dict(cfg.get("alpha_pattern") or {})
+    weights = folder / SAFETENSORS_NAME
+    if weights.is_file():
+        tensors, meta = read_safetensors_header(weights)
+        info.size_bytes = weights.stat().st_size
+        info.tensors = {k: list(v["shape"]) for k, v in tensors.items()}
+        info.n_params = sum(math.prod(s) for s in info.tensors.values())
+        if meta:
+            info.training.update({k: v for k, v in meta.items() if k != "format"})
+    else:
+        pickles = [p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and p.stem.startswith("adapter_model")]
+        if not pickles:
+            raise AdapterError(f"{folder}: missing {SAFETENSORS_NAME}")
+        if not allow_pickle:
+            raise AdapterError(f"{folder}: weights are a pickle file ({pickles[0].name}), which can run code when "
+                               "loaded; refused (convert it to safetensors, or opt in with allow_pickle)")
+        log.warning("%s: loading pickle weights %s because allow_pickle is on", folder, pickles[0].name)
+        info.format = "pickle"
+        info.size_bytes = pickles[0].stat().st_size
+    ranks = set()
+    layers = set()
+    for key, shape in info.tensors.items():
+        mod = peft_module_of(key)
+        if mod and mod[1] in ("lora_A", "lora_embedding_A") and shape:
+            ranks.add(int(shape[0]))
+        m = _LAYER_RE.search(key)
+        if m:
+            layers.add(int(m.group(1)))
+    info.ranks = sorted(ranks) or [info.rank]
+    info.n_layers = len(layers)
+    meta_file = folder / METADATA_NAME
+    if meta_file.is_file():
+        try:
+            info.training.update(_read_json(meta_file))
+        except AdapterError as exc:
+            log.warning("%s", exc)
+    info.architecture = str(info.training.get("model_type") or info.training.get("architecture") or "")
+    return info
+
+
+# --------------------------------------------------------------------------- GGUF
+
+def _gguf_value(field_) -> object:
+    """A GGUFReader field as a Python value (string, number or list)."""
+    import gguf
+
+    types = field_.types
+    if not types:
+        return None
+    if types[0] == gguf.GGUFValueType.STRING and len(types) == 1:
+        return bytes(field_.parts[field_.data[0]]).decode("utf-8", "replace")
+    if types[0] == gguf.GGUFValueType.ARRAY:
+        if len(types) > 1 and types[1] == gguf.GGUFValueType.STRING:
+            return [bytes(field_.parts[i]).decode("utf-8", "replace") for i in field_.data]
+        return [field_.parts[i].tolist()[0] for i in field_.data]
+    value = field_.parts[field_.data[0]].tolist()
+    return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+
+def read_gguf(path: Path) -> tuple[dict, dict]:
+    """``(metadata, tensors)`` of a GGUF file; tensors map names to ggml-order shapes."""
+    try:
+        import gguf
+    except ImportError:
+        raise AdapterError(f"{path}: reading GGUF files needs the 'gguf' package (pip install gguf)") from None
+    try:
+        reader = gguf.GGUFReader(str(path), "r")
+    except Exception as exc:  # the reader raises ValueError, struct.error, IndexError... on bad files
+        raise AdapterError(f"{path}: not a readable GGUF file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    meta = {name: _gguf_value(f) for name, f in reader.fields.items() if not name.startswith("GGUF.")}
+    tensors = {t.name: [int(x) for x in t.shape] for t in reader.tensors}
+    return meta, tensors
+
+
+_GGUF_LORA_RE = re.compile(r"^(.+)\.weight\.lora_(a|b)$")
+
+
+def _inspect_gguf(path: Path) -> AdapterInfo:
+    meta, tensors = read_gguf(path)
+    gtype = meta.get("general.type")
+    if gtype != "adapter":
+        raise AdapterError(f"{path}: a GGUF {gtype or 'model'}, not a LoRA adapter (general.type is {gtype!r})")
+    atype = meta.get("adapter.type")
+    if atype not in (None, "lora"):
+        raise AdapterError(f"{path}: a GGUF adapter of type {atype!r}, not a LoRA")
+    info = AdapterInfo(name=path.stem, path=path, format="gguf", tensors=tensors)
+    info.architecture = str(meta.get("general.architecture") or "")
+    alpha = meta.get("adapter.lora.alpha")
+    info.alpha = float(alpha) if alpha is not None else None
+    info.base_model = str(meta.get("general.base_model.0.name") or meta.get("general.basename") or "")
+    info.size_bytes = path.stat().st_size
+    ranks, targets, layers = set(), set(), set()
+    for name, shape in tensors.items():
+        m = _GGUF_LORA_RE.match(name)
+        if not m:
+            continue
+        if m.group(2) == "a" and len(shape) >= 2:
+            ranks.add(int(shape[1]))
+        parts = m.group(1).split(".")
+        if parts[0] == "blk" and len(parts) > 2 and parts[1].isdigit():
+            layers.add(int(parts[1]))
+            targets.add(".".join(parts[2:]))
+        else:
+            targets.add(m.group(1))
+    if not ranks:
+        raise AdapterError(f"{path}: GGUF adapter has no LoRA tensors (*.weight.lora_a / lora_b)")
+    info.ranks = sorted(ranks)
+    info.rank = max(ranks)
+    info.target_modules = sorted(targets)
+    info.n_layers = len(layers)
+    info.n_params = sum(math.prod(s) for s in tensors.values())
+    raw = meta.get("pocketpack.training")
+    if isinstance(raw, str):
+        try:
+            info.training = json.loads(raw)
+        except ValueError:
+            pass
+    return info
+
+
+# --------------------------------------------------------------------------- public
+
+def inspect_adapter(path: str | Path, *, allow_pickle: bool = False) -> AdapterInfo:
+    """Read one adapter (a PEFT folder, its config file, or a GGUF file) without loading weights."""
+    path = Path(path)
+    if not path.exists():
+        raise AdapterError(f"{path}: no such file or folder")
+    if path.is_file() and path.name == CONFIG_NAME:
+        path = path.parent
+    if path.is_dir():
+        if not (path / CONFIG_NAME).is_file():
+            raise AdapterError(f"{path}: not a PEFT adapter folder (missing {CONFIG_NAME})")
+        return _inspect_peft(path, allow_pickle)
+    if path.suffix.lower() == ".gguf":
+        return _inspect_gguf(path)
+    if path.suffix.lower() == ".safetensors":
+        if (path.parent / CONFIG_NAME).is_file():
+            return _inspect_peft(path.parent, allow_pickle)
+        raise AdapterError(f"{path}: a bare safetensors file; an adapter needs {CONFIG_NAME} beside it")
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        if (path.parent / CONFIG_NAME).is_file():
+            return _inspect_peft(path.parent, allow_pickle)
+        raise AdapterError(f"{path}: a pickle file, refused (it can run code when loaded); use safetensors")
+    raise AdapterError(f"{path}: not an adapter (expected a PEFT folder or a .gguf LoRA)")
+
+
+def _is_candidate(p: Path) -> bool:
+    if p.name.startswith("."):
+        return False
+    if p.is_dir():
+        return (p / CONFIG_NAME).is_file()
+    return p.suffix.lower() == ".gguf"
+
+
+def scan(dirs, *, allow_pickle: bool = False) -> list[AdapterInfo]:
+    """Every adapter directly inside ``dirs`` (a path or a list), sorted by name.
+
+    Unusable entries are kept with ``problem`` set so a listing can say why; GGUF files that
+    are whole models (not adapters) are skipped silently. A PEFT folder and a GGUF file may
+    share a name (``x/`` and its conversion ``x.gguf``); otherwise a name found twice keeps
+    the first folder's.
+    """
+    if isinstance(dirs, (str, Path)):
+        dirs = [dirs]
+    found: dict[tuple[str, bool], AdapterInfo] = {}
+    for d in dirs:
+        d = Path(d)
+        if not d.is_dir():
+            continue
+        for p in sorted(d.iterdir()):
+            if not _is_candidate(p):
+                continue
+            try:
+                info = inspect_adapter(p, allow_pickle=allow_pickle)
+            except AdapterError as exc:
+                if p.suffix.lower() == ".gguf" and "not a LoRA adapter" in str(exc):
+                    continue
+                info = AdapterInfo(name=p.stem if p.is_file() else p.name, path=p,
+                                   format="gguf" if p.is_file() else "peft", problem=str(exc))
+            found.setdefault((info.name, info.format == "gguf"), info)
+    return sorted(found.values(), key=lambda i: (i.name.lower(), i.format))
+
+
+def prefer(infos: list[AdapterInfo], kind: str) -> list[AdapterInfo]:
+    """One entry per name: the GGUF for a llama.cpp model, the PEFT folder otherwise."""
+    best: dict[str, AdapterInfo] = {}
+    for info in infos:
+        other = best.get(info.name)
+        if other is None or ((info.format == "gguf") == (kind == "llama.cpp") and other.format != info.format):
+            best[info.name] = info
+    return sorted(best.values(), key=lambda i: i.name.lower())
+
+
+def find(dirs, name: str, *, allow_pickle: bool = False, kind: str = "") -> AdapterInfo:
+    """The adapter called ``name`` directly inside one of ``dirs``; AdapterError if none.
+
+    With a PEFT folder and a GGUF file of the same name, ``kind`` ('llama.cpp' or
+    'transformers') picks the one that model can use. Names never reach outside those
+    folders; callers with a path use ``inspect_adapter``.
+    """
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise AdapterError(f"{name}: adapter names cannot contain path separators")
+    dirs = [dirs] if isinstance(dirs, (str, Path)) else list(dirs)
+    order = ("{}.gguf", "{}") if kind == "llama.cpp" else ("{}", "{}.gguf")
+    for d in dirs:
+        for pattern in order:
+            candidate = Path(d) / pattern.format(name)
+            if candidate.exists():
+                return inspect_adapter(candidate, allow_pickle=allow_pickle)
+    where = ", ".join(str(d) for d in dirs) or "no folders"
+    raise AdapterError(f"no adapter named {name!r} in {where}")
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"

@@ -1,0 +1,154 @@
+"""One process's adapter state, for the extension: the manager of whichever model is loaded
+now, the user's own selection, and the character bindings applied before each turn.
+
+The extension passes the model in (TGWUI's ``shared.model`` or the host's backend model);
+nothing here reads TGWUI's globals. When the model object changes (another model loaded),
+the old manager is dropped — its adapters went with the old model.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from pocketpack.adapters import compat
+from pocketpack.adapters.binding import Binding, Bindings
+from pocketpack.adapters.library import AdapterError, human_size, prefer, scan
+from pocketpack.adapters.manager import AdapterManager
+
+log = logging.getLogger("pocketpack.adapters")
+
+LIBRARY_HEADERS = ["name", "format", "rank", "alpha", "targets", "size", "status"]
+RESIDENT_HEADERS = ["name", "active", "weight", "memory", "last used"]
+BINDING_HEADERS = ["character / chat", "adapters", "combination"]
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """'a=1, b=0.5' or 'a b' -> {a: 1.0, b: 0.5}; empty -> {} (the base model)."""
+    out: dict[str, float] = {}
+    for item in (text or "").replace(";", ",").replace("\n", ",").split(","):
+        for part in item.split() if "=" not in item else [item]:
+            part = part.strip()
+            if not part or part == "none":
+                continue
+            name, _, w = part.partition("=")
+            try:
+                out[name.strip()] = float(w) if w.strip() else 1.0
+            except ValueError:
+                raise AdapterError(f"{part}: weight must be a number") from None
+    return out
+
+
+def format_weights(weights: dict) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in weights.items())
+
+
+class AdapterSession:
+    def __init__(self, dirs, bindings_path: str | Path, *, budget_bytes: int | None = None,
+                 allow_pickle: bool = False, convert_dir: str | Path | None = None):
+        self.dirs = [Path(d) for d in dirs]
+        self.bindings_path = Path(bindings_path)
+        self.budget_bytes = budget_bytes
+        self.allow_pickle = allow_pickle
+        self.convert_dir = convert_dir
+        self.manual: Binding = Binding({})
+        self._manager: AdapterManager | None = None
+        self._bindings: Bindings | None = None
+        self._bindings_mtime: float | None = None
+        self._applied: tuple | None = None   # (adapters, combination) last asked of the manager
+        self.lock = threading.RLock()
+
+    # -- the manager of the current model ----------------------------------------------------
+    def manager(self, model, create: bool = True) -> AdapterManager | None:
+        with self.lock:
+            m = self._manager
+            if m is not None and compat.base_model_of(model) is not compat.base_model_of(m.model):
+                self._manager, self._applied = None, None  # another model: its adapters are gone
+            if self._manager is None and create and model is not None:
+                self._manager = AdapterManager(model, self.dirs, budget_bytes=self.budget_bytes,
+                                               allow_pickle=self.allow_pickle, convert_dir=self.convert_dir)
+            return self._manager
+
+    def switch(self, model, adapters: dict, combination: str = "live", *, manual: bool = True) -> list[str]:
+        """Activate ``adapters`` on ``model``; a manual switch becomes the fallback for unbound characters."""
+        with self.lock:
+            mgr = self.manager(model, create=bool(adapters) or self._manager is not None)
+            if mgr is None:
+                if adapters:
+                    raise AdapterError("no model is loaded")
+                names: list[str] = []
+            else:
+                names = mgr.switch(adapters, combination=combination)
+            if manual:
+                self.manual = Binding(dict(adapters), combination)
+            self._applied = (tuple(sorted(adapters.items())), combination)
+            return names
+
+    # -- bindings ---------------------------------------------------------------------------------
+    def bindings(self) -> Bindings:
+        with self.lock:
+            mtime = self.bindings_path.stat().st_mtime if self.bindings_path.exists() else None
+            if self._bindings is None or mtime != self._bindings_mtime:
+                self._bindings = Bindings(self.bindings_path)
+                self._bindings_mtime = mtime
+            return self._bindings
+
+    def apply_state(self, model, state: dict) -> list[str] | None:
+        """Before a turn: activate the chat's or character's binding (or the manual choice when
+        it has none). Returns the new ``lora_names`` when something changed, else None; cheap
+        when nothing changes."""
+        with self.lock:
+            binding = self.bindings().adapters_for(state) or self.manual
+            wanted = (tuple(sorted(binding.adapters.items())), binding.combination)
+            mgr = self.manager(model, create=False)
+            if mgr is None and not binding.adapters:
+                return None
+            if wanted == self._applied and mgr is not None:
+                return None
+            return self.switch(model, dict(binding.adapters), binding.combination, manual=False)
+
+    # -- tables for the UI -----------------------------------------------------------------------
+    def library_rows(self, model) -> list[list]:
+        mgr = self.manager(model, create=False)
+        if mgr is None and model is not None:
+            try:
+                mgr = self.manager(model)
+            except AdapterError:
+                mgr = None
+        infos = mgr.library() if mgr is not None else scan(self.dirs, allow_pickle=self.allow_pickle)
+        if mgr is None:
+            infos = prefer(infos, "")
+        resident = {r.name for r in mgr.resident()} if mgr is not None else set()
+        active = mgr.active if mgr is not None else {}
+        rows = []
+        for i in infos:
+            if i.name in active:
+                status = f"active ({active[i.name]:g})"
+            elif i.name in resident:
+                status = "loaded"
+            elif i.problem:
+                status = f"cannot use: {i.problem}"
+            else:
+                status = "ready" if mgr is not None else "load a model to use"
+            rows.append([i.name, i.format, ",".join(map(str, i.ranks)) or "-",
+                         f"{i.alpha:g}" if i.alpha is not None else "-", ",".join(i.target_modules) or "-",
+                         human_size(i.size_bytes) if i.size_bytes else "-", status])
+        return rows
+
+    def resident_rows(self, model) -> list[list]:
+        mgr = self.manager(model, create=False)
+        if mgr is None:
+            return []
+        rows = []
+        for rank, r in enumerate(mgr.resident(), 1):
+            rows.append([r.name, "yes" if r.active else "", "" if r.weight is None else f"{r.weight:g}",
+                         human_size(r.nbytes), f"#{rank}"])
+        return rows
+
+    def binding_rows(self) -> list[list]:
+        b = self.bindings()
+        rows = [[name, format_weights(v.adapters) or "(base model)", v.combination] for name, v in b.characters.items()]
+        rows += [[f"chat {name}", format_weights(v.adapters) or "(base model)", v.combination]
+                 for name, v in b.chats.items()]
+        return rows

@@ -1,0 +1,538 @@
+"""QLoRA training on this machine: a LoRA on a base loaded in 4-bit NF4, resumable.
+
+The base is loaded with bitsandbytes NF4 + double quantisation and bf16/fp16 compute (on a
+CPU where those fail, float32 compute, and the run says so); LoRA targets q_proj and v_proj
+unless told otherwise. Data: a plain text file (cut into blocks) or a JSONL of chats
+(``{"messages": [{"role", "content"}]}``, ShareGPT ``conversations``, TGWUI ``internal``
+rows, or ``{"text": ...}``). Every ``save_every`` steps a checkpoint (adapter, AdamW state —
+safetensors, never pickle — and the step) lands in ``OUTPUT/checkpoint``; running again
+with the same output resumes from it, and since the batch order and dropout are seeded per
+step a resumed run ends where an uninterrupted one would. The result is a normal PEFT
+folder: ``adapter_model.safetensors``, ``adapter_config.json``, ``training_metadata.json``
+and ``loss.png``. Before loading anything, :func:`plan` sizes the run (with
+``pocketpack.vram``'s training estimate) and :func:`train` refuses a run that will not fit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from pocketpack.adapters.library import CONFIG_NAME, METADATA_NAME, SAFETENSORS_NAME, AdapterError
+
+log = logging.getLogger("pocketpack.adapters")
+GIB = 1024 ** 3
+QUANTS = ("nf4", "int8", "none")
+
+
+@dataclass
+class TrainConfig:
+    base: str                          # Hugging Face model folder (config.json + weights + tokenizer)
+    data: str                          # .txt or .jsonl
+    output: str                        # adapter folder to write
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.05
+    targets: list = field(default_factory=lambda: ["q_proj", "v_proj"])
+    quant: str = "nf4"                 # nf4 (QLoRA, double quant) | int8 | none
+    compute_dtype: str = "auto"        # auto | bf16 | fp16 | fp32
+    seq_len: int = 256
+    batch_size: int = 1
+    grad_accum: int = 1
+    lr: float = 2e-4
+    epochs: float = 1.0
+    max_steps: int | None = None
+    save_every: int = 50
+    seed: int = 0
+    grad_checkpointing: bool = True
+    device: str = "auto"               # auto | cpu | cuda
+    memory_limit_gib: float | None = None  # refuse runs needing more than this (default: what is free)
+
+
+@dataclass
+class TrainPlan:
+    """What a run needs and has, shown before it starts."""
+
+    device: str
+    need_gib: float
+    have_gib: float | None
+    source: str                        # "pocketpack.vram" or "parameter count"
+    breakdown: dict
+    n_examples: int = 0
+    steps: int = 0
+    notes: list = field(default_factory=list)
+
+    @property
+    def fits(self) -> bool:
+        return self.have_gib is None or self.need_gib <= self.have_gib
+
+    def describe(self) -> str:
+        where = "GPU memory" if self.device.startswith("cuda") else "RAM"
+        have = f"{_gib(self.have_gib)} free" if self.have_gib is not None else "free memory unknown"
+        parts = ", ".join(f"{k} {_gib(v)}" for k, v in self.breakdown.items() if v)
+        return (f"needs about {_gib(self.need_gib)} of {where} ({have}; {parts}; estimate from {self.source}); "
+                f"{self.n_examples} examples, {self.steps} steps")
+
+
+def _gib(v: float) -> str:
+    return f"{v:.2f} GiB" if v >= 1 else f"{v * 1024:.1f} MiB"
+
+
+@dataclass
+class Progress:
+    step: int
+    total: int
+    loss: float
+    lr: float
+    elapsed_s: float
+    tokens: int
+
+
+# --------------------------------------------------------------------------- data
+
+def _render(messages: list[dict], tokenizer) -> str:
+    if getattr(tokenizer, "chat_template", None):
+        try:
+            return tokenizer.apply_chat_template(messages, tokenize=False)
+        except Exception:
+            pass
+    return "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in messages)
+
+
+def _chat_of(row, where: str) -> list[dict] | str:
+    if isinstance(row, dict):
+        if isinstance(row.get("text"), str):
+            return row["text"]
+        if isinstance(row.get("messages"), list):
+            return [{"role": str(m.get("role", "user")), "content": str(m.get("content", ""))} for m in row["messages"]]
+        if isinstance(row.get("conversations"), list):
+            roles = {"human": "user", "gpt": "assistant", "system": "system"}
+            return [{"role": roles.get(m.get("from"), str(m.get("from", "user"))), "content": str(m.get("value", ""))}
+                    for m in row["conversations"]]
+        if isinstance(row.get("internal"), list):
+            out = []
+            for turn in row["internal"]:  # rows may hold more than [user, assistant]
+                if len(turn) > 0 and turn[0]:
+                    out.append({"role": "user", "content": str(turn[0])})
+                if len(turn) > 1 and turn[1]:
+                    out.append({"role": "assistant", "content": str(turn[1])})
+            return out
+    raise AdapterError(f"{where}: expected messages, conversations, internal or text")
+
+
+def load_examples(path: str | Path, tokenizer, seq_len: int) -> list[list[int]]:
+    """Token blocks of at most ``seq_len`` from a text file or a JSONL of chats."""
+    path = Path(path)
+    if not path.is_file():
+        raise AdapterError(f"{path}: no such data file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AdapterError(f"{path}: cannot read ({exc})") from None
+    docs: list[str] = []
+    if path.suffix.lower() in (".jsonl", ".json"):
+        for i, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                raise AdapterError(f"{path}:{i}: not valid JSON") from None
+            chat = _chat_of(row, f"{path}:{i}")
+            docs.append(chat if isinstance(chat, str) else _render(chat, tokenizer))
+    else:
+        docs = [text]
+    blocks: list[list[int]] = []
+    for doc in docs:
+        ids = tokenizer(doc, add_special_tokens=False)["input_ids"]
+        if tokenizer.bos_token_id is not None:
+            ids = [tokenizer.bos_token_id] + ids
+        if tokenizer.eos_token_id is not None and path.suffix.lower() != ".txt":
+            ids = ids + [tokenizer.eos_token_id]
+        step = max(seq_len, 2)
+        blocks.extend(ids[i:i + step] for i in range(0, len(ids), step) if len(ids[i:i + step]) >= 2)
+    if not blocks:
+        raise AdapterError(f"{path}: no training text in it")
+    return blocks
+
+
+# --------------------------------------------------------------------------- memory
+
+def _device(cfg: TrainConfig) -> str:
+    if cfg.device != "auto":
+        return cfg.device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def lora_need_bytes(n_params: int, lora_params: int, weight_bytes: float, seq_tokens: int, hidden: int,
+                    n_layers: int, vocab: int) -> dict:
+    """Own fallback estimate from parameter counts: base weights, fp32 LoRA + grads + AdamW
+    states (16 bytes a parameter), activations (checkpointed layer inputs, one layer's worth of
+    intermediates and fp32 logits), 10% slack."""
+    weights = n_params * weight_bytes
+    lora = lora_params * 16
+    acts = seq_tokens * (n_layers * hidden * 2 + 16 * hidden * 2 + vocab * 10)
+    return {"weights": weights / GIB, "lora+optimizer": lora / GIB, "activations": acts / GIB,
+            "overhead": 0.1 * (weights + lora + acts) / GIB}
+
+
+def plan(cfg: TrainConfig, n_examples: int = 0) -> TrainPlan:
+    """Memory a run needs, from ``pocketpack.vram`` when it can size this model, else from the
+    model's parameter counts; and what this machine has free."""
+    device = _device(cfg)
+    fmt = {"nf4": "nf4-dq", "int8": "int8", "none": "fp16" if device.startswith("cuda") else "fp32"}[cfg.quant]
+    steps = _total_steps(cfg, n_examples) if n_examples else 0
+    notes: list[str] = []
+    try:
+        from pocketpack.vram import estimate as vram_estimate
+        from pocketpack.vram import inspect_model
+        from pocketpack.vram.machine import detect
+
+        info = inspect_model(cfg.base)
+        est = vram_estimate.estimate(info, fmt, ctx=cfg.seq_len, batch=cfg.batch_size, mode="training",
+                                     lora_rank=cfg.rank, lora_targets=list(cfg.targets),
+                                     grad_checkpointing=cfg.grad_checkpointing, optimizer="adamw")
+        need = est.total_gib
+        breakdown = dict(est.parts())
+        if not device.startswith("cuda"):  # no CUDA context on a CPU run
+            need -= est.cuda_context_gib
+            breakdown["overhead"] = max(0.0, breakdown.get("overhead", 0.0) - est.cuda_context_gib)
+        machine = detect(use_torch=True)
+        have = machine.vram_free_gib if device.startswith("cuda") else machine.ram_free_gib
+        return _limited(cfg, TrainPlan(device, need, have, "pocketpack.vram", breakdown, n_examples, steps,
+                                       notes + est.notes))
+    except ImportError:
+        notes.append("pocketpack.vram is not available: estimated from parameter counts")
+    except Exception as exc:  # VramError and friends: fall back, but say why
+        notes.append(f"pocketpack.vram could not size this model ({str(exc).splitlines()[0]}); "
+                     "estimated from parameter counts")
+    breakdown = _fallback_breakdown(cfg, fmt)
+    have = _free_memory(device)
+    return _limited(cfg, TrainPlan(device, sum(breakdown.values()), have, "parameter count", breakdown, n_examples,
+                                   steps, notes))
+
+
+def _limited(cfg: TrainConfig, p: TrainPlan) -> TrainPlan:
+    if cfg.memory_limit_gib is not None:
+        p.have_gib = min(p.have_gib, cfg.memory_limit_gib) if p.have_gib is not None else cfg.memory_limit_gib
+    return p
+
+
+def _fallback_breakdown(cfg: TrainConfig, fmt: str) -> dict:
+    try:
+        cfg_json = json.loads((Path(cfg.base) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise AdapterError(f"{cfg.base}: cannot read config.json ({exc})") from None
+    text = cfg_json.get("text_config") or cfg_json
+    h = int(text["hidden_size"])
+    layers = int(text["num_hidden_layers"])
+    ff = int(text.get("intermediate_size") or 4 * h)
+    vocab = int(text.get("vocab_size") or 32000)
+    heads = int(text.get("num_attention_heads") or 1)
+    kv = int(text.get("num_key_value_heads") or heads)
+    hd = int(text.get("head_dim") or h // heads)
+    shapes = {"q_proj": (h, heads * hd), "k_proj": (h, kv * hd), "v_proj": (h, kv * hd), "o_proj": (heads * hd, h),
+              "gate_proj": (h, ff), "up_proj": (h, ff), "down_proj": (ff, h)}
+    per_layer = sum(i * o for i, o in shapes.values())
+    n_params = layers * per_layer + 2 * vocab * h
+    targets = list(shapes) if list(cfg.targets) == ["all-linear"] else cfg.targets
+    lora = layers * sum(cfg.rank * sum(shapes[t]) for t in targets if t in shapes)
+    weight_bytes = {"nf4-dq": 0.53, "int8": 1.0, "fp16": 2.0, "fp32": 4.0}[fmt]
+    return lora_need_bytes(n_params, lora, weight_bytes, cfg.seq_len * cfg.batch_size, h, layers, vocab)
+
+
+def _free_memory(device: str) -> float | None:
+    try:
+        if device.startswith("cuda"):
+            import torch
+
+            free, _ = torch.cuda.mem_get_info()
+            return free / GIB
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 / GIB
+    except Exception:
+        return None
+    return None
+
+
+def _total_steps(cfg: TrainConfig, n_examples: int) -> int:
+    per_epoch = max(1, math.ceil(n_examples / (cfg.batch_size * cfg.grad_accum)))
+    total = max(1, math.ceil(per_epoch * cfg.epochs))
+    return min(total, cfg.max_steps) if cfg.max_steps else total
+
+
+# --------------------------------------------------------------------------- model
+
+def _compute_dtype(cfg: TrainConfig, device: str):
+    import torch
+
+    names = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if cfg.compute_dtype != "auto":
+        return [names[cfg.compute_dtype]]
+    if device.startswith("cuda"):
+        return [torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16]
+    return [torch.bfloat16, torch.float32]  # CPU: bf16 where it works, else float32
+
+
+def _load_model(cfg: TrainConfig, device: str, dtype):
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    kwargs: dict = {"device_map": {"": device}}
+    if cfg.quant == "nf4":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype)
+        kwargs["dtype"] = dtype
+    elif cfg.quant == "int8":
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    else:
+        kwargs["dtype"] = dtype if device.startswith("cuda") else torch.float32
+    return AutoModelForCausalLM.from_pretrained(cfg.base, **kwargs)
+
+
+def _probe(model, device: str) -> None:
+    """One forward/backward on two tokens: fails fast when a compute dtype is unusable here."""
+    import torch
+
+    ids = torch.tensor([[1, 2]], device=device)
+    out = model(input_ids=ids, labels=ids)
+    if not torch.isfinite(out.loss):
+        raise RuntimeError("non-finite loss")
+    out.loss.backward()
+    model.zero_grad(set_to_none=True)
+
+
+def _peft_model(cfg: TrainConfig, device: str, notes: list[str]):
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    last_exc: Exception | None = None
+    for dtype in _compute_dtype(cfg, device):
+        try:
+            model = _load_model(cfg, device, dtype)
+            if cfg.quant in ("nf4", "int8"):
+                model = prepare_model_for_kbit_training(
+                    model, use_gradient_checkpointing=cfg.grad_checkpointing,
+                    gradient_checkpointing_kwargs={"use_reentrant": False})
+            elif cfg.grad_checkpointing:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                model.enable_input_require_grads()
+            lcfg = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                              target_modules=list(cfg.targets) if list(cfg.targets) != ["all-linear"] else "all-linear",
+                              bias="none", task_type="CAUSAL_LM")
+            torch.manual_seed(cfg.seed)  # LoRA A's random init: same seed, same adapter
+            model = get_peft_model(model, lcfg)
+            _probe(model, device)
+            return model, dtype
+        except (RuntimeError, NotImplementedError, TypeError) as exc:
+            last_exc = exc
+            if dtype != torch.float32 and device == "cpu" and cfg.compute_dtype == "auto":
+                notes.append(f"{str(dtype).replace('torch.', '')} compute failed on this CPU "
+                             f"({str(exc).splitlines()[0][:120]}); using float32 compute")
+                continue
+            break
+        except ValueError as exc:
+            raise AdapterError(f"{cfg.base}: cannot set up LoRA ({str(exc).splitlines()[0]})") from None
+        except OSError as exc:
+            raise AdapterError(f"{cfg.base}: cannot load the base model ({str(exc).splitlines()[0]})") from None
+    raise AdapterError(f"{cfg.base}: training cannot run here ({str(last_exc).splitlines()[0]})")
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def _save_checkpoint(model, optimizer, ckpt: Path, state: dict) -> None:
+    from safetensors.torch import save_file
+
+    tmp = ckpt.with_name(ckpt.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp), safe_serialization=True, save_embedding_layers=False)
+    opt = optimizer.state_dict()
+    tensors = {}
+    for idx, st in opt["state"].items():
+        for k, v in st.items():
+            tensors[f"{idx}.{k}"] = v.detach().reshape(v.shape).contiguous().cpu()
+    if tensors:
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+    state = dict(state, param_groups=[{k: v for k, v in g.items() if k != "params"} for g in opt["param_groups"]])
+    (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
+    shutil.rmtree(ckpt, ignore_errors=True)
+    tmp.replace(ckpt)
+
+
+def _load_checkpoint(model, optimizer, ckpt: Path) -> dict:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+    weights = load_file(str(ckpt / SAFETENSORS_NAME))
+    set_peft_model_state_dict(model, weights)
+    opt = optimizer.state_dict()
+    if (ckpt / "optimizer.safetensors").is_file():
+        flat = load_file(str(ckpt / "optimizer.safetensors"))
+        restored: dict = {}
+        for key, t in flat.items():
+            idx, name = key.split(".", 1)
+            restored.setdefault(int(idx), {})[name] = t
+        opt["state"] = restored
+        for group, saved in zip(opt["param_groups"], state.get("param_groups", [])):
+            group.update({k: v for k, v in saved.items() if k != "params"})
+        optimizer.load_state_dict(opt)
+    return state
+
+
+# --------------------------------------------------------------------------- run
+
+def _fingerprint(cfg: TrainConfig) -> dict:
+    keys = ("base", "data", "rank", "alpha", "targets", "quant", "seq_len", "batch_size", "grad_accum", "lr", "seed")
+    d = asdict(cfg)
+    return {k: d[k] for k in keys}
+
+
+def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None, *,
+          resume: bool = True, check_memory: bool = True) -> dict:
+    """Train (or resume) and save the adapter; returns its training metadata.
+
+    ``progress`` is called after every optimiser step; returning False stops the run after
+    saving a checkpoint (the next call resumes). Raises AdapterError with one line for bad
+    input or a run that will not fit in memory.
+    """
+    import torch
+
+    if cfg.quant not in QUANTS:
+        raise AdapterError(f"quant {cfg.quant!r}: use one of {', '.join(QUANTS)}")
+    if cfg.rank <= 0 or cfg.seq_len < 2 or cfg.batch_size <= 0 or cfg.grad_accum <= 0 or cfg.save_every <= 0:
+        raise AdapterError("rank, seq_len, batch_size, grad_accum and save_every must be positive")
+    base = Path(cfg.base)
+    if not (base / "config.json").is_file():
+        raise AdapterError(f"{base}: not a Hugging Face model folder (no config.json); "
+                           "QLoRA trains on Transformers checkpoints, not GGUF")
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(base))
+    except Exception as exc:
+        raise AdapterError(f"{base}: cannot load its tokenizer ({str(exc).splitlines()[0]})") from None
+    examples = load_examples(cfg.data, tokenizer, cfg.seq_len)
+    the_plan = plan(cfg, len(examples))
+    log.info("training %s", the_plan.describe())
+    if check_memory and not the_plan.fits:
+        raise AdapterError(f"this run will not fit: it {the_plan.describe()}; lower seq_len, batch_size or rank")
+    device = the_plan.device
+    notes = list(the_plan.notes)
+    model, dtype = _peft_model(cfg, device, notes)
+    if cfg.quant == "nf4" and device == "cpu":
+        notes.append(f"QLoRA on CPU with {str(dtype).replace('torch.', '')} compute")
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    total = _total_steps(cfg, len(examples))
+    out = Path(cfg.output)
+    ckpt = out / "checkpoint"
+    state = {"step": 0, "losses": [], "tokens": 0, "fingerprint": _fingerprint(cfg), "elapsed_s": 0.0}
+    if resume and (ckpt / "trainer_state.json").is_file():
+        saved = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+        if saved.get("fingerprint") != state["fingerprint"]:
+            raise AdapterError(f"{ckpt}: a checkpoint of a different run (other data or settings); "
+                               "delete it or choose another output folder")
+        state.update(_load_checkpoint(model, optimizer, ckpt))
+        log.info("resuming at step %d of %d", state["step"], total)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    per_step = cfg.batch_size * cfg.grad_accum
+    model.train()
+    started = time.monotonic() - float(state.get("elapsed_s", 0.0))
+    stopped = False
+    while state["step"] < total:
+        step = state["step"]
+        torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout: same on a resumed run
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum = 0.0
+        for micro in range(cfg.grad_accum):
+            batch = [examples[_index(cfg.seed, len(examples), step * per_step + micro * cfg.batch_size + j)]
+                     for j in range(cfg.batch_size)]
+            width = max(len(b) for b in batch)
+            ids = torch.tensor([b + [pad] * (width - len(b)) for b in batch], device=device)
+            mask = torch.tensor([[1] * len(b) + [0] * (width - len(b)) for b in batch], device=device)
+            labels = ids.masked_fill(mask == 0, -100)
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss / cfg.grad_accum
+            loss.backward()
+            loss_sum += float(loss.detach())
+            state["tokens"] += int(mask.sum())
+        optimizer.step()
+        state["step"] = step + 1
+        state["losses"].append(round(loss_sum, 6))
+        state["elapsed_s"] = time.monotonic() - started
+        keep_going = True
+        if progress is not None:
+            keep_going = progress(Progress(state["step"], total, loss_sum, cfg.lr, state["elapsed_s"],
+                                           state["tokens"])) is not False
+        if state["step"] % cfg.save_every == 0 or not keep_going:
+            _save_checkpoint(model, optimizer, ckpt, state)
+        if not keep_going:
+            stopped = True
+            break
+    meta = {
+        "format": "pocketpack-training/1", "base_model": str(base), "model_type": model.config.model_type,
+        "data": str(cfg.data), "examples": len(examples), "steps": state["step"], "total_steps": total,
+        "tokens": state["tokens"], "final_loss": state["losses"][-1] if state["losses"] else None,
+        "losses": state["losses"], "quant": cfg.quant, "compute_dtype": str(dtype).replace("torch.", ""),
+        "device": device, "rank": cfg.rank, "alpha": cfg.alpha, "targets": list(cfg.targets), "lr": cfg.lr,
+        "seq_len": cfg.seq_len, "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "seed": cfg.seed,
+        "elapsed_s": round(state["elapsed_s"], 2), "memory_plan": the_plan.describe(), "notes": notes,
+        "finished": not stopped,
+    }
+    if stopped:
+        return meta
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out), safe_serialization=True, save_embedding_layers=False)
+    cfg_path = out / CONFIG_NAME
+    saved_cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    saved_cfg["base_model_name_or_path"] = str(base)
+    cfg_path.write_text(json.dumps(saved_cfg, indent=2), encoding="utf-8")
+    (out / METADATA_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    plot_loss(state["losses"], out / "loss.png", title=out.name)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return meta
+
+
+def _index(seed: int, n: int, i: int) -> int:
+    """Example for global position ``i``: a fresh seeded shuffle each epoch."""
+    epoch, pos = divmod(i, n)
+    order = list(range(n))
+    random.Random(seed * 7919 + epoch).shuffle(order)
+    return order[pos]
+
+
+def plot_loss(losses: list[float], path: Path, title: str = "") -> Path | None:
+    """Loss per step as a PNG (matplotlib, headless)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: no loss plot")
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    ax.plot(range(1, len(losses) + 1), losses, color="#3b6ea5")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(f"training loss {title}".strip())
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
