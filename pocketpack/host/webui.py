@@ -104,7 +104,7 @@ def build_ui(runtime: Runtime, models_dir: Path, characters_dir: Path, model_nam
                 load_button = gr.Button("Load", elem_id="load-model")
                 unload_button = gr.Button("Unload")
             with gr.Row():
-                gpu_layers = gr.Number(value=0, precision=0, label="gpu-layers")
+                gpu_layers = gr.Number(value=-1, precision=0, label="gpu-layers (-1 = all)")
                 ctx_size = gr.Number(value=2048, precision=0, label="ctx-size")
                 cache_type = gr.Dropdown(CACHE_TYPES, value="fp16", label="cache-type")
                 threads = gr.Number(value=0, precision=0, label="threads (0 = auto)")
@@ -114,7 +114,7 @@ def build_ui(runtime: Runtime, models_dir: Path, characters_dir: Path, model_nam
                 quant_type = gr.Dropdown(["nf4", "fp4"], value="nf4", label="quant_type")
                 use_double_quant = gr.Checkbox(label="use_double_quant")
                 compute_dtype = gr.Dropdown(["float16", "bfloat16", "float32"], value="float32", label="compute_dtype")
-                cpu = gr.Checkbox(label="cpu", value=True)
+                cpu = gr.Checkbox(label="cpu", value=False)
             lora_menu = gr.Dropdown([], value=[], multiselect=True, label="LoRA(s)", elem_id="lora-menu")
             model_status = gr.Markdown(_model_status(), elem_id="model-status")
             shared.gradio.update({"model_menu": model_menu, "lora_menu": lora_menu, "model_status": model_status})
@@ -200,16 +200,15 @@ def build_ui(runtime: Runtime, models_dir: Path, characters_dir: Path, model_nam
 
         def do_load(name, layers, ctx, cache, nthreads, in8, in4, qtype, dq, dtype, on_cpu):
             from pocketpack.host.backends.base import ModelLoadError
-            from pocketpack.host.flags import FlagConflict, LoadSettings
+            from pocketpack.host.flags import FlagConflict
 
             if not name:
                 return "⚠️ Choose a model first."
             try:
-                settings = LoadSettings(gpu_layers=int(layers or 0), ctx_size=int(ctx or 0), cache_type=cache,
-                                        threads=int(nthreads or 0), load_in_8bit=bool(in8), load_in_4bit=bool(in4),
-                                        quant_type=qtype, use_double_quant=bool(dq), compute_dtype=dtype,
-                                        cpu=bool(on_cpu))
-                runtime.load_model(_resolve_model(models_dir, name), settings)
+                path = _resolve_model(models_dir, name)
+                settings = load_settings_from_form(path, layers, ctx, cache, nthreads, in8, in4, qtype, dq,
+                                                   dtype, on_cpu)
+                runtime.load_model(path, settings)
             except (ModelLoadError, FlagConflict, ValueError) as exc:
                 return f"⚠️ {exc}"
             return _model_status()
@@ -220,6 +219,23 @@ def build_ui(runtime: Runtime, models_dir: Path, characters_dir: Path, model_nam
         if js:
             demo.load(None, None, None, js=f"() => {{ {js} }}")
     return demo
+
+
+def load_settings_from_form(path: Path, layers, ctx, cache, nthreads, in8, in4, qtype, dq, dtype, on_cpu):
+    """LoadSettings holding only the form's fields that apply to the model's loader.
+
+    The form shows every loader's fields at once; passing a llama.cpp field to Transformers
+    (or a 4-bit option without 4-bit) is a conflict the loader would rightly refuse.
+    """
+    from pocketpack.host.flags import LoadSettings, infer_loader
+
+    loader = infer_loader(path)
+    common = {"ctx_size": int(ctx) if ctx else None, "threads": int(nthreads) if nthreads else None}
+    if loader == "llama.cpp":
+        layers = 0 if on_cpu else (int(layers) if layers is not None else None)
+        return LoadSettings(gpu_layers=layers, cache_type=cache or None, **common)
+    four_bit = {"quant_type": qtype, "use_double_quant": bool(dq), "compute_dtype": dtype} if in4 else {}
+    return LoadSettings(load_in_8bit=bool(in8), load_in_4bit=bool(in4), cpu=bool(on_cpu), **four_bit, **common)
 
 
 def _model_status() -> str:
