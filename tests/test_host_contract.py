@@ -324,3 +324,18 @@ def test_is_tab_extensions_get_tabs_others_the_block(root):
     assert [n for n, _ in host.block_extensions()] == ["blocky"]
     list(chat_turn(host, ScriptedBackend(), "Hi", default_state()))
     assert "ui" not in calls(host)  # API-only: ui() is never called by a turn
+
+
+# -- prompt shape: modules/chat.generate_chat_prompt ----------------------------------------------
+
+def test_chat_mode_is_a_name_transcript_and_instruct_mode_uses_the_model_template(root):
+    host = load(root, [])
+    history = {"internal": [["Hi", "Hello!"]], "visible": [["Hi", "Hello!"]], "metadata": {}}
+    backend = ScriptedBackend()
+    list(chat_turn(host, backend, "Tea?", default_state(history=history, context="A cafe.", name1="Ann",
+                                                         name2="Bob")))
+    assert backend.prompts[-1] == "A cafe.\n\nAnn: Hi\nBob: Hello!\nAnn: Tea?\nBob:"
+    list(chat_turn(host, backend, "Tea?", default_state(history=history, mode="instruct",
+                                                         custom_system_message="Be kind.")))
+    assert backend.prompts[-1] == ("<system>Be kind.</system><user>Hi</user><assistant>Hello!</assistant>"
+                                   "<user>Tea?</user><assistant>")

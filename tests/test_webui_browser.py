@@ -83,7 +83,8 @@ def page(server):
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(url, wait_until="networkidle")
+        page.goto(url, wait_until="load")
+        page.locator("#chat-input textarea").wait_for(state="visible", timeout=60000)
         yield page
         page.screenshot(path=str(user_data / "last.png"), full_page=True)
         browser.close()

@@ -137,11 +137,28 @@ def plain_chat_prompt(messages: list[dict]) -> str:
     return "\n".join(lines) + "\nAssistant:"
 
 
-def generate_chat_prompt(backend: Backend | None, user_input: str, state: dict, **kwargs) -> str:
-    """Render the system part, the history and the new message with the model's template.
+def transcript_prompt(messages: list[dict], name1: str, name2: str) -> str:
+    """TGWUI's ``chat`` mode: the default ``chat_template_str`` writes the conversation as a
+    transcript — the context, a blank line, then ``Name: message`` lines — and ends with
+    ``name2:`` for the model to go on. Any model, base or instruction-tuned, can continue it."""
+    parts = []
+    for message in messages:
+        if message["role"] == "system":
+            parts.append(message["content"] + "\n\n")
+        else:
+            speaker = name1 if message["role"] == "user" else name2
+            parts.append(f"{speaker}: {message['content']}\n")
+    return "".join(parts) + f"{name2}:"
 
-    Oldest rows are dropped until the prompt leaves room for ``max_new_tokens`` within
-    ``truncation_length``, as TGWUI's ``generate_chat_prompt`` does.
+
+def generate_chat_prompt(backend: Backend | None, user_input: str, state: dict, **kwargs) -> str:
+    """The prompt for a chat turn, as TGWUI's ``generate_chat_prompt`` builds it.
+
+    ``chat`` mode renders a ``Name: message`` transcript; ``instruct`` and ``chat-instruct``
+    render role messages with the model's own template (the system part is
+    ``custom_system_message`` in instruct mode, the character's context otherwise). Oldest
+    rows are dropped until the prompt leaves room for ``max_new_tokens`` within
+    ``truncation_length``.
     """
     _continue = kwargs.get("_continue", False)
     history = kwargs.get("history", state.get("history", new_history()))["internal"]
@@ -155,11 +172,14 @@ def generate_chat_prompt(backend: Backend | None, user_input: str, state: dict, 
     def render(kept: list) -> str:
         messages = [{"role": "system", "content": system}] if system else []
         for row in kept:
-            if row[0]:
+            if row[0] and row[0] != "<|BEGIN-VISIBLE-CHAT|>":
                 messages.append({"role": "user", "content": row[0]})
             if len(row) > 1 and row[1]:
                 messages.append({"role": "assistant", "content": row[1]})
         messages.append({"role": "user", "content": user_input})
+        if state.get("mode") == "chat":
+            prompt = transcript_prompt(messages, state.get("name1", "You"), state.get("name2", "Assistant"))
+            return prompt + (" " + partial_reply if partial_reply else "")
         prompt = backend.render_chat(messages) if backend else plain_chat_prompt(messages)
         return prompt + partial_reply  # bot_prefix is the caller's, as in TGWUI
 

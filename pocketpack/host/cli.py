@@ -73,7 +73,7 @@ def _runtime(args, nowebui: bool):
     names = ALL_EXTENSIONS if args.extensions is None else args.extensions
     try:
         return Runtime(root=args.root or _pack_root(), user_data_dir=args.user_data_dir, extensions=names,
-                       settings_file=args.settings, nowebui=nowebui)
+                       settings_file=args.settings, nowebui=nowebui, model_dir=args.model_dir)
     except (UnknownExtensionError, ExtensionImportError, SettingsError) as exc:
         raise SystemExit(_fail(str(exc)))
 

@@ -25,7 +25,7 @@ class Runtime:
 
     def __init__(self, root: Path | str = ".", user_data_dir: Path | str | None = None,
                  extensions: list[str] | None = None, settings_file: Path | str | None = None,
-                 nowebui: bool = False):
+                 nowebui: bool = False, model_dir: Path | str | None = None):
         root = Path(root).resolve()
         user_data_dir = Path(user_data_dir).resolve() if user_data_dir else root / "user_data"
         settings_file = Path(settings_file) if settings_file else user_data_dir / "settings.yaml"
@@ -40,6 +40,7 @@ class Runtime:
         shared.args.extensions = names
         shared.args.nowebui = nowebui
         shared.args.lora_dir = str(user_data_dir / "loras")
+        shared.args.model_dir = str(Path(model_dir).resolve() if model_dir else user_data_dir / "models")
         shared.generation_lock = threading.Lock()
         self.host = ExtensionHost(root, user_data_dir, settings)
         shared.default_settings = self.host.default_settings
