@@ -1,16 +1,212 @@
-"""rag-enhancer: thin TGWUI adapter over pocketpack (work in progress)."""
+"""rag-enhancer: ask questions of your own documents, with citations.
+
+A thin adapter: TGWUI hooks and the Documents tab call ``pocketpack.rag`` (all logic lives
+there). Documents are stored under ``user_data/pocketpack/documents`` (SQLite + faiss), so
+they persist across restarts and are shared with ``pocketpack rag --store ...`` on the CLI.
+"""
+
+from pocketpack.rag.config import RagSettings
+from pocketpack.rag.extension import EXTENSION_DEFAULTS, RagEngine
 
 params = {
-    "display_name": "rag-enhancer",
+    "display_name": "Documents",
     "is_tab": True,
+    **EXTENSION_DEFAULTS,
+    **RagSettings().to_dict(),
 }
+
+_engine = None
+
+
+def engine() -> RagEngine:
+    global _engine
+    if _engine is None:
+        _engine = RagEngine(params)
+    return _engine
 
 
 def setup():
-    import pocketpack  # noqa: F401  (fails early with a clear ModuleNotFoundError if not installed)
+    engine()  # params already carry settings.yaml overrides here; the model loads on first use
+
+
+def state_modifier(state):
+    return engine().state_modifier(state)
+
+
+def chat_input_modifier(text, visible_text, state):
+    return engine().chat_input_modifier(text, visible_text, state)
+
+
+def input_modifier(string, state, is_chat=False):
+    return engine().input_modifier(string, state, is_chat)
+
+
+def output_modifier(string, state, is_chat=False):
+    return engine().output_modifier(string, state, is_chat)
+
+
+def custom_css():
+    from pocketpack.rag.cite import CSS
+
+    return CSS
+
+
+# -- the Documents tab (gradio APIs common to gradio 4.37 and 6) ------------------------------
+_DOC_HEADERS = ["id", "name", "chunks", "collection", "kind", "source"]
+_HIT_HEADERS = ["n", "score", "source", "location", "text"]
+
+
+def _paths(files):
+    out = []
+    for f in files or []:
+        out.append(f if isinstance(f, str) else getattr(f, "name", None) or getattr(f, "path", ""))
+    return [p for p in out if p]
+
+
+def add_documents(files, urls, scope, progress=None):
+    from pathlib import Path
+
+    eng = engine()
+    collection, where = eng.upload_collection(scope)
+    lib = eng.library
+    lines = []
+
+    def tick(fraction, message):
+        if progress is not None:
+            progress(fraction, desc=message)
+
+    paths = _paths(files)
+    url_list = [u.strip() for u in (urls or "").splitlines() if u.strip()]
+    total = len(paths) + (1 if url_list else 0)
+    for n, path in enumerate(paths):
+        p = Path(path)
+        try:
+            data = p.read_bytes()
+        except OSError as exc:
+            lines.append(f"skipped {p.name}: cannot read the upload ({exc.strerror or exc})")
+            continue
+        # gradio keeps the original name as the temp file's name
+        result = lib.add_upload(p.name, data, collection,
+                                progress=lambda f, m, n=n: tick((n + f) / max(total, 1), m))
+        lines.append(result.line())
+    if url_list:
+        report = lib.ingest(url_list, collection,
+                            progress=lambda f, m: tick((len(paths) + f) / max(total, 1), m))
+        lines += [r.line() for r in report.results]
+    if not lines:
+        return "Nothing to add: choose files or enter URLs.", eng.document_rows()
+    return f"Added to {where}:\n\n" + "\n".join(f"- {line}" for line in lines), eng.document_rows()
+
+
+def remove_document(doc_id):
+    eng = engine()
+    if not (doc_id or "").strip():
+        return "Enter a document id (first column) or name.", eng.document_rows()
+    try:
+        doc = eng.library.remove(doc_id.strip())
+        return f"Removed {doc.name or doc.source} ({doc.chunks} chunks).", eng.document_rows()
+    except Exception as exc:  # noqa: BLE001 - shown to the user as one line
+        return f"Not removed: {exc}", eng.document_rows()
+
+
+def reindex_documents(doc_id, progress=None):
+    eng = engine()
+    try:
+        report = eng.library.reindex((doc_id or "").strip() or None,
+                                     progress=(lambda f, m: progress(f, desc=m)) if progress is not None else None)
+    except Exception as exc:  # noqa: BLE001
+        return f"Not re-indexed: {exc}", eng.document_rows()
+    lines = "\n".join(f"- {r.line()}" for r in report.results) or "- no documents"
+    return f"Re-indexed ({report.summary()}):\n\n{lines}", eng.document_rows()
+
+
+def try_query(question, k):
+    eng = engine()
+    if not (question or "").strip():
+        return "Type a question.", []
+    try:
+        rows = eng.try_query(question, int(k or 5))
+    except Exception as exc:  # noqa: BLE001
+        return f"Query failed: {exc}", []
+    return (f"{len(rows)} passage(s)." if rows else "No passage found (empty library, or nothing relevant)."), rows
+
+
+_SETTING_KEYS = ["enabled", "citations", "k", "budget_tokens", "min_score", "neighbours", "mode", "chunk_size",
+                 "chunk_overlap", "max_file_mb", "url_timeout", "allow_private_urls", "reranker_path"]
+
+
+def save_settings(*values):
+    eng = engine()
+    try:
+        eng.save_settings(dict(zip(_SETTING_KEYS, values)))
+    except Exception as exc:  # noqa: BLE001
+        return f"Settings not saved: {exc}"
+    return ("Settings saved. Chunk size and overlap apply to documents added or re-indexed from now on"
+            " (use Re-index to apply them to existing ones).")
 
 
 def ui():
     import gradio as gr
 
-    gr.Markdown("rag-enhancer")
+    gr.Markdown("Add files or web pages; their relevant passages are added to each reply's context, "
+                "numbered, and the reply's citations like [1] open the exact passage. In Notebook/Default "
+                "mode put `<|injection-point|>` where passages should go (and optionally the question "
+                "between `<|begin-user-input|>` and `<|end-user-input|>`).")
+    with gr.Row():
+        with gr.Column():
+            files = gr.File(label="Files (txt, md, html, pdf, docx, epub, csv, code)", file_count="multiple",
+                            type="filepath")
+            urls = gr.Textbox(label="URLs, one per line", lines=2)
+            scope = gr.Radio(["global", "character", "chat"], value=params.get("upload_scope", "global"),
+                             label="Add to", info="global: every chat; character: the current character's chats; "
+                                                  "chat: this chat only")
+            add = gr.Button("Add", variant="primary")
+        with gr.Column():
+            status = gr.Markdown("")
+    docs = gr.Dataframe(headers=_DOC_HEADERS, value=engine().document_rows() or None, label="Documents",
+                        interactive=False, wrap=True)
+    with gr.Row():
+        doc_id = gr.Textbox(label="Document id or name", scale=3)
+        remove = gr.Button("Remove")
+        reindex = gr.Button("Re-index (empty id: all)")
+        refresh = gr.Button("Refresh list")
+    with gr.Accordion("Try a query", open=False):
+        with gr.Row():
+            question = gr.Textbox(label="Question", scale=4)
+            k = gr.Number(value=params.get("k", 5), precision=0, label="k")
+            ask = gr.Button("Search")
+        hits_status = gr.Markdown("")
+        hits = gr.Dataframe(headers=_HIT_HEADERS, label="Passages, best first", interactive=False, wrap=True)
+    with gr.Accordion("Settings", open=False):
+        with gr.Row():
+            enabled = gr.Checkbox(value=params["enabled"], label="Use documents in replies")
+            citations = gr.Checkbox(value=params["citations"], label="Link citations [n] to passages")
+            allow_private = gr.Checkbox(value=params["allow_private_urls"], label="Allow local/LAN URLs")
+        with gr.Row():
+            s_k = gr.Number(value=params["k"], precision=0, label="Passages per reply (k)")
+            budget = gr.Number(value=params["budget_tokens"], precision=0, label="Token budget")
+            min_score = gr.Slider(0, 1, value=params["min_score"], step=0.01, label="Score threshold")
+            neighbours = gr.Number(value=params["neighbours"], precision=0, label="Neighbour chunks")
+            mode = gr.Radio(["hybrid", "dense", "lexical"], value=params["mode"], label="Search")
+        with gr.Row():
+            chunk_size = gr.Number(value=params["chunk_size"], precision=0, label="Chunk size (tokens)")
+            chunk_overlap = gr.Number(value=params["chunk_overlap"], precision=0, label="Chunk overlap (tokens)")
+            max_mb = gr.Number(value=params["max_file_mb"], label="Max file size (MB)")
+            timeout = gr.Number(value=params["url_timeout"], label="URL timeout (s)")
+        reranker = gr.Textbox(value=params["reranker_path"], label="Cross-encoder reranker folder (optional, local)")
+        save = gr.Button("Save settings")
+        saved = gr.Markdown("")
+
+    def _add(files, urls, scope, progress=gr.Progress()):
+        return add_documents(files, urls, scope, progress)
+
+    def _reindex(doc, progress=gr.Progress()):
+        return reindex_documents(doc, progress)
+
+    add.click(_add, [files, urls, scope], [status, docs])
+    remove.click(remove_document, [doc_id], [status, docs])
+    reindex.click(_reindex, [doc_id], [status, docs])
+    refresh.click(lambda: engine().document_rows(), None, [docs])
+    ask.click(try_query, [question, k], [hits_status, hits])
+    save.click(save_settings, [enabled, citations, s_k, budget, min_score, neighbours, mode, chunk_size,
+                               chunk_overlap, max_mb, timeout, allow_private, reranker], [saved])

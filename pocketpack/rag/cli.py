@@ -1,0 +1,253 @@
+"""``pocketpack rag``: the document library from the command line.
+
+    pocketpack rag --store DIR ingest PATH_OR_URL... [--collection NAME] [--force]
+    pocketpack rag --store DIR query "QUESTION" [--k 5] [--collection NAME] [--json]
+    pocketpack rag --store DIR query --queries FILE.jsonl --json
+    pocketpack rag --store DIR list [--collection NAME] [--json]
+    pocketpack rag --store DIR remove DOC [--collection NAME]
+    pocketpack rag --store DIR reindex [DOC] [--collection NAME]
+
+``query --json`` prints a JSON list of ``{text, source, location, score}``, best first;
+with ``--queries`` one such list per input line (``{query, k, collection}``), in input order,
+from one process. Exit status: 0 done, 1 some source/query failed (the rest went on), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_STORE = "user_data/pocketpack/documents"
+
+
+def register(subparsers) -> None:
+    rag = subparsers.add_parser("rag", help="ask questions of your documents (ingest, query, list, remove)",
+                                description="Index documents (txt, md, html, pdf, docx, epub, csv, code, URLs, "
+                                            "folders) and retrieve passages from them.")
+    rag.add_argument("--store", default=DEFAULT_STORE, help=f"library folder (default: {DEFAULT_STORE})")
+    rag.add_argument("--model", default=None, help="local sentence-transformers model folder "
+                                                  "(default: the bundled all-MiniLM-L6-v2)")
+    rag.set_defaults(func=lambda args: (rag.print_help(), 2)[1])
+    sub = rag.add_subparsers(dest="rag_command", metavar="ACTION")
+
+    ingest = sub.add_parser("ingest", help="add or update files, folders (recursively) and URLs")
+    ingest.add_argument("sources", nargs="+", metavar="PATH_OR_URL")
+    ingest.add_argument("--collection", default="global", help="collection name (default: global)")
+    ingest.add_argument("--force", action="store_true", help="re-parse and re-embed even unchanged documents")
+    ingest.add_argument("--chunk-size", type=int, default=None, help="tokens per chunk (default: the store's, 200)")
+    ingest.add_argument("--chunk-overlap", type=int, default=None, help="tokens shared by neighbouring chunks")
+    ingest.add_argument("--max-file-mb", type=float, default=None, help="skip larger files (default: 50)")
+    ingest.add_argument("--timeout", type=float, default=None, help="seconds to wait for a URL (default: 15)")
+    ingest.add_argument("--quiet", action="store_true", help="no progress bar")
+    ingest.set_defaults(func=cmd_ingest)
+
+    query = sub.add_parser("query", help="retrieve the passages that answer a question")
+    query.add_argument("question", nargs="?")
+    query.add_argument("--queries", metavar="FILE.jsonl", help="many queries, one {query, k, collection} per line")
+    query.add_argument("--k", type=int, default=5, help="passages to return (default: 5)")
+    query.add_argument("--collection", default=None, action="append",
+                       help="search this collection (repeatable; default: every collection)")
+    query.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default=None)
+    query.add_argument("--min-score", type=float, default=None, help="drop passages scoring below this (0..1)")
+    query.add_argument("--reranker", default=None, help="local cross-encoder folder to re-rank with")
+    query.add_argument("--json", action="store_true", help="print JSON")
+    query.set_defaults(func=cmd_query)
+
+    listing = sub.add_parser("list", help="list documents with their chunk counts")
+    listing.add_argument("--collection", default=None)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_list)
+
+    remove = sub.add_parser("remove", help="remove a document (by id, path, URL or name) with its chunks")
+    remove.add_argument("doc", metavar="DOC")
+    remove.add_argument("--collection", default=None)
+    remove.set_defaults(func=cmd_remove)
+
+    reindex = sub.add_parser("reindex", help="parse and embed documents again from their sources")
+    reindex.add_argument("doc", metavar="DOC", nargs="?")
+    reindex.add_argument("--collection", default=None)
+    reindex.set_defaults(func=cmd_reindex)
+
+
+def _err(message: str) -> None:
+    print(f"pocketpack rag: {message}", file=sys.stderr)
+
+
+def _library(args, *, must_exist: bool = True):
+    from pocketpack.rag import config
+    from pocketpack.rag.ingest import Library
+    from pocketpack.retrieval.store import DB_NAME
+
+    store = Path(args.store).expanduser()
+    if must_exist and not (store / DB_NAME).is_file():
+        raise SystemExit(_fail(f"no document store at {store} (add documents with `ingest` first)"))
+    settings = config.load(store)
+    settings.allow_private_urls = True  # the machine's owner runs the CLI
+    return Library(store, settings, model_path=args.model)
+
+
+def _fail(message: str) -> int:
+    _err(message)
+    return 1
+
+
+def _guard(fn):
+    """Known failures (bad store, missing model) become one line and exit status 1."""
+    def run(args) -> int:
+        from pocketpack.rag.ingest import IngestError
+        from pocketpack.rag.retrieve import RerankerError
+        from pocketpack.retrieval import StoreError
+        from pocketpack.retrieval.embed import EmbeddingError
+
+        try:
+            return fn(args)
+        except (IngestError, RerankerError, StoreError, EmbeddingError, OSError) as exc:
+            return _fail(str(exc))
+    return run
+
+
+@_guard
+def cmd_ingest(args) -> int:
+    from pocketpack.rag import config
+
+    lib = _library(args, must_exist=False)
+    s = lib.settings
+    for name, value in (("chunk_size", args.chunk_size), ("chunk_overlap", args.chunk_overlap),
+                        ("max_file_mb", args.max_file_mb), ("url_timeout", args.timeout)):
+        if value is not None:
+            setattr(s, name, value)
+    if args.chunk_size is not None or args.chunk_overlap is not None:
+        saved = config.load(lib.directory)
+        saved.chunk_size, saved.chunk_overlap = s.chunk_size, s.chunk_overlap
+        config.save(lib.directory, saved)
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=1000, unit="‰", file=sys.stderr, bar_format="{l_bar}{bar}| {desc}", leave=False,
+                   disable=not sys.stderr.isatty())
+
+    def progress(fraction: float, message: str) -> None:
+        bar.n = int(fraction * 1000)
+        bar.set_description_str(message[-60:], refresh=True)
+
+    with lib:
+        report = lib.ingest(args.sources, args.collection, progress=progress if bar else None, force=args.force)
+    if bar:
+        bar.close()
+    for r in report.results:
+        print(r.line(), file=sys.stderr if r.status == "error" else sys.stdout)
+    print(report.summary())
+    return 1 if report.errors else 0
+
+
+def _settings_for(lib, args):
+    s = lib.settings
+    if args.mode:
+        s.mode = args.mode
+    if args.min_score is not None:
+        s.min_score = args.min_score
+    if args.reranker:
+        s.reranker_path = args.reranker
+    return s
+
+
+@_guard
+def cmd_query(args) -> int:
+    from pocketpack.rag.retrieve import retrieve
+
+    if bool(args.question) == bool(args.queries):
+        _err("give a QUESTION or --queries FILE.jsonl (one of them)")
+        return 2
+    with _library(args) as lib:
+        settings = _settings_for(lib, args)
+        if args.question:
+            passages = retrieve(lib, args.question, args.k, args.collection, settings)
+            if args.json:
+                print(json.dumps([p.to_json() for p in passages], ensure_ascii=False))
+            else:
+                _print_passages(passages)
+            return 0
+        status = 0
+        try:
+            lines = Path(args.queries).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            return _fail(f"cannot read {args.queries}: {exc.strerror or exc}")
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                spec = json.loads(line)
+                if not isinstance(spec, dict) or not isinstance(spec.get("query"), str):
+                    raise ValueError("expected an object with a \"query\" string")
+                k = int(spec.get("k") or args.k)
+                coll = spec.get("collection")
+                colls = [coll] if isinstance(coll, str) and coll else (coll if isinstance(coll, list) else args.collection)
+                passages = retrieve(lib, spec["query"], k, colls, settings)
+                out = [p.to_json() for p in passages]
+            except (ValueError, TypeError) as exc:
+                _err(f"{args.queries}:{number}: {exc}")
+                out, status = [], 1
+            if args.json:
+                print(json.dumps(out, ensure_ascii=False), flush=True)
+            else:
+                print(f"# {line.strip()}")
+                _print_passages([_P(**o) for o in out])
+        return status
+
+
+class _P:
+    def __init__(self, text, source, location, score):
+        self.text, self.source, self.location, self.score = text, source, location, score
+
+
+def _print_passages(passages) -> None:
+    if not passages:
+        print("(no passage found)")
+    for n, p in enumerate(passages, start=1):
+        where = f"{p.source} · {p.location}" if p.location else p.source
+        text = " ".join(p.text.split())
+        print(f"[{n}] {p.score:.3f}  {where}\n    {text[:400]}{'…' if len(text) > 400 else ''}")
+
+
+@_guard
+def cmd_list(args) -> int:
+    with _library(args) as lib:
+        docs = lib.documents(args.collection)
+    if args.json:
+        print(json.dumps([d.__dict__ for d in docs], ensure_ascii=False))
+        return 0
+    if not docs:
+        print("(no documents)")
+        return 0
+    print(f"{'id':<12}  {'chunks':>6}  {'collection':<16}  {'kind':<8}  source")
+    for d in docs:
+        print(f"{d.id:<12}  {d.chunks:>6}  {d.collection:<16}  {d.kind:<8}  {d.source}")
+    return 0
+
+
+@_guard
+def cmd_remove(args) -> int:
+    with _library(args) as lib:
+        doc = lib.remove(args.doc, args.collection)
+    print(f"removed {doc.source} ({doc.chunks} chunks, id {doc.id}, collection {doc.collection})")
+    return 0
+
+
+@_guard
+def cmd_reindex(args) -> int:
+    with _library(args) as lib:
+        report = lib.reindex(args.doc, args.collection)
+    for r in report.results:
+        print(r.line(), file=sys.stderr if r.status == "error" else sys.stdout)
+    print(report.summary())
+    return 1 if report.errors else 0
+
+
+def main(argv=None) -> int:  # pragma: no cover - `python -m pocketpack rag` is the entry point
+    parser = argparse.ArgumentParser(prog="pocketpack")
+    register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,430 @@
+"""The document library: ingest files, folders, uploads and URLs into the shared store,
+incrementally, and list, remove and re-index them.
+
+Layout of a library directory: the retrieval core's store (``store.sqlite3``, ``index/``)
+plus ``uploads/`` (copies of files added through the UI, so they can be re-indexed).
+
+Each document lives in collection ``rag/<name>`` ("rag/global", "rag/character/Alice",
+"rag/chat/<id>") as chunks keyed ``<doc id>#<ordinal>`` and grouped by the doc id. Chunk 0
+also carries the document's record (content hash, chunking signature, chunk count), so the
+whole document — record and chunks — is written in one transaction: a document is either
+fully the old version or fully the new one. Re-ingesting:
+
+- unchanged bytes and chunking settings: a hash check, nothing else;
+- changed: the new chunks replace the old under the same keys (unchanged chunk texts are not
+  re-embedded: the core keys embeddings by text hash) and surplus old chunks are deleted;
+- a file that fails to parse: an error line, and its previously indexed version stays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from pocketpack.rag.chunking import chunk_blocks
+from pocketpack.rag.config import RagSettings
+from pocketpack.rag.fetch import FetchError, fetch, is_url
+from pocketpack.rag.parsers import SUPPORTED, ParseError, kind_of, parse
+from pocketpack.retrieval import NewItem, Store, StoreError
+
+COLLECTION_PREFIX = "rag/"
+CHUNKER_VERSION = 2
+Progress = Callable[[float, str], None]
+
+
+class IngestError(RuntimeError):
+    """A source that cannot be ingested; one line for the user."""
+
+
+@dataclass
+class DocResult:
+    """The outcome for one source: added, updated, unchanged, or error (with ``message``)."""
+
+    source: str
+    status: str
+    chunks: int = 0
+    doc_id: str = ""
+    message: str = ""
+    pages: int | None = None
+
+    def line(self) -> str:
+        if self.status == "error":
+            return f"skipped {self.source}: {self.message}"
+        if self.status == "unchanged":
+            return f"unchanged {self.source} ({self.chunks} chunks)"
+        return f"{self.status} {self.source}: {self.chunks} chunks"
+
+
+@dataclass
+class IngestReport:
+    results: list[DocResult] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[DocResult]:
+        return [r for r in self.results if r.status == "error"]
+
+    def summary(self) -> str:
+        counts: dict[str, int] = {}
+        for r in self.results:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        order = ["added", "updated", "unchanged", "error"]
+        return ", ".join(f"{counts[s]} {s if s != 'error' else 'skipped'}" for s in order if counts.get(s)) or "nothing to do"
+
+
+@dataclass
+class DocInfo:
+    """A document in the library, as ``list`` shows it."""
+
+    id: str
+    name: str
+    source: str
+    origin: str        # "file" | "url" | "upload"
+    kind: str
+    title: str
+    chunks: int
+    collection: str    # without the "rag/" prefix
+    added: float
+    size: int
+    pages: int | None = None
+
+
+def collection_name(name: str | None) -> str:
+    """The store collection for a library collection name ("global" by default)."""
+    name = (name or "global").strip().strip("/") or "global"
+    return name if name.startswith(COLLECTION_PREFIX) else COLLECTION_PREFIX + name
+
+
+def scope_collections(scope: str, character: str | None = None, chat: str | None = None) -> list[str]:
+    """The collections a chat turn searches: always global, plus its character's and its
+    chat's (uploads in the UI go to the collection of the scope chosen there)."""
+    names = ["global"]
+    if character:
+        names.append(f"character/{character}")
+    if chat:
+        names.append(f"chat/{chat}")
+    return names
+
+
+_SAFE = re.compile(r"[^\w.\- ()+,@=]")
+
+
+def safe_upload_name(name: str) -> str:
+    """A file name that stays inside ``uploads/``: no folders, no leading dots, no odd bytes."""
+    base = str(name).replace("\\", "/").split("/")[-1]
+    base = "".join(ch for ch in base if ch.isprintable())
+    base = _SAFE.sub("_", base).strip(" .")
+    if len(base) > 150:
+        stem, dot, ext = base.rpartition(".")
+        base = (stem[:140] + dot + ext[:9]) if dot else base[:150]
+    return base if base and base not in (".", "..") else "upload"
+
+
+def _doc_id(source_key: str) -> str:
+    return hashlib.sha1(source_key.encode("utf-8")).hexdigest()[:12]
+
+
+class _ReportingEmbedder:
+    """The shared embedding model, embedding in batches and reporting each one done, so a
+    large document's progress moves while it is embedded."""
+
+    def __init__(self, model_path: str | None = None, embedder=None, batch: int = 64):
+        self._inner = embedder
+        self._model_path = model_path
+        self.batch = batch
+        self.on_batch: Callable[[int, int], None] | None = None
+
+    @property
+    def inner(self):
+        if self._inner is None:
+            from pocketpack.retrieval.embed import get_embedder
+
+            self._inner = get_embedder(self._model_path)
+        return self._inner
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed(self, texts):
+        import numpy as np
+
+        texts = list(texts)
+        if len(texts) <= self.batch:
+            out = self.inner.embed(texts)
+            if self.on_batch and texts:
+                self.on_batch(len(texts), len(texts))
+            return out
+        parts = []
+        for start in range(0, len(texts), self.batch):
+            parts.append(self.inner.embed(texts[start:start + self.batch]))
+            if self.on_batch:
+                self.on_batch(min(start + self.batch, len(texts)), len(texts))
+        return np.concatenate(parts)
+
+
+class Library:
+    """Documents in collections, on the shared retrieval store at ``directory``."""
+
+    def __init__(self, directory: str | os.PathLike, settings: RagSettings | None = None, *,
+                 embedder=None, model_path: str | None = None, store: Store | None = None):
+        self.directory = Path(directory).expanduser()
+        self.settings = settings or RagSettings()
+        self.embedder = _ReportingEmbedder(model_path, embedder)
+        self.store = store or Store(self.directory, embedder=self.embedder)
+        self.uploads = self.directory / "uploads"
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- ingestion ------------------------------------------------------------------------
+    def ingest(self, sources: Iterable[str], collection: str | None = None, *, progress: Progress | None = None,
+               force: bool = False) -> IngestReport:
+        """Ingest files, folders (recursively) and URLs; one bad source never stops the batch."""
+        report = IngestReport()
+        jobs: list[tuple[str, str, str]] = []  # (origin, path or URL, error), in the order given
+        for src in sources:
+            src = str(src).strip()
+            if not src:
+                continue
+            if is_url(src):
+                jobs.append(("url", src, ""))
+                continue
+            path = Path(src).expanduser()
+            if path.is_dir():
+                found = list(self._walk(path))
+                jobs += [("file", str(p), "") for p in found] or [("error", src, "no supported files in this folder")]
+            elif path.is_file():
+                jobs.append(("file", str(path), ""))
+            elif re.match(r"^[a-z][a-z0-9+.-]*://", src, re.IGNORECASE):
+                jobs.append(("error", src, "only http:// and https:// URLs can be fetched"))
+            else:
+                jobs.append(("error", src, "no such file or folder"))
+        for n, (origin, target, error) in enumerate(jobs):
+            self._tick(progress, n, len(jobs), target)
+            if error:
+                report.results.append(DocResult(target, "error", message=error))
+            else:
+                report.results.append(self._ingest_one(origin, target, collection, force, progress, n, len(jobs)))
+        self._tick(progress, len(jobs), len(jobs), "done")
+        self.store.flush()
+        return report
+
+    def add_upload(self, name: str, data: bytes, collection: str | None = None, *, force: bool = False,
+                   progress: Progress | None = None) -> DocResult:
+        """Ingest an uploaded file; its copy is kept in ``uploads/`` (only once it parsed)."""
+        safe = safe_upload_name(name)
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        dest = (self.uploads / safe)
+        if dest.resolve().parent != self.uploads.resolve():  # belt and braces: never outside
+            return DocResult(name, "error", message="refusing an upload name that points outside the store")
+        result = self._ingest_bytes(data, "upload", str(dest.resolve()), safe, collection, force,
+                                    lambda f, m: progress(f, m) if progress else None)
+        if result.status in ("added", "updated", "unchanged"):
+            tmp = dest.with_name(f".{safe}.part")
+            tmp.write_bytes(data)
+            os.replace(tmp, dest)
+        self.store.flush()
+        return result
+
+    def _walk(self, folder: Path) -> Iterable[Path]:
+        store_dir = self.directory.resolve()
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in ("__pycache__", "node_modules"))
+            if Path(root).resolve() == store_dir or store_dir in Path(root).resolve().parents:
+                dirs[:] = []
+                continue
+            for f in sorted(files):
+                if not f.startswith(".") and kind_of(f) is not None:
+                    yield Path(root) / f
+
+    @staticmethod
+    def _tick(progress: Progress | None, done: float, total: int, message: str) -> None:
+        if progress is not None:
+            progress(min(1.0, done / total) if total else 1.0, message)
+
+    def _ingest_one(self, origin: str, target: str, collection: str | None, force: bool,
+                    progress: Progress | None, n: int, total: int) -> DocResult:
+        limit = self.settings.max_bytes
+
+        def sub(fraction: float, message: str) -> None:
+            self._tick(progress, n + fraction, total, message)
+
+        try:
+            if origin == "url":
+                got = fetch(target, timeout=self.settings.url_timeout, max_bytes=limit,
+                            allow_private=self.settings.allow_private_urls)
+                name = target.rstrip("/").rsplit("/", 1)[-1] or target
+                return self._ingest_bytes(got.data, "url", target, name, collection, force, sub, got.content_type)
+            path = Path(target)
+            size = path.stat().st_size
+            if size > limit:
+                raise IngestError(f"the file is {size / 1048576:.1f} MB, over the {self.settings.max_file_mb:g} MB"
+                                  " limit (max_file_mb)")
+            data = path.read_bytes()
+            return self._ingest_bytes(data, "file", str(path.resolve()), path.name, collection, force, sub)
+        except (IngestError, FetchError, ParseError, StoreError) as exc:
+            return DocResult(target, "error", message=str(exc))
+        except OSError as exc:
+            return DocResult(target, "error", message=f"cannot read it ({exc.strerror or exc})")
+
+    def _ingest_bytes(self, data: bytes, origin: str, source: str, name: str, collection: str | None,
+                      force: bool, progress: Progress | None, content_type: str | None = None) -> DocResult:
+        display = name if origin == "upload" else source
+        try:
+            if len(data) > self.settings.max_bytes:
+                raise IngestError(f"the file is {len(data) / 1048576:.1f} MB, over the"
+                                  f" {self.settings.max_file_mb:g} MB limit (max_file_mb)")
+            s = self.settings
+            digest = hashlib.sha256(data).hexdigest()
+            signature = f"v{CHUNKER_VERSION}/size{s.chunk_size}/overlap{s.chunk_overlap}"
+            doc_id = _doc_id(f"{origin}:{source}")
+            coll = self.store.collection(collection_name(collection))
+            head = coll.by_key(f"{doc_id}#0")
+            if head is not None and not force:
+                m = head.meta
+                if m.get("doc_hash") == digest and m.get("signature") == signature:
+                    if coll.count(grp=doc_id) == m.get("chunks"):
+                        return DocResult(display, "unchanged", m.get("chunks", 0), doc_id, pages=m.get("pages"))
+                    self._drop_surplus(coll, doc_id, int(m.get("chunks", 0)))  # an interrupted update
+                    return DocResult(display, "unchanged", m.get("chunks", 0), doc_id, pages=m.get("pages"))
+            kind = None if origin == "url" else kind_of(name)  # a URL's content type decides
+            parsed = parse(data, name, kind=kind, content_type=content_type)
+            chunks = chunk_blocks(parsed.blocks, s.chunk_size, s.chunk_overlap)
+            if not chunks:
+                raise ParseError("no text found")
+            now = time.time()
+            record = {
+                "head": "1", "doc_hash": digest, "signature": signature, "chunks": len(chunks), "origin": origin,
+                "kind": parsed.kind, "title": parsed.title[:300], "size": len(data), "pages": parsed.pages,
+                "added": now,
+            }
+            items = []
+            for c in chunks:
+                meta = {"doc": doc_id, "source": source, "name": name, "ordinal": c.ordinal, "location": c.location,
+                        "heading": c.heading, "body_start": c.body_start, "overlap_chars": c.overlap_chars}
+                if c.ordinal == 0:
+                    meta.update(record)
+                items.append(NewItem(c.text, key=f"{doc_id}#{c.ordinal}", grp=doc_id, time=now, meta=meta))
+
+            def on_batch(done: int, total: int) -> None:
+                if progress:
+                    progress(0.1 + 0.9 * done / max(total, 1), f"embedding {name}: {done}/{total} chunks")
+
+            self.embedder.on_batch = on_batch
+            try:
+                if progress:
+                    progress(0.1, f"embedding {name}")
+                coll.upsert(items)
+            finally:
+                self.embedder.on_batch = None
+            self._drop_surplus(coll, doc_id, len(chunks))
+            return DocResult(display, "added" if head is None else "updated", len(chunks), doc_id, pages=parsed.pages)
+        except (IngestError, ParseError, StoreError) as exc:
+            return DocResult(display, "error", message=str(exc))
+
+    @staticmethod
+    def _drop_surplus(coll, doc_id: str, n: int) -> None:
+        stale = [k for k in coll.keys(grp=doc_id) if int(k.rsplit("#", 1)[1]) >= n]
+        if stale:
+            coll.delete_keys(stale)
+
+    # -- the catalogue --------------------------------------------------------------------
+    def collections(self) -> list[str]:
+        """Library collection names (without the "rag/" prefix)."""
+        return [n[len(COLLECTION_PREFIX):] for n in self.store.collection_names(COLLECTION_PREFIX)]
+
+    def documents(self, collection: str | None = None) -> list[DocInfo]:
+        names = [collection] if collection else self.collections()
+        out: list[DocInfo] = []
+        for name in names:
+            full = collection_name(name)
+            if not self.store.has_collection(full):
+                continue
+            coll = self.store.collection(full)
+            for it in coll.items(where_meta=("head", "1")):
+                m = it.meta
+                out.append(DocInfo(
+                    id=m["doc"], name=m.get("name", ""), source=m.get("source", ""), origin=m.get("origin", "file"),
+                    kind=m.get("kind", ""), title=m.get("title", ""), chunks=coll.count(grp=m["doc"]),
+                    collection=full[len(COLLECTION_PREFIX):], added=float(m.get("added", it.time)),
+                    size=int(m.get("size", 0)), pages=m.get("pages"),
+                ))
+        return out
+
+    def find(self, ref: str, collection: str | None = None) -> list[DocInfo]:
+        """Documents matching ``ref``: an id, a source path or URL, or a file name."""
+        ref = ref.strip()
+        docs = self.documents(collection)
+        for test in (lambda d: d.id == ref, lambda d: d.source == ref,
+                     lambda d: d.origin == "file" and d.source == str(Path(ref).expanduser().resolve()),
+                     lambda d: d.name == ref):
+            found = [d for d in docs if test(d)]
+            if found:
+                return found
+        return []
+
+    def _resolve_one(self, ref: str, collection: str | None) -> DocInfo:
+        found = self.find(ref, collection)
+        if not found:
+            raise IngestError(f"no document matches {ref!r} (see `list` for ids and names)")
+        if len(found) > 1:
+            ids = ", ".join(f"{d.id} ({d.collection})" for d in found)
+            raise IngestError(f"{ref!r} matches {len(found)} documents: {ids}; use an id or --collection")
+        return found[0]
+
+    def remove(self, ref: str, collection: str | None = None) -> DocInfo:
+        """Remove one document: its chunks, their vectors and its uploaded copy."""
+        doc = self._resolve_one(ref, collection)
+        coll = self.store.collection(collection_name(doc.collection))
+        coll.delete_group(doc.id)
+        prune = getattr(self.store, "prune_vectors", None) or getattr(self.store, "_prune_vectors", None)
+        if prune is not None:  # embeddings no other item uses go too
+            prune()
+        if doc.origin == "upload":
+            path = Path(doc.source)
+            if path.parent.resolve() == self.uploads.resolve():
+                path.unlink(missing_ok=True)
+        self.store.flush()
+        return doc
+
+    def reindex(self, ref: str | None = None, collection: str | None = None, *,
+                progress: Progress | None = None) -> IngestReport:
+        """Parse and embed documents again from their source (after a settings change, or to
+        pick up edits); ``ref`` None means every document (of ``collection`` if given)."""
+        docs = [self._resolve_one(ref, collection)] if ref else self.documents(collection)
+        report = IngestReport()
+        for n, doc in enumerate(docs):
+            self._tick(progress, n, len(docs), doc.name)
+            if doc.origin in ("file", "upload") and not Path(doc.source).is_file():
+                report.results.append(DocResult(doc.source, "error", doc.chunks, doc.id,
+                                                "the source file no longer exists; its chunks were kept"))
+                continue
+            origin = "url" if doc.origin == "url" else "file"
+            if doc.origin == "upload":
+                data = Path(doc.source).read_bytes()
+                result = self._ingest_bytes(data, "upload", doc.source, doc.name, doc.collection, True, None)
+            else:
+                result = self._ingest_one(origin, doc.source, doc.collection, True, None, 0, 1)
+            report.results.append(result)
+        self._tick(progress, len(docs), len(docs), "done")
+        self.store.flush()
+        return report
+
+
+def supported_extensions() -> list[str]:
+    return list(SUPPORTED)

@@ -1,0 +1,132 @@
+"""Put retrieved passages into the prompt through the shared composer, labelled ``[n]``.
+
+Chat modes: ``inject_chat`` registers the "documents" block on the turn's state
+(``pocketpack.compose.contribute``), so memory and documents share one budget whatever the
+``--extensions`` order. Notebook/default: ``inject_prompt`` fills the
+``<|injection-point|>`` marker superbooga users know; the question is the text between
+``<|begin-user-input|>`` and ``<|end-user-input|>`` when present, else the prompt itself.
+
+Each passage is one item, ``[n] source, location: text``. Only the passages that fit the
+budget are numbered, and the list returned says which passage each ``[n]`` is — the same
+numbering the model saw, which is what citations resolve against.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pocketpack import compose
+from pocketpack.rag.retrieve import Passage
+
+BLOCK_NAME = "rag-enhancer"
+TITLE = "Documents"
+TEMPLATE = ("[{title}: excerpts from the user's files. Use them when relevant and cite them by number, like [1].]\n"
+            "{items}\n[End of {title}]")
+ITEM_TEMPLATE = "[{n}] {text}"
+BEGIN_INPUT = "<|begin-user-input|>"
+END_INPUT = "<|end-user-input|>"
+INJECTION_POINT = compose.INJECTION_POINT
+_MARKERS = re.compile(r"<\|begin-user-input\|>|<\|end-user-input\|>|<\|injection-point\|>")
+
+
+def item_text(p: Passage) -> str:
+    """``source, location: text``; a first line repeating the heading the location ends with
+    is dropped (it costs tokens and says nothing new)."""
+    text = p.text
+    first, _, rest = text.partition("\n")
+    if rest and first.strip() and p.location.endswith(first.strip()):
+        text = rest
+    return f"{p.label()}: {text}"
+
+
+def make_block(passages: list[Passage], budget: int | None, position: str = "after") -> compose.Block:
+    return compose.Block(
+        name=BLOCK_NAME, items=[item_text(p) for p in passages], title=TITLE, template=TEMPLATE,
+        item_template=ITEM_TEMPLATE, position=position, order=60, max_tokens=budget, max_item_chars=6000,
+    )
+
+
+def fit(passages: list[Passage], budget: int | None, count=None) -> list[Passage]:
+    """The passages to offer the composer so that as many hits as possible fit ``budget``:
+    each passage at its narrowest first (its best hit alone; best first, skipping what cannot
+    fit), then widened — all its hits, then their neighbouring context — best passage first,
+    while the budget allows."""
+    if budget is None or not passages:
+        return passages
+    count = count or compose.default_counter()
+    frame = count(compose.render_block(make_block([], budget), []))
+    room = budget - frame
+
+    def cost(p: Passage) -> int:
+        return count(ITEM_TEMPLATE.replace("{text}", " ".join(item_text(p).split()))) + 1
+
+    chosen: list[tuple[list[Passage], int]] = []  # (variants narrowest first, index offered)
+    used = 0
+    for p in passages:
+        variants = p.variants()
+        c = cost(variants[0])
+        if used + c <= room:
+            chosen.append((variants, 0))
+            used += c
+    for level in (1, 2):  # widen: all hits, then neighbouring context, best passage first
+        for i, (variants, at) in enumerate(chosen):
+            if at < level < len(variants):
+                extra = cost(variants[level]) - cost(variants[at])
+                if used + extra <= room:
+                    chosen[i] = (variants, level)
+                    used += extra
+    return [variants[at] for variants, at in chosen]
+
+
+def effective_budget(state: dict, budget: int | None) -> int | None:
+    """Our budget, bounded as the composer bounds the turn: by an explicit
+    ``pocketpack_context_budget`` or a quarter of the model's context."""
+    explicit = state.get("pocketpack_context_budget")
+    if explicit:
+        budget = int(explicit) if budget is None else min(budget, int(explicit))
+    ctx = state.get("truncation_length")
+    if ctx:
+        quarter = max(128, int(ctx) // 4)
+        budget = quarter if budget is None else min(budget, quarter)
+    return budget
+
+
+def _numbered(passages: list[Passage], result: compose.Composition) -> list[Passage]:
+    """The passages as numbered in the prompt: label ``[n]`` is element ``n - 1``."""
+    return [passages[i] for i in result.included.get(BLOCK_NAME, [])]
+
+
+def inject_chat(state: dict, passages: list[Passage], budget: int | None, count=None) -> list[Passage]:
+    """Register (or, with no passages, withdraw) the documents block for this turn."""
+    passages = fit(passages, effective_budget(state, budget), count)
+    if not passages:
+        compose.withdraw(state, BLOCK_NAME, count=count)
+        return []
+    result = compose.contribute(state, make_block(passages, budget), count=count)
+    return _numbered(passages, result)
+
+
+def question_of(prompt: str, tail_chars: int = 2000) -> str:
+    """The question of a notebook prompt: the marked user input, else the prompt's end."""
+    m = re.search(re.escape(BEGIN_INPUT) + r"(.*?)" + re.escape(END_INPUT), prompt, re.DOTALL)
+    if m:
+        return m.group(1).strip()
+    before = prompt.split(INJECTION_POINT, 1)[0]
+    text = _MARKERS.sub("", before).strip() or _MARKERS.sub("", prompt).strip()
+    return text[-tail_chars:]
+
+
+def strip_markers(prompt: str) -> str:
+    return _MARKERS.sub("", prompt)
+
+
+def inject_prompt(prompt: str, passages: list[Passage], budget: int | None, count=None) -> tuple[str, list[Passage]]:
+    """Fill ``<|injection-point|>`` with the numbered passages and drop the markers."""
+    if INJECTION_POINT not in prompt:
+        return strip_markers(prompt), []
+    passages = fit(passages, budget, count)
+    if not passages:
+        return strip_markers(prompt), []
+    result = compose.compose_text(prompt, [make_block(passages, budget, position="marker")], budget=budget,
+                                  count=count)
+    return strip_markers(result.text), _numbered(passages, result)

@@ -1,0 +1,485 @@
+"""Turn a document's bytes into structured blocks (headings, paragraphs, code, rows).
+
+One maintained parser per format: pymupdf (PDF), python-docx (DOCX), ebooklib (EPUB),
+trafilatura (HTML, web pages), the csv module (CSV); plain text, Markdown and source code are
+split here because their structure is just lines. Every failure a user can cause — a damaged
+or encrypted PDF, a binary file named .txt, an encoding nothing fits — raises ``ParseError``
+with one line that names the problem; the caller skips that document and goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+
+class ParseError(ValueError):
+    """A document that cannot be read; the message is one line meant for the user."""
+
+
+@dataclass
+class Block:
+    """A unit of structure. ``loc`` is ``(unit, start, end)``: ("page", 3, 3), ("line", 10, 42)."""
+
+    text: str
+    kind: str = "text"  # "heading" | "text" | "code" | "row"
+    level: int = 0      # heading level, 1 = top
+    loc: tuple | None = None
+
+
+@dataclass
+class Parsed:
+    """A parsed document: its blocks in reading order, plus what is known about it."""
+
+    blocks: list[Block]
+    kind: str
+    title: str = ""
+    pages: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+TEXT_EXT = {".txt", ".text", ".rst", ".log", ".org", ".tex"}
+MARKDOWN_EXT = {".md", ".markdown", ".mdown", ".mkd"}
+HTML_EXT = {".html", ".htm", ".xhtml"}
+CODE_EXT = {
+    ".py", ".pyi", ".js", ".mjs", ".cjs", ".ts", ".tsx", ".jsx", ".c", ".h", ".cc", ".cpp", ".cxx", ".hpp",
+    ".hh", ".java", ".kt", ".kts", ".go", ".rs", ".rb", ".php", ".cs", ".swift", ".scala", ".lua", ".pl",
+    ".sh", ".bash", ".zsh", ".ps1", ".r", ".jl", ".sql", ".css", ".scss", ".vue", ".svelte", ".dart",
+    ".m", ".mm", ".hs", ".ml", ".ex", ".exs", ".erl", ".clj", ".zig", ".nim", ".toml", ".yaml", ".yml",
+    ".json", ".jsonl", ".ini", ".cfg", ".conf", ".xml", ".proto", ".graphql", ".gradle", ".cmake",
+}
+CODE_NAMES = {"makefile", "dockerfile", "cmakelists.txt", "justfile", "rakefile", "gemfile"}
+KIND_BY_EXT = {
+    **{e: "text" for e in TEXT_EXT}, **{e: "markdown" for e in MARKDOWN_EXT}, **{e: "html" for e in HTML_EXT},
+    **{e: "code" for e in CODE_EXT}, ".pdf": "pdf", ".docx": "docx", ".epub": "epub", ".csv": "csv", ".tsv": "csv",
+}
+SUPPORTED = sorted(KIND_BY_EXT)
+
+
+def kind_of(name: str) -> str | None:
+    """The parser a file name asks for, or None when the extension is not one we know."""
+    path = PurePath(name)
+    if path.name.lower() in CODE_NAMES:
+        return "code"
+    return KIND_BY_EXT.get(path.suffix.lower())
+
+
+def parse(data: bytes, name: str, kind: str | None = None, content_type: str | None = None) -> Parsed:
+    """Parse ``data`` (the bytes of a file called ``name``) into blocks.
+
+    ``kind`` overrides the guess from the name; ``content_type`` (from a web server) is used
+    when the name says nothing. An unknown kind is read as text if it decodes as text.
+    """
+    kind = kind or kind_from_content_type(content_type) or kind_of(name) or "text"
+    parser = _PARSERS[kind]
+    parsed = parser(data, name)
+    parsed.kind = kind
+    if not any(b.text.strip() for b in parsed.blocks if b.kind != "heading"):
+        if kind == "pdf":
+            raise ParseError("the PDF has no text layer (scanned pages?): run OCR on it first, then add it again")
+        raise ParseError(f"no text found in this {kind} file")
+    return parsed
+
+
+def kind_from_content_type(content_type: str | None) -> str | None:
+    ct = (content_type or "").split(";")[0].strip().lower()
+    return {
+        "text/html": "html", "application/xhtml+xml": "html", "application/pdf": "pdf",
+        "text/markdown": "markdown", "text/plain": "text", "text/csv": "csv", "application/epub+zip": "epub",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+        "application/json": "code",
+    }.get(ct)
+
+
+# -- text decoding --------------------------------------------------------------------------
+_BOMS = [(b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+         (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")]
+
+
+def decode_text(data: bytes) -> str:
+    """Bytes to text: a BOM, else UTF-8, else the encoding charset-normalizer finds plausible.
+
+    A NUL byte or a high share of control characters means a binary file (an image or an
+    archive renamed .txt), which is refused rather than indexed as noise.
+    """
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise ParseError(f"the file starts with a {encoding} mark but is not valid {encoding}") from exc
+    if b"\x00" in data[:65536]:
+        raise ParseError("this looks like a binary file, not text (it contains NUL bytes)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None:
+        try:
+            from charset_normalizer import from_bytes
+
+            matches = list(from_bytes(data[:1_000_000]))
+        except Exception:  # noqa: BLE001 - a detector failure is an undecodable file
+            matches = []
+        if not matches:
+            raise ParseError("cannot decode the text: it is not UTF-8 and no other encoding fits")
+        # Windows-1252, the usual legacy encoding of Western text, wins a near tie (the
+        # detector cannot tell it from Baltic cp1257 on French accents)
+        best = min(matches, key=lambda m: m.chaos)
+        western = [m for m in matches if m.encoding == "cp1252" and m.chaos <= best.chaos + 0.15]
+        text = data.decode((western[0] if western else best).encoding, errors="replace")
+    sample = text[:65536]
+    if sample:
+        control = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\n\r\t\f\v")
+        if control / len(sample) > 0.05:
+            raise ParseError("this looks like a binary file, not text (too many control characters)")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# -- plain text and Markdown ----------------------------------------------------------------
+_ATX = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_TEXT_HEADING = re.compile(
+    r"^(?:(?:chapter|book|part|section|act|scene|volume|appendix|preface|introduction|prologue|epilogue)\b.{0,70}"
+    r"|[IVXLC]+\.\s.{1,70}|[A-Z0-9][A-Z0-9 ,.'’:;!?&-]{2,70})$",
+    re.IGNORECASE,
+)
+
+
+def markdown_blocks(text: str, loc_lines: bool = False) -> list[Block]:
+    """Markdown (ATX and setext headings, fenced code, paragraphs) to blocks."""
+    blocks: list[Block] = []
+    lines = text.split("\n")
+    para: list[str] = []
+    para_start = 0
+
+    def flush(end: int) -> None:
+        nonlocal para
+        body = "\n".join(para).strip()
+        if body:
+            blocks.append(Block(body, "text", loc=("line", para_start + 1, end) if loc_lines else None))
+        para = []
+
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if _FENCE.match(line):
+            flush(i)
+            fence = _FENCE.match(line).group(1)
+            start = i
+            i += 1
+            while i < len(lines) and not lines[i].strip().startswith(fence):
+                i += 1
+            body = "\n".join(lines[start:i + 1]).strip()
+            blocks.append(Block(body, "code", loc=("line", start + 1, i + 1) if loc_lines else None))
+            i += 1
+            continue
+        m = _ATX.match(line)
+        if m:
+            flush(i)
+            blocks.append(Block(m.group(2).strip(), "heading", len(m.group(1))))
+            i += 1
+            continue
+        if para and len(para) == 1 and re.match(r"^(=+|-+)\s*$", line) and para[0].strip():
+            level = 1 if line.strip().startswith("=") else 2
+            blocks.append(Block(para[0].strip(), "heading", level))
+            para = []
+            i += 1
+            continue
+        if not line.strip():
+            flush(i)
+        else:
+            if not para:
+                para_start = i
+            para.append(line)
+        i += 1
+    flush(len(lines))
+    return blocks
+
+
+def _parse_markdown(data: bytes, name: str) -> Parsed:
+    text = decode_text(data)
+    blocks = markdown_blocks(text, loc_lines=True)
+    title = next((b.text for b in blocks if b.kind == "heading"), "")
+    return Parsed(blocks, "markdown", title=title)
+
+
+def _parse_text(data: bytes, name: str) -> Parsed:
+    """Paragraphs separated by blank lines; a short line alone that reads like a heading
+    ("CHAPTER IV", "Part Two: ...", an all-capitals line) becomes one."""
+    text = decode_text(data)
+    blocks: list[Block] = []
+    lines = text.split("\n")
+    para: list[str] = []
+    start = 0
+    for i, line in enumerate(lines + [""]):
+        if line.strip():
+            if not para:
+                start = i
+            para.append(line.rstrip())
+            continue
+        if para:
+            body = "\n".join(para).strip()
+            loc = ("line", start + 1, i)
+            if len(para) == 1 and len(body) <= 72 and _TEXT_HEADING.match(body) and not body.endswith((".", ",")) \
+                    or (len(para) == 1 and len(body) <= 72 and body.isupper() and any(c.isalpha() for c in body)):
+                blocks.append(Block(body, "heading", 2, loc=loc))
+            else:
+                blocks.append(Block(_unwrap(body), "text", loc=loc))
+            para = []
+    if not any(b.kind == "text" for b in blocks):  # all short capitalised lines: they are the text
+        for b in blocks:
+            b.kind, b.level = "text", 0
+    return Parsed(blocks, "text")
+
+
+def _unwrap(paragraph: str) -> str:
+    """Join hard-wrapped lines of one paragraph (as in Project Gutenberg texts)."""
+    lines = paragraph.split("\n")
+    if len(lines) > 1 and all(len(line) < 100 for line in lines):
+        return re.sub(r"(\w)-\n(\w)", r"\1\2", paragraph).replace("\n", " ")
+    return paragraph
+
+
+# -- source code ----------------------------------------------------------------------------
+_TOP_LEVEL = re.compile(r"^(def |class |async def |function |func |fn |pub |impl |struct |interface |type |const |"
+                        r"export |public |private |protected |static |package |module |#include|import |from |@)")
+
+
+def _parse_code(data: bytes, name: str) -> Parsed:
+    """Source split at blank lines that precede a top-level definition; each block keeps
+    its line range, so a citation reads "lines 40–72"."""
+    text = decode_text(data)
+    lines = text.split("\n")
+    blocks: list[Block] = []
+    start = 0
+    for i in range(1, len(lines) + 1):
+        boundary = i == len(lines) or (
+            not lines[i - 1].strip() and lines[i].strip() and not lines[i][0].isspace()
+            and (_TOP_LEVEL.match(lines[i]) or i - start > 60)
+        )
+        if boundary:
+            body = "\n".join(lines[start:i]).strip("\n")
+            if body.strip():
+                first = start + next(j for j, ln in enumerate(lines[start:i]) if ln.strip())
+                blocks.append(Block(body, "code", loc=("line", first + 1, i)))
+            start = i
+    return Parsed(blocks, "code", title=PurePath(name).name)
+
+
+# -- CSV ------------------------------------------------------------------------------------
+def _parse_csv(data: bytes, name: str) -> Parsed:
+    """One block per row, written "column: value; ..." so each row reads on its own."""
+    text = decode_text(data)
+    sample = text[:20000]
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel_tab if PurePath(name).suffix.lower() == ".tsv" else csv.excel
+    try:
+        rows = list(csv.reader(io.StringIO(text), dialect))
+    except csv.Error as exc:
+        raise ParseError(f"the CSV file is malformed: {exc}") from exc
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if not rows:
+        return Parsed([], "csv")
+    try:
+        has_header = csv.Sniffer().has_header(sample)
+    except csv.Error:
+        has_header = False
+    header = rows[0] if has_header else [f"column {i + 1}" for i in range(max(len(r) for r in rows))]
+    body = rows[1:] if has_header else rows
+    blocks = []
+    for n, row in enumerate(body, start=2 if has_header else 1):
+        cells = [f"{header[i] if i < len(header) else f'column {i + 1}'}: {v.strip()}" for i, v in enumerate(row)
+                 if v.strip()]
+        blocks.append(Block("; ".join(cells), "row", loc=("row", n, n)))
+    return Parsed(blocks, "csv")
+
+
+# -- HTML -----------------------------------------------------------------------------------
+_XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
+
+
+def html_to_blocks(html: str | bytes, keep_all: bool = False) -> tuple[list[Block], str]:
+    """HTML's main text as Markdown by trafilatura (boilerplate such as menus dropped), then
+    split like Markdown. Pages too small for trafilatura's main-text heuristics (or
+    ``keep_all``, for EPUB chapters) fall back to all of the page's text."""
+    import trafilatura
+
+    if isinstance(html, bytes):
+        html = decode_text(html)
+    html = _XML_DECL.sub("", html, count=1)  # lxml refuses text that declares an encoding
+    title = ""
+    md = None
+    if not keep_all:
+        md = trafilatura.extract(html, output_format="markdown", include_formatting=True, include_tables=True,
+                                 include_comments=False, favor_recall=True)
+    if not md:
+        md = _html_all_text(html)
+    try:
+        meta = trafilatura.extract_metadata(html)
+        title = (meta.title or "") if meta else ""
+    except Exception:  # noqa: BLE001 - a title is a nicety
+        title = ""
+    return markdown_blocks(md or ""), title
+
+
+def _html_all_text(html: str) -> str:
+    """Every heading and paragraph of the page, in order, as Markdown (no boilerplate removal)."""
+    from lxml import html as lxml_html
+
+    try:
+        root = lxml_html.fromstring(html)
+    except Exception:  # noqa: BLE001 - lxml rejects empty or odd documents
+        return ""
+    for bad in root.xpath("//script|//style|//noscript|//template"):
+        bad.drop_tree()
+    out: list[str] = []
+    for el in root.iter():
+        tag = el.tag if isinstance(el.tag, str) else ""
+        if re.fullmatch(r"h[1-6]", tag):
+            out.append("#" * int(tag[1]) + " " + " ".join(el.text_content().split()))
+        elif tag in ("p", "li", "pre", "blockquote", "td", "th", "dt", "dd", "figcaption", "caption"):
+            if tag != "pre" and el.xpath("ancestor::p|ancestor::li|ancestor::blockquote|ancestor::td"):
+                continue
+            text = el.text_content().strip() if tag == "pre" else " ".join(el.text_content().split())
+            if text:
+                out.append(text)
+    if not out:
+        body = root.find("body")
+        out.append(" ".join((body if body is not None else root).text_content().split()))
+    return "\n\n".join(out)
+
+
+def _parse_html(data: bytes, name: str) -> Parsed:
+    blocks, title = html_to_blocks(data)
+    return Parsed(blocks, "html", title=title)
+
+
+# -- PDF ------------------------------------------------------------------------------------
+def _parse_pdf(data: bytes, name: str) -> Parsed:
+    """The text layer page by page (pymupdf); each paragraph block keeps its page number.
+
+    A line noticeably larger than the page's body text and short becomes a heading.
+    """
+    import pymupdf
+
+    try:
+        doc = pymupdf.open(stream=data, filetype="pdf")
+    except Exception as exc:  # noqa: BLE001 - pymupdf raises several kinds for a bad file
+        raise ParseError(f"the PDF is damaged or not a PDF ({_one_line(exc)})") from exc
+    try:
+        if doc.needs_pass:
+            raise ParseError("the PDF is encrypted (password-protected): save an unprotected copy and add that")
+        blocks: list[Block] = []
+        title = (doc.metadata or {}).get("title") or ""
+        try:
+            for number, page in enumerate(doc, start=1):
+                for b in page.get_text("blocks", sort=True):
+                    if len(b) >= 7 and b[6] != 0:
+                        continue  # an image block
+                    text = _pdf_paragraph(b[4])
+                    if text:
+                        blocks.append(Block(text, "text", loc=("page", number, number)))
+        except ParseError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise ParseError(f"the PDF is damaged: reading its pages failed ({_one_line(exc)})") from exc
+        return Parsed(blocks, "pdf", title=title, pages=doc.page_count)
+    finally:
+        doc.close()
+
+
+def _pdf_paragraph(text: str) -> str:
+    text = text.strip()
+    text = re.sub(r"(\w)-\n(\w)", r"\1\2", text)  # words hyphenated across lines
+    return re.sub(r"[ \t]*\n[ \t]*", " ", text).strip()
+
+
+# -- DOCX -----------------------------------------------------------------------------------
+def _parse_docx(data: bytes, name: str) -> Parsed:
+    """Paragraphs and tables in body order; "Heading N" and "Title" styles become headings."""
+    import zipfile
+
+    try:
+        import docx
+        from docx.table import Table
+
+        document = docx.Document(io.BytesIO(data))
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ParseError(f"the DOCX file is damaged or not a DOCX ({_one_line(exc)})") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise ParseError(f"cannot read the DOCX file ({_one_line(exc)})") from exc
+    blocks: list[Block] = []
+    for part in document.iter_inner_content():
+        if isinstance(part, Table):
+            for row in part.rows:
+                cells = []
+                for cell in row.cells:
+                    text = " ".join(cell.text.split())
+                    if text and (not cells or cells[-1] != text):  # merged cells repeat
+                        cells.append(text)
+                if cells:
+                    blocks.append(Block(" | ".join(cells), "row"))
+            continue
+        text = part.text.strip()
+        if not text:
+            continue
+        style = (part.style.name if part.style is not None else "") or ""
+        m = re.match(r"(?i)heading\s*(\d)", style)
+        if m:
+            blocks.append(Block(text, "heading", int(m.group(1))))
+        elif style.lower() == "title":
+            blocks.append(Block(text, "heading", 1))
+        else:
+            blocks.append(Block(text, "text"))
+    title = document.core_properties.title or next((b.text for b in blocks if b.kind == "heading"), "")
+    return Parsed(blocks, "docx", title=title)
+
+
+# -- EPUB -----------------------------------------------------------------------------------
+def _parse_epub(data: bytes, name: str) -> Parsed:
+    """Chapters in spine (reading) order, each chapter's HTML split like a web page."""
+    import tempfile
+    import zipfile
+
+    import ebooklib
+    from ebooklib import epub
+
+    # ebooklib reads from a path; a temporary copy keeps the API the same for uploads and URLs
+    with tempfile.NamedTemporaryFile(suffix=".epub") as handle:
+        handle.write(data)
+        handle.flush()
+        try:
+            book = epub.read_epub(handle.name, options={"ignore_ncx": True})
+        except (zipfile.BadZipFile, KeyError) as exc:
+            raise ParseError(f"the EPUB file is damaged or not an EPUB ({_one_line(exc)})") from exc
+        except Exception as exc:  # noqa: BLE001 - ebooklib raises its own EpubException and others
+            raise ParseError(f"cannot read the EPUB file ({_one_line(exc)})") from exc
+    docs = {item.get_id(): item for item in book.get_items_of_type(ebooklib.ITEM_DOCUMENT)
+            if not isinstance(item, epub.EpubNav)}  # the table of contents is not content
+    order = [docs[i] for i, _ in book.spine if i in docs] or list(docs.values())
+    blocks: list[Block] = []
+    for number, item in enumerate(order, start=1):
+        chapter, _ = html_to_blocks(item.get_content(), keep_all=True)
+        for b in chapter:
+            b.loc = ("chapter", number, number)
+        blocks += chapter
+    titles = book.get_metadata("DC", "title")
+    title = titles[0][0] if titles else ""
+    return Parsed(blocks, "epub", title=title)
+
+
+def _one_line(exc: Exception) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:200]
+
+
+_PARSERS = {
+    "text": _parse_text, "markdown": _parse_markdown, "html": _parse_html, "code": _parse_code,
+    "csv": _parse_csv, "pdf": _parse_pdf, "docx": _parse_docx, "epub": _parse_epub,
+}
