@@ -27,9 +27,12 @@ EXTENSIONS = ["memory", "rag-enhancer", "adapter-switcher", "vram-advisor"]
 
 def _display_name(extension: str) -> str:
     """The tab title TGWUI would show: params['display_name'], else the folder name."""
-    import importlib
+    import importlib.util
 
-    module = importlib.import_module(f"extensions.{extension}.script")
+    # a fresh copy: another test may have changed the imported module's params (as settings do)
+    spec = importlib.util.spec_from_file_location(f"fresh_{extension}", REPO / "extensions" / extension / "script.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     return getattr(module, "params", {}).get("display_name", extension)
 
 
