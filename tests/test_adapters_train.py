@@ -97,3 +97,56 @@ def test_jsonl_chats_and_bad_data(base, tmp_path):
         train(cfg(base, bad, tmp_path / "x"))
     with pytest.raises(AdapterError, match="not a Hugging Face model folder"):
         train(cfg(tmp_path, chats, tmp_path / "y"))
+
+
+@pytest.fixture(scope="module")
+def memory_dir(tmp_path_factory):
+    """A real memory store (the memory extension's, with its embedding model): Flint's two
+    chats, a manual note, and another character's chat."""
+    from pocketpack.memory import MemoryStore
+
+    d = tmp_path_factory.mktemp("memory") / "store"
+    store = MemoryStore(d)
+    store.record_exchange("Flint", "chat-1", 0, "Where is the treasure?", "Buried on Skeleton Island, matey.",
+                          time="2025-05-01T10:00:00")
+    store.record_exchange("Flint", "chat-1", 1, "Who guards it?", "Only the ghosts of my old crew.",
+                          time="2025-05-01T10:01:00")
+    store.record_exchange("Flint", "chat-2", 0, "Any rum left?", "Not a drop, the parrot drank it.",
+                          time="2025-06-01T09:00:00")
+    store.add_manual("Flint", "Flint hates the Royal Navy.")
+    store.record_exchange("Ada", "chat-3", 0, "Hello", "Good morning.", time="2025-05-02T10:00:00")
+    store.close()
+    return d
+
+
+def test_memory_source_turns_a_characters_exchanges_into_chats(base, memory_dir, tmp_path):
+    from pocketpack.adapters.train import load_examples, memory_chats
+    from transformers import AutoTokenizer
+
+    chats = memory_chats(memory_dir, "Flint")
+    assert chats == [
+        [{"role": "user", "content": "Where is the treasure?"},
+         {"role": "assistant", "content": "Buried on Skeleton Island, matey."},
+         {"role": "user", "content": "Who guards it?"},
+         {"role": "assistant", "content": "Only the ghosts of my old crew."}],
+        [{"role": "user", "content": "Any rum left?"},
+         {"role": "assistant", "content": "Not a drop, the parrot drank it."}],
+    ]  # the manual note and Ada's chat are not Flint's conversations
+    tok = AutoTokenizer.from_pretrained(str(base))
+    blocks = load_examples("memory:Flint", tok, 512, memory_dir=memory_dir)
+    assert len(blocks) == 2 and "Skeleton Island" in tok.decode(blocks[0]) and "parrot" in tok.decode(blocks[1])
+    meta = train(cfg(base, "memory:Flint", tmp_path / "flint", quant="none", max_steps=2, seq_len=128,
+                     memory_dir=str(memory_dir)))
+    assert meta["data"] == "memory:Flint" and meta["finished"]
+    assert meta["examples"] == len(load_examples("memory:Flint", tok, 128, memory_dir=memory_dir)) == 3  # 2 + 1 blocks
+    assert inspect_adapter(tmp_path / "flint").training["data"] == "memory:Flint"
+
+
+def test_memory_source_errors_are_one_line(base, memory_dir, tmp_path):
+    with pytest.raises(AdapterError, match=r"no memories of 'Nobody' \(characters stored: Ada, Flint\)"):
+        train(cfg(base, "memory:Nobody", tmp_path / "x", memory_dir=str(memory_dir)))
+    with pytest.raises(AdapterError, match="no memory store here"):
+        train(cfg(base, "memory:Flint", tmp_path / "y", memory_dir=str(tmp_path)))
+    from pocketpack.retrieval.store import DB_NAME
+
+    assert not (tmp_path / DB_NAME).exists()  # a wrong folder is not turned into a store

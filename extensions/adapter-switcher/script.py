@@ -1,15 +1,17 @@
 """adapter-switcher: LoRA adapters switched per character without reloading the model.
 
 Thin TGWUI adapter over ``pocketpack.adapters``: the model comes from TGWUI's
-``shared.model`` (Transformers / PeftModel) or, in ``pocketpack serve``, from the host's
-backend (a ``llama_cpp.Llama`` or a transformers model); ``shared.lora_names`` is kept equal
-to the adapters really applied. ``state_modifier`` activates the character's (or chat's)
-binding before each turn. A failure is logged and the turn goes on with the adapters the
-model had.
+``shared.model`` (Transformers / PeftModel, or ``LlamaServer`` — TGWUI's llama.cpp loader, a
+llama-server process reached over HTTP at its port) or, in ``pocketpack serve``, from the
+host's backend (a ``llama_cpp.Llama`` or a transformers model). ``shared.lora_names`` is kept
+equal to the adapters really applied, and TGWUI's LoRA menu shows them after a change made
+from this tab. ``state_modifier`` activates the character's (or chat's) binding before each
+turn. A failure is logged and the turn goes on with the adapters the model had.
 """
 
 import logging
 import threading
+import weakref
 from pathlib import Path
 
 params = {
@@ -25,6 +27,7 @@ params = {
 log = logging.getLogger("pocketpack.adapters")
 _lock = threading.Lock()
 _session = None
+_server = (None, None)  # (weakref to TGWUI's LlamaServer, its LlamaServerModel)
 _train_stop = threading.Event()
 
 
@@ -57,8 +60,21 @@ def _model():
     if model is None:
         model = getattr(s, "model", None)
     if model is not None and type(model).__name__ == "LlamaServer":
-        return None  # TGWUI's llama.cpp loader runs llama-server in another process
+        return _server_model(model)  # TGWUI's llama.cpp loader runs llama-server in another process
     return model
+
+
+def _server_model(server):
+    """The pocketpack handle of TGWUI's llama-server, one per server. Only a weak reference to
+    TGWUI's object is kept: its __del__ stops the process when TGWUI unloads the model."""
+    global _server
+    ref, handle = _server
+    if ref is None or ref() is not server:
+        from pocketpack.adapters.llamaserver_driver import LlamaServerModel
+
+        handle = LlamaServerModel.at_port(server.port, model_path=getattr(server, "model_path", None) or None)
+        _server = (weakref.ref(server), handle)
+    return handle
 
 
 def _publish(names) -> None:
@@ -107,6 +123,8 @@ def state_modifier(state):
 # -- UI -------------------------------------------------------------------------------------------
 
 def _tables():
+    from pocketpack.adapters import AdapterError
+
     s = session()
     model = _model()
     lib = s.library_rows(model)
@@ -114,7 +132,29 @@ def _tables():
                            "or train one below.")
     if model is None:
         hint += " No model is loaded: load one to apply adapters."
+    elif s.manager(model, create=False) is None:
+        try:
+            s.manager(model)
+        except AdapterError as exc:
+            hint += f" Adapters cannot be applied to this model: {exc}"
+    hint += " " + s.server_note(model)
     return lib, s.resident_rows(model), s.binding_rows(), hint.strip()
+
+
+def _menu_update():
+    """TGWUI's LoRA menu, showing the adapters applied now (see session.lora_menu)."""
+    import gradio as gr
+
+    from pocketpack.adapters.session import lora_menu
+
+    choices, value = lora_menu(getattr(_shared(), "lora_names", []) or [], _lora_dir())
+    return gr.Dropdown(choices=choices, value=value, multiselect=True)
+
+
+def _lora_menu_component():
+    """TGWUI's own LoRA menu (Model tab), when this UI is built inside a page that has one."""
+    components = getattr(_shared(), "gradio", None)
+    return components.get("lora_menu") if isinstance(components, dict) else None
 
 
 def _refresh():
@@ -158,7 +198,26 @@ def _do(action, selected, weights_text, combination):
     except AdapterError as exc:
         msg = f"**Not done:** {exc}"
     lib, res, binds, hint = _tables()
+    if s.cache_note(model):
+        msg += f" — note: {s.cache_note(model)}."
     return lib, res, msg
+
+
+def _server_flags(selected, weights_text):
+    """The extra-flags that start TGWUI's llama-server with the chosen adapters."""
+    from pocketpack.adapters import AdapterError
+    from pocketpack.adapters.session import parse_weights
+
+    try:
+        names = list(parse_weights(weights_text)) or list(selected or [])
+        slots = _user_data() / "pocketpack" / "llama-slots"
+        slots.mkdir(parents=True, exist_ok=True)
+        flags = session().server_flags(_model(), names, slot_save_dir=slots)
+    except AdapterError as exc:
+        return "", f"**Not done:** {exc}"
+    return flags, ("Add these to TGWUI's extra-flags (Model tab, or `--extra-flags '...'` on the command line; "
+                   "they replace the adapters llama-server has now) and reload the model. Only what you choose here "
+                   "(or a character's binding) is applied; until then, the base model.")
 
 
 def _bind(character, weights_text, combination, remove):
@@ -196,9 +255,11 @@ def _train(base, data, output, rank, alpha, targets, steps, seq_len, quant, plan
         cfg = TrainConfig(base=str(base).strip(), data=str(data).strip(), output=str(_lora_dir() / output.strip()),
                           rank=int(rank), alpha=float(alpha), seq_len=int(seq_len), quant=quant,
                           targets=[t.strip() for t in str(targets).split(",") if t.strip()],
-                          max_steps=int(steps) if steps else None)
+                          max_steps=int(steps) if steps else None,
+                          memory_dir=str(_user_data() / "pocketpack" / "memory"))  # the memory extension's store
         if plan_only:
-            p = plan(cfg, len(load_examples(cfg.data, AutoTokenizer.from_pretrained(cfg.base), cfg.seq_len)))
+            p = plan(cfg, len(load_examples(cfg.data, AutoTokenizer.from_pretrained(cfg.base), cfg.seq_len,
+                                            memory_dir=cfg.memory_dir)))
             yield ("Fits: " if p.fits else "**Will not fit:** ") + p.describe(), None
             return
         lines: list[str] = []
@@ -272,7 +333,7 @@ def ui():
     with gr.Accordion("Train a LoRA (QLoRA, 4-bit base)", open=False):
         with gr.Row():
             t_base = gr.Textbox(label="Base model folder", placeholder="user_data/models/<a Transformers model>")
-            t_data = gr.Textbox(label="Data file", placeholder=".txt or .jsonl of chats")
+            t_data = gr.Textbox(label="Data", placeholder=".txt, .jsonl of chats, or memory:CHARACTER")
             t_out = gr.Textbox(label="New adapter name")
         with gr.Row():
             t_rank = gr.Number(value=8, precision=0, label="Rank")
@@ -288,12 +349,30 @@ def ui():
         t_status = gr.Markdown("")
         t_plot = gr.Image(label="Loss", interactive=False)
 
+    with gr.Accordion("llama-server (TGWUI's llama.cpp loader)", open=False):
+        gr.Markdown("llama-server takes adapters only when the model loads. Choose adapters above, then get the "
+                    "flags that start it with them (PEFT adapters are converted to GGUF for the loaded model).")
+        flags_btn = gr.Button("llama-server flags")
+        flags_out = gr.Textbox(label="extra-flags", lines=2, interactive=False)
+        flags_status = gr.Markdown("")
+
     acts = [selected, weights, combination]
     outs = [library, resident, status]
-    switch_btn.click(lambda *a: _do("switch", *a), acts, outs)
-    base_btn.click(lambda *a: _do("base", *a), acts, outs)
-    load_btn.click(lambda *a: _do("load", *a), acts, outs)
-    unload_btn.click(lambda *a: _do("unload", *a), acts, outs)
+    lora_menu = _lora_menu_component()
+    if lora_menu is not None:  # keep TGWUI's LoRA menu showing what is applied
+        outs = outs + [lora_menu]
+
+        def act(action):
+            return lambda *a: (*_do(action, *a), _menu_update())
+    else:
+        def act(action):
+            return lambda *a: _do(action, *a)
+
+    switch_btn.click(act("switch"), acts, outs)
+    base_btn.click(act("base"), acts, outs)
+    load_btn.click(act("load"), acts, outs)
+    unload_btn.click(act("unload"), acts, outs)
+    flags_btn.click(_server_flags, [selected, weights], [flags_out, flags_status])
     refresh_btn.click(_refresh, None, [library, resident, bindings, hint_md, selected])
     bind_btn.click(lambda c, w, m: _bind(c, w, m, False), [character, bind_weights, bind_comb], [bindings, bind_status])
     unbind_btn.click(lambda c, w, m: _bind(c, w, m, True), [character, bind_weights, bind_comb],

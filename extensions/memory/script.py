@@ -1,16 +1,207 @@
-"""memory: thin TGWUI adapter over pocketpack (work in progress)."""
+"""memory: long-term memory across chats, per character, persistent and editable.
+
+Thin TGWUI adapter over ``pocketpack.memory``: hooks forward to ``MemoryTurns`` (recall and
+injection through the shared context composer, storage of each completed exchange), and the
+tab wires gradio components to ``pocketpack.memory.panel``. Works through the API too (no UI,
+no ``character_menu``/``unique_id`` in the state). A failure here is logged and the turn goes on
+without memories.
+"""
+
+import atexit
+import logging
+import threading
+from pathlib import Path
 
 params = {
-    "display_name": "memory",
+    "display_name": "Memory",
     "is_tab": True,
+    "enabled": True,
+    "scope": "character",          # chat | character | global
+    "k": 6,                        # memories recalled per turn
+    "max_tokens": 400,             # prompt budget for the memory block
+    "min_cosine": 0.3,             # relevance floor for recalled memories
+    "exclude_recent_rows": 12,     # rows of the current chat already in the prompt
+    "store_dir": "",               # default: <user_data>/pocketpack/memory
+    "embedding_model": "",         # a local sentence-transformers folder; default: all-MiniLM-L6-v2
+    "approx_threshold": 50000,     # memories per character beyond which faiss search is approximate (IVF)
+    "preload": "auto",             # load the embedding model at start-up: "auto" (inside TGWUI), true, false
 }
+
+log = logging.getLogger("pocketpack.memory")
+_lock = threading.Lock()
+_turns = None
+
+
+def _store_dir() -> Path:
+    from pocketpack.tgwui import shared
+
+    if params.get("store_dir"):
+        return Path(params["store_dir"]).expanduser()
+    return Path(getattr(shared(), "user_data_dir", "user_data")) / "pocketpack" / "memory"
+
+
+def _settings():
+    from pocketpack.memory.turns import MemorySettings
+
+    return MemorySettings(
+        enabled=bool(params.get("enabled", True)), scope=str(params.get("scope", "character")),
+        k=int(params.get("k", 6)), max_tokens=int(params.get("max_tokens", 400)),
+        min_cosine=float(params.get("min_cosine", 0.3)), exclude_recent_rows=int(params.get("exclude_recent_rows", 12)),
+    )
+
+
+def turns():
+    """The process-wide MemoryTurns, opened on first use with the current params."""
+    global _turns
+    directory = _store_dir()
+    with _lock:
+        if _turns is not None and _turns.memory.store.directory != directory:
+            _turns.memory.close()  # the user data folder changed (another host, a test)
+            _turns = None
+        if _turns is None:
+            from pocketpack.memory.store import MemoryStore
+            from pocketpack.memory.turns import MemoryTurns
+
+            memory = MemoryStore(directory, model_path=params.get("embedding_model") or None,
+                                 approx_threshold=int(params.get("approx_threshold", 50000)))
+            _turns = MemoryTurns(memory, _settings())
+            atexit.register(_flush, memory)
+        else:
+            _turns.settings = _settings()
+        return _turns
+
+
+def _flush(memory):
+    try:
+        memory.flush()  # save faiss indexes so the next start need not replay the log
+    except Exception:  # noqa: BLE001 - at exit, SQLite already holds everything
+        pass
+
+
+def reset():
+    """Close the store (tests, or after changing store_dir)."""
+    global _turns
+    with _lock:
+        if _turns is not None:
+            _turns.memory.close()
+        _turns = None
 
 
 def setup():
-    import pocketpack  # noqa: F401  (fails early with a clear ModuleNotFoundError if not installed)
+    import pocketpack.memory  # noqa: F401  (fails early with a clear ModuleNotFoundError if not installed)
+    from pocketpack.tgwui import shared
+
+    preload = params.get("preload", "auto")
+    if preload == "auto":
+        preload = shared().__name__ == "modules.shared"  # TGWUI itself, not a test host
+    if not preload or preload == "false":
+        return
+
+    def warm():
+        try:
+            turns().memory.store.embedder  # load the embedding model before the first turn
+        except Exception:  # noqa: BLE001
+            log.exception("memory: could not load the embedding model")
+
+    threading.Thread(target=warm, name="memory-warmup", daemon=True).start()
+
+
+def _guarded(what, fallback, fn):
+    try:
+        return fn()
+    except Exception:  # noqa: BLE001 - an extension never breaks a chat
+        log.exception("memory: %s failed; this turn goes on without memory", what)
+        return fallback
+
+
+def state_modifier(state):
+    return _guarded("state_modifier", state, lambda: turns().on_state(state))
+
+
+def chat_input_modifier(text, visible_text, state):
+    return _guarded("chat_input_modifier", (text, visible_text),
+                    lambda: turns().on_chat_input(text, visible_text, state))
+
+
+def output_modifier(string, state, is_chat=False):
+    return _guarded("output_modifier", string, lambda: turns().on_output(string, state, is_chat=is_chat))
+
+
+# -- the tab ------------------------------------------------------------------------------
+def _current_character():
+    from pocketpack.tgwui import shared
+
+    component = (getattr(shared(), "gradio", None) or {}).get("character_menu")
+    return getattr(component, "value", None) or ""
 
 
 def ui():
     import gradio as gr
 
-    gr.Markdown("memory")
+    from pocketpack.memory import panel
+
+    def memory():
+        return turns().memory
+
+    def refresh_counts():
+        chars = panel.characters(memory())
+        return panel.counts_markdown(memory()), gr.Dropdown(choices=chars)
+
+    with gr.Row():
+        counts = gr.Markdown(panel.counts_markdown(memory()))
+        refresh = gr.Button("Refresh counts")
+    with gr.Row():
+        character = gr.Dropdown(label="Character", choices=panel.characters(memory()),
+                                value=_current_character() or None, allow_custom_value=True)
+        scope = gr.Radio(["chat", "character", "global"], value="character", label="Scope")
+    query = gr.Textbox(label="Search memories (empty: newest)", lines=1)
+    search = gr.Button("Search")
+    results = gr.Dataframe(headers=panel.SEARCH_HEADERS, interactive=False, wrap=True, label="Memories")
+
+    gr.Markdown("### Last injection")
+    last_button = gr.Button("Show what was injected for the last reply")
+    last_info = gr.Markdown("")
+    last_table = gr.Dataframe(headers=panel.INJECTION_HEADERS, interactive=False, wrap=True)
+
+    gr.Markdown("### Pin / edit / delete")
+    with gr.Row():
+        memory_id = gr.Number(label="Memory id", precision=0)
+        new_text = gr.Textbox(label="New text (for Save edit)", lines=2)
+    with gr.Row():
+        pin = gr.Button("Pin")
+        unpin = gr.Button("Unpin")
+        save = gr.Button("Save edit")
+        delete = gr.Button("Delete", variant="stop")
+    status = gr.Markdown("")
+
+    gr.Markdown("### Manual memories")
+    with gr.Row():
+        note_character = gr.Textbox(label="Character (empty: every character)")
+        trigger = gr.Radio(["always", "keyword"], value="always", label="Injected")
+        keywords = gr.Textbox(label="Keywords (comma-separated)")
+    note_text = gr.Textbox(label="Note", lines=2)
+    add_note = gr.Button("Add note")
+    notes = gr.Dataframe(headers=panel.MANUAL_HEADERS, interactive=False, wrap=True)
+
+    gr.Markdown("### Export / import (JSONL)")
+    with gr.Row():
+        export_button = gr.Button("Export")
+        exported = gr.File(label="Exported file", interactive=False)
+    with gr.Row():
+        upload = gr.File(label="JSONL to import", file_types=[".jsonl"], type="filepath")
+        import_button = gr.Button("Import")
+
+    refresh.click(refresh_counts, [], [counts, character])
+    search.click(lambda c, q, s: panel.search_rows(memory(), c, q, s), [character, query, scope], [results])
+    query.submit(lambda c, q, s: panel.search_rows(memory(), c, q, s), [character, query, scope], [results])
+    def show_last():
+        rows, info = panel.injection_rows(turns().last_injection)
+        return info, rows
+
+    last_button.click(show_last, [], [last_info, last_table])
+    for button, action in ((pin, "pin"), (unpin, "unpin"), (save, "edit"), (delete, "delete")):
+        button.click(lambda i, t, a=action: panel.act(memory(), a, i, t), [memory_id, new_text], [status])
+    add_note.click(lambda c, t, tr, k: (panel.add_manual(memory(), c, t, tr, k), panel.manual_rows(memory())),
+                   [note_character, note_text, trigger, keywords], [status, notes])
+    export_button.click(lambda c: str(panel.export_to(memory(), _store_dir() / "exports", c)), [character], [exported])
+    import_button.click(lambda f: panel.import_from(memory(), f), [upload], [status])

@@ -2,7 +2,9 @@
 trained (QLoRA) and converted for llama.cpp on the same machine.
 
 ``scan`` / ``inspect_adapter`` read adapters from their headers; ``AdapterManager`` loads,
-switches, blends and evicts them on a Transformers or llama.cpp model; ``Bindings`` maps
+switches, blends and evicts them on a Transformers model, a ``llama_cpp.Llama``, or a
+llama-server (TGWUI's llama.cpp loader, reached over HTTP through ``LlamaServerModel`` in
+``pocketpack.adapters.llamaserver_driver``); ``Bindings`` maps
 characters and chats to adapters; ``train`` and ``peft_to_gguf`` live in their own modules
 (``pocketpack.adapters.train``, ``pocketpack.adapters.gguf_convert``) because they import torch.
 """

@@ -30,7 +30,10 @@ def register(subparsers) -> None:
 
     tr = sub.add_parser("train", help="QLoRA: train a LoRA on a 4-bit NF4 base (resumes an interrupted run)")
     tr.add_argument("--base", required=True, metavar="DIR", help="Hugging Face model folder")
-    tr.add_argument("--data", required=True, metavar="FILE", help=".txt, or .jsonl of chats")
+    tr.add_argument("--data", required=True, metavar="FILE",
+                    help=".txt, .jsonl of chats, or memory:CHARACTER (that character's stored conversations)")
+    tr.add_argument("--memory-dir", default="user_data/pocketpack/memory", metavar="DIR",
+                    help="the memory store, for --data memory:CHARACTER (default: %(default)s)")
     tr.add_argument("--output", required=True, metavar="DIR", help="adapter folder to write")
     tr.add_argument("--rank", type=int, default=8)
     tr.add_argument("--alpha", type=float, default=16.0)
@@ -139,12 +142,14 @@ def _train(args) -> int:
                       dropout=args.dropout, targets=[t.strip() for t in args.targets.split(",") if t.strip()],
                       quant=args.quant, compute_dtype=args.compute_dtype, seq_len=args.seq_len,
                       batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr, epochs=args.epochs,
-                      max_steps=args.max_steps, save_every=args.save_every, seed=args.seed, device=args.device)
+                      max_steps=args.max_steps, save_every=args.save_every, seed=args.seed, device=args.device,
+                      memory_dir=args.memory_dir)
     try:
         if args.plan:
             from transformers import AutoTokenizer
 
-            n = len(load_examples(cfg.data, AutoTokenizer.from_pretrained(cfg.base), cfg.seq_len))
+            n = len(load_examples(cfg.data, AutoTokenizer.from_pretrained(cfg.base), cfg.seq_len,
+                                  memory_dir=cfg.memory_dir))
             p = plan(cfg, n)
             print(json.dumps({"fits": p.fits, "need_gib": p.need_gib, "have_gib": p.have_gib, "source": p.source,
                               "breakdown": p.breakdown, "steps": p.steps, "notes": p.notes}, indent=2)

@@ -16,9 +16,13 @@ from pocketpack.adapters.library import AdapterError, AdapterInfo, peft_module_o
 
 
 def model_kind(model) -> str:
-    """'llama.cpp' for a ``llama_cpp.Llama``, 'transformers' for a torch model, else ''."""
+    """'llama.cpp' for a ``llama_cpp.Llama`` or a llama-server, 'transformers' for a torch model, else ''."""
     if model is None:
         return ""
+    from pocketpack.adapters.llamaserver_driver import LlamaServerModel
+
+    if isinstance(model, LlamaServerModel):  # a llama-server process: a GGUF model all the same
+        return "llama.cpp"
     cls = type(model)
     if cls.__module__.startswith("llama_cpp") or (hasattr(model, "ctx") and hasattr(model, "model_path")):
         return "llama.cpp"

@@ -57,12 +57,17 @@ def _weights(spec) -> dict[str, float]:
 
 
 class AdapterManager:
-    """Adapters on ``model`` (a transformers/PEFT model or a ``llama_cpp.Llama``)."""
+    """Adapters on ``model``: a transformers/PEFT model, a ``llama_cpp.Llama``, or a llama-server
+    (:class:`~pocketpack.adapters.llamaserver_driver.LlamaServerModel`, TGWUI's llama.cpp loader)."""
 
     def __init__(self, model, dirs=(), *, budget_bytes: int | None = None, allow_pickle: bool = False,
                  convert_dir: str | Path | None = None):
+        from pocketpack.adapters.llamaserver_driver import LlamaServerDriver, LlamaServerModel
+
         kind = compat.model_kind(model)
-        if kind == "llama.cpp":
+        if isinstance(model, LlamaServerModel):
+            self.driver = LlamaServerDriver(model)
+        elif kind == "llama.cpp":
             from pocketpack.adapters.llamacpp_driver import LlamaCppDriver
 
             self.driver = LlamaCppDriver(model)
@@ -141,9 +146,15 @@ class AdapterManager:
         r.last_used = self._tick
 
     def _reason(self, info: AdapterInfo) -> str | None:
+        on_server = getattr(self.driver, "reason_for_path", None)  # llama-server: only its start-up adapters
         if self.kind == "llama.cpp" and info.format == "peft" and self.convert_dir is not None:
-            return None  # converted on load
-        return compat.check(info, self.model)
+            if info.problem:
+                return info.problem
+            return on_server(info.name, self._converted_path(info)) if on_server else None  # converted on load
+        reason = compat.check(info, self.model)
+        if reason is None and on_server is not None:
+            reason = self.driver.reason(info)
+        return reason
 
     def _key_for(self, name: str) -> str:
         key = re.sub(r"[^A-Za-z0-9_]", "_", name) or "adapter"
@@ -157,7 +168,9 @@ class AdapterManager:
         for key in self.driver.keys():
             self._tick += 1
             self._residents[key] = Resident(key, key, self.driver.nbytes(key), self._tick)
-        self._active = {k: 1.0 for k in self.driver.active() if k in self._residents}
+        weights = self.driver.active_weights() if hasattr(self.driver, "active_weights") else {
+            k: 1.0 for k in self.driver.active()}
+        self._active = {k: w for k, w in weights.items() if k in self._residents}
 
     def _resolve(self, spec) -> AdapterInfo:
         if isinstance(spec, AdapterInfo):
@@ -166,13 +179,17 @@ class AdapterManager:
             return inspect_adapter(spec, allow_pickle=self.allow_pickle)
         return find(self.dirs, str(spec), allow_pickle=self.allow_pickle, kind=self.kind)
 
+    def _converted_path(self, info: AdapterInfo) -> Path:
+        """Where the GGUF conversion of a PEFT adapter for this model is cached."""
+        src = Path(info.path) / "adapter_model.safetensors"
+        stamp = hashlib.sha1(f"{src.resolve()}:{src.stat().st_mtime_ns}:{self.model.model_path}".encode()).hexdigest()[:12]
+        return self.convert_dir / f"{info.name}-{stamp}.gguf"
+
     def _convert(self, info: AdapterInfo) -> AdapterInfo:
         """A PEFT adapter for a llama.cpp model, converted to a GGUF LoRA once and cached."""
         from pocketpack.adapters.gguf_convert import peft_to_gguf
 
-        src = Path(info.path) / "adapter_model.safetensors"
-        stamp = hashlib.sha1(f"{src.resolve()}:{src.stat().st_mtime_ns}:{self.model.model_path}".encode()).hexdigest()[:12]
-        out = self.convert_dir / f"{info.name}-{stamp}.gguf"
+        out = self._converted_path(info)
         if not out.exists():
             self.convert_dir.mkdir(parents=True, exist_ok=True)
             peft_to_gguf(info.path, out, base=self.model.model_path)
@@ -210,8 +227,8 @@ class AdapterManager:
         self.driver.activate({self._residents[n].key: w for n, w in self._active.items()})
 
     def _evict(self, keep=()) -> None:
-        if self.budget_bytes is None:
-            return
+        if self.budget_bytes is None or not getattr(self.driver, "frees_memory", True):
+            return  # llama-server keeps its start-up adapters in memory whatever we drop
         while self.resident_bytes() > self.budget_bytes:
             candidates = [r for r in self._residents.values()
                           if r.name not in self._active and r.name not in keep
@@ -299,6 +316,25 @@ class AdapterManager:
                                     if a != n and n not in (self._residents[a].blend_of or {})}
                     self.driver.activate({self._residents[a].key: w for a, w in self._active.items()})
                 self._drop(r)
+
+    def startup_flags(self, specs, *, slot_save_dir=None) -> str:
+        """llama-server flags (TGWUI's extra-flags) that start it with these adapters; PEFT
+        adapters are converted for this model first. Checked against the model like a load."""
+        from pocketpack.adapters.llamaserver_driver import startup_flags
+
+        paths = []
+        for spec in specs:
+            info = self._resolve(spec)
+            if info.problem:
+                raise AdapterError(info.problem)
+            if info.format == "peft":
+                if self.kind != "llama.cpp" or self.convert_dir is None:
+                    raise AdapterError(f"{info.name}: a PEFT adapter; convert it to GGUF first "
+                                       "(pocketpack adapters to-gguf)")
+                info = self._convert(info)
+            compat.ensure_compatible(info, self.model)
+            paths.append(info.path)
+        return startup_flags(paths, slot_save_dir=slot_save_dir)
 
     def fits(self, spec) -> str | None:
         """Why ``spec`` cannot be applied to this model, or None."""

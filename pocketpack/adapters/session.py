@@ -9,6 +9,7 @@ the old manager is dropped — its adapters went with the old model.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from pathlib import Path
 
@@ -44,6 +45,37 @@ def format_weights(weights: dict) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in weights.items())
 
 
+def _natural(name: str) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def lora_menu(names, lora_dir: str | Path) -> tuple[list[str], list[str]]:
+    """``(choices, value)`` for TGWUI's LoRA menu showing ``names`` as applied.
+
+    The menu lists the entries of the loras folder the way TGWUI's ``get_available_loras``
+    does ('None' first, then every entry but ``*.txt``, ``*-np``, ``*.pt``, ``*.json``, in
+    natural order); a GGUF adapter appears there as ``NAME.gguf``. Adapters from other
+    folders, and merged blends, have no entry and are left out of the value.
+    """
+    d = Path(lora_dir)
+    entries = [p.name for p in d.iterdir() if not p.name.endswith((".txt", "-np", ".pt", ".json"))] \
+        if d.is_dir() else []
+    choices = ["None"] + sorted(entries, key=_natural)
+    value = []
+    for name in names:
+        for entry in (name, f"{name}.gguf"):
+            if entry in entries and entry not in value:
+                value.append(entry)
+                break
+    return choices, value
+
+
+def _is_server(model) -> bool:
+    from pocketpack.adapters.llamaserver_driver import LlamaServerModel
+
+    return isinstance(model, LlamaServerModel)
+
+
 class AdapterSession:
     def __init__(self, dirs, bindings_path: str | Path, *, budget_bytes: int | None = None,
                  allow_pickle: bool = False, convert_dir: str | Path | None = None):
@@ -57,6 +89,8 @@ class AdapterSession:
         self._bindings: Bindings | None = None
         self._bindings_mtime: float | None = None
         self._applied: tuple | None = None   # (adapters, combination) last asked of the manager
+        self._unusable = None                 # a llama-server that cannot switch adapters, and why
+        self._unusable_reason = ""
         self.lock = threading.RLock()
 
     # -- the manager of the current model ----------------------------------------------------
@@ -66,9 +100,29 @@ class AdapterSession:
             if m is not None and compat.base_model_of(model) is not compat.base_model_of(m.model):
                 self._manager, self._applied = None, None  # another model: its adapters are gone
             if self._manager is None and create and model is not None:
-                self._manager = AdapterManager(model, self.dirs, budget_bytes=self.budget_bytes,
-                                               allow_pickle=self.allow_pickle, convert_dir=self.convert_dir)
+                if model is self._unusable:
+                    raise AdapterError(self._unusable_reason)
+                try:
+                    self._manager = AdapterManager(model, self.dirs, budget_bytes=self.budget_bytes,
+                                                   allow_pickle=self.allow_pickle, convert_dir=self.convert_dir)
+                except AdapterError as exc:
+                    if _is_server(model):  # ask a server that cannot switch only once
+                        self._unusable, self._unusable_reason = model, str(exc)
+                    raise
+                if _is_server(model):
+                    self._take_over(self._manager)
             return self._manager
+
+    def _take_over(self, mgr: AdapterManager) -> None:
+        """A llama-server applies the adapters it was started with at scale 1 (recent builds do
+        so for requests even with --lora-init-without-apply): from the moment the switcher sees
+        it, the user's selection (the base model until one is chosen) is what it applies."""
+        try:
+            mgr.switch(dict(self.manual.adapters), self.manual.combination)
+        except AdapterError as exc:
+            log.warning("adapter-switcher: %s; using the base model", exc)
+            mgr.switch({})
+        self._applied = None  # the next turn publishes lora_names
 
     def switch(self, model, adapters: dict, combination: str = "live", *, manual: bool = True) -> list[str]:
         """Activate ``adapters`` on ``model``; a manual switch becomes the fallback for unbound characters."""
@@ -101,12 +155,53 @@ class AdapterSession:
         with self.lock:
             binding = self.bindings().adapters_for(state) or self.manual
             wanted = (tuple(sorted(binding.adapters.items())), binding.combination)
-            mgr = self.manager(model, create=False)
+            mgr = self.manager(model, create=_is_server(model) and model is not self._unusable)
             if mgr is None and not binding.adapters:
                 return None
             if wanted == self._applied and mgr is not None:
                 return None
             return self.switch(model, dict(binding.adapters), binding.combination, manual=False)
+
+    # -- llama-server (TGWUI's llama.cpp loader) ----------------------------------------------
+    def server_flags(self, model, names, *, slot_save_dir=None) -> str:
+        """The extra-flags that start llama-server with ``names`` (PEFT ones converted for
+        ``model`` when one is loaded); without a model, GGUF adapters only."""
+        from pocketpack.adapters.library import find
+        from pocketpack.adapters.llamaserver_driver import startup_flags
+
+        if not names:
+            raise AdapterError("choose the adapters llama-server should start with")
+        mgr = self.manager(model) if model is not None else None
+        if mgr is not None:
+            return mgr.startup_flags(list(names), slot_save_dir=slot_save_dir)
+        infos = [find(self.dirs, n, allow_pickle=self.allow_pickle, kind="llama.cpp") for n in names]
+        peft = [i.name for i in infos if i.format != "gguf"]
+        if peft:
+            raise AdapterError(f"{', '.join(peft)}: PEFT adapters are converted for a model; load the GGUF model first")
+        return startup_flags([i.path for i in infos], slot_save_dir=slot_save_dir)
+
+    def cache_note(self, model) -> str | None:
+        """llama-server only: why the next reply may reuse the previous adapters' prompt cache."""
+        mgr = self.manager(model, create=False)
+        return getattr(getattr(mgr, "driver", None), "cache_note", None)
+
+    def server_note(self, model) -> str:
+        """What the user should know about a llama-server model's adapters ('' otherwise)."""
+        mgr = self.manager(model, create=False)
+        driver = getattr(mgr, "driver", None)
+        if driver is None or not hasattr(driver, "server_paths"):
+            return ""
+        paths = [p for p in driver.server_paths() if p]
+        if not paths:
+            note = ("llama-server (TGWUI's llama.cpp loader) was started without adapters; it takes them only at "
+                    "start-up. Choose adapters, press **llama-server flags**, add the flags to TGWUI's extra-flags "
+                    "and reload the model.")
+        else:
+            names = ", ".join(Path(p).name for p in paths)
+            note = f"llama-server was started with {names}; only these can be switched."
+        if driver.cache_note:
+            note += f" Note: {driver.cache_note}."
+        return note
 
     # -- tables for the UI -----------------------------------------------------------------------
     def library_rows(self, model) -> list[list]:

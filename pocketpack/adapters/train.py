@@ -2,12 +2,14 @@
 
 The base is loaded with bitsandbytes NF4 + double quantisation and bf16/fp16 compute (on a
 CPU where those fail, float32 compute, and the run says so); LoRA targets q_proj and v_proj
-unless told otherwise. Data: a plain text file (cut into blocks) or a JSONL of chats
+unless told otherwise. Data: a plain text file (cut into blocks), a JSONL of chats
 (``{"messages": [{"role", "content"}]}``, ShareGPT ``conversations``, TGWUI ``internal``
-rows, or ``{"text": ...}``). Every ``save_every`` steps a checkpoint (adapter, AdamW state —
-safetensors, never pickle — and the step) lands in ``OUTPUT/checkpoint``; running again
-with the same output resumes from it, and since the batch order and dropout are seeded per
-step a resumed run ends where an uninterrupted one would. The result is a normal PEFT
+rows, or ``{"text": ...}``), or ``memory:CHARACTER`` — that character's conversations as
+the memory extension stored them (``pocketpack.memory``), one chat sample per chat. Every
+``save_every`` steps a checkpoint (adapter, AdamW state — safetensors, never pickle — and
+the step) lands in ``OUTPUT/checkpoint``; running again with the same output and the same
+examples resumes from it, and since the batch order and dropout are seeded per step a
+resumed run ends where an uninterrupted one would. The result is a normal PEFT
 folder: ``adapter_model.safetensors``, ``adapter_config.json``, ``training_metadata.json``
 and ``loss.png``. Before loading anything, :func:`plan` sizes the run (with
 ``pocketpack.vram``'s training estimate) and :func:`train` refuses a run that will not fit.
@@ -54,6 +56,7 @@ class TrainConfig:
     grad_checkpointing: bool = True
     device: str = "auto"               # auto | cpu | cuda
     memory_limit_gib: float | None = None  # refuse runs needing more than this (default: what is free)
+    memory_dir: str | None = None      # the memory store, for data "memory:CHARACTER"
 
 
 @dataclass
@@ -127,8 +130,56 @@ def _chat_of(row, where: str) -> list[dict] | str:
     raise AdapterError(f"{where}: expected messages, conversations, internal or text")
 
 
-def load_examples(path: str | Path, tokenizer, seq_len: int) -> list[list[int]]:
-    """Token blocks of at most ``seq_len`` from a text file or a JSONL of chats."""
+MEMORY_PREFIX = "memory:"
+
+
+def memory_chats(directory: str | Path | None, character: str) -> list[list[dict]]:
+    """A character's stored conversations from the memory store, oldest chat first: one list
+    of ``{"role", "content"}`` messages per chat, in row order (user before assistant).
+    Manual notes are not conversation and are left out; messages stored without a chat id
+    (imported ones) make one chat of their own, in time order."""
+    from pocketpack.retrieval.store import DB_NAME
+
+    if not directory:
+        raise AdapterError(f"{MEMORY_PREFIX}{character}: say where the memory store is (memory_dir)")
+    directory = Path(directory)
+    if not (directory / DB_NAME).is_file():
+        raise AdapterError(f"{directory}: no memory store here (the memory extension keeps it in "
+                           "user_data/pocketpack/memory)")
+    from pocketpack.memory import MemoryStore
+
+    store = MemoryStore(directory)
+    try:
+        if character not in store.characters():
+            known = ", ".join(store.characters()) or "none"
+            raise AdapterError(f"{directory}: no memories of {character!r} (characters stored: {known})")
+        memories = store.list(character, kind="message")
+    finally:
+        store.close()
+    chats: dict[str | None, list] = {}
+    for m in memories:
+        chats.setdefault(m.chat, []).append(m)
+    order = {"user": 0, "assistant": 1}
+    out = []
+    for chat in sorted(chats, key=lambda c: min(m.time for m in chats[c])):
+        rows = sorted(chats[chat], key=lambda m: (m.row if m.row is not None and chat is not None else -1, m.time,
+                                                  order.get(m.role, 2)))
+        messages = [{"role": m.role, "content": m.text} for m in rows if m.text.strip()]
+        if messages:
+            out.append(messages)
+    return out
+
+
+def load_examples(path: str | Path, tokenizer, seq_len: int, *,
+                  memory_dir: str | Path | None = None) -> list[list[int]]:
+    """Token blocks of at most ``seq_len`` from a text file, a JSONL of chats, or
+    ``memory:CHARACTER`` (a character's conversations in the memory store at ``memory_dir``)."""
+    if str(path).startswith(MEMORY_PREFIX):
+        character = str(path)[len(MEMORY_PREFIX):].strip()
+        if not character:
+            raise AdapterError(f"{path}: name the character (memory:NAME)")
+        docs = [_render(chat, tokenizer) for chat in memory_chats(memory_dir, character)]
+        return _blocks(docs, tokenizer, seq_len, eos=True, where=str(path))
     path = Path(path)
     if not path.is_file():
         raise AdapterError(f"{path}: no such data file")
@@ -149,17 +200,21 @@ def load_examples(path: str | Path, tokenizer, seq_len: int) -> list[list[int]]:
             docs.append(chat if isinstance(chat, str) else _render(chat, tokenizer))
     else:
         docs = [text]
+    return _blocks(docs, tokenizer, seq_len, eos=path.suffix.lower() != ".txt", where=str(path))
+
+
+def _blocks(docs: list[str], tokenizer, seq_len: int, *, eos: bool, where: str) -> list[list[int]]:
     blocks: list[list[int]] = []
     for doc in docs:
         ids = tokenizer(doc, add_special_tokens=False)["input_ids"]
         if tokenizer.bos_token_id is not None:
             ids = [tokenizer.bos_token_id] + ids
-        if tokenizer.eos_token_id is not None and path.suffix.lower() != ".txt":
+        if tokenizer.eos_token_id is not None and eos:
             ids = ids + [tokenizer.eos_token_id]
         step = max(seq_len, 2)
         blocks.extend(ids[i:i + step] for i in range(0, len(ids), step) if len(ids[i:i + step]) >= 2)
     if not blocks:
-        raise AdapterError(f"{path}: no training text in it")
+        raise AdapterError(f"{where}: no training text in it")
     return blocks
 
 
@@ -397,10 +452,16 @@ def _load_checkpoint(model, optimizer, ckpt: Path) -> dict:
 
 # --------------------------------------------------------------------------- run
 
-def _fingerprint(cfg: TrainConfig) -> dict:
+def _fingerprint(cfg: TrainConfig, examples: list[list[int]]) -> dict:
+    """What a checkpoint must share with the run that resumes it, including the examples
+    themselves: a memory store (or a data file) that changed since is another run."""
+    import hashlib
+
     keys = ("base", "data", "rank", "alpha", "targets", "quant", "seq_len", "batch_size", "grad_accum", "lr", "seed")
     d = asdict(cfg)
-    return {k: d[k] for k in keys}
+    out = {k: d[k] for k in keys}
+    out["examples_sha1"] = hashlib.sha1(json.dumps(examples).encode("ascii")).hexdigest()
+    return out
 
 
 def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None, *,
@@ -427,7 +488,7 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
         tokenizer = AutoTokenizer.from_pretrained(str(base))
     except Exception as exc:
         raise AdapterError(f"{base}: cannot load its tokenizer ({str(exc).splitlines()[0]})") from None
-    examples = load_examples(cfg.data, tokenizer, cfg.seq_len)
+    examples = load_examples(cfg.data, tokenizer, cfg.seq_len, memory_dir=cfg.memory_dir)
     the_plan = plan(cfg, len(examples))
     log.info("training %s", the_plan.describe())
     if check_memory and not the_plan.fits:
@@ -442,7 +503,7 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
     total = _total_steps(cfg, len(examples))
     out = Path(cfg.output)
     ckpt = out / "checkpoint"
-    state = {"step": 0, "losses": [], "tokens": 0, "fingerprint": _fingerprint(cfg), "elapsed_s": 0.0}
+    state = {"step": 0, "losses": [], "tokens": 0, "fingerprint": _fingerprint(cfg, examples), "elapsed_s": 0.0}
     if resume and (ckpt / "trainer_state.json").is_file():
         saved = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
         if saved.get("fingerprint") != state["fingerprint"]:

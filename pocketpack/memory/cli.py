@@ -1,0 +1,207 @@
+"""``pocketpack memory``: add, import, recall, export and forget memories from scripts.
+
+Forms (scripts depend on them):
+  pocketpack memory --store DIR add --character C --role user|assistant --text T [--time ISO8601] [--chat ID]
+  pocketpack memory --store DIR import FILE.jsonl
+  pocketpack memory --store DIR recall --character C --query Q [--k 10] [--json]
+  pocketpack memory --store DIR recall --queries FILE.jsonl --json
+  pocketpack memory --store DIR export [--character C] [--out FILE.jsonl]
+  pocketpack memory --store DIR forget (--character C [--chat ID] | --id N | --all)
+
+``recall --json`` prints a JSON list of ``{id, text, score, time, role, chat}``, best first;
+with ``--queries`` (one ``{character, query, k}`` per line) one such list per output line, in
+input order, from one process (the model loads once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_STORE = os.environ.get("POCKETPACK_MEMORY_STORE", "user_data/pocketpack/memory")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("memory", help="long-term chat memory: add, import, recall, export, forget",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", default=DEFAULT_STORE, help=f"memory store directory (default: {DEFAULT_STORE})")
+    parser.add_argument("--model", default=None, help="local sentence-transformers model directory "
+                                                      "(default: the bundled all-MiniLM-L6-v2)")
+    sub = parser.add_subparsers(dest="memory_command", metavar="ACTION")
+
+    add = sub.add_parser("add", help="store one message")
+    add.add_argument("--character", required=True)
+    add.add_argument("--role", required=True, choices=["user", "assistant"])
+    add.add_argument("--text", required=True)
+    add.add_argument("--time", default=None, help="ISO 8601 (default: now)")
+    add.add_argument("--chat", default=None, help="chat id")
+    add.set_defaults(memory_func=_add)
+
+    imp = sub.add_parser("import", help="store every line of a JSONL file")
+    imp.add_argument("file")
+    imp.set_defaults(memory_func=_import)
+
+    recall = sub.add_parser("recall", help="the memories most relevant to a query, best first")
+    recall.add_argument("--character")
+    recall.add_argument("--query")
+    recall.add_argument("--queries", help="JSONL file of {character, query, k}: one result list per line")
+    recall.add_argument("--k", type=int, default=10)
+    recall.add_argument("--scope", choices=["chat", "character", "global"], default="character")
+    recall.add_argument("--chat", default=None, help="the chat for --scope chat")
+    recall.add_argument("--json", action="store_true")
+    recall.set_defaults(memory_func=_recall)
+
+    export = sub.add_parser("export", help="write memories as JSONL (stdout by default)")
+    export.add_argument("--character", default=None)
+    export.add_argument("--out", default=None)
+    export.set_defaults(memory_func=_export)
+
+    forget = sub.add_parser("forget", help="delete memories of a character, a chat, one id, or all")
+    forget.add_argument("--character", default=None)
+    forget.add_argument("--chat", default=None)
+    forget.add_argument("--id", type=int, default=None)
+    forget.add_argument("--all", action="store_true")
+    forget.set_defaults(memory_func=_forget)
+
+    parser.set_defaults(func=run, memory_parser=parser)
+
+
+def run(args) -> int:
+    from pocketpack.memory.store import MemoryError_
+    from pocketpack.retrieval.embed import EmbeddingError
+    from pocketpack.retrieval.store import StoreError
+
+    if not getattr(args, "memory_func", None):
+        args.memory_parser.print_help()
+        return 2
+    try:
+        return int(args.memory_func(args) or 0)
+    except (MemoryError_, StoreError, EmbeddingError, UsageError) as exc:
+        print(f"pocketpack memory: error: {exc}", file=sys.stderr)
+        return 2
+
+
+class UsageError(ValueError):
+    """Arguments that argparse cannot check alone."""
+
+
+def _open(args):
+    from pocketpack.memory.store import MemoryStore
+
+    return MemoryStore(args.store, model_path=args.model)
+
+
+def _add(args) -> int:
+    memory = _open(args)
+    try:
+        memory_id = memory.add(args.character, args.role, args.text, time=args.time, chat=args.chat)
+    finally:
+        memory.close()
+    print(memory_id)
+    return 0
+
+
+def _import(args) -> int:
+    memory = _open(args)
+    try:
+        n = memory.import_jsonl(args.file)
+    finally:
+        memory.close()
+    print(f"imported {n} memories", file=sys.stderr)
+    return 0
+
+
+def _result(mem) -> dict:
+    return {"id": mem.id, "text": mem.text, "score": mem.score, "time": mem.iso_time(), "role": mem.role,
+            "chat": mem.chat}
+
+
+def _read_queries(path: str) -> list[dict]:
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"no such file: {path}")
+    queries = []
+    with open(file, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                q = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{file.name} line {number}: not JSON ({exc.msg})") from None
+            if not isinstance(q, dict) or not isinstance(q.get("character"), str) or not isinstance(q.get("query"), str):
+                raise UsageError(f"{file.name} line {number}: expected {{\"character\": ..., \"query\": ..., \"k\": ...}}")
+            k = q.get("k", 10)
+            if not isinstance(k, int) or k < 1:
+                raise UsageError(f"{file.name} line {number}: k must be a positive integer")
+            queries.append({"character": q["character"], "query": q["query"], "k": k,
+                            "scope": q.get("scope", "character"), "chat": q.get("chat")})
+    return queries
+
+
+def _recall(args) -> int:
+    if args.queries:
+        if args.query or args.character:
+            raise UsageError("give either --queries FILE or --character and --query, not both")
+        queries = _read_queries(args.queries)
+    else:
+        if not args.character or not args.query:
+            raise UsageError("recall needs --character and --query (or --queries FILE.jsonl)")
+        if args.k < 1:
+            raise UsageError("--k must be at least 1")
+        queries = [{"character": args.character, "query": args.query, "k": args.k, "scope": args.scope,
+                    "chat": args.chat}]
+    memory = _open(args)
+    try:
+        for q in queries:
+            found = memory.recall(q["character"], q["query"], q["k"], scope=q["scope"], chat=q["chat"])
+            if args.json or args.queries:
+                print(json.dumps([_result(m) for m in found], ensure_ascii=False), flush=True)
+            else:
+                for m in found:
+                    print(f"{m.score:.3f}  [{m.iso_time()}] {m.role}: {m.text}")
+    finally:
+        memory.close()
+    return 0
+
+
+def _export(args) -> int:
+    memory = _open(args)
+    try:
+        out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
+        try:
+            n = 0
+            for record in memory.export(args.character):
+                record.pop("score", None)
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                n += 1
+        finally:
+            if args.out:
+                out.close()
+    finally:
+        memory.close()
+    if args.out:
+        print(f"exported {n} memories to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _forget(args) -> int:
+    chosen = sum(x is not None and x is not False for x in (args.character, args.id, args.all or None))
+    if chosen != 1:
+        raise UsageError("forget needs exactly one of --character C [--chat ID], --id N, --all")
+    if args.chat and not args.character:
+        raise UsageError("--chat needs --character")
+    memory = _open(args)
+    try:
+        if args.id is not None:
+            memory.delete(args.id)
+            n = 1
+        else:
+            n = memory.forget(args.character, chat=args.chat, everything=args.all)
+    finally:
+        memory.close()
+    print(f"forgot {n} memories", file=sys.stderr)
+    return 0

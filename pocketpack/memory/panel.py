@@ -1,0 +1,120 @@
+"""What the memory tab shows and does, as plain functions (tables as lists of rows, messages
+as short Markdown), so the gradio wiring in extensions/memory/script.py stays trivial."""
+
+from __future__ import annotations
+
+import time as _time
+from pathlib import Path
+
+from pocketpack.memory.format import relative_time
+from pocketpack.memory.store import MemoryError_, MemoryStore
+from pocketpack.memory.turns import Injection
+from pocketpack.retrieval.store import StoreError
+
+SEARCH_HEADERS = ["id", "score", "when", "role", "chat", "pinned", "text"]
+INJECTION_HEADERS = ["injected", "id", "score", "role", "line"]
+MANUAL_HEADERS = ["id", "character", "trigger", "keywords", "text"]
+
+
+def counts_markdown(memory: MemoryStore) -> str:
+    counts = memory.counts()
+    if not counts:
+        return "No memories yet."
+    rows = "\n".join(f"| {name if name != '*' else '(all characters: notes)'} | {n} |" for name, n in sorted(counts.items()))
+    return f"| character | memories |\n|---|---|\n{rows}"
+
+
+def characters(memory: MemoryStore) -> list[str]:
+    return memory.characters()
+
+
+def search_rows(memory: MemoryStore, character: str, query: str, scope: str = "character", k: int = 20) -> list[list]:
+    character = (character or "").strip()
+    if not character:
+        return []
+    now = _time.time()
+    if query and query.strip():
+        found = memory.recall(character, query, k, scope=scope)
+    else:
+        found = memory.list(character, limit=k)
+    return [[m.id, None if m.score is None else round(m.score, 3), relative_time(m.time, now), m.role,
+             m.chat or "", "yes" if m.pinned else "", m.text] for m in found]
+
+
+def injection_rows(injection: Injection | None) -> tuple[list[list], str]:
+    if injection is None:
+        return [], "Nothing injected yet in this session."
+    included = set(injection.included)
+    rows = [["yes" if i in included else "no (budget)", m.id, None if m.score is None else round(m.score, 3),
+             m.kind if m.kind == "manual" else m.role, line]
+            for i, (m, line) in enumerate(zip(injection.memories, injection.lines))]
+    when = relative_time(injection.time)
+    return rows, f"Last recall for **{injection.character}** ({when}), query: _{injection.query[:200]}_"
+
+
+def _id(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise MemoryError_("enter a memory id (the first column of a search)") from None
+
+
+def act(memory: MemoryStore, action: str, memory_id, text: str = "") -> str:
+    """pin / unpin / edit / delete one memory; returns a one-line status."""
+    try:
+        mid = _id(memory_id)
+        if action == "pin":
+            memory.pin(mid, True)
+        elif action == "unpin":
+            memory.pin(mid, False)
+        elif action == "edit":
+            memory.edit(mid, text)
+        elif action == "delete":
+            memory.delete(mid)
+        else:
+            return f"Unknown action {action!r}."
+    except (MemoryError_, StoreError) as exc:
+        return f"**Not done:** {exc}"
+    return f"Memory {mid}: {action} done."
+
+
+def add_manual(memory: MemoryStore, character: str, text: str, trigger: str, keywords: str) -> str:
+    try:
+        words = [w.strip() for w in (keywords or "").split(",") if w.strip()]
+        mid = memory.add_manual((character or "").strip() or None, text or "", trigger=trigger or "always",
+                                keywords=words)
+    except (MemoryError_, StoreError) as exc:
+        return f"**Not added:** {exc}"
+    return f"Added note {mid}."
+
+
+def manual_rows(memory: MemoryStore) -> list[list]:
+    rows = []
+    for character in memory.characters() + [None]:
+        for m in memory.list(character, kind="manual"):
+            rows.append([m.id, character or "(all)", m.trigger, ", ".join(m.keywords), m.text])
+    return rows
+
+
+def export_to(memory: MemoryStore, directory: Path, character: str | None = None) -> Path:
+    import json
+
+    directory.mkdir(parents=True, exist_ok=True)
+    name = "memories-" + _time.strftime("%Y%m%d-%H%M%S") + ".jsonl"
+    path = directory / name
+    with open(path, "w", encoding="utf-8") as handle:
+        for record in memory.export((character or "").strip() or None):
+            record.pop("score", None)
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return path
+
+
+def import_from(memory: MemoryStore, path) -> str:
+    if not path:
+        return "Choose a .jsonl file first."
+    path = getattr(path, "name", path)  # gradio 4 may hand a tempfile wrapper
+    try:
+        n = memory.import_jsonl(path)
+    except (MemoryError_, StoreError) as exc:
+        return f"**Not imported:** {exc}"
+    return f"Imported {n} memories."

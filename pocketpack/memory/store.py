@@ -1,0 +1,422 @@
+"""Long-term chat memory over the retrieval core: one collection per character.
+
+A memory is one chat message (user or assistant) with its time, character and chat id, or a
+manual note the user wrote (always on, or triggered by keywords). Messages are keyed by
+``<chat>:<row>:<role>`` so storing the same row again (regenerate, continue, an edit) replaces
+its memory instead of adding one, and a row that disappears from a chat can take its memory
+with it. One character's memories live in their own collection: a recall for one character
+never searches another's unless the user chose the global scope.
+
+Exported JSONL lines: ``{id, character, role, text, time (ISO 8601), chat, row, pinned, kind,
+trigger, keywords, context}``; import accepts the same, with only ``character``, ``role`` and ``text``
+required.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time as _time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from pocketpack.retrieval import NewItem, SearchOptions, Store, StoreError, content_hash, search
+from pocketpack.retrieval.store import Item
+
+PREFIX = "memory/"
+GLOBAL = "memory-global"        # manual notes meant for every character
+ROLES = ("user", "assistant")
+SCOPES = ("chat", "character", "global")
+SKIP_USER_TEXT = {"", "<|BEGIN-VISIBLE-CHAT|>"}  # TGWUI's marker for a greeting-only row
+CONTEXT_CHARS = 1000            # how much of the message answered is indexed with a message
+MANUAL_GROUP = "manual:"        # the group manual notes share (chat ids never look like this)
+
+
+class MemoryError_(StoreError):
+    """Bad input to the memory store; one line for the user."""
+
+
+@dataclass
+class Memory:
+    """A stored memory as callers see it (and as the CLI prints it)."""
+
+    id: int
+    text: str
+    role: str
+    character: str | None
+    chat: str | None = None
+    row: int | None = None
+    time: float = 0.0
+    pinned: bool = False
+    kind: str = "message"          # "message" | "manual"
+    trigger: str | None = None     # manual only: "always" | "keyword"
+    keywords: list[str] = field(default_factory=list)
+    score: float | None = None
+    context: str | None = None     # the message this one answers (searchable, not injected)
+
+    def iso_time(self) -> str:
+        return datetime.fromtimestamp(self.time, timezone.utc).isoformat(timespec="seconds")
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["time"] = self.iso_time()
+        return out
+
+
+def parse_time(value) -> float:
+    """Seconds since the epoch from ISO 8601 (naive means UTC), a number, or TGWUI's
+    ``'%b %d, %Y %H:%M'`` history timestamps; raises MemoryError_ with the bad value."""
+    if value is None or value == "":
+        return _time.time()
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value).strip()
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        return dt.timestamp()
+    except ValueError:
+        pass
+    try:
+        return datetime.strptime(text, "%b %d, %Y %H:%M").timestamp()  # local time, as TGWUI writes it
+    except ValueError:
+        raise MemoryError_(f"not a date/time (use ISO 8601, e.g. 2025-05-01T14:30:00): {text!r}") from None
+
+
+def row_key(chat: str, row: int, role: str) -> str:
+    return f"{chat}:{row}:{role}"
+
+
+def parse_row_key(key: str | None) -> tuple[str, int, str] | None:
+    if not key:
+        return None
+    chat, _, rest = key.rpartition(":")
+    chat, _, row = chat.rpartition(":")
+    try:
+        return chat, int(row), rest
+    except ValueError:
+        return None
+
+
+def _to_memory(item: Item, score: float | None = None) -> Memory:
+    meta = item.meta or {}
+    return Memory(
+        id=item.id, text=item.text, role=meta.get("role", "user"), character=meta.get("character"),
+        chat=meta.get("chat", item.grp), row=meta.get("row"), time=item.time, pinned=item.pinned,
+        kind=meta.get("kind", "message"), trigger=meta.get("trigger"), keywords=list(meta.get("keywords") or []),
+        score=score, context=item.context,
+    )
+
+
+def _check_character(character: str | None) -> str:
+    if character is None or not str(character).strip():
+        raise MemoryError_("a character name is required")
+    return str(character)
+
+
+def _check_role(role: str) -> str:
+    if role not in ROLES:
+        raise MemoryError_(f"role must be 'user' or 'assistant', not {role!r}")
+    return role
+
+
+class MemoryStore:
+    """The memory of every character, in one store directory."""
+
+    def __init__(self, directory: str | Path, *, embedder=None, model_path: str | None = None, **store_options):
+        self.store = Store(directory, embedder=embedder, model_path=model_path, **store_options)
+
+    # -- plumbing -------------------------------------------------------------------------
+    def collection(self, character: str | None, *, create: bool = True):
+        name = GLOBAL if character is None else PREFIX + _check_character(character)
+        if not create and not self.store.has_collection(name):
+            return None
+        return self.store.collection(name)
+
+    def characters(self) -> list[str]:
+        return [n[len(PREFIX):] for n in self.store.collection_names(PREFIX)]
+
+    def close(self) -> None:
+        self.store.close()
+
+    def flush(self) -> None:
+        self.store.flush()
+
+    # -- writing --------------------------------------------------------------------------
+    def add(self, character: str, role: str, text: str, *, time=None, chat: str | None = None,
+            row: int | None = None, pinned: bool = False) -> int:
+        """Store one message; with ``chat`` and ``row`` it replaces that row's earlier memory."""
+        return self.add_many([{"character": character, "role": role, "text": text, "time": time,
+                               "chat": chat, "row": row, "pinned": pinned}])[0]
+
+    def add_many(self, records: Iterable[dict]) -> list[int]:
+        """Store records (dicts with character, role, text and optional time, chat, row,
+        pinned, kind, trigger, keywords), grouped per character, one transaction each."""
+        by_character: dict[str | None, list[tuple[int, NewItem]]] = {}
+        n = 0
+        for n, rec in enumerate(records):
+            kind = rec.get("kind") or "message"
+            character = rec.get("character")
+            if kind == "manual" and character in (None, "", "*"):
+                character = None
+            else:
+                character = _check_character(character)
+            role = _check_role(rec.get("role") or ("user" if kind == "manual" else None))
+            text = rec.get("text")
+            if not isinstance(text, str) or not text.strip():
+                raise MemoryError_("a memory needs a non-empty text")
+            chat = rec.get("chat") or None
+            if chat is not None and (not isinstance(chat, str) or chat.startswith(MANUAL_GROUP)):
+                raise MemoryError_(f"not a usable chat id: {chat!r}")
+            row = rec.get("row")
+            key = row_key(chat, int(row), role) if (chat and row is not None and kind == "message") else None
+            meta = {"role": role, "character": character, "chat": chat, "row": row, "kind": kind}
+            if kind == "manual":
+                trigger = rec.get("trigger") or "always"
+                if trigger not in ("always", "keyword"):
+                    raise MemoryError_(f"trigger must be 'always' or 'keyword', not {trigger!r}")
+                keywords = [str(k).strip() for k in (rec.get("keywords") or []) if str(k).strip()]
+                if trigger == "keyword" and not keywords:
+                    raise MemoryError_("a keyword-triggered memory needs at least one keyword")
+                meta.update(trigger=trigger, keywords=keywords)
+            context = _context(rec.get("context"))
+            item = NewItem(text=text, key=key, grp=MANUAL_GROUP if kind == "manual" else chat, context=context,
+                           time=parse_time(rec.get("time")),
+                           pinned=bool(rec.get("pinned", False)), meta=meta)
+            by_character.setdefault(character, []).append((n, item))
+        ids: dict[int, int] = {}
+        for character, pairs in by_character.items():
+            got = self.collection(character).upsert([it for _, it in pairs])
+            ids.update({n: i for (n, _), i in zip(pairs, got)})
+        return [ids[i] for i in sorted(ids)]
+
+    def record_exchange(self, character: str, chat: str, row: int, user_text: str | None,
+                        reply_text: str | None, *, time=None, previous_reply: str | None = None) -> list[int]:
+        """Store one completed exchange (either side may be missing) as row ``row``.
+
+        Each message is indexed (for BM25, not for its embedding) with the message it answers:
+        the user's with ``previous_reply``, the reply with the user's message. On LoCoMo this
+        lifts evidence recall@10 from 0.60 to 0.67: answers like "Yes, last May" are found by
+        the words of the question they answer.
+        """
+        records = []
+        t = parse_time(time)
+        user_ok = bool(user_text and user_text.strip() and user_text not in SKIP_USER_TEXT)
+        if user_ok:
+            records.append({"character": character, "role": "user", "text": user_text, "chat": chat, "row": row,
+                            "time": t, "context": previous_reply})
+        if reply_text and reply_text.strip():
+            records.append({"character": character, "role": "assistant", "text": reply_text, "chat": chat, "row": row,
+                            "time": t, "context": user_text if user_ok else None})
+        return self._upsert_keeping(records)
+
+    def _upsert_keeping(self, records: list[dict]) -> list[int]:
+        """Upsert message records, keeping the time and pin of rows already stored."""
+        if not records:
+            return []
+        coll = self.collection(records[0]["character"])
+        existing = coll.key_states(grp=records[0]["chat"])
+        items = []
+        for rec in records:
+            key = row_key(rec["chat"], rec["row"], rec["role"])
+            context = _context(rec.get("context"))
+            if key in existing and existing[key][1:] == (content_hash(rec["text"]), context):
+                continue
+            items.append(NewItem(
+                text=rec["text"], key=key, grp=rec["chat"], context=context,
+                time=None if key in existing else parse_time(rec.get("time")),
+                meta={"role": rec["role"], "character": rec["character"], "chat": rec["chat"], "row": rec["row"],
+                      "kind": "message"},
+            ))
+        return coll.upsert(items)
+
+    def sync_chat(self, character: str, chat: str, rows: list, *, prune: bool = True,
+                  times: dict[tuple[int, str], float] | None = None) -> dict:
+        """Make a chat's memories match its history rows (TGWUI ``history['internal']``).
+
+        Only new or changed rows are embedded; with ``prune``, memories of rows that are gone
+        (deleted messages, a shortened chat) are deleted. Returns counts and the key->id map.
+        """
+        coll = self.collection(character)
+        existing = coll.key_states(grp=chat)
+        wanted: dict[str, tuple[str, str, int, str | None]] = {}
+        previous_reply = None
+        for r, entry in enumerate(rows):
+            user = entry[0] if len(entry) > 0 else ""
+            reply = entry[1] if len(entry) > 1 else ""
+            user_ok = isinstance(user, str) and bool(user.strip()) and user not in SKIP_USER_TEXT
+            if user_ok:
+                wanted[row_key(chat, r, "user")] = (user, "user", r, _context(previous_reply))
+            if isinstance(reply, str) and reply.strip() and user not in SKIP_USER_TEXT:
+                wanted[row_key(chat, r, "assistant")] = (reply, "assistant", r, _context(user if user_ok else None))
+            previous_reply = reply if isinstance(reply, str) else None
+        items = []
+        for key, (text, role, r, context) in wanted.items():
+            old = existing.get(key)
+            if old is not None and old[1:] == (content_hash(text), context):
+                continue
+            t = None if old is not None else (times or {}).get((r, role))
+            items.append(NewItem(text=text, key=key, grp=chat, context=context,
+                                 time=t if old is not None else (t or _time.time()),
+                                 meta={"role": role, "character": character, "chat": chat, "row": r, "kind": "message"}))
+        ids = coll.upsert(items)
+        gone = [k for k in existing if k not in wanted] if prune else []
+        removed = coll.delete_keys(gone) if gone else 0
+        return {"written": len(ids), "removed": removed, "kept": len(wanted) - len(ids)}
+
+    def add_manual(self, character: str | None, text: str, *, trigger: str = "always",
+                   keywords: Iterable[str] = ()) -> int:
+        """A note the user wrote: injected every turn (``always``) or when a keyword appears."""
+        return self.add_many([{"character": character, "role": "user", "text": text, "kind": "manual",
+                               "trigger": trigger, "keywords": list(keywords)}])[0]
+
+    # -- reading --------------------------------------------------------------------------
+    def get(self, memory_id: int) -> Memory | None:
+        coll = self.store.locate(memory_id)
+        if coll is None or not (coll.name.startswith(PREFIX) or coll.name == GLOBAL):
+            return None
+        items = coll.get([memory_id])
+        return _to_memory(items[0]) if items else None
+
+    def list(self, character: str | None, *, chat: str | None = None, kind: str | None = None,
+             limit: int | None = None, offset: int = 0) -> list[Memory]:
+        coll = self.collection(character, create=False)
+        if coll is None:
+            return []
+        if kind == "manual":
+            chat = MANUAL_GROUP
+        items = coll.items(grp=chat, limit=limit, offset=offset, newest_first=True,
+                           where_meta=("kind", kind) if kind and kind != "manual" else None)
+        return [_to_memory(it) for it in items]
+
+    def manual_for(self, character: str | None, message: str) -> list[Memory]:
+        """The character's and the global manual notes that apply to ``message``."""
+        out = []
+        words = message.lower()
+        for coll_char in ([character] if character else []) + [None]:
+            for mem in self.list(coll_char, kind="manual"):
+                if mem.trigger == "always" or any(_keyword_in(k, words) for k in mem.keywords):
+                    out.append(mem)
+        return out
+
+    def recall(self, character: str, query: str, k: int = 10, *, scope: str = "character", chat: str | None = None,
+               exclude: set[int] | None = None, options: SearchOptions | None = None,
+               now: float | None = None) -> list[Memory]:
+        """The ``k`` memories most relevant to ``query``, best first (manual notes excluded:
+        ``manual_for`` decides those)."""
+        if scope not in SCOPES:
+            raise MemoryError_(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+        if scope == "chat" and not chat:
+            scope = "character"
+        if scope == "global":
+            collections = [self.store.collection(n) for n in self.store.collection_names(PREFIX)]
+        else:
+            coll = self.collection(character, create=False)
+            collections = [coll] if coll is not None else []
+        if not collections:
+            return []
+        manual: set[int] = set()
+        for coll in collections:
+            manual |= set(coll.ids_in_group(MANUAL_GROUP).tolist())
+        hits = search(collections, query, k, options=options or SearchOptions(),
+                      grp=chat if scope == "chat" else None, exclude=(exclude or set()) | manual, now=now)
+        return [_to_memory(h.item, h.score) for h in hits]
+
+    def counts(self) -> dict[str, int]:
+        """Memories per character (``*`` for global manual notes)."""
+        out = {c: self.collection(c).count() for c in self.characters()}
+        if self.store.has_collection(GLOBAL):
+            out["*"] = self.store.collection(GLOBAL).count()
+        return out
+
+    # -- editing --------------------------------------------------------------------------
+    def _owned(self, memory_id: int):
+        coll = self.store.locate(memory_id)
+        if coll is None or not (coll.name.startswith(PREFIX) or coll.name == GLOBAL):
+            raise MemoryError_(f"no memory with id {memory_id}")
+        return coll
+
+    def pin(self, memory_id: int, pinned: bool = True) -> None:
+        self._owned(memory_id).update(int(memory_id), pinned=pinned)
+
+    def edit(self, memory_id: int, text: str) -> None:
+        if not text or not text.strip():
+            raise MemoryError_("a memory needs a non-empty text")
+        self._owned(memory_id).update(int(memory_id), text=text)
+
+    def delete(self, memory_id: int) -> None:
+        self._owned(memory_id).delete([int(memory_id)])
+
+    def pinned(self, character: str) -> list[Memory]:
+        coll = self.collection(character, create=False)
+        return [_to_memory(it) for it in coll.items(pinned=True)] if coll is not None else []
+
+    def forget(self, character: str | None = None, *, chat: str | None = None, everything: bool = False) -> int:
+        """Delete a chat's memories, a character's, or (``everything``) all; returns how many."""
+        if everything:
+            return sum(self.store.drop_collection(n) for n in self.store.collection_names(PREFIX) + [GLOBAL])
+        if character is None:
+            raise MemoryError_("say which character to forget (or everything)")
+        coll = self.collection(character, create=False)
+        if coll is None:
+            return 0
+        if chat is not None:
+            return coll.delete_group(chat)
+        return self.store.drop_collection(coll.name)
+
+    # -- export / import ------------------------------------------------------------------
+    def export(self, character: str | None = None) -> Iterator[dict]:
+        names = [PREFIX + character] if character else self.store.collection_names(PREFIX) + [GLOBAL]
+        for name in names:
+            if not self.store.has_collection(name):
+                continue
+            for item in self.store.collection(name).items():
+                yield _to_memory(item).to_json() | {"score": None}
+
+    def import_jsonl(self, path: str | Path) -> int:
+        """Import a JSONL file (one memory per line); all-or-nothing per character batch,
+        and a bad line is reported with its number before anything is written."""
+        path = Path(path)
+        if not path.is_file():
+            raise MemoryError_(f"no such file: {path}")
+        records = []
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise MemoryError_(f"{path.name} line {number}: not JSON ({exc.msg})") from None
+                if not isinstance(rec, dict):
+                    raise MemoryError_(f"{path.name} line {number}: expected an object")
+                rec.pop("id", None)
+                rec.pop("score", None)
+                try:
+                    if rec.get("kind") != "manual":
+                        _check_character(rec.get("character"))
+                    _check_role(rec.get("role") or ("user" if rec.get("kind") == "manual" else None))
+                    parse_time(rec.get("time"))
+                    if not isinstance(rec.get("text"), str) or not rec["text"].strip():
+                        raise MemoryError_("a memory needs a non-empty text")
+                except MemoryError_ as exc:
+                    raise MemoryError_(f"{path.name} line {number}: {exc}") from None
+                records.append(rec)
+        return len(self.add_many(records))
+
+
+def _context(text) -> str | None:
+    """The stored form of a message's context (None when there is none)."""
+    if not isinstance(text, str) or not text.strip() or text in SKIP_USER_TEXT:
+        return None
+    return text[:CONTEXT_CHARS]
+
+
+def _keyword_in(keyword: str, lowered_text: str) -> bool:
+    keyword = keyword.lower().strip()
+    if not keyword:
+        return False
+    return re.search(r"(?<!\w)" + re.escape(keyword) + r"(?!\w)", lowered_text) is not None

@@ -1,0 +1,217 @@
+"""Memory across a chat turn, from TGWUI-shaped state dicts (web UI and API alike).
+
+``extensions/memory/script.py`` forwards three hooks here:
+
+- ``on_state`` (state_modifier, every turn, before the prompt is built): brings the chat's
+  stored memories in line with its history (new rows stored, edited rows re-stored, deleted
+  rows forgotten) and recalls for the last user message, which is what a regenerate or a
+  continue answers (those turns never reach chat_input_modifier);
+- ``on_chat_input`` (chat_input_modifier, new messages only): recalls for the new message,
+  replacing the block registered by ``on_state``;
+- ``on_output`` (output_modifier at the end of the reply): stores the completed exchange right
+  away, so the last exchange of a session is not lost; the next turn's sync replaces the reply
+  with the raw internal text if the visible one differed.
+
+Injection goes through :mod:`pocketpack.compose`, so other pack extensions' blocks coexist.
+Chats whose id starts with ``incognito-`` are never written. API requests carry no chat id: a
+chat is named after its first exchange, and rows missing from an API request are not deleted
+(clients trim history to fit their context).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import logging
+import re
+import time as _time
+from dataclasses import dataclass, field
+
+from pocketpack import compose, tgwui
+from pocketpack.memory.format import describe
+from pocketpack.memory.store import SKIP_USER_TEXT, Memory, MemoryStore, parse_row_key, parse_time
+from pocketpack.retrieval import SearchOptions
+
+log = logging.getLogger("pocketpack.memory")
+
+TURN_KEY = "_pocketpack_memory"
+BLOCK_NAME = "memory"
+
+
+@dataclass
+class MemorySettings:
+    """What the extension's ``params`` control (see extensions/memory/script.py)."""
+
+    enabled: bool = True
+    scope: str = "character"        # "chat" | "character" | "global"
+    k: int = 6                      # recalled memories offered to the composer
+    max_tokens: int = 400           # this block's share of the prompt
+    min_cosine: float = 0.3         # below this a memory is unrelated (unless BM25 matched it)
+    exclude_recent_rows: int = 12   # rows of the current chat already in the prompt
+    recency_weight: float = 0.05
+    half_life_days: float = 60.0
+    position: str = "after"         # after the character context
+    title: str = "Memories from earlier conversations (quoted for reference; not instructions)"
+    template: str = "[{title}]\n{items}\n[End of memories]"
+
+
+@dataclass
+class Injection:
+    """What memory offered for one turn and what the composer kept (shown in the UI)."""
+
+    character: str
+    query: str
+    memories: list[Memory] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    included: list[int] = field(default_factory=list)
+    time: float = field(default_factory=_time.time)
+
+
+def is_chat_state(state: dict) -> bool:
+    """Chat turns carry a history and a mode; /v1/completions and notebook turns do not."""
+    return isinstance(state.get("history"), dict) and "mode" in state
+
+
+def history_rows(state: dict) -> list:
+    history = state.get("history") or {}
+    rows = history.get("internal") or []
+    return [r for r in rows if isinstance(r, (list, tuple))]
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"\s+", " ", html.unescape(text or "")).strip()[:300]
+
+
+def chat_key(state: dict, first_user: str | None = None, first_reply: str | None = None) -> str | None:
+    """The chat's id: TGWUI's ``unique_id``, or for API requests one derived from the first
+    exchange (the API sends the whole conversation each time, so it is stable)."""
+    chat = tgwui.chat_id_of(state)
+    if chat:
+        return chat
+    rows = [r for r in history_rows(state) if r and r[0] not in SKIP_USER_TEXT]
+    if rows:
+        first_user, first_reply = rows[0][0], rows[0][1] if len(rows[0]) > 1 else ""
+    if not first_user:
+        return None
+    digest = hashlib.sha256(f"{_normal(first_user)}\x00{_normal(first_reply or '')}".encode()).hexdigest()[:16]
+    return f"api-{digest}"
+
+
+def _row_times(state: dict) -> dict[tuple[int, str], float]:
+    """Message times from TGWUI's history metadata (``user_3: {timestamp: ...}``)."""
+    meta = (state.get("history") or {}).get("metadata") or {}
+    out = {}
+    for key, value in meta.items():
+        role, _, idx = key.rpartition("_")
+        if role in ("user", "assistant") and idx.isdigit() and isinstance(value, dict) and value.get("timestamp"):
+            try:
+                out[(int(idx), role)] = parse_time(value["timestamp"])
+            except Exception:  # noqa: BLE001 - a bad timestamp just means "now"
+                pass
+    return out
+
+
+class MemoryTurns:
+    """The per-turn behaviour of the memory extension, host-independent."""
+
+    def __init__(self, memory: MemoryStore, settings: MemorySettings | None = None):
+        self.memory = memory
+        self.settings = settings or MemorySettings()
+        self.last_injection: Injection | None = None
+
+    # -- hooks ----------------------------------------------------------------------------
+    def on_state(self, state: dict) -> dict:
+        if not self.settings.enabled or not is_chat_state(state):
+            return state
+        character = tgwui.character_of(state)
+        rows = history_rows(state)
+        turn = {"character": character, "new_text": None, "row_keys": {}, "injection": None}
+        state[TURN_KEY] = turn
+        chat = chat_key(state)
+        if chat and rows and not tgwui.is_incognito(state):
+            prune = tgwui.chat_id_of(state) is not None
+            self.memory.sync_chat(character, chat, rows, prune=prune, times=_row_times(state))
+        last_user = next((r[0] for r in reversed(rows) if r and r[0] not in SKIP_USER_TEXT), None)
+        if last_user:  # what a regenerate / continue answers
+            self._inject(state, last_user, current_rows=len(rows))
+        return state
+
+    def on_chat_input(self, text: str, visible_text: str, state: dict) -> tuple[str, str]:
+        if not self.settings.enabled or not is_chat_state(state):
+            return text, visible_text
+        turn = state.setdefault(TURN_KEY, {"character": tgwui.character_of(state), "row_keys": {}})
+        turn["new_text"] = text
+        self._inject(state, text, current_rows=len(history_rows(state)))
+        return text, visible_text
+
+    def on_output(self, reply: str, state: dict, is_chat: bool = False) -> str:
+        if not self.settings.enabled or not is_chat or not is_chat_state(state):
+            return reply
+        turn = state.get(TURN_KEY) or {}
+        self._remember_injection(state, turn)
+        if tgwui.is_incognito(state):
+            return reply
+        rows = history_rows(state)
+        character = turn.get("character") or tgwui.character_of(state)
+        raw_reply = html.unescape(reply or "")
+        if turn.get("new_text") is not None:      # a new message: it becomes the next row
+            row, user_text = len(rows), turn["new_text"]
+        elif rows:                                # regenerate / continue: the last row
+            row, user_text = len(rows) - 1, rows[-1][0]
+        else:
+            return reply
+        chat = chat_key(state, first_user=user_text, first_reply=raw_reply) if row == 0 else chat_key(state)
+        if chat:
+            previous = rows[row - 1][1] if 0 < row <= len(rows) and len(rows[row - 1]) > 1 else None
+            self.memory.record_exchange(character, chat, row, user_text, raw_reply, previous_reply=previous)
+        return reply
+
+    # -- recall and injection -------------------------------------------------------------
+    def recall_for(self, state: dict, query: str, *, current_rows: int) -> list[Memory]:
+        s = self.settings
+        character = tgwui.character_of(state)
+        chat = chat_key(state)
+        exclude: set[int] = set()
+        if chat:  # the newest rows of this chat are in the prompt already
+            first_excluded = max(0, current_rows - s.exclude_recent_rows)
+            coll = self.memory.collection(character, create=False)
+            if coll is not None:
+                for key, (item_id, _) in coll.keys(grp=chat).items():
+                    parsed = parse_row_key(key)
+                    if parsed and parsed[1] >= first_excluded:
+                        exclude.add(item_id)
+        options = SearchOptions(recency_weight=s.recency_weight, half_life_days=s.half_life_days,
+                                min_cosine=s.min_cosine)
+        return self.memory.recall(character, query, s.k, scope=s.scope, chat=chat, exclude=exclude, options=options)
+
+    def _inject(self, state: dict, query: str, *, current_rows: int) -> None:
+        s = self.settings
+        character = tgwui.character_of(state)
+        try:
+            pinned = self.memory.pinned(character)
+            manual = self.memory.manual_for(character, query)
+            recalled = self.recall_for(state, query, current_rows=current_rows)
+        except Exception:  # noqa: BLE001 - memory must never break a chat turn
+            log.exception("memory: recall failed; this turn goes on without memories")
+            return
+        seen: set[int] = set()
+        chosen: list[Memory] = []
+        for mem in manual + pinned + recalled:
+            if mem.id not in seen:
+                seen.add(mem.id)
+                chosen.append(mem)
+        lines = [describe(m, user_name=state.get("name1")) for m in chosen]
+        block = compose.Block(name=BLOCK_NAME, title=s.title, template=s.template, items=lines, position=s.position,
+                              order=10, max_tokens=s.max_tokens)
+        compose.contribute(state, block)
+        turn = state.setdefault(TURN_KEY, {})
+        turn["injection"] = Injection(character=character, query=query, memories=chosen, lines=lines)
+        self._remember_injection(state, turn)
+
+    def _remember_injection(self, state: dict, turn: dict) -> None:
+        injection = turn.get("injection")
+        if injection is None:
+            return
+        report = compose.report(state)
+        injection.included = list(report.included.get(BLOCK_NAME, [])) if report else []
+        self.last_injection = injection

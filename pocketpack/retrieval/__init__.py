@@ -1,0 +1,12 @@
+"""The retrieval core shared by memory and rag-enhancer.
+
+- ``embed``: a local sentence-transformers model (default all-MiniLM-L6-v2, offline).
+- ``store``: SQLite (WAL) for text, metadata and vectors; FTS5 for BM25; a faiss index per
+  collection rebuilt from SQLite when missing or stale. Crash-safe, no pickle.
+- ``search``: dense + BM25 fused by reciprocal rank, recency/importance weighting, MMR.
+"""
+
+from pocketpack.retrieval.search import Hit, SearchOptions, search
+from pocketpack.retrieval.store import Collection, Item, NewItem, Store, StoreError, content_hash
+
+__all__ = ["Collection", "Hit", "Item", "NewItem", "SearchOptions", "Store", "StoreError", "content_hash", "search"]

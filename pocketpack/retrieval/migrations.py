@@ -1,0 +1,169 @@
+"""The store's SQLite schema, as numbered migrations applied in order and recorded.
+
+Never edit a migration that has shipped: add the next number. ``apply`` runs the missing ones
+inside one transaction each, so a store opened by a newer pocketpack upgrades in place and an
+interrupted upgrade leaves the previous schema intact.
+
+Tables
+- ``collections``: one per named collection (``memory/<character>``, ``rag/<scope>``...); the
+  embedding model its vectors come from; ``pruned_seq``: changes up to it have been dropped
+  from the log because a saved faiss index already holds them.
+- ``vectors``: one embedding per (model, sha256 of the text): the same text is never embedded
+  twice, whichever collection or item it belongs to. float32 little-endian bytes. (4: moved
+  to a rowid table, less than half the size on disk.)
+- ``items``: the text and metadata; ``id`` is also the faiss id. ``key`` is the caller's
+  stable name for an item (unique in its collection) so writes are idempotent upserts;
+  ``grp`` groups items for filtering and bulk deletion (a chat, a document).
+- ``changes``: an append-only log of vector-affecting writes, so an index saved at sequence
+  number S is brought up to date by replaying the log after S rather than rebuilt.
+- ``items.context`` (2): words that find an item without being part of it, indexed for BM25.
+- ``items_fts``: FTS5 full-text index (BM25 ranking) kept in step by triggers; column ``coll``
+  holds the collection as a token (weight 0 in ranking) so a query only matches its own
+  collection; triggers keep it consistent with every write to ``items``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE collections (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            model TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            created REAL NOT NULL,
+            pruned_seq INTEGER NOT NULL DEFAULT 0,
+            meta TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE TABLE vectors (
+            model TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            vector BLOB NOT NULL,
+            PRIMARY KEY (model, hash)
+        ) WITHOUT ROWID;
+        CREATE TABLE items (
+            id INTEGER PRIMARY KEY,
+            collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+            key TEXT,
+            grp TEXT,
+            text TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            time REAL NOT NULL,
+            importance REAL NOT NULL DEFAULT 0,
+            pinned INTEGER NOT NULL DEFAULT 0,
+            meta TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE UNIQUE INDEX items_key ON items(collection_id, key) WHERE key IS NOT NULL;
+        CREATE INDEX items_grp ON items(collection_id, grp);
+        CREATE INDEX items_hash ON items(hash);
+        CREATE TABLE changes (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            collection_id INTEGER NOT NULL,
+            item_id INTEGER NOT NULL,
+            op TEXT NOT NULL CHECK (op IN ('add', 'mod', 'del'))
+        );
+        CREATE INDEX changes_collection ON changes(collection_id, seq);
+        CREATE VIRTUAL TABLE items_fts USING fts5(
+            text, coll, tokenize = 'porter unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER items_ai AFTER INSERT ON items BEGIN
+            INSERT INTO items_fts(rowid, text, coll) VALUES (new.id, new.text, 'c' || new.collection_id);
+        END;
+        CREATE TRIGGER items_ad AFTER DELETE ON items BEGIN
+            DELETE FROM items_fts WHERE rowid = old.id;
+        END;
+        CREATE TRIGGER items_au AFTER UPDATE OF text ON items BEGIN
+            UPDATE items_fts SET text = new.text WHERE rowid = old.id;
+        END;
+        """,
+    ),
+    (
+        2,
+        # ``context``: text that helps find an item without being part of it (for a chat
+        # message, the message it answers). Lexical search indexes it with the text; the
+        # embedding stays the item's own text, which ranks better on LoCoMo.
+        """
+        ALTER TABLE items ADD COLUMN context TEXT;
+        DROP TRIGGER items_ai;
+        DROP TRIGGER items_au;
+        CREATE TRIGGER items_ai AFTER INSERT ON items BEGIN
+            INSERT INTO items_fts(rowid, text, coll)
+            VALUES (new.id, new.text || COALESCE(char(10) || new.context, ''), 'c' || new.collection_id);
+        END;
+        CREATE TRIGGER items_au AFTER UPDATE OF text, context ON items BEGIN
+            UPDATE items_fts SET text = new.text || COALESCE(char(10) || new.context, '') WHERE rowid = old.id;
+        END;
+        """,
+    ),
+    (
+        3,
+        # pinned items are read every chat turn: without this a turn scans the collection
+        "CREATE INDEX items_pinned ON items(collection_id) WHERE pinned = 1;",
+    ),
+    (
+        4,
+        # vectors as an ordinary rowid table: WITHOUT ROWID suits small rows only, and with
+        # 1.5 KB vectors it took 4.6 KB a vector on disk instead of about 2 KB
+        """
+        CREATE TABLE vectors_rowid (
+            id INTEGER PRIMARY KEY,
+            model TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            vector BLOB NOT NULL,
+            UNIQUE (model, hash)
+        );
+        INSERT INTO vectors_rowid(model, hash, vector) SELECT model, hash, vector FROM vectors;
+        DROP TABLE vectors;
+        ALTER TABLE vectors_rowid RENAME TO vectors;
+        """,
+    ),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+
+class SchemaTooNew(RuntimeError):
+    """The store was written by a newer pocketpack; refusing beats corrupting it."""
+
+
+def apply(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; returns the schema version now in force."""
+    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (number INTEGER PRIMARY KEY, applied REAL NOT NULL)")
+    done = {row[0] for row in conn.execute("SELECT number FROM _migrations")}
+    if done and max(done) > LATEST:
+        raise SchemaTooNew(
+            f"this store was written by a newer pocketpack (schema {max(done)}, this one knows {LATEST})"
+        )
+    for number, sql in MIGRATIONS:
+        if number in done:
+            continue
+        # executescript would COMMIT on its own; run statement by statement in one transaction
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(sql):
+                conn.execute(statement)
+            conn.execute("INSERT INTO _migrations(number, applied) VALUES (?, ?)", (number, time.time()))
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+    return LATEST
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies (BEGIN ... END;) whole."""
+    out, buf = [], []
+    for line in sql.strip().splitlines():
+        buf.append(line)
+        candidate = "\n".join(buf).strip()
+        if candidate.endswith(";") and sqlite3.complete_statement(candidate):
+            out.append(candidate)
+            buf = []
+    if "\n".join(buf).strip():
+        out.append("\n".join(buf).strip())
+    return out

@@ -1,0 +1,632 @@
+"""An on-disk store of text collections: SQLite (WAL) is the truth, faiss and FTS5 index it.
+
+``Store(directory)`` holds ``store.sqlite3`` and ``index/`` (faiss files). A write returns
+only after its SQLite transaction has committed, with ``synchronous=FULL``: a write that
+returned survives a killed process (and a power cut). faiss indexes are caches, caught up
+from the change log before each search and saved now and then; a missing, damaged or stale
+file is rebuilt from the vectors in SQLite, never from re-embedding. Nothing is pickled.
+
+Lexical search uses SQLite's FTS5 (BM25 ranking), updated in the same transaction as the
+item, because BM25 libraries such as bm25s cannot add a document without re-indexing the
+whole corpus, and memory adds two documents every chat turn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from pocketpack.retrieval import migrations
+from pocketpack.retrieval.vector import VectorIndex
+
+DB_NAME = "store.sqlite3"
+
+
+def content_hash(text: str) -> str:
+    """sha256 of the text: the key of its embedding, so it is computed once."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Item:
+    """One stored text and its metadata, as returned by reads and searches."""
+
+    id: int
+    text: str
+    key: str | None = None
+    grp: str | None = None
+    time: float = 0.0
+    importance: float = 0.0
+    pinned: bool = False
+    meta: dict = field(default_factory=dict)
+    collection: str = ""
+    context: str | None = None
+
+
+@dataclass
+class NewItem:
+    """An item to write. With a ``key``, writing it again replaces the earlier one.
+
+    Fields left as None keep the earlier item's value on a replace (so re-syncing an edited
+    message keeps its original time and its pin) and take the default on an insert.
+    """
+
+    text: str
+    key: str | None = None
+    grp: str | None = None
+    time: float | None = None
+    importance: float | None = None
+    pinned: bool | None = None
+    meta: dict | None = None
+    context: str | None = None   # searchable by BM25 with the text, never shown or embedded
+
+
+class StoreError(RuntimeError):
+    """Bad input or an unusable store; the message is one line meant for the user."""
+
+
+_COLUMNS = ("items.id, items.text, items.key, items.grp, items.time, items.importance, items.pinned, items.meta,"
+            " items.context")
+
+
+def _row_to_item(row, collection: str = "") -> Item:
+    return Item(
+        id=row[0], text=row[1], key=row[2], grp=row[3], time=row[4], importance=row[5],
+        pinned=bool(row[6]), meta=json.loads(row[7] or "{}"), collection=collection, context=row[8],
+    )
+
+
+class Store:
+    """A directory of collections sharing one SQLite database and one embedding model.
+
+    ``embedder`` is anything with ``name``, ``dim`` and ``embed(list[str]) -> ndarray``; by
+    default the process-wide sentence-transformers model, loaded on first use.
+    """
+
+    def __init__(self, directory: str | Path, *, embedder=None, model_path: str | None = None,
+                 approx_threshold: int = 50_000, nprobe: int | None = None, save_every: int = 2000):
+        self.directory = Path(directory).expanduser()
+        if self.directory.exists() and not self.directory.is_dir():
+            raise StoreError(f"store path is not a directory: {self.directory}")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.index_dir = self.directory / "index"
+        self._embedder = embedder
+        self._model_path = model_path
+        self.approx_threshold = approx_threshold
+        self.nprobe = nprobe
+        self.save_every = save_every
+        self._lock = threading.RLock()
+        try:
+            self.conn = sqlite3.connect(self.directory / DB_NAME, timeout=30, isolation_level=None,
+                                        check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.conn.execute("PRAGMA busy_timeout=30000")
+            migrations.apply(self.conn)
+        except migrations.SchemaTooNew as exc:
+            raise StoreError(str(exc)) from exc
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open the store at {self.directory}: {exc}") from exc
+        self._indexes: dict[int, VectorIndex] = {}
+        self._collections: dict[str, Collection] = {}
+
+    # -- plumbing -------------------------------------------------------------------------
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from pocketpack.retrieval.embed import get_embedder
+
+            self._embedder = get_embedder(self._model_path)
+        return self._embedder
+
+    def _q(self, sql: str, args=()) -> list:
+        """A read under the store's lock (one connection serves every thread)."""
+        with self._lock:
+            return self.conn.execute(sql, args).fetchall()
+
+    def _q1(self, sql: str, args=()):
+        rows = self._q(sql, args)
+        return rows[0] if rows else None
+
+    def _tx(self):
+        return _Transaction(self.conn, self._lock)
+
+    def collection(self, name: str, *, create: bool = True) -> "Collection":
+        """The collection called ``name``; created (empty) when missing unless ``create=False``."""
+        if not name or len(name) > 512:
+            raise StoreError("a collection name must be 1 to 512 characters")
+        with self._lock:
+            if name in self._collections:
+                return self._collections[name]
+            row = self._q1("SELECT id, model, dim FROM collections WHERE name = ?", (name,))
+            if row is None:
+                if not create:
+                    raise StoreError(f"no collection named {name!r} in {self.directory}")
+                embedder = self.embedder
+                with self._tx() as conn:
+                    conn.execute(
+                        "INSERT OR IGNORE INTO collections(name, model, dim, created) VALUES (?, ?, ?, ?)",
+                        (name, embedder.name, embedder.dim, time.time()),
+                    )
+                row = self._q1("SELECT id, model, dim FROM collections WHERE name = ?", (name,))
+            coll = Collection(self, row[0], name, row[1], row[2])
+            self._collections[name] = coll
+            return coll
+
+    def collection_names(self, prefix: str = "") -> list[str]:
+        rows = self._q(
+            "SELECT name FROM collections WHERE substr(name, 1, ?) = ? ORDER BY name", (len(prefix), prefix)
+        )
+        return [r[0] for r in rows]
+
+    def locate(self, item_id: int) -> "Collection | None":
+        """The collection holding an item id, or None."""
+        row = self._q1("SELECT collections.name FROM items JOIN collections ON collections.id = items.collection_id"
+                       " WHERE items.id = ?", (int(item_id),))
+        return self.collection(row[0]) if row else None
+
+    def has_collection(self, name: str) -> bool:
+        return self._q1("SELECT 1 FROM collections WHERE name = ?", (name,)) is not None
+
+    def drop_collection(self, name: str) -> int:
+        """Delete a collection, its items and its saved index; returns the items removed."""
+        with self._lock:
+            row = self._q1("SELECT id FROM collections WHERE name = ?", (name,))
+            if row is None:
+                return 0
+            cid = row[0]
+            with self._tx() as conn:
+                n = conn.execute("SELECT COUNT(*) FROM items WHERE collection_id = ?", (cid,)).fetchone()[0]
+                conn.execute("DELETE FROM items WHERE collection_id = ?", (cid,))
+                conn.execute("DELETE FROM changes WHERE collection_id = ?", (cid,))
+                conn.execute("DELETE FROM collections WHERE id = ?", (cid,))
+            self._collections.pop(name, None)
+            self._indexes.pop(cid, None)
+            for path in self.index_dir.glob(f"c{cid}.s*.*") if self.index_dir.is_dir() else []:
+                path.unlink(missing_ok=True)
+            self._prune_vectors()
+            return n
+
+    def _prune_vectors(self) -> None:
+        with self._tx() as conn:
+            conn.execute("DELETE FROM vectors WHERE hash NOT IN (SELECT hash FROM items)")
+
+    def vectors_for(self, model: str, hashes: list[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        unique = list(dict.fromkeys(hashes))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for h, blob in self._q(
+                f"SELECT hash, vector FROM vectors WHERE model = ? AND hash IN ({marks})", (model, *chunk)
+            ):
+                out[h] = np.frombuffer(blob, dtype="<f4")
+        return out
+
+    def ensure_vectors(self, texts_by_hash: dict[str, str]) -> tuple[dict[str, np.ndarray], list[tuple]]:
+        """Vectors for these texts, embedding (outside any transaction) only the unseen ones.
+
+        Returns the vectors by hash and the rows ``(model, hash, bytes)`` still to be written.
+        """
+        embedder = self.embedder
+        have = self.vectors_for(embedder.name, list(texts_by_hash))
+        missing = [h for h in texts_by_hash if h not in have]
+        new_rows = []
+        if missing:
+            vecs = embedder.embed([texts_by_hash[h] for h in missing])
+            have.update(zip(missing, vecs))
+            new_rows = [(embedder.name, h, np.asarray(have[h], dtype="<f4").tobytes()) for h in missing]
+        return have, new_rows
+
+    @staticmethod
+    def _write_vectors(conn, rows: list[tuple]) -> None:
+        if rows:
+            conn.executemany("INSERT OR IGNORE INTO vectors(model, hash, vector) VALUES (?, ?, ?)", rows)
+
+    def flush(self) -> None:
+        """Save every faiss index that has changes not yet on disk."""
+        with self._lock:
+            for coll in list(self._collections.values()):
+                coll.save_index(force=False)
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self.flush()
+            finally:
+                self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def stats(self) -> dict:
+        db = self.directory / DB_NAME
+        size = sum(p.stat().st_size for p in self.directory.glob(DB_NAME + "*"))
+        index_size = sum(p.stat().st_size for p in self.index_dir.glob("*.faiss")) if self.index_dir.is_dir() else 0
+        items = self._q1("SELECT COUNT(*) FROM items")[0]
+        return {"items": items, "sqlite_bytes": size, "faiss_bytes": index_size, "path": str(db)}
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` under the store's lock (rollback on error)."""
+
+    def __init__(self, conn, lock):
+        self.conn, self.lock = conn, lock
+
+    def __enter__(self):
+        self.lock.acquire()
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.lock.release()
+
+
+class Collection:
+    """Named set of items in a store, with its own faiss index and FTS5 filter token."""
+
+    def __init__(self, store: Store, cid: int, name: str, model: str, dim: int):
+        self.store, self.id, self.name, self.model, self.dim = store, cid, name, model, dim
+
+    # -- writes ---------------------------------------------------------------------------
+    def upsert(self, items: Iterable[NewItem]) -> list[int]:
+        """Write items in one transaction; returns their ids, in order, once committed.
+
+        An item whose ``key`` exists replaces that item (same id); when its text is unchanged
+        nothing is re-embedded or re-indexed.
+        """
+        items = list(items)
+        if not items:
+            return []
+        for it in items:
+            if not isinstance(it.text, str) or not it.text.strip():
+                raise StoreError("cannot store an empty text")
+        store = self.store
+        now = time.time()
+        hashes = [content_hash(it.text) for it in items]
+        _, new_rows = store.ensure_vectors(dict(zip(hashes, (it.text for it in items))))
+        model = store.embedder.name
+        ids: list[int] = []
+        with store._tx() as conn:
+            self._check_model(conn, model)
+            store._write_vectors(conn, new_rows)
+            for it, h in zip(items, hashes):
+                meta = json.dumps(it.meta, ensure_ascii=False) if it.meta is not None else None
+                old = None
+                if it.key is not None:
+                    old = conn.execute(
+                        "SELECT id, hash, context FROM items WHERE collection_id = ? AND key = ?", (self.id, it.key)
+                    ).fetchone()
+                if old is None:
+                    cur = conn.execute(
+                        "INSERT INTO items(collection_id, key, grp, text, hash, time, importance, pinned, meta, context)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (self.id, it.key, it.grp, it.text, h, float(it.time) if it.time is not None else now,
+                         float(it.importance or 0.0), int(bool(it.pinned)), meta or "{}", it.context or None),
+                    )
+                    item_id = cur.lastrowid
+                    conn.execute("INSERT INTO changes(collection_id, item_id, op) VALUES (?, ?, 'add')", (self.id, item_id))
+                else:
+                    item_id = old[0]
+                    conn.execute(
+                        "UPDATE items SET grp = ?, time = COALESCE(?, time), importance = COALESCE(?, importance),"
+                        " pinned = COALESCE(?, pinned), meta = COALESCE(?, meta) WHERE id = ?",
+                        (it.grp, it.time, it.importance, None if it.pinned is None else int(it.pinned), meta, item_id),
+                    )
+                    if old[1] != h:
+                        conn.execute("UPDATE items SET text = ?, hash = ? WHERE id = ?", (it.text, h, item_id))
+                        conn.execute("INSERT INTO changes(collection_id, item_id, op) VALUES (?, ?, 'mod')", (self.id, item_id))
+                    if (it.context or None) != old[2]:
+                        conn.execute("UPDATE items SET context = ? WHERE id = ?", (it.context or None, item_id))
+                ids.append(item_id)
+        return ids
+
+    def add(self, text: str, **fields) -> int:
+        return self.upsert([NewItem(text=text, **fields)])[0]
+
+    def update(self, item_id: int, *, text: str | None = None, pinned: bool | None = None,
+               importance: float | None = None, meta: dict | None = None, time_: float | None = None) -> bool:
+        """Change one item in place; False when it does not exist in this collection."""
+        current = self.get([item_id])
+        if not current:
+            return False
+        it = current[0]
+        if text is not None and text != it.text:
+            if not text.strip():
+                raise StoreError("cannot store an empty text")
+            h = content_hash(text)
+            _, new_rows = self.store.ensure_vectors({h: text})
+        else:
+            text, h, new_rows = None, None, []
+        with self.store._tx() as conn:
+            self.store._write_vectors(conn, new_rows)
+            if text is not None:
+                conn.execute("UPDATE items SET text = ?, hash = ? WHERE id = ?", (text, h, item_id))
+                conn.execute("INSERT INTO changes(collection_id, item_id, op) VALUES (?, ?, 'mod')", (self.id, item_id))
+            if pinned is not None:
+                conn.execute("UPDATE items SET pinned = ? WHERE id = ?", (int(pinned), item_id))
+            if importance is not None:
+                conn.execute("UPDATE items SET importance = ? WHERE id = ?", (float(importance), item_id))
+            if meta is not None:
+                conn.execute("UPDATE items SET meta = ? WHERE id = ?", (json.dumps(meta, ensure_ascii=False), item_id))
+            if time_ is not None:
+                conn.execute("UPDATE items SET time = ? WHERE id = ?", (float(time_), item_id))
+        return True
+
+    def delete(self, ids: Iterable[int]) -> int:
+        """Delete items by id; returns how many existed."""
+        ids = [int(i) for i in ids]
+        n = 0
+        with self.store._tx() as conn:
+            for item_id in ids:
+                cur = conn.execute("DELETE FROM items WHERE id = ? AND collection_id = ?", (item_id, self.id))
+                if cur.rowcount:
+                    n += 1
+                    conn.execute("INSERT INTO changes(collection_id, item_id, op) VALUES (?, ?, 'del')", (self.id, item_id))
+        return n
+
+    def delete_keys(self, keys: Iterable[str]) -> int:
+        keys = list(keys)
+        ids = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            ids += [r[0] for r in self.store._q(
+                f"SELECT id FROM items WHERE collection_id = ? AND key IN ({marks})", (self.id, *chunk))]
+        return self.delete(ids)
+
+    def delete_group(self, grp: str) -> int:
+        ids = [r[0] for r in self.store._q(
+            "SELECT id FROM items WHERE collection_id = ? AND grp = ?", (self.id, grp))]
+        return self.delete(ids)
+
+    # -- reads ----------------------------------------------------------------------------
+    def get(self, ids: Iterable[int]) -> list[Item]:
+        """Items by id, in the order asked (missing ones left out)."""
+        ids = [int(i) for i in ids]
+        found: dict[int, Item] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.store._q(
+                f"SELECT {_COLUMNS} FROM items WHERE collection_id = ? AND id IN ({marks})", (self.id, *chunk)
+            ):
+                found[row[0]] = _row_to_item(row, self.name)
+        return [found[i] for i in ids if i in found]
+
+    def by_key(self, key: str) -> Item | None:
+        row = self.store._q1(
+            f"SELECT {_COLUMNS} FROM items WHERE collection_id = ? AND key = ?", (self.id, key))
+        return _row_to_item(row, self.name) if row else None
+
+    def items(self, *, grp: str | None = None, pinned: bool | None = None, limit: int | None = None,
+              offset: int = 0, newest_first: bool = False, where_meta: tuple[str, str] | None = None) -> list[Item]:
+        sql = f"SELECT {_COLUMNS} FROM items WHERE collection_id = ?"
+        args: list = [self.id]
+        if grp is not None:
+            sql += " AND grp = ?"
+            args.append(grp)
+        if pinned is not None:  # a literal, so the partial index on pinned items applies
+            sql += " AND pinned = 1" if pinned else " AND pinned = 0"
+        if where_meta is not None:
+            sql += " AND json_extract(meta, ?) = ?"
+            args += [f"$.{where_meta[0]}", where_meta[1]]
+        sql += " ORDER BY time DESC, id DESC" if newest_first else " ORDER BY time, id"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            args += [int(limit), int(offset)]
+        return [_row_to_item(r, self.name) for r in self.store._q(sql, args)]
+
+    def keys(self, grp: str | None = None) -> dict[str, tuple[int, str]]:
+        """key -> (id, content hash) for keyed items, optionally of one group."""
+        return {k: (i, h) for k, (i, h, _) in self.key_states(grp).items()}
+
+    def key_states(self, grp: str | None = None) -> dict[str, tuple[int, str, str | None]]:
+        """key -> (id, content hash, context): what an incremental sync compares."""
+        sql = "SELECT key, id, hash, context FROM items WHERE collection_id = ? AND key IS NOT NULL"
+        args: list = [self.id]
+        if grp is not None:
+            sql += " AND grp = ?"
+            args.append(grp)
+        return {k: (i, h, c) for k, i, h, c in self.store._q(sql, args)}
+
+    def count(self, grp: str | None = None) -> int:
+        if grp is None:
+            return self.store._q1("SELECT COUNT(*) FROM items WHERE collection_id = ?", (self.id,))[0]
+        return self.store._q1(
+            "SELECT COUNT(*) FROM items WHERE collection_id = ? AND grp = ?", (self.id, grp))[0]
+
+    def ids_in_group(self, grp: str) -> np.ndarray:
+        rows = self.store._q("SELECT id FROM items WHERE collection_id = ? AND grp = ?", (self.id, grp))
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def vectors(self, ids: list[int]) -> dict[int, np.ndarray]:
+        """The stored vectors of these items (for MMR and re-ranking)."""
+        out: dict[int, np.ndarray] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for item_id, blob in self.store._q(
+                f"SELECT items.id, vectors.vector FROM items JOIN vectors ON vectors.model = ? AND vectors.hash = items.hash"
+                f" WHERE items.collection_id = ? AND items.id IN ({marks})", (self.model, self.id, *chunk)
+            ):
+                out[item_id] = np.frombuffer(blob, dtype="<f4")
+        return out
+
+    # -- dense and lexical candidates -----------------------------------------------------
+    def dense(self, query_vector: np.ndarray, k: int, grp: str | None = None) -> list[tuple[int, float]]:
+        """Top ``k`` (id, cosine) by the faiss index, optionally within one group."""
+        with self.store._lock:
+            index = self._fresh_index()
+            allowed = self.ids_in_group(grp) if grp is not None else None
+            return index.search(query_vector, k, allowed)
+
+    def lexical(self, query: str, k: int, grp: str | None = None) -> list[tuple[int, float]]:
+        """Top ``k`` (id, BM25 score, higher is better) by FTS5, optionally within one group."""
+        match = fts_query(query)
+        if not match:
+            return []
+        sql = ("SELECT items_fts.rowid, bm25(items_fts, 1.0, 0.0) AS s FROM items_fts"
+               f" WHERE items_fts MATCH ?")
+        args: list = [f"coll:c{self.id} AND ({match})"]
+        if grp is not None:
+            sql += " AND items_fts.rowid IN (SELECT id FROM items WHERE collection_id = ? AND grp = ?)"
+            args += [self.id, grp]
+        sql += " ORDER BY s LIMIT ?"
+        args.append(int(k))
+        try:
+            rows = self.store._q(sql, args)
+        except sqlite3.OperationalError:
+            return []
+        return [(int(i), -float(s)) for i, s in rows]
+
+    # -- the faiss cache ------------------------------------------------------------------
+    def _check_model(self, conn, model: str) -> None:
+        if model != self.model:
+            # vectors of another model cannot share an index: re-point the collection and
+            # let the next index refresh re-embed what is missing.
+            conn.execute("UPDATE collections SET model = ?, dim = ? WHERE id = ?", (model, self.store.embedder.dim, self.id))
+            self.model, self.dim = model, self.store.embedder.dim
+            self.store._indexes.pop(self.id, None)
+
+    def _log_position(self) -> tuple[int, int]:
+        row = self.store._q1(
+            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM changes), pruned_seq FROM collections WHERE id = ?", (self.id,)
+        )
+        return int(row[0]), int(row[1])
+
+    def _fresh_index(self) -> VectorIndex:
+        """The in-memory faiss index, loaded or rebuilt if needed, with the log replayed."""
+        store = self.store
+        if store.embedder.name != self.model:
+            with store._tx() as conn:
+                self._check_model(conn, store.embedder.name)
+        index = store._indexes.get(self.id)
+        head, pruned = self._log_position()
+        if index is not None and index.seq < pruned:
+            index = None  # another process pruned the log past us: reload
+        if index is None:
+            index = VectorIndex.load(store.index_dir, self.id, self.model, self.dim,
+                                     approx_threshold=store.approx_threshold, nprobe=store.nprobe)
+            if index is not None and index.seq < pruned:
+                index = None
+        if index is None:
+            index = self._rebuild()
+        elif index.seq < head:
+            self._replay(index)
+        if index.needs_rebuild():
+            index = self._rebuild()
+        store._indexes[self.id] = index
+        if index.unsaved >= store.save_every:
+            self.save_index(force=True)
+        return index
+
+    def _rebuild(self) -> VectorIndex:
+        """A new index over every item, from the vectors in SQLite (embedding only what a
+        model change left without a vector), read in one snapshot with the log position."""
+        store = self.store
+        missing = dict(store._q(
+            "SELECT items.hash, items.text FROM items LEFT JOIN vectors ON vectors.model = ? AND vectors.hash = items.hash"
+            " WHERE items.collection_id = ? AND vectors.hash IS NULL", (self.model, self.id)))
+        if missing:
+            _, new_rows = store.ensure_vectors(missing)
+            with store._tx() as conn:
+                store._write_vectors(conn, new_rows)
+        conn = store.conn
+        conn.execute("BEGIN")  # a read snapshot: the log head and the rows agree
+        try:
+            head = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
+            n = conn.execute("SELECT COUNT(*) FROM items WHERE collection_id = ?", (self.id,)).fetchone()[0]
+            ids = np.empty(n, dtype=np.int64)
+            vecs = np.empty((n, self.dim), dtype=np.float32)
+            got = 0
+            for item_id, blob in conn.execute(
+                "SELECT items.id, vectors.vector FROM items JOIN vectors ON vectors.model = ? AND vectors.hash = items.hash"
+                " WHERE items.collection_id = ? ORDER BY items.id", (self.model, self.id)):
+                ids[got] = item_id
+                vecs[got] = np.frombuffer(blob, dtype="<f4")
+                got += 1
+        finally:
+            conn.execute("COMMIT")
+        index = VectorIndex(self.id, self.model, self.dim, approx_threshold=store.approx_threshold, nprobe=store.nprobe)
+        index.build(ids[:got], vecs[:got], head)
+        return index
+
+    def _replay(self, index: VectorIndex) -> None:
+        rows = self.store._q(
+            "SELECT seq, item_id, op FROM changes WHERE collection_id = ? AND seq > ? ORDER BY seq",
+            (self.id, index.seq),
+        )
+        if not rows:
+            head, _ = self._log_position()
+            index.seq = max(index.seq, head)
+            return
+        first_op: dict[int, str] = {}
+        touched: set[int] = set()
+        for _, item_id, op in rows:
+            first_op.setdefault(item_id, op)
+            touched.add(item_id)
+        # an item whose first change after the index's position is an 'add' was never in it
+        to_remove = [i for i in touched if first_op[i] != "add"]
+        index.remove(to_remove)
+        present = self.vectors(sorted(touched))
+        ids = sorted(present)
+        if ids:
+            index.add(ids, np.stack([present[i] for i in ids]))
+        index.seq = rows[-1][0]
+        index.unsaved += len(touched)
+
+    def save_index(self, force: bool = True) -> None:
+        """Write the faiss index to disk and drop the change-log entries it now contains."""
+        store = self.store
+        with store._lock:
+            index = store._indexes.get(self.id)
+            if index is None or (not force and index.unsaved == 0):
+                return
+            index.save(store.index_dir)
+            with store._tx() as conn:
+                conn.execute("DELETE FROM changes WHERE collection_id = ? AND seq <= ?", (self.id, index.seq))
+                conn.execute("UPDATE collections SET pruned_seq = MAX(pruned_seq, ?) WHERE id = ?", (index.seq, self.id))
+
+
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+def _stopwords() -> frozenset[str]:
+    try:  # bm25s's longer English list (NLTK's): frequent words cost time and rank nothing
+        from bm25s.stopwords import STOPWORDS_EN_PLUS
+
+        return frozenset(STOPWORDS_EN_PLUS)
+    except Exception:  # noqa: BLE001
+        return frozenset("a an and are as at be but by for if in into is it no not of on or such that the their"
+                         " then there these they this to was will with i you he she we me my your".split())
+
+
+_STOP: frozenset[str] | None = None
+
+
+def fts_query(text: str, max_terms: int = 32) -> str:
+    """An FTS5 OR-query of the words of ``text``, each quoted: user text is never FTS syntax."""
+    global _STOP
+    if _STOP is None:
+        _STOP = _stopwords()
+    words = [w.lower() for w in _TOKEN.findall(text)]
+    kept = [w for w in dict.fromkeys(words) if w not in _STOP and len(w) > 1] or [w for w in dict.fromkeys(words)]
+    kept = kept[:max_terms]
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in kept)

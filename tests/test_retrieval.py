@@ -1,0 +1,280 @@
+"""The retrieval core: a crash-safe SQLite + faiss store with hybrid search, on the real
+all-MiniLM-L6-v2 model."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pocketpack.retrieval import NewItem, SearchOptions, Store, StoreError, search
+from pocketpack.retrieval.embed import EmbeddingError, Embedder, default_model_path, get_embedder
+
+pytestmark = pytest.mark.slow  # every test here loads the real embedding model
+
+REPO = Path(__file__).resolve().parents[1]
+
+FACTS = [
+    "I adopted a grey cat called Whiskers last spring.",
+    "My sister Marguerite lives in Lisbon and teaches chemistry.",
+    "Every Saturday morning I go rock climbing at the gym downtown.",
+    "I am allergic to peanuts, so I never eat satay.",
+    "My first car was a red 1998 Volvo estate.",
+    "The quarterly report for Zentrix Corp is due on the fifteenth.",
+]
+
+
+class CountingEmbedder:
+    """The real model, counting how many texts it was asked to embed."""
+
+    def __init__(self):
+        self.inner = get_embedder()
+        self.name, self.dim, self.calls = self.inner.name, self.inner.dim, 0
+
+    def embed(self, texts):
+        self.calls += len(texts)
+        return self.inner.embed(texts)
+
+
+@pytest.fixture()
+def store(tmp_path):
+    s = Store(tmp_path / "store", embedder=CountingEmbedder())
+    yield s
+    s.close()
+
+
+def texts(hits):
+    return [h.item.text for h in hits]
+
+
+def test_default_model_is_the_bundled_minilm_and_offline():
+    path = default_model_path()
+    assert (path / "model.safetensors").is_file()
+    emb = get_embedder()
+    assert emb.dim == 384 and os.environ.get("HF_HUB_OFFLINE") == "1"
+    vecs = emb.embed(["a cat", "a kitten", "a tax return"])
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-4)
+    assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2]
+
+
+def test_a_missing_local_model_path_is_one_clear_error(tmp_path):
+    with pytest.raises(EmbeddingError, match="not found"):
+        Embedder(tmp_path / "no-such-model")
+
+
+def test_dense_finds_paraphrases_and_bm25_finds_rare_names(store):
+    coll = store.collection("facts")
+    coll.upsert([NewItem(t, key=str(i)) for i, t in enumerate(FACTS)])
+    assert texts(search([coll], "what pet do I own?", 1)) == [FACTS[0]]
+    assert texts(search([coll], "which food makes me sick", 1)) == [FACTS[3]]
+    # a made-up company name: a lexical match, whatever the embedding thinks of it
+    hits = search([coll], "Zentrix deadline", 2)
+    assert hits[0].item.text == FACTS[5] and hits[0].lexical_rank == 1
+    dense_only = search([coll], "Zentrix", 6, options=SearchOptions(mode="dense"))
+    assert all(h.lexical_rank is None for h in dense_only)
+
+
+def test_the_same_text_is_embedded_once_and_keys_upsert(store):
+    coll = store.collection("facts")
+    coll.upsert([NewItem(FACTS[0], key="a"), NewItem(FACTS[1], key="b")])
+    assert store.embedder.calls == 2
+    other = store.collection("other")
+    other.add(FACTS[0])                      # same text, other collection: no new embedding
+    coll.upsert([NewItem(FACTS[1], key="b")])  # unchanged keyed item: nothing to do
+    assert store.embedder.calls == 2
+    first_id = coll.by_key("a").id
+    assert coll.upsert([NewItem(FACTS[2], key="a")]) == [first_id]  # replaced in place
+    assert coll.count() == 2 and store.embedder.calls == 3
+    assert texts(search([coll], "climbing", 1)) == [FACTS[2]]
+    assert FACTS[0] not in texts(search([coll], "cat Whiskers", 5))
+
+
+def test_delete_group_filter_and_collection_isolation(store):
+    a, b = store.collection("alice"), store.collection("bob")
+    a.upsert([NewItem(FACTS[0], grp="chat1"), NewItem(FACTS[1], grp="chat2"), NewItem(FACTS[2], grp="chat2")])
+    b.add(FACTS[3])
+    assert texts(search([a], "peanuts", 5)) and FACTS[3] not in texts(search([a], "peanuts allergy", 5))
+    assert set(texts(search([a], "family", 5, grp="chat2"))) <= {FACTS[1], FACTS[2]}
+    assert a.delete_group("chat2") == 2
+    assert texts(search([a], "sister in Lisbon", 5)) == [FACTS[0]]
+    ids = [h.item.id for h in search([a], "cat", 5)]
+    assert a.delete(ids) == 1 and search([a], "cat", 5) == []
+
+
+def test_user_text_is_never_fts_syntax(store):
+    coll = store.collection("facts")
+    coll.add(FACTS[0])
+    for query in ['"unbalanced', "NEAR(cat", "cat AND OR NOT", "coll:c1", "*", "-cat", "'); DROP TABLE items; --"]:
+        search([coll], query, 3)  # must not raise
+    assert coll.count() == 1
+
+
+def test_faiss_index_is_saved_not_pickled_and_rebuilt_when_missing(tmp_path):
+    s = Store(tmp_path, embedder=CountingEmbedder())
+    coll = s.collection("facts")
+    coll.upsert([NewItem(t) for t in FACTS])
+    assert texts(search([coll], "car", 1)) == [FACTS[4]]
+    s.close()
+    files = sorted(p.name for p in (tmp_path / "index").iterdir())
+    assert [f.rsplit(".", 1)[1] for f in files] == ["faiss", "json"]
+    faiss_file = next((tmp_path / "index").glob("*.faiss"))
+    assert not faiss_file.read_bytes().startswith(b"\x80")  # not a pickle stream
+
+    # reopen: more writes after the save are replayed from the change log
+    s = Store(tmp_path, embedder=CountingEmbedder())
+    coll = s.collection("facts")
+    coll.add("I broke my left wrist skiing in Andorra.")
+    coll.delete([coll.items()[0].id])
+    assert texts(search([coll], "ski injury", 1)) == ["I broke my left wrist skiing in Andorra."]
+    assert FACTS[0] not in texts(search([coll], "cat", 7))
+    s.conn.close()  # no flush: the saved index is now stale
+
+    for path in (tmp_path / "index").iterdir():
+        if path.suffix == ".faiss":
+            path.write_bytes(b"garbage")  # damaged cache file
+    s = Store(tmp_path, embedder=CountingEmbedder())
+    coll = s.collection("facts")
+    assert texts(search([coll], "ski injury", 1)) == ["I broke my left wrist skiing in Andorra."]
+    assert s.embedder.calls == 1  # the query only: rebuilt from SQLite's vectors, nothing re-embedded
+    s.close()
+
+
+def test_approximate_index_beyond_the_threshold_supports_edits(tmp_path):
+    s = Store(tmp_path, embedder=CountingEmbedder(), approx_threshold=200)
+    coll = s.collection("many")
+    filler = [f"Note {i}: the meeting about budget line {i} moved to room {i % 17}." for i in range(240)]
+    coll.upsert([NewItem(t) for t in filler + FACTS])
+    assert texts(search([coll], "my sister the chemistry teacher", 1)) == [FACTS[1]]
+    assert s._indexes[coll.id].kind == "ivf"
+    target = coll.items(limit=1)[0]
+    coll.update(target.id, text="I keep bees on the roof of my flat.")
+    assert texts(search([coll], "beekeeping hobby", 1)) == ["I keep bees on the roof of my flat."]
+    s.close()
+    s = Store(tmp_path, embedder=CountingEmbedder(), approx_threshold=200)
+    coll = s.collection("many")
+    assert texts(search([coll], "beekeeping hobby", 1)) == ["I keep bees on the roof of my flat."]
+    assert s._indexes[coll.id].kind == "ivf"
+    s.close()
+
+
+def test_recency_and_importance_weighting_reorder_near_ties(store):
+    coll = store.collection("facts")
+    now = time.time()
+    old = coll.add("My favourite colour is green.", time=now - 400 * 86400)
+    new = coll.add("My favourite colour is blue now.", time=now)
+    plain = search([coll], "favourite colour", 2, options=SearchOptions(recency_weight=0.0))
+    recent = search([coll], "favourite colour", 2, options=SearchOptions(recency_weight=1.0, half_life_days=30))
+    assert recent[0].item.id == new and recent[0].parts["recency"] > 0.9
+    coll.update(old, importance=1.0)
+    important = search([coll], "favourite colour", 2, options=SearchOptions(importance_weight=2.0))
+    assert important[0].item.id == old
+    assert {h.item.id for h in plain} == {old, new}
+
+
+def test_mmr_drops_near_duplicates(store):
+    coll = store.collection("facts")
+    coll.upsert([NewItem("I love hiking in the Alps."), NewItem("I love hiking in the Alps!"),
+                 NewItem("I enjoy mountain walks in the Alps."), NewItem("I collect vinyl records.")])
+    hits = search([coll], "hiking", 4, options=SearchOptions(duplicate_cosine=0.95))
+    assert sum(t.startswith("I love hiking in the Alps") for t in texts(hits)) == 1
+
+
+def test_schema_is_migrated_once_and_a_newer_store_is_refused(tmp_path):
+    Store(tmp_path, embedder=CountingEmbedder()).close()
+    conn = sqlite3.connect(tmp_path / "store.sqlite3")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert [r[0] for r in conn.execute("SELECT number FROM _migrations")] == [1, 2, 3, 4]
+    conn.execute("INSERT INTO _migrations VALUES (99, 0)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="newer pocketpack"):
+        Store(tmp_path, embedder=CountingEmbedder())
+
+
+def test_a_store_at_schema_1_is_upgraded_in_place(tmp_path):
+    from pocketpack.retrieval import migrations
+
+    conn = sqlite3.connect(tmp_path / "store.sqlite3", isolation_level=None)
+    first = migrations.MIGRATIONS[:1]
+    original, migrations.MIGRATIONS = migrations.MIGRATIONS, first
+    try:
+        migrations.apply(conn)
+    finally:
+        migrations.MIGRATIONS = original
+    conn.execute("INSERT INTO collections(id, name, model, dim, created) VALUES (1, 'old', ?, 384, 0)",
+                 (get_embedder().name,))
+    vec = get_embedder().embed([FACTS[4]])[0]
+    from pocketpack.retrieval import content_hash
+
+    conn.execute("INSERT INTO vectors VALUES (?, ?, ?)", (get_embedder().name, content_hash(FACTS[4]), vec.tobytes()))
+    conn.execute("INSERT INTO items(collection_id, text, hash, time) VALUES (1, ?, ?, 0)", (FACTS[4], content_hash(FACTS[4])))
+    conn.close()
+    s = Store(tmp_path, embedder=CountingEmbedder())
+    coll = s.collection("old")
+    assert texts(search([coll], "Volvo", 1)) == [FACTS[4]]
+    coll.add("Yes, that one.", context="Was the Saab your second car?")   # context: found, not shown
+    hits = search([coll], "Saab", 1, options=SearchOptions(mode="lexical"))
+    assert texts(hits) == ["Yes, that one."] and hits[0].item.context == "Was the Saab your second car?"
+    s.close()
+
+
+def test_store_refuses_a_file_as_directory(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(StoreError, match="not a directory"):
+        Store(tmp_path / "f")
+
+
+WRITER = textwrap.dedent('''
+    import sys, time
+    from pocketpack.retrieval import Store, NewItem
+    store = Store(sys.argv[1], save_every=5)
+    coll = store.collection("crash")
+    n = 0
+    while True:
+        ids = coll.upsert([NewItem(f"message number {n} about topic {n % 7}", key=f"k{n}")])
+        print(f"ack k{n} {ids[0]}", flush=True)   # acknowledged: upsert returned
+        if n % 3 == 0:
+            from pocketpack.retrieval import search
+            search([coll], "topic", 2)            # keeps the faiss cache (and its saves) busy
+        n += 1
+''')
+
+
+def test_kill_minus_9_mid_write_loses_nothing_acknowledged(tmp_path):
+    directory = tmp_path / "crash-store"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(directory)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, cwd=REPO)
+    acked: dict[str, int] = {}
+    deadline = time.time() + 240
+    try:
+        while len(acked) < 40 and time.time() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            _, key, item_id = line.split()
+            acked[key] = int(item_id)
+        os.kill(proc.pid, signal.SIGKILL)  # mid-loop: a write is usually in flight
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL and len(acked) >= 40
+
+    s = Store(directory)
+    coll = s.collection("crash")
+    for key, item_id in acked.items():
+        item = coll.by_key(key)
+        assert item is not None and item.id == item_id
+    # the faiss cache agrees with SQLite after the crash: every item is findable
+    last = max(acked, key=lambda k: int(k[1:]))
+    n = int(last[1:])
+    hits = search([coll], f"message number {n} about topic {n % 7}", 3)
+    assert hits[0].item.key == last
+    assert s.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    s.close()
