@@ -12,10 +12,12 @@ from __future__ import annotations
 import copy
 import html
 import re
+import sys
 import time
 from datetime import datetime
 from typing import Iterator
 
+from pocketpack.host import shared
 from pocketpack.host.backends.base import Backend, GenerationParams
 from pocketpack.host.extensions import ExtensionHost
 
@@ -207,6 +209,8 @@ def complete(host: ExtensionHost, backend: Backend | None, question: str, state:
         state = host.apply("state", state)
         question = host.apply("input", question, state)
     stops = list(stopping or []) + _custom_stopping_strings(state)
+    if getattr(shared.args, "verbose", False):  # as TGWUI's --verbose: show what the model is given
+        print(f"PROMPT=\n{question}\n", file=sys.stderr, flush=True)
 
     if custom is not None:
         name, func = custom

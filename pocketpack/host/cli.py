@@ -29,7 +29,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", default=None, help="folder holding extensions/ (default: the pack's checkout)")
     parser.add_argument("--user-data-dir", default=None, help="user data folder (default: ROOT/user_data)")
     parser.add_argument("--settings", default=None, help="settings.yaml (default: USER_DATA_DIR/settings.yaml)")
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="print each prompt to stderr (as TGWUI's --verbose)")
     add_model_flags(parser)
 
 
@@ -103,6 +103,9 @@ def cmd_serve(args) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     runtime = _runtime(args, nowebui=args.nowebui)
     _load(runtime, args)
+    from pocketpack.host import shared
+
+    shared.args.verbose = args.verbose
     host = "0.0.0.0" if args.listen else (args.listen_host or "127.0.0.1")
     if args.nowebui:
         if not args.api:
@@ -131,9 +134,12 @@ def cmd_chat(args) -> int:
     from pocketpack.host.characters import load_character
     from pocketpack.host.chat import default_state
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     runtime = _runtime(args, nowebui=True)
     _load(runtime, args)
+    from pocketpack.host import shared
+
+    shared.args.verbose = args.verbose
     state = default_state(mode=args.mode, max_new_tokens=args.max_new_tokens, seed=args.seed)
     if args.character:
         try:

@@ -15,7 +15,7 @@ tokenizer = None       # something with encode()/decode(): the HF tokenizer or t
 backend = None         # the host's Backend (not in TGWUI)
 model_name = "None"    # TGWUI's spelling for "no model loaded"
 lora_names: list[str] = []
-args = SimpleNamespace(extensions=[], nowebui=False, multi_user=False, loader=None,
+args = SimpleNamespace(extensions=[], nowebui=False, multi_user=False, loader=None, verbose=False,
                        lora_dir="user_data/loras", model_dir="user_data/models")
 settings: dict = {}
 default_settings: dict = {}
