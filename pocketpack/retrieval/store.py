@@ -405,7 +405,7 @@ class Collection:
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
             for row in self.store._q(
-                f"SELECT {_COLUMNS} FROM items WHERE collection_id = ? AND id IN ({marks})", (self.id, *chunk)
+                f"SELECT {_COLUMNS} FROM items WHERE +collection_id = ? AND id IN ({marks})", (self.id, *chunk)
             ):
                 found[row[0]] = _row_to_item(row, self.name)
         return [found[i] for i in ids if i in found]
@@ -463,8 +463,8 @@ class Collection:
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
             for item_id, blob in self.store._q(
-                f"SELECT items.id, vectors.vector FROM items JOIN vectors ON vectors.model = ? AND vectors.hash = items.hash"
-                f" WHERE items.collection_id = ? AND items.id IN ({marks})", (self.model, self.id, *chunk)
+                f"SELECT items.id, vectors.vector FROM items CROSS JOIN vectors ON vectors.model = ? AND vectors.hash = items.hash"
+                f" WHERE +items.collection_id = ? AND items.id IN ({marks})", (self.model, self.id, *chunk)
             ):
                 out[item_id] = np.frombuffer(blob, dtype="<f4")
         return out
