@@ -17,8 +17,9 @@ test: setup browser
 	$(BIN)/python -m pytest
 
 GRADIO_437 := .cache/gradio-4.37.2-py3-none-any.whl
+GRADIO_437_ENV := .cache/gradio-4.37
 
-setup: $(VENV)/.installed $(MODEL) $(GRADIO_437)
+setup: $(VENV)/.installed $(MODEL) $(GRADIO_437) $(GRADIO_437_ENV)/.installed
 
 # torch first, pinned, so that nothing later pulls the multi-GB CUDA build
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -35,6 +36,15 @@ $(MODEL): $(VENV)/.installed
 # TGWUI's gradio (4.37) is read, not installed, by the UI compatibility test
 $(GRADIO_437): $(VENV)/.installed
 	$(BIN)/pip download --no-deps --quiet -d .cache gradio==4.37.2
+
+# A second environment whose gradio is TGWUI's 4.37 (huggingface_hub pinned as TGWUI's fork
+# needs), seeing the main .venv's other packages, to build every extension's ui() under it
+$(GRADIO_437_ENV)/.installed: $(VENV)/.installed
+	$(PYTHON) -m venv $(GRADIO_437_ENV)
+	$(GRADIO_437_ENV)/bin/pip install --quiet gradio==4.37.2 huggingface_hub==0.25.2
+	{ $(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"; echo "$(CURDIR)"; } \
+	  > "$$($(GRADIO_437_ENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/zz_pocketpack.pth"
+	touch $@
 
 # Debian's Chromium for the browser test (needs root; skipped with a message otherwise)
 browser:

@@ -142,3 +142,21 @@ def test_the_checker_catches_an_api_only_gradio_6_has(tmp_path, gradio_437):
     problems = [p for kind, name, kw, _ in gradio_calls(probe) for p in _check_component(name, kw, gradio_437)]
     assert "gr.Sidebar does not exist in gradio 4.37" in problems
     assert "gr.Chatbot(buttons=...) not accepted by gradio 4.37" in problems
+
+
+def test_every_extension_ui_builds_under_gradio_437():
+    """Not only the API names: each ui() really runs under gradio 4.37.2 (TGWUI's base)."""
+    import subprocess
+
+    python = REPO / ".cache" / "gradio-4.37" / "bin" / "python"
+    if not python.exists():
+        pytest.fail(f"{python} is missing: run `make setup` (it builds the gradio 4.37 environment)")
+    result = subprocess.run([str(python), str(REPO / "tests" / "helpers" / "build_uis.py"), str(REPO)],
+                            capture_output=True, text=True, timeout=600, cwd=REPO,
+                            env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert "gradio 4.37.2" in lines
+    assert [line for line in lines if line.startswith("FAILED")] == []
+    assert "loaded memory rag-enhancer adapter-switcher vram-advisor" in lines
+    assert any(line.startswith("built ") for line in lines)
