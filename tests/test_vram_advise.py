@@ -59,3 +59,18 @@ def test_when_nothing_fits_speed_breaks_the_quality_order():
     assert adv.best.gpu_layers > by_quality.gpu_layers
     scores = [o.score for o in adv.options]
     assert scores == sorted(scores)
+
+
+def test_the_kv_cache_is_quantised_only_to_reach_a_comfortable_context():
+    """fp16 cache whenever it reaches 8192 tokens; a smaller cache never just stretches the context."""
+    from pocketpack.vram import estimate
+    from pocketpack.vram.advise import COMFORTABLE_CTX, _fits_gpu
+
+    info = inspect_model(DATA / "meta-llama-3-8b.json")
+    gpu = machine(8, 32)
+    adv = advise(info, gpu)
+    quantised = [o for o in adv.options if o.placement == "gpu" and o.cache_type != "fp16"]
+    for option in quantised:  # chosen only because fp16 could not reach a comfortable context
+        assert not _fits_gpu(estimate(info, option.format, ctx=COMFORTABLE_CTX, cache_type="fp16"), gpu), option
+    q4 = next(o for o in adv.options if o.format == "gguf-Q4_K_M")
+    assert q4.cache_type == "fp16" and q4.ctx >= COMFORTABLE_CTX

@@ -158,6 +158,35 @@ def _cpu_estimate(info: ModelInfo, fmt_name: str, ctx: int, cache: str) -> Estim
     return e
 
 
+# Perplexity cost of a quantised KV cache, in the same points as the formats' quality loss
+# (llama.cpp reports a q8_0 KV cache as near-lossless and q4_0 as measurably worse; the
+# constants are the ones this advisor used before, kept so that rankings stay comparable).
+CACHE_LOSS = {"fp16": 0.0, "q8_0": 0.1, "q4_0": 1.0}
+COMFORTABLE_CTX = 8192
+
+
+def _pick_cache(caches, contexts, estimate_for, fits):
+    """(ctx, cache, estimate): the best KV cache type that still reaches a comfortable context.
+
+    For each cache type, best first, the largest context that fits. The first cache type whose
+    context reaches ``COMFORTABLE_CTX`` (or the model's own limit) wins; a cache is quantised
+    only to reach that, never to stretch an already comfortable context further. When none
+    reaches it, the largest context wins (ties to the better cache).
+    """
+    comfortable = min(COMFORTABLE_CTX, max(contexts))
+    best = None
+    for cache in caches:
+        for ctx in contexts:  # largest first
+            e = estimate_for(ctx, cache)
+            if fits(e):
+                if ctx >= comfortable:
+                    return ctx, cache, e
+                if best is None or ctx > best[0]:
+                    best = (ctx, cache, e)
+                break
+    return best
+
+
 def _best_for_format(info: ModelInfo, fmt_name: str, m: Machine, min_ctx: int, ctx_cap: int | None = None
                      ) -> Option | str:
     fmt = parse_format(fmt_name)
@@ -167,12 +196,12 @@ def _best_for_format(info: ModelInfo, fmt_name: str, m: Machine, min_ctx: int, c
     caches = ("fp16", "q8_0", "q4_0") if fmt.kind == "gguf" else ("fp16",)
     loss = quality_loss(fmt.name)
     if m.has_gpu:
-        for ctx in contexts:  # largest context first; the cheapest cache type that keeps it
-            for cache in caches:
-                e = estimate(info, fmt, ctx=ctx, cache_type=cache)
-                if _fits_gpu(e, m):
-                    return Option(fmt.name, ctx, cache, e.gpu_layers if fmt.kind == "gguf" else None,
-                                  loss + (0.1 if cache == "q8_0" else 1.0 if cache == "q4_0" else 0.0), e, "gpu")
+        picked = _pick_cache(caches, contexts, lambda ctx, cache: estimate(info, fmt, ctx=ctx, cache_type=cache),
+                             lambda e: _fits_gpu(e, m))
+        if picked:
+            ctx, cache, e = picked
+            return Option(fmt.name, ctx, cache, e.gpu_layers if fmt.kind == "gguf" else None,
+                          loss + CACHE_LOSS[cache], e, "gpu")
         if fmt.kind == "gguf":  # partial offload at a working context: as many layers as fit
             ctx = min(max(min_ctx, 4096), max_ctx)
             lo, hi = -1, info.arch.num_layers
@@ -190,12 +219,11 @@ def _best_for_format(info: ModelInfo, fmt_name: str, m: Machine, min_ctx: int, c
         return "does not fit in VRAM" if fmt.kind != "gguf" else "does not fit in VRAM + RAM"
     if fmt.kind != "gguf":
         return "needs a GPU (Transformers quantised formats run on CUDA)"
-    for ctx in contexts:
-        for cache in caches:
-            e = _cpu_estimate(info, fmt.name, ctx, cache)
-            if _cpu_fits(e, m):
-                return Option(fmt.name, ctx, cache, 0, loss + (0.1 if cache == "q8_0" else 1.0 if cache == "q4_0"
-                                                                else 0.0), e, "cpu", ram_share=1.0)
+    picked = _pick_cache(caches, contexts, lambda ctx, cache: _cpu_estimate(info, fmt.name, ctx, cache),
+                         lambda e: _cpu_fits(e, m))
+    if picked:
+        ctx, cache, e = picked
+        return Option(fmt.name, ctx, cache, 0, loss + CACHE_LOSS[cache], e, "cpu", ram_share=1.0)
     return "does not fit in RAM"
 
 
