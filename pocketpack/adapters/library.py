@@ -14,9 +14,10 @@ import json
 import logging
 import math
 import re
-import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from pocketpack import fileformats
 
 log = logging.getLogger("pocketpack.adapters")
 
@@ -24,9 +25,6 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 SAFETENSORS_NAME = "adapter_model.safetensors"
 CONFIG_NAME = "adapter_config.json"
 METADATA_NAME = "training_metadata.json"
-_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-                "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8}
-_MAX_HEADER = 100 * 1024 * 1024
 
 
 class AdapterError(ValueError):
@@ -81,39 +79,10 @@ def read_safetensors_header(path: Path) -> tuple[dict, dict]:
     ``tensors`` maps names to ``{"dtype", "shape", "data_offsets"}``. Raises AdapterError
     for anything that would make loading fail: short file, bad JSON, offsets past the end.
     """
-    path = Path(path)
     try:
-        size = path.stat().st_size
-        with path.open("rb") as fh:
-            head = fh.read(8)
-            if len(head) < 8:
-                raise AdapterError(f"{path}: not a safetensors file ({size} bytes)")
-            (n,) = struct.unpack("<Q", head)
-            if n > _MAX_HEADER or n > size - 8:
-                raise AdapterError(f"{path}: corrupt safetensors header (claims {n} bytes, file has {size})")
-            raw = fh.read(n)
-    except OSError as exc:
-        raise AdapterError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        header = json.loads(raw.decode("utf-8"))
-        if not isinstance(header, dict):
-            raise ValueError("not an object")
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise AdapterError(f"{path}: corrupt safetensors header ({exc})") from None
-    metadata = header.pop("__metadata__", None) or {}
-    data_size = size - 8 - n
-    for name, t in header.items():
-        try:
-            dtype, shape, (start, end) = t["dtype"], [int(s) for s in t["shape"]], t["data_offsets"]
-            need = math.prod(shape) * _DTYPE_BYTES[dtype]
-        except (KeyError, TypeError, ValueError):
-            raise AdapterError(f"{path}: corrupt safetensors header (bad entry for {name})") from None
-        if end - start != need:
-            raise AdapterError(f"{path}: corrupt safetensors header ({name} has {end - start} bytes, needs {need})")
-        if end > data_size:
-            raise AdapterError(f"{path}: truncated safetensors file ({name} ends at byte {end} "
-                               f"of a {data_size}-byte data section)")
-    return header, metadata
+        return fileformats.read_safetensors_header(path)
+    except fileformats.FormatError as exc:
+        raise AdapterError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- PEFT
@@ -131,14 +100,9 @@ def peft_module_of(key: str) -> tuple[str, str] | None:
 
 def _read_json(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise AdapterError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except ValueError as exc:
-        raise AdapterError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise AdapterError(f"{path}: expected a JSON object")
-    return data
+        return fileformats.read_json_object(path)
+    except fileformats.FormatError as exc:
+        raise AdapterError(str(exc)) from None
 
 
 def _inspect_peft(folder: Path, allow_pickle: bool) -> AdapterInfo:
@@ -197,36 +161,17 @@ def _inspect_peft(folder: Path, allow_pickle: bool) -> AdapterInfo:
 
 # --------------------------------------------------------------------------- GGUF
 
-def _gguf_value(field_) -> object:
-    """A GGUFReader field as a Python value (string, number or list)."""
-    import gguf
-
-    types = field_.types
-    if not types:
-        return None
-    if types[0] == gguf.GGUFValueType.STRING and len(types) == 1:
-        return bytes(field_.parts[field_.data[0]]).decode("utf-8", "replace")
-    if types[0] == gguf.GGUFValueType.ARRAY:
-        if len(types) > 1 and types[1] == gguf.GGUFValueType.STRING:
-            return [bytes(field_.parts[i]).decode("utf-8", "replace") for i in field_.data]
-        return [field_.parts[i].tolist()[0] for i in field_.data]
-    value = field_.parts[field_.data[0]].tolist()
-    return value[0] if isinstance(value, list) and len(value) == 1 else value
-
-
 def read_gguf(path: Path) -> tuple[dict, dict]:
-    """``(metadata, tensors)`` of a GGUF file; tensors map names to ggml-order shapes."""
+    """``(metadata, tensors)`` of a GGUF file; tensors map names to ggml-order shapes.
+
+    Long arrays (a model's vocabulary) come back as ``{"__array_len__": n}``, so a model
+    file dropped into the library is refused in a fraction of a second.
+    """
     try:
-        import gguf
-    except ImportError:
-        raise AdapterError(f"{path}: reading GGUF files needs the 'gguf' package (pip install gguf)") from None
-    try:
-        reader = gguf.GGUFReader(str(path), "r")
-    except Exception as exc:  # the reader raises ValueError, struct.error, IndexError... on bad files
-        raise AdapterError(f"{path}: not a readable GGUF file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    meta = {name: _gguf_value(f) for name, f in reader.fields.items() if not name.startswith("GGUF.")}
-    tensors = {t.name: [int(x) for x in t.shape] for t in reader.tensors}
-    return meta, tensors
+        header = fileformats.read_gguf_header(path)
+    except fileformats.FormatError as exc:
+        raise AdapterError(f"{path}: not a readable GGUF file ({exc.problem})") from None
+    return header.metadata, {t.name: list(t.shape) for t in header.tensors}
 
 
 _GGUF_LORA_RE = re.compile(r"^(.+)\.weight\.lora_(a|b)$")

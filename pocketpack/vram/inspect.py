@@ -1,6 +1,6 @@
 """Read what a model folder says about its size, without loading a single weight.
 
-Sources, best first: GGUF metadata and tensor infos (:mod:`gguf_header` reads the header
+Sources, best first: GGUF metadata and tensor infos (:mod:`pocketpack.fileformats` reads the header
 only, never tensor data), safetensors headers (the 8-byte length and the JSON after it, for every
 shard named by ``model.safetensors.index.json``), and config.json alone. GPTQ/AWQ/EXL2/bnb
 checkpoints are recognised from ``quantize_config.json`` or ``quantization_config``; PEFT
@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pocketpack.fileformats import FormatError, read_json_object
+from pocketpack.fileformats import read_safetensors_header as _read_safetensors_header
 from pocketpack.vram.arch import Arch, Tensor, from_gguf_metadata, from_hf_config
 from pocketpack.vram.errors import VramError
 from pocketpack.vram.ggml import FTYPE_NAMES, type_bytes
 from pocketpack.vram.gguf_header import read_gguf_header
-
-_ST_DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-              "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U32": 4, "U16": 2}
-_MAX_HEADER = 100 * 1024 * 1024
 
 
 @dataclass
@@ -92,33 +89,18 @@ def categorise(name: str) -> tuple[str, int | None]:
 # --------------------------------------------------------------------------- safetensors
 
 def read_safetensors_header(path: Path) -> dict:
-    """The JSON header of a .safetensors file (8-byte little-endian length, then JSON)."""
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            raise VramError(f"{path.name}: not a safetensors file (shorter than its 8-byte header length)")
-        (length,) = struct.unpack("<Q", head)
-        if length > min(size - 8, _MAX_HEADER):
-            raise VramError(f"{path.name}: damaged safetensors header (length {length} > file size {size})")
-        try:
-            header = json.loads(fh.read(length))
-        except ValueError as exc:
-            raise VramError(f"{path.name}: damaged safetensors header ({exc})") from None
-    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-    if 8 + length + end > size:
-        raise VramError(f"{path.name}: truncated safetensors file ({size} bytes, header needs {8 + length + end})")
-    return header
+    """Tensor entries of a .safetensors header, checked against the file's size."""
+    try:
+        return _read_safetensors_header(path)[0]
+    except FormatError as exc:
+        raise VramError(f"{exc.path.name}: {exc.problem}") from None
 
 
 def _safetensors_files(folder: Path) -> tuple[list[Path], list[str]]:
     index = folder / "model.safetensors.index.json"
     missing: list[str] = []
     if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
-        except ValueError as exc:
-            raise VramError(f"{index}: not valid JSON ({exc})") from None
+        weight_map = _load_json(index).get("weight_map") or {}
         names = sorted(set(weight_map.values()))
         files = []
         for name in names:
@@ -137,8 +119,6 @@ def _tensors_from_safetensors(files: list[Path]) -> tuple[list[Tensor], int]:
     for path in files:
         total += path.stat().st_size
         for name, entry in read_safetensors_header(path).items():
-            if name == "__metadata__":
-                continue
             shape = tuple(int(x) for x in reversed(entry["shape"])) or (1,)
             start, end = entry["data_offsets"]
             category, layer = categorise(name)
@@ -156,10 +136,7 @@ def _native_from_quant(cfg: dict, folder: Path | None) -> tuple[str | None, dict
         for name in ("quantize_config.json", "quant_config.json"):
             p = folder / name
             if p.is_file() and not qc:
-                try:
-                    qc = json.loads(p.read_text(encoding="utf-8"))
-                except ValueError as exc:
-                    raise VramError(f"{p}: not valid JSON ({exc})") from None
+                qc = _load_json(p)
                 qc.setdefault("quant_method", "awq" if "w_bit" in qc else "gptq")
     if not qc:
         return None, {}
@@ -259,14 +236,9 @@ def _prod(shape) -> int:
 
 def _load_json(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise VramError(f"{path}: cannot read ({exc.strerror})") from None
-    except ValueError as exc:
-        raise VramError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise VramError(f"{path}: expected a JSON object")
-    return data
+        return read_json_object(path)
+    except FormatError as exc:
+        raise VramError(str(exc)) from None
 
 
 def inspect_model(path: str | Path) -> ModelInfo:

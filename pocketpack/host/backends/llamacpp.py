@@ -19,6 +19,7 @@ import weakref
 from pathlib import Path
 from typing import Iterator
 
+from pocketpack.fileformats import FormatError, read_gguf_header
 from pocketpack.host.backends.base import Backend, GenerationParams, ModelLoadError
 from pocketpack.host.default_model import DEFAULT_CHAT_FORMAT, DEFAULT_MODEL_FILENAME
 from pocketpack.host.flags import LoadSettings
@@ -44,100 +45,14 @@ def _one_line(exc: BaseException) -> str:
     return one_line(exc)
 
 
-class _Truncated(Exception):
-    pass
-
-
-def read_gguf_header(path: Path, *, stop_key_suffix: str | None = None) -> dict:
-    """Scalar metadata of a GGUF file, and ``"__tensor_end__"``: where the last tensor starts.
-
-    A small reader of the GGUF v2/v3 layout, because ``gguf.GGUFReader`` decodes every
-    vocabulary string into numpy (~25 s for Gemma's 262k tokens); this one skips arrays
-    (~0.2 s). With ``stop_key_suffix`` it returns once a key with that suffix is read.
-    Raises ``ValueError`` for a file that is not GGUF or is cut short.
-    """
-    import mmap
-    import struct
-
-    scalar = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
-              10: "<Q", 11: "<q", 12: "<d"}
-    size = path.stat().st_size
-    if size < 24:
-        raise ValueError("the file ends inside its GGUF header")
-    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        pos = 0
-
-        def take(n: int) -> int:
-            """Advance past ``n`` bytes; return where they start."""
-            nonlocal pos
-            if n < 0 or pos + n > size:
-                raise _Truncated()
-            start, pos = pos, pos + n
-            return start
-
-        def unpack(fmt: str):
-            return struct.unpack_from(fmt, mm, take(struct.calcsize(fmt)))[0]
-
-        def string() -> str:
-            n = unpack("<Q")
-            return bytes(mm[take(n):pos]).decode("utf-8", errors="replace")
-
-        def value(vtype: int):
-            if vtype in scalar:
-                return unpack(scalar[vtype])
-            if vtype == 8:
-                return string()
-            if vtype == 9:
-                etype, count = unpack("<I"), unpack("<Q")
-                if count > size - pos:
-                    raise _Truncated()
-                if etype == 8:
-                    for _ in range(count):
-                        take(unpack("<Q"))
-                elif etype in scalar:
-                    take(struct.calcsize(scalar[etype]) * count)
-                else:
-                    for _ in range(count):
-                        value(etype)
-                return None
-            raise ValueError(f"unknown GGUF value type {vtype}")
-
-        try:
-            if mm[:4] != _GGUF_MAGIC:
-                raise ValueError("not a GGUF file")
-            take(8)  # magic, version
-            n_tensors, n_kv = unpack("<Q"), unpack("<Q")
-            if n_tensors + n_kv > size:
-                raise _Truncated()
-            meta: dict = {}
-            for _ in range(n_kv):
-                key = string()
-                val = value(unpack("<I"))
-                if val is not None:
-                    meta[key] = val
-                if stop_key_suffix and key.endswith(stop_key_suffix):
-                    return meta
-            last_offset = 0
-            for _ in range(n_tensors):
-                string()
-                take(8 * unpack("<I"))  # dims
-                unpack("<I")  # type
-                last_offset = max(last_offset, unpack("<Q"))
-            align = int(meta.get("general.alignment", 32))
-            meta["__tensor_end__"] = -(-pos // align) * align + last_offset
-            return meta
-        except _Truncated:
-            raise ValueError("the file ends inside its GGUF header") from None
-
-
 def _gguf_context_length(path: Path) -> int | None:
     """``<arch>.context_length`` from the GGUF header (None if it cannot be read)."""
     try:
-        meta = read_gguf_header(path, stop_key_suffix=".context_length")
-    except (OSError, ValueError):
+        meta = read_gguf_header(path, stop_key_suffix=".context_length").metadata
+    except FormatError:
         return None
     found = [v for k, v in meta.items() if k.endswith(".context_length")]
-    return int(found[0]) if found else None
+    return int(found[0]) if found and isinstance(found[0], int) else None
 
 
 def _explain_failure(path: Path, exc: BaseException) -> str:
@@ -147,12 +62,12 @@ def _explain_failure(path: Path, exc: BaseException) -> str:
     if magic != _GGUF_MAGIC:
         return f"{path.name} is not a GGUF file (it does not start with the GGUF magic bytes)"
     try:
-        meta = read_gguf_header(path)
-    except (OSError, ValueError):
-        meta = None
-    if meta is None or meta["__tensor_end__"] >= path.stat().st_size:
+        header = read_gguf_header(path)
+    except FormatError:
+        header = None
+    if header is None or header.tensor_data_end >= header.file_size:
         return f"{path.name} is corrupt or truncated (its GGUF header does not match the file)"
-    arch = meta.get("general.architecture", "unknown")
+    arch = header.metadata.get("general.architecture", "unknown")
     return (f"{path.name} could not be loaded by llama.cpp ({_one_line(exc)}); architecture "
             f"'{arch}' may need a newer llama-cpp-python")
 
