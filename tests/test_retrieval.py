@@ -17,6 +17,7 @@ import pytest
 
 from pocketpack.retrieval import NewItem, SearchOptions, Store, StoreError, search
 from pocketpack.retrieval.embed import EmbeddingError, Embedder, default_model_path, get_embedder
+from pocketpack.retrieval.store import content_hash
 
 pytestmark = pytest.mark.slow  # every test here loads the real embedding model
 
@@ -191,7 +192,7 @@ def test_schema_is_migrated_once_and_a_newer_store_is_refused(tmp_path):
     Store(tmp_path, embedder=CountingEmbedder()).close()
     conn = sqlite3.connect(tmp_path / "store.sqlite3")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert [r[0] for r in conn.execute("SELECT number FROM _migrations")] == [1, 2, 3, 4]
+    assert [r[0] for r in conn.execute("SELECT number FROM _migrations")] == [1, 2, 3, 4, 5]
     conn.execute("INSERT INTO _migrations VALUES (99, 0)")
     conn.commit()
     conn.close()
@@ -278,3 +279,50 @@ def test_kill_minus_9_mid_write_loses_nothing_acknowledged(tmp_path):
     assert hits[0].item.key == last
     assert s.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     s.close()
+
+
+class _HashEmbedder:
+    """A fast stand-in for lexical tests: a fixed unit vector per text."""
+
+    name, dim = "hash-test", 8
+
+    def embed(self, texts):
+        out = []
+        for t in texts:
+            rng = np.random.default_rng(int(content_hash(t)[:8], 16))
+            v = rng.normal(size=self.dim).astype(np.float32)
+            out.append(v / np.linalg.norm(v))
+        return np.stack(out)
+
+
+def test_lexical_search_ignores_a_term_in_most_rows_but_keeps_the_rarest(tmp_path):
+    with Store(tmp_path / "s", embedder=_HashEmbedder(), common_term_min_rows=0) as s:
+        notes = s.collection("notes")
+        notes.upsert([NewItem(text=f"apple note number {i}") for i in range(40)]
+                     + [NewItem(text="a zebra crossed the road")])
+        found = notes.get([i for i, _ in notes.lexical("apple zebra", 10)])
+        assert [it.text for it in found] == ["a zebra crossed the road"]
+        assert len(notes.lexical("apples", 10)) == 10  # every term common: the rarest still searches
+        s.common_term_ratio = None  # off: every term counts again
+        assert len(notes.lexical("apple zebra", 10)) == 10
+
+
+def test_common_terms_are_counted_per_collection(tmp_path):
+    with Store(tmp_path / "s", embedder=_HashEmbedder(), common_term_min_rows=0) as s:
+        s.collection("a").upsert([NewItem(text=f"apple pie recipe {i}") for i in range(60)])
+        b = s.collection("b")
+        b.upsert([NewItem(text=f"weather report {i}") for i in range(40)]
+                 + [NewItem(text="one apple a day"), NewItem(text="a zebra crossed the road")])
+        found = {it.text for it in b.get([i for i, _ in b.lexical("apple zebra", 10)])}
+        assert found == {"one apple a day", "a zebra crossed the road"}
+
+
+def test_prune_vectors_drops_embeddings_no_item_uses(tmp_path):
+    with Store(tmp_path / "s", embedder=_HashEmbedder()) as s:
+        c = s.collection("c")
+        ids = c.upsert([NewItem(text="kept"), NewItem(text="gone")])
+        c.delete([ids[1]])
+        assert s.prune_vectors() == 1
+        assert s.prune_vectors() == 0
+        assert s._prune_vectors() == 0  # the earlier private name still works
+        assert [it.text for it in c.get(ids)] == ["kept"]

@@ -20,6 +20,9 @@ Tables
 - ``items_fts``: FTS5 full-text index (BM25 ranking) kept in step by triggers; column ``coll``
   holds the collection as a token (weight 0 in ranking) so a query only matches its own
   collection; triggers keep it consistent with every write to ``items``.
+- ``items_fts_vocab`` (5): FTS5's ``fts5vocab`` view of ``items_fts`` ('row': a term's number
+  of rows), so lexical search can drop query terms too common to rank anything, and the
+  ``c<id>`` token's count is its collection's size. A view: nothing stored, nothing to sync.
 """
 
 from __future__ import annotations
@@ -121,6 +124,11 @@ MIGRATIONS: list[tuple[int, str]] = [
         DROP TABLE vectors;
         ALTER TABLE vectors_rowid RENAME TO vectors;
         """,
+    ),
+    (
+        5,
+        # document frequency per term, read before a lexical search (see Collection.lexical)
+        "CREATE VIRTUAL TABLE items_fts_vocab USING fts5vocab(items_fts, 'row');",
     ),
 ]
 

@@ -93,7 +93,8 @@ class Store:
     """
 
     def __init__(self, directory: str | Path, *, embedder=None, model_path: str | None = None,
-                 approx_threshold: int = 50_000, nprobe: int | None = None, save_every: int = 2000):
+                 approx_threshold: int = 50_000, nprobe: int | None = None, save_every: int = 2000,
+                 common_term_ratio: float | None = 0.05, common_term_min_rows: int = 2000):
         self.directory = Path(directory).expanduser()
         if self.directory.exists() and not self.directory.is_dir():
             raise StoreError(f"store path is not a directory: {self.directory}")
@@ -104,6 +105,10 @@ class Store:
         self.approx_threshold = approx_threshold
         self.nprobe = nprobe
         self.save_every = save_every
+        # lexical search drops query terms in more than this share of a collection's rows,
+        # once it has common_term_min_rows rows (below that FTS5 is fast anyway)
+        self.common_term_ratio = common_term_ratio
+        self.common_term_min_rows = common_term_min_rows
         self._lock = threading.RLock()
         try:
             self.conn = sqlite3.connect(self.directory / DB_NAME, timeout=30, isolation_level=None,
@@ -194,12 +199,15 @@ class Store:
             self._indexes.pop(cid, None)
             for path in self.index_dir.glob(f"c{cid}.s*.*") if self.index_dir.is_dir() else []:
                 path.unlink(missing_ok=True)
-            self._prune_vectors()
+            self.prune_vectors()
             return n
 
-    def _prune_vectors(self) -> None:
+    def prune_vectors(self) -> int:
+        """Delete embeddings no item uses any more (after deletions); returns how many."""
         with self._tx() as conn:
-            conn.execute("DELETE FROM vectors WHERE hash NOT IN (SELECT hash FROM items)")
+            return conn.execute("DELETE FROM vectors WHERE hash NOT IN (SELECT hash FROM items)").rowcount
+
+    _prune_vectors = prune_vectors  # the earlier private name, still called by older code
 
     def vectors_for(self, model: str, hashes: list[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
@@ -479,9 +487,10 @@ class Collection:
 
     def lexical(self, query: str, k: int, grp: str | None = None) -> list[tuple[int, float]]:
         """Top ``k`` (id, BM25 score, higher is better) by FTS5, optionally within one group."""
-        match = fts_query(query)
-        if not match:
+        words = self._rare_terms(query_terms(query))
+        if not words:
             return []
+        match = " OR ".join(_quote(w) for w in words)
         sql = ("SELECT items_fts.rowid, bm25(items_fts, 1.0, 0.0) AS s FROM items_fts"
                f" WHERE items_fts MATCH ?")
         args: list = [f"coll:c{self.id} AND ({match})"]
@@ -495,6 +504,45 @@ class Collection:
         except sqlite3.OperationalError:
             return []
         return [(int(i), -float(s)) for i, s in rows]
+
+    def _rare_terms(self, words: list[str]) -> list[str]:
+        """``words`` less those in more than ``Store.common_term_ratio`` of this collection's rows.
+
+        A term in a tenth of 100k rows makes FTS5 score 10k rows and adds almost nothing to
+        BM25 (its idf is near zero), so it is dropped; the rarest term always stays. Document
+        frequency comes from ``items_fts_vocab`` and counts every collection: when the store
+        holds others, a term common there is re-counted in this collection (capped) first.
+        """
+        store = self.store
+        ratio = store.common_term_ratio
+        if len(words) < 2 or not ratio:
+            return words
+        stems = stem_terms(words)
+        try:
+            wanted = sorted({f"c{self.id}", *stems.values()})
+            marks = ",".join("?" * len(wanted))
+            df = dict(store._q(f"SELECT term, doc FROM items_fts_vocab WHERE term IN ({marks})", wanted))
+        except sqlite3.OperationalError:
+            return words
+        rows = df.get(f"c{self.id}", 0)
+        if rows < store.common_term_min_rows:
+            return words
+        limit = ratio * rows
+        freq = {w: df.get(stems.get(w, w), 0) for w in words}
+        common = [w for w in words if freq[w] > limit]
+        if common and store._q1("SELECT COUNT(*) > 1 FROM collections")[0]:
+            cap = int(limit) + 1
+            for w in common:  # global count overstates: count within this collection, capped
+                sub = ("SELECT COUNT(*) FROM (SELECT rowid FROM items_fts WHERE items_fts MATCH ? LIMIT ?)")
+                try:
+                    freq[w] = store._q1(sub, (f"coll:c{self.id} AND {_quote(w)}", cap))[0]
+                except sqlite3.OperationalError:
+                    pass
+            common = [w for w in common if freq[w] > limit]
+        if not common:
+            return words
+        kept = [w for w in words if w not in common]
+        return kept or [min(words, key=lambda w: freq[w])]
 
     # -- the faiss cache ------------------------------------------------------------------
     def _check_model(self, conn, model: str) -> None:
@@ -621,12 +669,58 @@ def _stopwords() -> frozenset[str]:
 _STOP: frozenset[str] | None = None
 
 
-def fts_query(text: str, max_terms: int = 32) -> str:
-    """An FTS5 OR-query of the words of ``text``, each quoted: user text is never FTS syntax."""
+def query_terms(text: str, max_terms: int = 32) -> list[str]:
+    """The distinct words of ``text`` worth searching for, lowercased, stopwords left out
+    (unless nothing else is left)."""
     global _STOP
     if _STOP is None:
         _STOP = _stopwords()
     words = [w.lower() for w in _TOKEN.findall(text)]
     kept = [w for w in dict.fromkeys(words) if w not in _STOP and len(w) > 1] or [w for w in dict.fromkeys(words)]
-    kept = kept[:max_terms]
-    return " OR ".join('"' + w.replace('"', '""') + '"' for w in kept)
+    return kept[:max_terms]
+
+
+def _quote(word: str) -> str:
+    return '"' + word.replace('"', '""') + '"'
+
+
+def fts_query(text: str, max_terms: int = 32) -> str:
+    """An FTS5 OR-query of the words of ``text``, each quoted: user text is never FTS syntax."""
+    return " OR ".join(_quote(w) for w in query_terms(text, max_terms))
+
+
+class _Stemmer:
+    """Words to the terms FTS5 stores for them, by FTS5's own tokenizer (an in-memory table
+    with ``items_fts``'s tokenize option), so the vocabulary lookup agrees with the index."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._conn = None
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, words: list[str]) -> dict[str, str]:
+        todo = [w for w in words if w not in self._cache]
+        if todo:
+            with self._lock:
+                if self._conn is None:
+                    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+                    conn.execute("CREATE VIRTUAL TABLE tok USING fts5(t, tokenize = 'porter unicode61 remove_diacritics 2')")
+                    conn.execute("CREATE VIRTUAL TABLE tok_v USING fts5vocab(tok, 'instance')")
+                    self._conn = conn
+                conn = self._conn
+                conn.execute("BEGIN")
+                try:
+                    conn.executemany("INSERT INTO tok(rowid, t) VALUES (?, ?)", list(enumerate(todo)))
+                    found = {doc: term for term, doc, offset in conn.execute("SELECT term, doc, offset FROM tok_v")
+                             if offset == 0}
+                    conn.execute("DELETE FROM tok")
+                finally:
+                    conn.execute("COMMIT")
+                if len(self._cache) > 50_000:
+                    self._cache.clear()
+                for i, w in enumerate(todo):
+                    self._cache[w] = found.get(i, w)
+        return {w: self._cache[w] for w in words}
+
+
+stem_terms = _Stemmer()
