@@ -81,6 +81,13 @@ def build_ui(runtime: Runtime, models_dir: Path, characters_dir: Path, model_nam
                 remove_last = gr.Button("Remove last reply", elem_id="Remove-last")
                 new_chat = gr.Button("New chat", elem_id="new-chat-btn")
             mode = gr.Radio(["chat", "chat-instruct", "instruct"], value=initial["mode"], label="Mode", elem_id="mode")
+            with gr.Accordion("Parameters", open=False):
+                with gr.Row():
+                    max_new_tokens = gr.Slider(16, 2048, value=initial["max_new_tokens"], step=1,
+                                               label="max_new_tokens", elem_id="max-new-tokens")
+                    temperature = gr.Slider(0.0, 2.0, value=initial["temperature"], step=0.05,
+                                            label="temperature", elem_id="temperature")
+                    seed = gr.Number(value=initial["seed"], precision=0, label="seed (-1 = random)", elem_id="seed")
             shared.gradio.update({"textbox": textbox, "Generate": send, "mode": mode, "display": chatbot})
             block = host.block_extensions()
             if block:
@@ -125,13 +132,15 @@ def build_ui(runtime: Runtime, models_dir: Path, characters_dir: Path, model_nam
 
         # -- events --------------------------------------------------------------------------
 
-        state_inputs = [state, name1, name2, context, greeting, custom_system_message, mode, character_menu]
+        state_inputs = [state, name1, name2, context, greeting, custom_system_message, mode, character_menu,
+                        max_new_tokens, temperature, seed]
 
-        def gather(current, n1, n2, ctx, greet, system, chosen_mode, character):
+        def gather(current, n1, n2, ctx, greet, system, chosen_mode, character, tokens, temp, chosen_seed):
             """The turn's state: the session's history plus the visible fields (gather_interface_values)."""
             current = dict(current)
             current.update(name1=n1, name2=n2, context=ctx, greeting=greet, custom_system_message=system,
-                           mode=chosen_mode, character_menu=character)
+                           mode=chosen_mode, character_menu=character, max_new_tokens=int(tokens),
+                           temperature=float(temp), seed=int(chosen_seed if chosen_seed is not None else -1))
             return current
 
         def run_turn(text, *values, regenerate=False, _continue=False):

@@ -7,6 +7,10 @@ Forms (scripts depend on them):
   pocketpack memory --store DIR recall --queries FILE.jsonl --json
   pocketpack memory --store DIR export [--character C] [--out FILE.jsonl]
   pocketpack memory --store DIR forget (--character C [--chat ID] | --id N | --all)
+  pocketpack memory --store DIR consolidate --character C [--older-than-days N] [--model PATH] [--batch 8]
+
+``consolidate`` (never automatic) summarises a character's old memories into pinned fact notes
+with a GGUF model (default: the embedded Gemma 3 270M); the originals are kept.
 
 ``recall --json`` prints a JSON list of ``{id, text, score, time, role, chat}``, best first;
 with ``--queries`` (one ``{character, query, k}`` per line) one such list per output line, in
@@ -65,6 +69,15 @@ def register(subparsers) -> None:
     forget.add_argument("--id", type=int, default=None)
     forget.add_argument("--all", action="store_true")
     forget.set_defaults(memory_func=_forget)
+
+    cons = sub.add_parser("consolidate", help="summarise a character's old memories into facts with a GGUF model")
+    cons.add_argument("--character", required=True)
+    cons.add_argument("--older-than-days", type=float, default=7.0)
+    cons.add_argument("--model", dest="llm", default=None,
+                      help="GGUF file to summarise with (default: the embedded Gemma 3 270M in ./models)")
+    cons.add_argument("--batch", type=int, default=8, help="memories per model call (default 8)")
+    cons.add_argument("--max-tokens", type=int, default=128, help="tokens the model may write per batch")
+    cons.set_defaults(memory_func=_consolidate)
 
     parser.set_defaults(func=run, memory_parser=parser)
 
@@ -204,4 +217,68 @@ def _forget(args) -> int:
     finally:
         memory.close()
     print(f"forgot {n} memories", file=sys.stderr)
+    return 0
+
+
+def _load_llm(path: str | None):
+    """A llama_cpp.Llama for consolidation; bad paths and load failures become one line."""
+    from pocketpack.host.backends.base import ModelLoadError
+
+    try:
+        if path is None:
+            from pocketpack.host.default_model import ensure_default_model
+
+            model = ensure_default_model(Path("models"))
+        else:
+            model = Path(path)
+            if not model.is_file():
+                raise UsageError(f"no such model file: {path}")
+        from llama_cpp import Llama
+    except ModelLoadError as exc:
+        raise UsageError(str(exc)) from None
+    except ImportError:
+        raise UsageError("llama-cpp-python is not installed (pip install llama-cpp-python)") from None
+    try:
+        return Llama(model_path=str(model), n_ctx=4096, n_threads=1, verbose=False)
+    except (ValueError, RuntimeError) as exc:
+        raise UsageError(f"cannot load {model}: {exc}") from None
+
+
+def _consolidate(args) -> int:
+    from pocketpack.memory.consolidate import consolidate, llama_generate
+
+    if args.batch < 1:
+        raise UsageError("--batch must be at least 1")
+    if args.older_than_days < 0:
+        raise UsageError("--older-than-days cannot be negative")
+    if args.max_tokens < 1:
+        raise UsageError("--max-tokens must be at least 1")
+    memory = _open(args)
+    bar = None
+    try:
+        from pocketpack.memory.consolidate import pending
+
+        if not pending(memory, args.character, older_than_days=args.older_than_days):
+            print(f"nothing to consolidate for {args.character}", file=sys.stderr)
+            return 0
+        generate = llama_generate(_load_llm(args.llm), max_tokens=args.max_tokens)
+
+        def progress(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:
+                from tqdm import tqdm
+
+                bar = tqdm(total=total, unit="memory", file=sys.stderr, desc="consolidating")
+            bar.update(done - bar.n)
+
+        result = consolidate(memory, args.character, generate, older_than_days=args.older_than_days,
+                             batch=args.batch, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+        memory.close()
+    for fact in result.facts:
+        print(f"{fact.id}\t{fact.text}")
+    print(f"consolidated {result.consolidated} memories into {len(result.facts)} facts "
+          f"({result.batches} batches)", file=sys.stderr)
     return 0

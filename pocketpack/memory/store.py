@@ -182,6 +182,8 @@ class MemoryStore:
                 if trigger == "keyword" and not keywords:
                     raise MemoryError_("a keyword-triggered memory needs at least one keyword")
                 meta.update(trigger=trigger, keywords=keywords)
+                if rec.get("sources"):  # a consolidated fact: the memories it summarises
+                    meta["sources"] = [int(i) for i in rec["sources"]]
             context = _context(rec.get("context"))
             item = NewItem(text=text, key=key, grp=MANUAL_GROUP if kind == "manual" else chat, context=context,
                            time=parse_time(rec.get("time")),
