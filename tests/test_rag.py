@@ -20,6 +20,7 @@ from pocketpack.rag.config import RagSettings
 from pocketpack.rag.ingest import Library
 from pocketpack.rag.retrieve import retrieve
 from tests.test_rag_parsing import make_docx, make_epub, make_pdf
+from tests.helpers.embedders import CountingEmbedder
 
 pytestmark = pytest.mark.slow  # the real embedding model
 
@@ -36,19 +37,6 @@ High tide at Port Avel is at 06:12 on Mondays. Boats must wait for the tide befo
 The chandlery on Quay Street sells rope, diesel and tinned sardines. It closes at noon on Saturdays.
 """
 
-
-class CountingEmbedder:
-    """The real model, counting the texts it embeds (to prove what is not re-embedded)."""
-
-    def __init__(self):
-        from pocketpack.retrieval.embed import get_embedder
-
-        self.inner = get_embedder()
-        self.name, self.dim, self.calls = self.inner.name, self.inner.dim, 0
-
-    def embed(self, texts):
-        self.calls += len(texts)
-        return self.inner.embed(texts)
 
 
 @pytest.fixture()

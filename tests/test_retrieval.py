@@ -18,6 +18,7 @@ import pytest
 from pocketpack.retrieval import NewItem, SearchOptions, Store, StoreError, search
 from pocketpack.retrieval.embed import EmbeddingError, Embedder, default_model_path, get_embedder
 from pocketpack.retrieval.store import content_hash
+from tests.helpers.embedders import CountingEmbedder
 
 pytestmark = pytest.mark.slow  # every test here loads the real embedding model
 
@@ -32,17 +33,6 @@ FACTS = [
     "The quarterly report for Zentrix Corp is due on the fifteenth.",
 ]
 
-
-class CountingEmbedder:
-    """The real model, counting how many texts it was asked to embed."""
-
-    def __init__(self):
-        self.inner = get_embedder()
-        self.name, self.dim, self.calls = self.inner.name, self.inner.dim, 0
-
-    def embed(self, texts):
-        self.calls += len(texts)
-        return self.inner.embed(texts)
 
 
 @pytest.fixture()
