@@ -20,6 +20,7 @@ from typing import Iterator
 from pocketpack.host import shared
 from pocketpack.host.backends.base import Backend, GenerationParams
 from pocketpack.host.extensions import ExtensionHost
+from pocketpack.tgwui import system_key
 
 CHAT_MODES = ("chat", "chat-instruct")
 
@@ -125,10 +126,9 @@ def _custom_stopping_strings(state: dict) -> list[str]:
 
 
 def _system_text(state: dict) -> str:
-    if state.get("mode") in CHAT_MODES:
-        parts = [state.get("context", ""), state.get("user_bio", "")]
-    else:
-        parts = [state.get("custom_system_message", "")]
+    """The prompt's system part, read from the key the composer writes to (``system_key``)."""
+    key = system_key(state)
+    parts = [state.get(key, "")] + ([state.get("user_bio", "")] if key == "context" else [])
     return "\n\n".join(p.strip() for p in parts if p and p.strip())
 
 

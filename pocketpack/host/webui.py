@@ -18,13 +18,11 @@ from pathlib import Path
 
 from pocketpack.host import shared
 from pocketpack.host.characters import list_characters, load_character
+from pocketpack.host.flags import CACHE_TYPES, COMPUTE_DTYPES, QUANT_TYPES
 from pocketpack.host.chat import default_state, new_history
 from pocketpack.host.runtime import Runtime
 
 log = logging.getLogger("pocketpack.host")
-
-CACHE_TYPES = ["fp16", "q8_0", "q4_0"]
-
 
 def _messages(history: dict) -> list[dict]:
     """gradio Chatbot messages from TGWUI's visible history (rows may be longer than pairs)."""
@@ -113,14 +111,14 @@ def build_ui(runtime: Runtime, models_dir: Path, characters_dir: Path, model_nam
             with gr.Row():
                 gpu_layers = gr.Number(value=-1, precision=0, label="gpu-layers (-1 = all)")
                 ctx_size = gr.Number(value=2048, precision=0, label="ctx-size")
-                cache_type = gr.Dropdown(CACHE_TYPES, value="fp16", label="cache-type")
+                cache_type = gr.Dropdown(list(CACHE_TYPES), value="fp16", label="cache-type")
                 threads = gr.Number(value=0, precision=0, label="threads (0 = auto)")
             with gr.Row():
                 load_in_8bit = gr.Checkbox(label="load-in-8bit")
                 load_in_4bit = gr.Checkbox(label="load-in-4bit")
-                quant_type = gr.Dropdown(["nf4", "fp4"], value="nf4", label="quant_type")
+                quant_type = gr.Dropdown(list(QUANT_TYPES), value="nf4", label="quant_type")
                 use_double_quant = gr.Checkbox(label="use_double_quant")
-                compute_dtype = gr.Dropdown(["float16", "bfloat16", "float32"], value="float32", label="compute_dtype")
+                compute_dtype = gr.Dropdown(list(COMPUTE_DTYPES), value="float32", label="compute_dtype")
                 cpu = gr.Checkbox(label="cpu", value=False)
             lora_menu = gr.Dropdown([], value=[], multiselect=True, label="LoRA(s)", elem_id="lora-menu")
             model_status = gr.Markdown(_model_status(), elem_id="model-status")
