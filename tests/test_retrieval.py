@@ -35,9 +35,10 @@ FACTS = [
 
 
 
-@pytest.fixture()
-def store(tmp_path):
-    s = Store(tmp_path / "store", embedder=CountingEmbedder())
+@pytest.fixture(params=["tantivy", "fts5"])
+def store(tmp_path, request):
+    """A store on each lexical engine: tantivy, and FTS5, which answers where tantivy cannot."""
+    s = Store(tmp_path / "store", embedder=CountingEmbedder(), lexical=request.param)
     yield s
     s.close()
 
@@ -182,7 +183,7 @@ def test_schema_is_migrated_once_and_a_newer_store_is_refused(tmp_path):
     Store(tmp_path, embedder=CountingEmbedder()).close()
     conn = sqlite3.connect(tmp_path / "store.sqlite3")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert [r[0] for r in conn.execute("SELECT number FROM _migrations")] == [1, 2, 3, 4, 5]
+    assert [r[0] for r in conn.execute("SELECT number FROM _migrations")] == [1, 2, 3, 4, 5, 6]
     conn.execute("INSERT INTO _migrations VALUES (99, 0)")
     conn.commit()
     conn.close()
@@ -230,7 +231,7 @@ WRITER = textwrap.dedent('''
     coll = store.collection("crash")
     n = 0
     while True:
-        ids = coll.upsert([NewItem(f"message number {n} about topic {n % 7}", key=f"k{n}")])
+        ids = coll.upsert([NewItem(f"message number {n} about topic {n % 7} tag{n}", key=f"k{n}")])
         print(f"ack k{n} {ids[0]}", flush=True)   # acknowledged: upsert returned
         if n % 3 == 0:
             from pocketpack.retrieval import search
@@ -265,8 +266,12 @@ def test_kill_minus_9_mid_write_loses_nothing_acknowledged(tmp_path):
     # the faiss cache agrees with SQLite after the crash: every item is findable
     last = max(acked, key=lambda k: int(k[1:]))
     n = int(last[1:])
-    hits = search([coll], f"message number {n} about topic {n % 7}", 3)
+    hits = search([coll], f"message number {n} about topic {n % 7} tag{n}", 3)
     assert hits[0].item.key == last
+    # and so does the tantivy BM25 cache: every acknowledged item is found by its own word
+    for key, item_id in acked.items():
+        assert [i for i, _ in coll.lexical(key.replace("k", "tag"), 1)] == [item_id]
+    assert s.lexical_engine == "tantivy" and s.lexical_index().sync()
     assert s.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     s.close()
 
@@ -286,7 +291,7 @@ class _HashEmbedder:
 
 
 def test_lexical_search_ignores_a_term_in_most_rows_but_keeps_the_rarest(tmp_path):
-    with Store(tmp_path / "s", embedder=_HashEmbedder(), common_term_min_rows=0) as s:
+    with Store(tmp_path / "s", embedder=_HashEmbedder(), common_term_min_rows=0, lexical="fts5") as s:
         notes = s.collection("notes")
         notes.upsert([NewItem(text=f"apple note number {i}") for i in range(40)]
                      + [NewItem(text="a zebra crossed the road")])
@@ -298,7 +303,7 @@ def test_lexical_search_ignores_a_term_in_most_rows_but_keeps_the_rarest(tmp_pat
 
 
 def test_common_terms_are_counted_per_collection(tmp_path):
-    with Store(tmp_path / "s", embedder=_HashEmbedder(), common_term_min_rows=0) as s:
+    with Store(tmp_path / "s", embedder=_HashEmbedder(), common_term_min_rows=0, lexical="fts5") as s:
         s.collection("a").upsert([NewItem(text=f"apple pie recipe {i}") for i in range(60)])
         b = s.collection("b")
         b.upsert([NewItem(text=f"weather report {i}") for i in range(40)]
@@ -316,3 +321,77 @@ def test_prune_vectors_drops_embeddings_no_item_uses(tmp_path):
         assert s.prune_vectors() == 0
         assert s._prune_vectors() == 0  # the earlier private name still works
         assert [it.text for it in c.get(ids)] == ["kept"]
+
+
+def _lexical_texts(coll, query, k=10, grp=None):
+    return {it.text for it in coll.get([i for i, _ in coll.lexical(query, k, grp)])}
+
+
+def test_the_tantivy_index_follows_edits_deletes_and_groups(tmp_path):
+    with Store(tmp_path / "s", embedder=_HashEmbedder()) as s:
+        notes = s.collection("notes")
+        notes.upsert([NewItem("the heron stood in the shallows", key="a", grp="chat-1"),
+                      NewItem("a kingfisher dived for a fish", key="b", grp="chat-2")])
+        assert _lexical_texts(notes, "heron") == {"the heron stood in the shallows"}
+        assert _lexical_texts(notes, "herons") == {"the heron stood in the shallows"}  # stemmed
+        notes.upsert([NewItem("the egret stood in the shallows", key="a", grp="chat-1")])  # edited
+        assert _lexical_texts(notes, "heron") == set()
+        assert _lexical_texts(notes, "egret shallows") == {"the egret stood in the shallows"}
+        assert _lexical_texts(notes, "kingfisher egret", grp="chat-2") == {"a kingfisher dived for a fish"}
+        notes.upsert([NewItem("a kingfisher dived for a fish", key="b", grp="chat-1")])  # moved chat
+        assert _lexical_texts(notes, "kingfisher", grp="chat-2") == set()
+        notes.upsert([NewItem("the reply", key="c", context="asked about the otter")])
+        assert _lexical_texts(notes, "otter") == {"the reply"}  # context finds, never shows
+        notes.delete_keys(["b"])
+        assert _lexical_texts(notes, "kingfisher") == set()
+        other = s.collection("other")
+        other.upsert([NewItem("a heron and an egret")])
+        assert _lexical_texts(notes, "egret") == {"the egret stood in the shallows"}
+        s.drop_collection("notes")
+        assert _lexical_texts(other, "egret") == {"a heron and an egret"}
+        assert s.stats()["lexical_engine"] == "tantivy" and s.stats()["lexical_bytes"] > 0
+
+
+def test_the_tantivy_index_is_rebuilt_when_missing_damaged_or_not_ours(tmp_path):
+    import shutil
+
+    directory = tmp_path / "s"
+    with Store(directory, embedder=_HashEmbedder()) as s:
+        s.collection("notes").upsert([NewItem(f"note {i} about walrus {i}") for i in range(30)])
+        assert len(s.collection("notes").lexical("walrus", 50)) == 30
+    for damage in ("delete", "garbage", "foreign"):
+        folder = directory / "lexical"
+        if damage == "delete":
+            shutil.rmtree(folder)
+        elif damage == "garbage":
+            (folder / "meta.json").write_text("{ not json")
+        else:  # another store's index copied in: its generation is not the one SQLite recorded
+            (folder / "pocketpack.json").write_text('{"format": 1, "generation": "someone-else"}')
+        with Store(directory, embedder=_HashEmbedder()) as s:
+            notes = s.collection("notes")
+            assert len(notes.lexical("walrus", 50)) == 30, damage
+            assert s.lexical_engine == "tantivy"
+
+
+def test_a_second_writer_never_gets_stale_lexical_results(tmp_path):
+    """Two Store objects on one folder (TGWUI and the CLI): only one can write tantivy; the other
+    answers from FTS5 while tantivy is behind, and the writer replays what it missed."""
+    directory = tmp_path / "s"
+    first = Store(directory, embedder=_HashEmbedder())
+    second = Store(directory, embedder=_HashEmbedder())
+    try:
+        a = first.collection("notes")
+        a.upsert([NewItem("the lighthouse keeper", key="x")])
+        assert _lexical_texts(a, "lighthouse") == {"the lighthouse keeper"}  # first holds the writer now
+        b = second.collection("notes")
+        b.upsert([NewItem("the ferry timetable", key="y")])
+        assert _lexical_texts(b, "ferry") == {"the ferry timetable"}
+        b.upsert([NewItem("the harbour master", key="x")])
+        assert _lexical_texts(b, "lighthouse") == set() and _lexical_texts(b, "harbour") == {"the harbour master"}
+        # the writer catches up from the log
+        assert _lexical_texts(a, "ferry") == {"the ferry timetable"}
+        assert _lexical_texts(a, "lighthouse") == set() and _lexical_texts(a, "harbour") == {"the harbour master"}
+        assert first.conn.execute("SELECT COUNT(*) FROM lexical_log").fetchone()[0] == 0
+    finally:
+        second.close()
+        first.close()

@@ -23,6 +23,8 @@ Tables
 - ``items_fts_vocab`` (5): FTS5's ``fts5vocab`` view of ``items_fts`` ('row': a term's number
   of rows), so lexical search can drop query terms too common to rank anything, and the
   ``c<id>`` token's count is its collection's size. A view: nothing stored, nothing to sync.
+- ``lexical_log``, ``lexical_state`` (6): the change log of the tantivy BM25 cache and the
+  position (and generation) it has reached; see ``pocketpack.retrieval.lexical``.
 """
 
 from __future__ import annotations
@@ -129,6 +131,35 @@ MIGRATIONS: list[tuple[int, str]] = [
         5,
         # document frequency per term, read before a lexical search (see Collection.lexical)
         "CREATE VIRTUAL TABLE items_fts_vocab USING fts5vocab(items_fts, 'row');",
+    ),
+    (
+        6,
+        # the tantivy BM25 index (retrieval/lexical.py) is a cache: every change of what it
+        # indexes is logged here in the writing transaction, and replayed into it
+        """
+        CREATE TABLE lexical_log (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            item_id INTEGER NOT NULL
+        );
+        CREATE TABLE lexical_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            seq INTEGER NOT NULL,
+            generation TEXT NOT NULL,
+            format INTEGER NOT NULL
+        );
+        CREATE TRIGGER items_lex_ai AFTER INSERT ON items BEGIN
+            INSERT INTO lexical_log(item_id) VALUES (new.id);
+        END;
+        CREATE TRIGGER items_lex_ad AFTER DELETE ON items BEGIN
+            INSERT INTO lexical_log(item_id) VALUES (old.id);
+        END;
+        CREATE TRIGGER items_lex_au AFTER UPDATE OF text, context, grp, collection_id ON items
+        WHEN old.text IS NOT new.text OR old.context IS NOT new.context OR old.grp IS NOT new.grp
+             OR old.collection_id IS NOT new.collection_id
+        BEGIN
+            INSERT INTO lexical_log(item_id) VALUES (new.id);
+        END;
+        """,
     ),
 ]
 

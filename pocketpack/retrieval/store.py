@@ -6,9 +6,11 @@ returned survives a killed process (and a power cut). faiss indexes are caches, 
 from the change log before each search and saved now and then; a missing, damaged or stale
 file is rebuilt from the vectors in SQLite, never from re-embedding. Nothing is pickled.
 
-Lexical search uses SQLite's FTS5 (BM25 ranking), updated in the same transaction as the
-item, because BM25 libraries such as bm25s cannot add a document without re-indexing the
-whole corpus, and memory adds two documents every chat turn.
+Lexical search (BM25) uses tantivy (``lexical.py``), a cache kept in step through a change
+log like the faiss indexes, because it ranks a query in about a millisecond at any size and
+adds documents incrementally (bm25s cannot add one without re-indexing the corpus). SQLite's
+FTS5, updated in the same transaction as the item, answers instead whenever tantivy is not
+installed, not chosen (``lexical="fts5"``) or behind and written by another process.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from pocketpack.retrieval import lexical as lexical_cache
 from pocketpack.retrieval import migrations
 from pocketpack.retrieval.vector import VectorIndex
 
@@ -94,7 +97,8 @@ class Store:
 
     def __init__(self, directory: str | Path, *, embedder=None, model_path: str | None = None,
                  approx_threshold: int = 50_000, nprobe: int | None = None, save_every: int = 2000,
-                 common_term_ratio: float | None = 0.05, common_term_min_rows: int = 2000):
+                 common_term_ratio: float | None = 0.05, common_term_min_rows: int = 2000,
+                 lexical: str = "auto"):
         self.directory = Path(directory).expanduser()
         if self.directory.exists() and not self.directory.is_dir():
             raise StoreError(f"store path is not a directory: {self.directory}")
@@ -109,6 +113,12 @@ class Store:
         # once it has common_term_min_rows rows (below that FTS5 is fast anyway)
         self.common_term_ratio = common_term_ratio
         self.common_term_min_rows = common_term_min_rows
+        if lexical not in ("auto", "tantivy", "fts5"):
+            raise StoreError(f"lexical must be auto, tantivy or fts5, not {lexical!r}")
+        if lexical == "tantivy" and not lexical_cache.available():
+            raise StoreError("lexical='tantivy' needs the tantivy package: pip install tantivy")
+        self.lexical_engine = "fts5" if lexical == "fts5" or not lexical_cache.available() else "tantivy"
+        self._lexical: lexical_cache.LexicalIndex | None = None
         self._lock = threading.RLock()
         try:
             self.conn = sqlite3.connect(self.directory / DB_NAME, timeout=30, isolation_level=None,
@@ -145,6 +155,23 @@ class Store:
 
     def _tx(self):
         return _Transaction(self.conn, self._lock)
+
+    def lexical_index(self) -> "lexical_cache.LexicalIndex | None":
+        """The tantivy BM25 cache, opened on first use; None when FTS5 does the lexical search."""
+        if self.lexical_engine != "tantivy":
+            return None
+        with self._lock:
+            if self._lexical is None:
+                self._lexical = lexical_cache.LexicalIndex(self)
+            return self._lexical
+
+    def _after_write(self) -> None:
+        """Apply a committed write to the lexical cache now, so a search need not."""
+        if self._lexical is not None:
+            try:
+                self._lexical.sync()
+            except Exception:  # noqa: BLE001 - the write is committed; the next search retries
+                lexical_cache.log.exception("lexical index update failed; it will be replayed")
 
     def collection(self, name: str, *, create: bool = True) -> "Collection":
         """The collection called ``name``; created (empty) when missing unless ``create=False``."""
@@ -200,6 +227,7 @@ class Store:
             for path in self.index_dir.glob(f"c{cid}.s*.*") if self.index_dir.is_dir() else []:
                 path.unlink(missing_ok=True)
             self.prune_vectors()
+            self._after_write()
             return n
 
     def prune_vectors(self) -> int:
@@ -252,6 +280,8 @@ class Store:
             try:
                 self.flush()
             finally:
+                if self._lexical is not None:
+                    self._lexical.close()
                 self.conn.close()
 
     def __enter__(self):
@@ -265,7 +295,9 @@ class Store:
         size = sum(p.stat().st_size for p in self.directory.glob(DB_NAME + "*"))
         index_size = sum(p.stat().st_size for p in self.index_dir.glob("*.faiss")) if self.index_dir.is_dir() else 0
         items = self._q1("SELECT COUNT(*) FROM items")[0]
-        return {"items": items, "sqlite_bytes": size, "faiss_bytes": index_size, "path": str(db)}
+        lexical = lexical_cache.LexicalIndex.folder_bytes(self.directory)
+        return {"items": items, "sqlite_bytes": size, "faiss_bytes": index_size, "lexical_bytes": lexical,
+                "lexical_engine": self.lexical_engine, "path": str(db)}
 
 
 class _Transaction:
@@ -343,6 +375,7 @@ class Collection:
                     if (it.context or None) != old[2]:
                         conn.execute("UPDATE items SET context = ? WHERE id = ?", (it.context or None, item_id))
                 ids.append(item_id)
+        store._after_write()
         return ids
 
     def add(self, text: str, **fields) -> int:
@@ -375,6 +408,7 @@ class Collection:
                 conn.execute("UPDATE items SET meta = ? WHERE id = ?", (json.dumps(meta, ensure_ascii=False), item_id))
             if time_ is not None:
                 conn.execute("UPDATE items SET time = ? WHERE id = ?", (float(time_), item_id))
+        self.store._after_write()
         return True
 
     def delete(self, ids: Iterable[int]) -> int:
@@ -387,6 +421,7 @@ class Collection:
                 if cur.rowcount:
                     n += 1
                     conn.execute("INSERT INTO changes(collection_id, item_id, op) VALUES (?, ?, 'del')", (self.id, item_id))
+        self.store._after_write()
         return n
 
     def delete_keys(self, keys: Iterable[str]) -> int:
@@ -486,7 +521,13 @@ class Collection:
             return index.search(query_vector, k, allowed)
 
     def lexical(self, query: str, k: int, grp: str | None = None) -> list[tuple[int, float]]:
-        """Top ``k`` (id, BM25 score, higher is better) by FTS5, optionally within one group."""
+        """Top ``k`` (id, BM25 score, higher is better), optionally within one group: by tantivy,
+        or by FTS5 where tantivy cannot answer (see the module's docstring)."""
+        lexical = self.store.lexical_index()
+        if lexical is not None:
+            hits = lexical.search(query_terms(query), k, self.id, grp)
+            if hits is not None:
+                return hits
         words = self._rare_terms(query_terms(query))
         if not words:
             return []

@@ -1,0 +1,291 @@
+"""BM25 over a store's items with tantivy: a cache of SQLite, like the faiss indexes.
+
+Why tantivy: SQLite's FTS5 scores every row that holds any query term before it can sort,
+so a six-word question over 100k chat turns took 15-35 ms, and grows with the store; tantivy
+(block-max WAND over an on-disk inverted index) answers the same query in about 1 ms and adds
+documents incrementally, which bm25s cannot.
+
+Consistency: SQLite stays the truth. Triggers append every change of an item's searchable
+fields to ``lexical_log`` in the same transaction as the change (migration 6); ``sync`` applies
+the log to tantivy (delete the item's document, add its current version: replaying twice is
+harmless), commits, then records the position in ``lexical_state`` and prunes the log. A
+crash anywhere in between leaves entries that the next ``sync`` replays. A missing, damaged
+or foreign index folder (its ``pocketpack.json`` generation differs from the one SQLite
+recorded) is rebuilt from the items table.
+
+Only one process can write a tantivy index. A process that cannot get the writer (another
+one holds it) searches with FTS5 whenever the tantivy index is behind the log, so its
+results are never stale; the writer's process replays the log on its next search.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+log = logging.getLogger("pocketpack.retrieval")
+
+FORMAT = 1
+DIR_NAME = "lexical"
+SIDECAR = "pocketpack.json"
+WRITER_HEAP = 64_000_000       # bytes; tantivy needs >= 15 MB per thread
+_REBUILD_BATCH = 5000
+
+
+def available() -> bool:
+    try:
+        import tantivy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _schema():
+    import tantivy
+
+    builder = tantivy.SchemaBuilder()
+    builder.add_unsigned_field("id", stored=False, indexed=True, fast=True)
+    builder.add_unsigned_field("coll", stored=False, indexed=True)
+    builder.add_text_field("grp", stored=False, tokenizer_name="raw", index_option="basic")
+    # english stemming like FTS5's porter tokenizer; term frequencies for BM25, no positions
+    builder.add_text_field("text", stored=False, tokenizer_name="en_stem", index_option="freq")
+    return builder.build()
+
+
+def searchable_text(text: str, context: str | None) -> str:
+    """What BM25 sees of an item: its text and the context that helps find it."""
+    return text + ("\n" + context if context else "")
+
+
+class LexicalIndex:
+    """The tantivy index of one store (all collections; ``coll`` and ``grp`` filter)."""
+
+    def __init__(self, store):
+        import tantivy
+
+        self._tantivy = tantivy
+        self.store = store
+        self.path: Path = store.directory / DIR_NAME
+        self.schema = _schema()
+        self.index = None
+        self.generation: str | None = None
+        self.seq = -1                  # the log position this process's searcher reflects
+        self._writer = None
+        self._writer_failed = False    # another process holds the writer: do not retry every call
+        self._searcher = None
+
+    # -- opening and rebuilding -----------------------------------------------------------
+    def _state(self) -> tuple[int, str, int] | None:
+        row = self.store._q1("SELECT seq, generation, format FROM lexical_state WHERE id = 1")
+        return (int(row[0]), row[1], int(row[2])) if row else None
+
+    def _sidecar_generation(self) -> str | None:
+        try:
+            meta = json.loads((self.path / SIDECAR).read_text())
+        except (OSError, ValueError):
+            return None
+        return meta.get("generation") if meta.get("format") == FORMAT else None
+
+    def _open(self) -> bool:
+        """Open the index folder if SQLite says it is whole and ours; False otherwise."""
+        state = self._state()
+        if state is None or state[2] != FORMAT or self._sidecar_generation() != state[1]:
+            return False
+        try:
+            self.index = self._tantivy.Index(self.schema, path=str(self.path), reuse=True)
+            self.index.reload()
+            self._searcher = self.index.searcher()
+        except Exception as exc:  # noqa: BLE001 - a damaged cache is rebuilt, not fatal
+            log.warning("lexical index at %s unreadable (%s); rebuilding it", self.path, exc)
+            self.index = None
+            return False
+        self.generation, self.seq = state[1], -1
+        return True
+
+    def _get_writer(self):
+        if self._writer is None and not self._writer_failed:
+            try:
+                self._writer = self.index.writer(heap_size=WRITER_HEAP, num_threads=1)
+            except Exception as exc:  # noqa: BLE001 - typically: another process holds the lock
+                self._writer_failed = True
+                log.info("lexical index %s is written by another process (%s); using FTS5 while it is behind",
+                         self.path, exc)
+        return self._writer
+
+    def rebuild(self) -> bool:
+        """A new index over every item of the store; False when another process writes it."""
+        store = self.store
+        self.close()
+        tmp_generation = uuid.uuid4().hex
+        if self.path.exists():
+            # never follow a link out of the store; the folder is ours alone
+            if self.path.is_symlink() or not self.path.is_dir():
+                self.path.unlink()
+            else:
+                lock = self.path / ".tantivy-writer.lock"
+                if lock.exists() and _locked_elsewhere(lock):
+                    self._writer_failed = True
+                    return False
+                shutil.rmtree(self.path)
+        self.path.mkdir(parents=True)
+        index = self._tantivy.Index(self.schema, path=str(self.path), reuse=False)
+        writer = index.writer(heap_size=WRITER_HEAP, num_threads=1)
+        conn = store.conn
+        with store._lock:
+            conn.execute("BEGIN")  # one snapshot: the rows and the log head agree
+            try:
+                head = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM lexical_log").fetchone()[0]
+                n = 0
+                cursor = conn.execute("SELECT id, collection_id, grp, text, context FROM items")
+                while True:
+                    rows = cursor.fetchmany(_REBUILD_BATCH)
+                    if not rows:
+                        break
+                    for row in rows:
+                        writer.add_document(self._document(*row))
+                    n += len(rows)
+            finally:
+                conn.execute("COMMIT")
+        writer.commit()
+        writer.wait_merging_threads()
+        _atomic_write_json(self.path / SIDECAR, {"format": FORMAT, "generation": tmp_generation})
+        with store._tx() as conn:
+            conn.execute("INSERT INTO lexical_state(id, seq, generation, format) VALUES (1, ?, ?, ?)"
+                          " ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, generation = excluded.generation,"
+                          " format = excluded.format", (head, tmp_generation, FORMAT))
+            conn.execute("DELETE FROM lexical_log WHERE seq <= ?", (head,))
+        if n >= 10_000:
+            log.info("lexical index of %s rebuilt: %d items", store.directory, n)
+        self.index = index
+        self.index.reload()
+        self._searcher = self.index.searcher()
+        self.generation, self.seq = tmp_generation, head
+        self._writer_failed = False
+        return True
+
+    def _document(self, item_id, collection_id, grp, text, context):
+        doc = self._tantivy.Document()
+        doc.add_unsigned("id", int(item_id))
+        doc.add_unsigned("coll", int(collection_id))
+        if grp is not None:
+            doc.add_text("grp", str(grp))
+        doc.add_text("text", searchable_text(text, context))
+        return doc
+
+    # -- keeping up with SQLite -----------------------------------------------------------
+    def sync(self) -> bool:
+        """Bring the index up to the log's head; True when searches may use it now."""
+        store = self.store
+        with store._lock:
+            if self.index is None and not self._open() and not self.rebuild():
+                return False
+            state = self._state()
+            if state is None or state[1] != self.generation:
+                # another process rebuilt it (or the state row is gone): start over
+                self.close()
+                return self.sync() if self._open() or self.rebuild() else False
+            pending = store._q("SELECT seq, item_id FROM lexical_log WHERE seq > ? ORDER BY seq", (state[0],))
+            if not pending:
+                if self.seq != state[0]:
+                    self.index.reload()  # another process committed: see its documents
+                    self._searcher = self.index.searcher()
+                    self.seq = state[0]
+                return True
+            writer = self._get_writer()
+            if writer is None:
+                return False
+            head = pending[-1][0]
+            ids = sorted({item_id for _, item_id in pending})
+            # (delete_documents_by_term misses unsigned fields in tantivy-py: delete by query)
+            for start in range(0, len(ids), 10_000):
+                writer.delete_documents_by_query(
+                    self._tantivy.Query.term_set_query(self.schema, "id", ids[start:start + 10_000]))
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in store._q(f"SELECT id, collection_id, grp, text, context FROM items WHERE id IN ({marks})",
+                                    chunk):
+                    writer.add_document(self._document(*row))
+            writer.commit()
+            with store._tx() as conn:
+                conn.execute("UPDATE lexical_state SET seq = MAX(seq, ?) WHERE id = 1", (head,))
+                conn.execute("DELETE FROM lexical_log WHERE seq <= ?", (head,))
+            self.index.reload()
+            self._searcher = self.index.searcher()
+            self.seq = head
+            return True
+
+    # -- search ---------------------------------------------------------------------------
+    def search(self, words: list[str], k: int, collection_id: int, grp: str | None = None):
+        """Top ``k`` (item id, BM25 score) for any of ``words`` in one collection, or None
+        when the index cannot be brought up to date here (the caller falls back to FTS5)."""
+        if not words or k <= 0:
+            return []
+        if not self.sync():
+            return None
+        tantivy = self._tantivy
+        # each word quoted: user text is never query syntax
+        text_query = self.index.parse_query(" ".join('"' + w.replace('"', " ") + '"' for w in words), ["text"])
+        clauses = [(tantivy.Occur.Must, text_query),
+                   (tantivy.Occur.Must, tantivy.Query.const_score_query(
+                       tantivy.Query.term_query(self.schema, "coll", int(collection_id)), 0.0))]
+        if grp is not None:
+            clauses.append((tantivy.Occur.Must, tantivy.Query.const_score_query(
+                tantivy.Query.term_query(self.schema, "grp", str(grp)), 0.0)))
+        searcher = self._searcher
+        hits = searcher.search(tantivy.Query.boolean_query(clauses), int(k), count=False).hits
+        if not hits:
+            return []
+        ids = searcher.fast_field_values("id", [address for _, address in hits])
+        return [(int(i), float(score)) for (score, _), i in zip(hits, ids) if i is not None]
+
+    @staticmethod
+    def folder_bytes(store_directory: Path) -> int:
+        """Size on disk of a store's tantivy index (0 when it has none)."""
+        path = Path(store_directory) / DIR_NAME
+        if not path.is_dir():
+            return 0
+        return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+    def close(self) -> None:
+        """Release the writer (and its lock) so another process can write the index."""
+        if self._writer is not None:
+            try:
+                self._writer.wait_merging_threads()
+            except Exception:  # noqa: BLE001 - merges are an optimisation
+                pass
+            self._writer = None
+        self.index = None
+        self._searcher = None
+
+
+def _locked_elsewhere(lock: Path) -> bool:
+    """True when another process holds tantivy's writer lock on this folder."""
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _atomic_write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as handle:
+        json.dump(data, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
