@@ -131,3 +131,142 @@ def test_the_tab_builds_with_the_installed_gradio(tmp_path):
     with gr.Blocks():
         runtime.host.build_ui("memory", runtime.host.loaded["memory"])
     assert runtime.host.take_failures() == []
+
+
+# -- deleted chats: memories follow the history file ---------------------------------------
+def save_history(runtime: Runtime, state: dict) -> Path:
+    """Write the chat's history file where TGWUI's ``save_history`` puts it (this host saves none)."""
+    import json
+
+    logs = shared.user_data_dir / "logs"
+    path = (logs / "instruct" / f"{state['unique_id']}.json" if state["mode"] == "instruct"
+            else logs / "chat" / state["character_menu"] / f"{state['unique_id']}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(state["history"]))
+    return path
+
+
+def chats_of(runtime: Runtime, character: str) -> set:
+    return {m.chat for m in memories(runtime).list(character)}
+
+
+def test_memories_of_a_chat_deleted_in_tgwui_are_forgotten(tmp_path):
+    from pocketpack.memory import panel
+
+    runtime = make_runtime(tmp_path, ["memory"], reply="Noted.")
+    script = runtime.host.loaded["memory"]
+    files = {}
+    for character, chat_id, text in (("Aria", "20260101-10-00-00", "My cat is called Miso."),
+                                     ("Aria", "20260102-10-00-00", "I live in Porto."),
+                                     ("Bob", "20260101-10-00-00", "I race pigeons.")):
+        state = ui_state(character, chat_id)
+        files[(character, chat_id)] = save_history(runtime, state)       # TGWUI's start_new_chat saves it
+        chat(runtime, text, state)
+        save_history(runtime, state)
+    unsaved = ui_state("Aria", "20260103-10-00-00")                       # never saved (as --multi-user)
+    chat(runtime, "I play the cello.", unsaved)
+    instruct = ui_state("Aria", "20260104-10-00-00")
+    instruct["mode"] = "instruct"
+    files[("Aria", "instruct")] = save_history(runtime, instruct)       # logs/instruct/<id>.json
+    chat(runtime, "I am allergic to peanuts.", instruct)
+    chat_completion(runtime, {"character": "Aria", "messages": [{"role": "user", "content": "I was born in Faro."}]})
+    api_chats = {c for c in chats_of(runtime, "Aria") if c.startswith("api-")}
+    assert len(api_chats) == 1 and len(chats_of(runtime, "Aria")) == 5 and memories(runtime).counts()["Bob"] == 2
+
+    # the user deletes the Miso chat in TGWUI (delete_history removes its file); TGWUI then shows
+    # another chat, and the next turn there forgets the deleted chat's memories
+    files[("Aria", "20260101-10-00-00")].unlink()
+    chat(runtime, "What is my cat called, and which instrument do I play?", ui_state("Aria", "20260102-10-00-00"))
+    assert chats_of(runtime, "Aria") == {"20260102-10-00-00", "20260103-10-00-00", "20260104-10-00-00"} | api_chats
+    assert "Miso" not in runtime.backend.prompts[-1] and "cello" in runtime.backend.prompts[-1]
+    assert chats_of(runtime, "Bob") == {"20260101-10-00-00"}             # same chat id, another character
+    assert runtime.host.take_failures() == []
+
+    # the tab's button finds a chat deleted since, here one in instruct mode
+    files[("Aria", "instruct")].unlink()
+    assert panel.forget_deleted_chats(script.turns().chat_files) == (
+        "Forgot 2 memories of 1 deleted chat: Aria/20260104-10-00-00.")
+    assert panel.forget_deleted_chats(script.turns().chat_files).startswith("No deleted chats found")
+
+    # the record survives a restart: a chat deleted while TGWUI was closed is forgotten on the first turn
+    script.reset()
+    files[("Bob", "20260101-10-00-00")].unlink()
+    chat(runtime, "Hello again.", ui_state("Aria", "20260102-10-00-00"))
+    assert memories(runtime).counts().get("Bob", 0) == 0
+    # never pruned: the API chat, the chat that never had a file, the current one
+    assert chats_of(runtime, "Aria") == {"20260102-10-00-00", "20260103-10-00-00"} | api_chats
+    assert runtime.host.take_failures() == []
+
+
+def test_the_current_chat_and_multi_user_hosts_are_never_pruned(tmp_path):
+    runtime = make_runtime(tmp_path, ["memory"], reply="Noted.")
+    state = ui_state("Aria", "20260101-10-00-00")
+    path = save_history(runtime, state)
+    chat(runtime, "My cat is called Miso.", state)
+    path.unlink()                      # gone under the current chat: kept while the user is in it
+    chat(runtime, "And she is grey.", state)
+    assert memories(runtime).counts()["Aria"] == 4
+
+    runtime.host.loaded["memory"].reset()
+    shared.args.multi_user = True      # TGWUI saves no chat files: nothing is ever pruned
+    try:
+        other = ui_state("Aria", "20260102-10-00-00")
+        save_history(runtime, other)
+        chat(runtime, "Hi.", other)
+        assert memories(runtime).counts()["Aria"] == 6
+    finally:
+        shared.args.multi_user = False
+
+
+# -- consolidation from the tab, on the host's loaded model ---------------------------------
+def test_the_tabs_consolidation_uses_the_hosts_loaded_model(tmp_path):
+    import time
+
+    from pocketpack.memory import panel
+
+    runtime = make_runtime(tmp_path, ["memory"])
+    script = runtime.host.loaded["memory"]
+    memory = memories(runtime)
+    old = time.time() - 30 * 86400
+    memory.add_many([{"character": "Aria", "role": "user", "text": f"I sailed to island {i}.", "chat": "c1", "row": i,
+                      "time": old + i} for i in range(3)])
+    shared.backend = None
+    assert "No model is loaded" in panel.consolidate_character(memory, "Aria", 7, script._generate)
+    shared.backend = runtime.backend = ScriptedBackend("The user sails to islands.\n- The user owns a boat.\n\nmore")
+    calls = []
+    message = panel.consolidate_character(memory, "Aria", 7, script._generate,
+                                          progress=lambda d, t: calls.append((d, t)), batch=2)
+    shared.backend = None
+    assert message.startswith("Consolidated 3 memories of **Aria** into 2 pinned facts in 2 batches")
+    assert calls == [(0, 3), (2, 3), (3, 3)]
+    assert "User: I sailed to island 0." in runtime.backend.prompts[0]
+    assert {m.text for m in memory.pinned("Aria")} == {"The user sails to islands.", "The user owns a boat."}
+    # consolidation is never automatic: chat turns do not run it
+    memory.add("Aria", "user", "I sailed to island 9.", time=old, chat="c1", row=9)
+    runtime.backend.reply = "Nice."
+    chat(runtime, "Hello.", ui_state("Aria", "c2"))
+    assert len(memory.pinned("Aria")) == 2 and len(runtime.backend.prompts) == 3
+
+
+def test_the_tabs_consolidation_with_the_embedded_model(tmp_path, default_model):
+    import time
+
+    from pocketpack.host.flags import LoadSettings
+    from pocketpack.memory import panel
+
+    runtime = make_runtime(tmp_path, ["memory"])
+    runtime.load_model(default_model, LoadSettings(threads=1, ctx_size=2048))
+    try:
+        memory = memories(runtime)
+        old = time.time() - 30 * 86400
+        memory.add_many([{"character": "Aria", "role": role, "text": text, "chat": "c1", "row": 0, "time": old}
+                         for role, text in (("user", "I just adopted a beagle called Pepper."),
+                                            ("assistant", "Congratulations! How is Pepper settling in?"))])
+        calls = []
+        message = panel.consolidate_character(memory, "Aria", 7, runtime.host.loaded["memory"]._generate,
+                                              progress=lambda d, t: calls.append((d, t)))
+        assert message.startswith("Consolidated 2 memories of **Aria** into") and calls == [(0, 2), (2, 2)]
+        assert all(m.consolidated for m in memory.list("Aria", kind="message"))
+        assert all(0 < len(m.text) <= 200 and m.pinned for m in memory.list("Aria", kind="manual"))
+    finally:
+        runtime.unload_model()

@@ -4,7 +4,8 @@ Thin TGWUI adapter over ``pocketpack.memory``: hooks forward to ``MemoryTurns`` 
 injection through the shared context composer, storage of each completed exchange), and the
 tab wires gradio components to ``pocketpack.memory.panel``. Works through the API too (no UI,
 no ``character_menu``/``unique_id`` in the state). A failure here is logged and the turn goes on
-without memories.
+without memories. Memories of a chat deleted in TGWUI are forgotten (``pocketpack.memory.chats``);
+consolidation runs only from the tab's button, on the loaded model.
 """
 
 import atexit
@@ -59,12 +60,17 @@ def turns():
             _turns.memory.close()  # the user data folder changed (another host, a test)
             _turns = None
         if _turns is None:
+            from pocketpack.memory.chats import ChatFiles
             from pocketpack.memory.store import MemoryStore
             from pocketpack.memory.turns import MemoryTurns
+            from pocketpack.tgwui import shared
 
             memory = MemoryStore(directory, model_path=params.get("embedding_model") or None,
                                  approx_threshold=int(params.get("approx_threshold", 50000)))
-            _turns = MemoryTurns(memory, _settings())
+            host = shared()
+            chat_files = ChatFiles(memory, Path(getattr(host, "user_data_dir", "user_data")) / "logs",
+                                   enabled=not getattr(getattr(host, "args", None), "multi_user", False))
+            _turns = MemoryTurns(memory, _settings(), chat_files=chat_files)
             atexit.register(_flush, memory)
         else:
             _turns.settings = _settings()
@@ -135,6 +141,18 @@ def _current_character():
     return getattr(component, "value", None) or ""
 
 
+def _generate():
+    """The loaded model's generate(prompt) -> str, from TGWUI or Pocket Pack's host."""
+    from pocketpack.memory.generate import loaded_model_generate
+    from pocketpack.tgwui import shared
+
+    host = shared()
+    generate_reply = None
+    if host.__name__ == "modules.shared":  # inside text-generation-webui
+        from modules.text_generation import generate_reply
+    return loaded_model_generate(host, generate_reply)
+
+
 def ui():
     import gradio as gr
 
@@ -183,6 +201,16 @@ def ui():
     add_note = gr.Button("Add note")
     notes = gr.Dataframe(headers=panel.MANUAL_HEADERS, interactive=False, wrap=True)
 
+    gr.Markdown("### Consolidate (summarise old memories into pinned facts with the loaded model)")
+    with gr.Row():
+        older_than = gr.Number(label="Older than (days)", value=7, minimum=0)
+        consolidate_button = gr.Button("Consolidate")
+    consolidate_status = gr.Markdown("")
+
+    gr.Markdown("### Deleted chats")
+    forget_deleted = gr.Button("Forget memories of deleted chats")
+    forget_status = gr.Markdown("")
+
     gr.Markdown("### Export / import (JSONL)")
     with gr.Row():
         export_button = gr.Button("Export")
@@ -205,3 +233,17 @@ def ui():
                    [note_character, note_text, trigger, keywords], [status, notes])
     export_button.click(lambda c: str(panel.export_to(memory(), _store_dir() / "exports", c)), [character], [exported])
     import_button.click(lambda f: panel.import_from(memory(), f), [upload], [status])
+
+    def consolidate(c, days, progress=gr.Progress()):
+        def report(done, total):
+            progress((done, total), desc=f"Consolidating {c}", unit="memories")
+
+        return panel.consolidate_character(memory(), c, days, _generate, progress=report)
+
+    consolidate_button.click(consolidate, [character, older_than], [consolidate_status])
+
+    def forget_deleted_chats():
+        message = panel.forget_deleted_chats(turns().chat_files)
+        return message, panel.counts_markdown(memory())
+
+    forget_deleted.click(forget_deleted_chats, [], [forget_status, counts])

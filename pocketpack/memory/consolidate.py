@@ -100,7 +100,8 @@ def pending(store: MemoryStore, character: str, *, older_than_days: float = 7, n
     for note in coll.items(where_meta=("kind", "manual")):
         summarised.update(int(i) for i in (note.meta or {}).get("sources") or [])
     items = [it for it in coll.items(where_meta=("kind", "message"))
-             if it.time < cutoff and not (it.meta or {}).get("consolidated") and it.id not in summarised]
+             if it.time < cutoff and (it.meta or {}).get("consolidated") in (None, False)
+             and it.id not in summarised]
     role_order = {"user": 0, "assistant": 1}
     items.sort(key=lambda it: (it.time, (it.meta or {}).get("chat") or "", (it.meta or {}).get("row") or 0,
                                role_order.get((it.meta or {}).get("role"), 2), it.id))

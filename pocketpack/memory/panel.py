@@ -118,3 +118,49 @@ def import_from(memory: MemoryStore, path) -> str:
     except (MemoryError_, StoreError) as exc:
         return f"**Not imported:** {exc}"
     return f"Imported {n} memories."
+
+
+def consolidate_character(memory: MemoryStore, character: str, older_than_days, make_generate,
+                          progress=None, *, batch: int = 8) -> str:
+    """The tab's Consolidate button: summarise ``character``'s memories older than
+    ``older_than_days`` into pinned facts with the loaded model. ``make_generate()`` returns
+    the model's ``generate`` (see :mod:`pocketpack.memory.generate`) and is only called when
+    there is something to summarise; ``progress(done, total)`` is called per batch."""
+    from pocketpack.memory.consolidate import consolidate, pending
+
+    character = (character or "").strip()
+    if not character:
+        return "**Not done:** choose a character first."
+    try:
+        days = float(older_than_days)
+    except (TypeError, ValueError):
+        return "**Not done:** enter how many days old a memory must be."
+    if days < 0:
+        return "**Not done:** older-than-days cannot be negative."
+    if not pending(memory, character, older_than_days=days):
+        return f"Nothing to consolidate: {character} has no unconsolidated memories older than {days:g} days."
+    try:
+        generate = make_generate()
+        result = consolidate(memory, character, generate, older_than_days=days, batch=batch, progress=progress)
+    except (MemoryError_, StoreError) as exc:
+        return f"**Not done:** {exc}"
+    facts = "\n".join(f"- {f.text} (id {f.id})" for f in result.facts)
+    head = (f"Consolidated {_n(result.consolidated, 'memory', 'memories')} of **{character}** into "
+            f"{_n(len(result.facts), 'pinned fact')} in {_n(result.batches, 'batch', 'batches')} "
+            f"({_n(result.dropped, 'line')} dropped).")
+    return head + ("\n\n" + facts if facts else "")
+
+
+def forget_deleted_chats(chat_files) -> str:
+    """The tab's "Forget memories of deleted chats" button (see :mod:`pocketpack.memory.chats`)."""
+    if chat_files is None or not chat_files.enabled:
+        return "This host saves no chat files (e.g. --multi-user): nothing to check."
+    pruned = chat_files.prune()
+    if not pruned.chats:
+        return "No deleted chats found: every chat seen with a history file still has it."
+    names = ", ".join(f"{character}/{chat}" for character, chat in pruned.chats)
+    return f"Forgot {_n(pruned.memories, 'memory', 'memories')} of {_n(len(pruned.chats), 'deleted chat')}: {names}."
+
+
+def _n(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"

@@ -8,8 +8,12 @@ with it. One character's memories live in their own collection: a recall for one
 never searches another's unless the user chose the global scope.
 
 Exported JSONL lines: ``{id, character, role, text, time (ISO 8601), chat, row, pinned, kind,
-trigger, keywords, context}``; import accepts the same, with only ``character``, ``role`` and ``text``
-required.
+trigger, keywords, context, consolidated, sources}``; import accepts the same, with only
+``character``, ``role`` and ``text`` required. ``consolidated`` (ISO 8601 or null) marks a message
+already summarised by consolidation; ``sources`` lists, for a fact consolidation wrote, the
+``id``s of the memories it summarises. Ids are the exporting store's: an import gives every
+memory a new id and rewrites ``sources`` to the new ids of those memories in the same file
+(a source not in the file is dropped), so consolidation never summarises them again.
 """
 
 from __future__ import annotations
@@ -55,14 +59,21 @@ class Memory:
     keywords: list[str] = field(default_factory=list)
     score: float | None = None
     context: str | None = None     # the message this one answers (searchable, not injected)
+    consolidated: float | None = None  # message: when consolidation summarised it (None: not yet)
+    sources: list[int] = field(default_factory=list)  # consolidated fact: the memories it summarises
 
     def iso_time(self) -> str:
-        return datetime.fromtimestamp(self.time, timezone.utc).isoformat(timespec="seconds")
+        return _iso(self.time)
 
     def to_json(self) -> dict:
         out = asdict(self)
         out["time"] = self.iso_time()
+        out["consolidated"] = None if self.consolidated is None else _iso(self.consolidated)
         return out
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
 
 
 def parse_time(value) -> float:
@@ -108,7 +119,29 @@ def _to_memory(item: Item, score: float | None = None) -> Memory:
         chat=meta.get("chat", item.grp), row=meta.get("row"), time=item.time, pinned=item.pinned,
         kind=meta.get("kind", "message"), trigger=meta.get("trigger"), keywords=list(meta.get("keywords") or []),
         score=score, context=item.context,
+        consolidated=_stamp(meta.get("consolidated")), sources=[int(i) for i in meta.get("sources") or []],
     )
+
+
+def _stamp(value) -> float | None:
+    """A stored consolidation flag as seconds (older stores may hold ``true``)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return 0.0
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_consolidated(value) -> float | None:
+    """An imported ``consolidated`` field: null/false (not yet), true (some time), ISO 8601 or seconds."""
+    if value is None or value is False or value == "":
+        return None
+    if value is True:
+        return _time.time()
+    return parse_time(value)
 
 
 def _check_character(character: str | None) -> str:
@@ -184,6 +217,8 @@ class MemoryStore:
                 meta.update(trigger=trigger, keywords=keywords)
                 if rec.get("sources"):  # a consolidated fact: the memories it summarises
                     meta["sources"] = [int(i) for i in rec["sources"]]
+            elif rec.get("consolidated") not in (None, False, ""):  # already summarised into facts
+                meta["consolidated"] = parse_consolidated(rec["consolidated"])
             context = _context(rec.get("context"))
             item = NewItem(text=text, key=key, grp=MANUAL_GROUP if kind == "manual" else chat, context=context,
                            time=parse_time(rec.get("time")),
@@ -380,11 +415,14 @@ class MemoryStore:
 
     def import_jsonl(self, path: str | Path) -> int:
         """Import a JSONL file (one memory per line); all-or-nothing per character batch,
-        and a bad line is reported with its number before anything is written."""
+        and a bad line is reported with its number before anything is written. Consolidation
+        markers survive: ``consolidated`` is kept and ``sources`` are rewritten to the new ids
+        (see the module docstring)."""
         path = Path(path)
         if not path.is_file():
             raise MemoryError_(f"no such file: {path}")
-        records = []
+        records: list[dict] = []
+        links: list[tuple[int | None, list[int]]] = []   # (the file's id, its sources) per record
         with open(path, encoding="utf-8") as handle:
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
@@ -395,9 +433,14 @@ class MemoryStore:
                     raise MemoryError_(f"{path.name} line {number}: not JSON ({exc.msg})") from None
                 if not isinstance(rec, dict):
                     raise MemoryError_(f"{path.name} line {number}: expected an object")
-                rec.pop("id", None)
+                old_id = rec.pop("id", None)
                 rec.pop("score", None)
                 try:
+                    sources = rec.pop("sources", None) or []
+                    if not isinstance(sources, list) or not all(isinstance(i, int) and not isinstance(i, bool)
+                                                                for i in sources):
+                        raise MemoryError_("sources must be a list of memory ids")
+                    parse_consolidated(rec.get("consolidated"))
                     if rec.get("kind") != "manual":
                         _check_character(rec.get("character"))
                     _check_role(rec.get("role") or ("user" if rec.get("kind") == "manual" else None))
@@ -407,7 +450,16 @@ class MemoryStore:
                 except MemoryError_ as exc:
                     raise MemoryError_(f"{path.name} line {number}: {exc}") from None
                 records.append(rec)
-        return len(self.add_many(records))
+                links.append((old_id, sources if rec.get("kind") == "manual" else []))
+        ids = self.add_many(records)
+        new_id = {old: new for (old, _), new in zip(links, ids) if isinstance(old, int)}
+        for (_, sources), rec, fact_id in zip(links, records, ids):
+            mapped = [new_id[i] for i in sources if i in new_id]
+            if mapped:  # a fact: point it at the imported copies of what it summarises
+                coll = self.collection(None if rec.get("character") in (None, "", "*") else rec["character"])
+                item = coll.get([fact_id])[0]
+                coll.update(fact_id, meta={**(item.meta or {}), "sources": mapped})
+        return len(ids)
 
 
 def _context(text) -> str | None:

@@ -5,7 +5,9 @@
 - ``on_state`` (state_modifier, every turn, before the prompt is built): brings the chat's
   stored memories in line with its history (new rows stored, edited rows re-stored, deleted
   rows forgotten) and recalls for the last user message, which is what a regenerate or a
-  continue answers (those turns never reach chat_input_modifier);
+  continue answers (those turns never reach chat_input_modifier); with a
+  :class:`~pocketpack.memory.chats.ChatFiles`, it also forgets the memories of chats the
+  user deleted in TGWUI (checked when the turn's chat differs from the last one);
 - ``on_chat_input`` (chat_input_modifier, new messages only): recalls for the new message,
   replacing the block registered by ``on_state``;
 - ``on_output`` (output_modifier at the end of the reply): stores the completed exchange right
@@ -114,9 +116,10 @@ def _row_times(state: dict) -> dict[tuple[int, str], float]:
 class MemoryTurns:
     """The per-turn behaviour of the memory extension, host-independent."""
 
-    def __init__(self, memory: MemoryStore, settings: MemorySettings | None = None):
+    def __init__(self, memory: MemoryStore, settings: MemorySettings | None = None, chat_files=None):
         self.memory = memory
         self.settings = settings or MemorySettings()
+        self.chat_files = chat_files    # a ChatFiles, where the host saves chats as TGWUI does
         self.last_injection: Injection | None = None
 
     # -- hooks ----------------------------------------------------------------------------
@@ -127,6 +130,11 @@ class MemoryTurns:
         rows = history_rows(state)
         turn = {"character": character, "new_text": None, "row_keys": {}, "injection": None}
         state[TURN_KEY] = turn
+        if self.chat_files is not None:
+            try:
+                self.chat_files.observe(state)
+            except Exception:  # noqa: BLE001 - pruning deleted chats must never break a turn
+                log.exception("memory: checking for deleted chats failed; this turn goes on")
         chat = chat_key(state)
         if chat and rows and not tgwui.is_incognito(state):
             prune = tgwui.chat_id_of(state) is not None
