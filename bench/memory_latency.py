@@ -205,8 +205,9 @@ def measure(directory: Path, size: int, turns_n: int, character: str) -> dict:
     return {
         "size": size, "kind": index.kind, "open_s": t_open,
         "recall": percentiles(recall_t), "store": percentiles(store_t), "sync": percentiles(sync_t),
-        "disk_mib": (stats["sqlite_bytes"] + stats["faiss_bytes"]) / 2**20,
+        "disk_mib": (stats["sqlite_bytes"] + stats["faiss_bytes"] + stats["lexical_bytes"]) / 2**20,
         "sqlite_mib": stats["sqlite_bytes"] / 2**20, "faiss_mib": stats["faiss_bytes"] / 2**20,
+        "lexical_mib": stats["lexical_bytes"] / 2**20, "lexical_engine": stats["lexical_engine"],
         "rss_index_mib": rss_index - rss_model, "rss_total_mib": rss_index, "rss_model_mib": rss_model - rss_before,
         "ann_recall": ann_recall,
     }
@@ -241,14 +242,16 @@ def main(argv=None) -> int:
 
     print(f"memory cost per chat turn, {args.turns} turns, {args.threads} threads, model all-MiniLM-L6-v2 (CPU)")
     head = (f"{'memories':>9} {'index':>5} {'recall p50':>10} {'recall p95':>10} {'store p95':>9} {'sync p95':>8} "
-            f"{'disk MiB':>8} {'sqlite':>7} {'faiss':>6} {'RSS idx':>7} {'RSS tot':>7} {'ANN R@10':>8} {'open s':>6}")
+            f"{'disk MiB':>8} {'sqlite':>7} {'faiss':>6} {'bm25':>5} {'RSS idx':>7} {'RSS tot':>7} {'ANN R@10':>8} {'open s':>6}")
     print(head)
     print("-" * len(head))
     for r in results:
         ann = f"{r['ann_recall']:.3f}" if r["ann_recall"] is not None else "exact"
         print(f"{r['size']:>9} {r['kind']:>5} {r['recall'][0]:>8.1f}ms {r['recall'][1]:>8.1f}ms "
               f"{r['store'][1]:>7.1f}ms {r['sync'][1]:>6.1f}ms {r['disk_mib']:>8.0f} {r['sqlite_mib']:>7.0f} "
-              f"{r['faiss_mib']:>6.0f} {r['rss_index_mib']:>7.0f} {r['rss_total_mib']:>7.0f} {ann:>8} {r['open_s']:>6.1f}")
+              f"{r['faiss_mib']:>6.0f} {r['lexical_mib']:>5.0f} {r['rss_index_mib']:>7.0f} {r['rss_total_mib']:>7.0f} {ann:>8} {r['open_s']:>6.1f}")
+    print(f"lexical engine: {results[0]['lexical_engine'] if results else '-'}; "
+          "bm25 = its index on disk (tantivy; FTS5's lives inside sqlite)")
     print("recall = embed query + hybrid search + compose (chat_input_modifier); store = embed + commit the "
           "exchange (output_modifier); sync = state_modifier's row check; RSS idx = memory added by opening the index")
     return 0

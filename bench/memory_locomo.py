@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pocketpack.memory.store import MemoryStore  # noqa: E402
+from pocketpack.memory.store import MemoryStore, recall_options  # noqa: E402
 from pocketpack.retrieval import SearchOptions  # noqa: E402
 
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
@@ -107,6 +107,7 @@ def main(argv=None) -> int:
         "dense": (False, SearchOptions(mode="dense", mmr_lambda=1.0)),
         "hybrid-noctx": (False, SearchOptions()),
         "hybrid": (True, SearchOptions()),
+        "memory": (True, recall_options()),
     }
     recall: dict[str, dict[int, dict[int, list[float]]]] = {v: defaultdict(lambda: defaultdict(list)) for v in variants}
     t_query = defaultdict(float)
@@ -142,8 +143,10 @@ def main(argv=None) -> int:
         values = [v for cat in CATEGORIES for v in recall[name][cat][k]]
         cells.append(f"{sum(values) / max(len(values), 1):>17.3f}")
     print(f"{'all 1-4':<14} {n_questions:>5} " + " ".join(cells))
-    print("dense: MiniLM cosine only; hybrid-noctx: dense + FTS5 BM25, reciprocal-rank fusion (k=10), MMR;"
-          " hybrid: the same with each turn's BM25 text including the turn it answers (what memory stores)")
+    print("dense: MiniLM cosine only; hybrid-noctx: dense + BM25 (tantivy), reciprocal-rank fusion (k=10), MMR;"
+          " hybrid: the same with each turn's BM25 text including the turn it answers (what memory stores);"
+          " memory: what the extension recalls with (hybrid, BM25 weighted 1.5, one round of pseudo-relevance"
+          " feedback)")
     print(f"\nstore: {n_turns} turns (x2: with and without context, embedded once) in {t_store:.1f} s; mean recall latency: "
           + ", ".join(f"{name} {1000 * t_query[name] / max(n_questions, 1):.1f} ms" for name in variants))
     return 0

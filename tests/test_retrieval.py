@@ -395,3 +395,16 @@ def test_a_second_writer_never_gets_stale_lexical_results(tmp_path):
     finally:
         second.close()
         first.close()
+
+
+def test_feedback_search_keeps_filters_and_reads_best_first(store):
+    coll = store.collection("notes")
+    ids = coll.upsert([NewItem(text=t, grp="a" if i % 2 else "b") for i, t in enumerate(FACTS)])
+    opts = SearchOptions(feedback_hits=3)
+    hits = search([coll], "Which pet did I adopt?", 3, options=opts)
+    assert hits[0].item.text == FACTS[0] and len(hits) == 3
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert len({h.item.id for h in hits}) == 3
+    in_a = search([coll], "Which pet did I adopt?", 5, options=opts, grp="a")
+    assert in_a and all(h.item.grp == "a" for h in in_a)
+    assert ids[1] not in {h.item.id for h in search([coll], "sister in Lisbon", 5, options=opts, exclude={ids[1]})}

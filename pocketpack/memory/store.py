@@ -33,6 +33,14 @@ PREFIX = "memory/"
 GLOBAL = "memory-global"        # manual notes meant for every character
 ROLES = ("user", "assistant")
 SCOPES = ("chat", "character", "global")
+
+
+def recall_options(**overrides) -> SearchOptions:
+    """How memory ranks unless told otherwise: BM25's list weighted 1.5 against the dense one,
+    and one round of pseudo-relevance feedback. The best of the settings tried on LoCoMo
+    (bench/memory_locomo.py: R@10 0.667 -> 0.682 over plain hybrid; chat turns are short, so
+    their exact words matter more than in documents)."""
+    return SearchOptions(**{"lexical_weight": 1.5, "feedback_hits": 3, **overrides})
 SKIP_USER_TEXT = {"", "<|BEGIN-VISIBLE-CHAT|>"}  # TGWUI's marker for a greeting-only row
 CONTEXT_CHARS = 1000            # how much of the message answered is indexed with a message
 MANUAL_GROUP = "manual:"        # the group manual notes share (chat ids never look like this)
@@ -358,7 +366,7 @@ class MemoryStore:
         manual: set[int] = set()
         for coll in collections:
             manual |= set(coll.ids_in_group(MANUAL_GROUP).tolist())
-        hits = search(collections, query, k, options=options or SearchOptions(),
+        hits = search(collections, query, k, options=options or recall_options(),
                       grp=chat if scope == "chat" else None, exclude=(exclude or set()) | manual, now=now)
         return [_to_memory(h.item, h.score) for h in hits]
 

