@@ -20,13 +20,14 @@ other overhead" item. TGWUI's formula and accelerate have no such item and are c
 Peers, re-implemented from their published code (never copied), flaws included:
 - TGWUI ``modules/models_settings.py`` ``estimate_vram`` (oobabooga/text-generation-webui 1dcde41):
   the symbolic-regression fit on nvidia-smi readings of llama.cpp loads; GGUF inference only. It
-  reads the .gguf's size; our rows have no file, so it gets the size pocketpack predicts (whose
-  own error is in the "file size" kind).
+  reads the .gguf's size: a row whose source states the file's size gives it that size, the others
+  give it the size pocketpack predicts (whose own error is in the "file size" kind).
 - gpu_poor (RahulSChand/gpu_poor ``src/App.js`` at ad2fc0e): parameters as
   ``vocab*h*2 + L*(4h^2 + 3*h*inter)`` (no GQA, no MoE), KV cache ``2*ctx*2*2*h*L`` bytes on
   Transformers (twice fp16, no GQA) and ``ctx*2*2*h*L`` on ggml, K-quants sized at 38/26/46/54
   bytes per 64 weights (Q4_K/Q3_K/Q5_K/Q6_K; the real blocks are 144/110/176/210 per 256), 650 MB
-  overhead. It has no GPTQ/AWQ/EXL2 option and no Q3_K_S/Q5_K_S: those rows are n/a for it.
+  overhead. It has no GPTQ/AWQ/EXL2 option and no Q3_K_S/Q5_K_S or IQ types: those rows are n/a
+  for it.
 - accelerate ``estimate-memory``: parameters x bytes of the dtype (int8 = fp32/4, int4 = fp32/8),
   weights only; a GGUF type is given the nearest of its dtypes (int8 from 6 bits up, else int4).
 """
@@ -65,6 +66,7 @@ class Row:
     source: str      # URL
     runtime: str = ""
     note: str = ""
+    file_mib: float | None = None  # the .gguf's size as the source states it (TGWUI's formula reads the file)
 
 
 LLAMA_CPP_QUANT = "https://github.com/ggml-org/llama.cpp/blob/master/tools/quantize/quantize.cpp"
@@ -76,6 +78,7 @@ AUTOAWQ = "https://github.com/casper-hansen/AutoAWQ/blob/5c7e368/README.md#bench
 LITGPT = "https://github.com/Lightning-AI/litgpt/blob/main/tutorials/resource-tables.md"
 HF_OPTIM = "https://huggingface.co/docs/transformers/llm_tutorial_optimization"
 LLAMA_CPP_7450 = "https://github.com/ggml-org/llama.cpp/issues/7450"
+OOBA_FORMULA = "https://oobabooga.github.io/blog/posts/gguf-vram-formula/"
 
 ROWS: list[Row] = []
 
@@ -98,6 +101,13 @@ for ftype, size in {"Q2_K": 15.6, "Q3_K_S": 20.3, "Q3_K_M": 20.4, "Q3_K_L": 20.4
                     "Q4_K_M": 26.4, "Q5_0": 32.2, "Q5_K_S": 32.2, "Q5_K_M": 32.2, "Q6_K": 38.4}.items():
     ROWS.append(Row("file size", "mixtral-8x7b", f"gguf-{ftype}", {"quant_rules": "2023"}, size * GB / GIB, "file",
                     f"{size} GB", BLOKE_MIXTRAL, "llama.cpp 8a7b2fa (2023-12)"))
+
+# oobabooga's measurement table (blog post on TGWUI's GGUF VRAM formula; read at
+# oobabooga/oobabooga.github.io 1032eb1 blog/posts/gguf-vram-formula/index.html): bartowski's
+# ibm-granite_granite-3.3-8b-instruct-IQ3_M.gguf, "size_in_mb" = 3565.532257080078 (MiB: its
+# rows are in MiB, and TGWUI reads the size as bytes / 1024**2)
+ROWS.append(Row("file size", "granite-3.3-8b-instruct", "gguf-IQ3_M", {}, 3565.532257080078 * MIB / GIB, "file",
+                "3565.532257080078 (size_in_mb)", OOBA_FORMULA, "llama-quantize (2025)"))
 
 # ---------------------------------------------------------------------------------- inference VRAM
 # ExLlama (v1) README, "New implementation": test_benchmark_inference.py, max_seq_len 2048, peak of
@@ -156,6 +166,22 @@ ROWS.append(Row("inference VRAM", "mistral-7b-instruct-v0.2", "gguf-Q2_K",
                 (2898.55 + 4000.00 + 2094.50) * MIB / GIB, "llama.cpp buffers", "2898.55 + 4000.00 + 2094.50 MiB",
                 LLAMA_CPP_7450, "llama.cpp b2961, -ngl 33"))
 
+# The same blog post: the first rows of the 19,517 VRAM measurements TGWUI's formula was fitted on
+# (vram_usage_mib per gpu_layers and ctx_size, fp16 cache), all it publishes. The post names neither
+# the tool nor the flags: 888 MiB with no layer on the GPU is the process as nvidia-smi sees it
+# (CUDA context and compute buffers), so these rows are nvidia-smi readings; llama.cpp's defaults of
+# the time (May 2025: -ub 512, no flash attention) are assumed (TGWUI's --batch-size 256 would cap
+# the ubatch at 256: about 60 MiB less compute buffer). gpu_layers counts repeating layers (40 of
+# 40 leaves the output layer on the CPU).
+for ctx, layers_mib in ((512, ((0, 888), (5, 1338), (10, 1770), (15, 2202), (20, 2634), (25, 3066), (30, 3496),
+                               (35, 3928), (40, 4394))),
+                        (1024, ((0, 914), (5, 1352)))):
+    for ngl, mib in layers_mib:
+        ROWS.append(Row("inference VRAM", "granite-3.3-8b-instruct", "gguf-IQ3_M",
+                        {"ctx": ctx, "gpu_layers": ngl, "ubatch": 512, "flash_attn": False}, mib * MIB / GIB,
+                        "nvidia-smi", f"{mib} MiB (gpu_layers {ngl}, ctx_size {ctx})", OOBA_FORMULA,
+                        "llama.cpp (2025-05)", file_mib=3565.532257080078))
+
 # ----------------------------------------------------------------------------------- training VRAM
 # LitGPT resource tables, "Finetuning with LoRA on 1 GPU" (A100 40GB): finetune/lora.py at 8641822 --
 # r=8, alpha 16, LoRA on query and value, no activation checkpointing, AdamW (PagedAdamW with bnb),
@@ -176,9 +202,14 @@ OWN_MEASUREMENTS: list[Row] = []  # Row(..., measure, said, "own: <date> <device
 # ------------------------------------------------------------------------------------------- peers
 
 def tgwui_estimate_vram(info, row: Row, file_gib: float) -> float | None:
-    """TGWUI's fitted GGUF formula in GiB; None outside GGUF inference (it has no other method)."""
+    """TGWUI's fitted GGUF formula in GiB; None outside GGUF inference (it has no other method).
+
+    It reads the .gguf's size: the size the row's source states when it states one, else the size
+    pocketpack predicts (whose own error is scored in the "file size" kind)."""
     if row.kind != "inference VRAM" or not row.fmt.startswith("gguf-"):
         return None
+    if row.file_mib is not None:
+        file_gib = row.file_mib / 1024
     a = info.arch
     n_layers = a.num_layers
     gpu_layers = row.settings.get("gpu_layers")

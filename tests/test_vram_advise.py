@@ -63,8 +63,8 @@ def test_when_nothing_fits_speed_breaks_the_quality_order():
 
 def test_the_kv_cache_is_quantised_only_to_reach_a_comfortable_context():
     """fp16 cache whenever it reaches 8192 tokens; a smaller cache never just stretches the context."""
-    from pocketpack.vram import estimate
     from pocketpack.vram.advise import COMFORTABLE_CTX, _fits_gpu
+    from pocketpack.vram.estimate import estimate
 
     info = inspect_model(DATA / "meta-llama-3-8b.json")
     gpu = machine(8, 32)

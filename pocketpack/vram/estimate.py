@@ -30,7 +30,12 @@ from pocketpack.vram.inspect import ModelInfo
 
 GIB = 1024 ** 3
 MIB = 1024 ** 2
-CUDA_CONTEXT_GIB = {"Transformers": 0.38, "llama.cpp": 0.30, "ExLlamav2": 0.38}
+# What nvidia-smi shows for a process beyond its tensors: the CUDA context and the libraries'
+# handles. llama.cpp's is larger (cuBLAS plus ggml-cuda's kernels): 0.74 GiB is what
+# oobabooga's published GGUF measurements leave after weights, KV cache and compute buffers
+# (https://oobabooga.github.io/blog/posts/gguf-vram-formula/, granite-3.3-8b rows: 87.3 MiB
+# per layer on top of ~890 MiB at 0 layers; see bench/vram_accuracy.py).
+CUDA_CONTEXT_GIB = {"Transformers": 0.38, "llama.cpp": 0.74, "ExLlamav2": 0.38}
 LLAMACPP_UBATCH = 1024         # TGWUI's --ubatch-size default
 TRANSFORMERS_ALLOC_SLACK = 0.04  # torch caching allocator: reserved beyond allocated
 CACHE_BYTES = {"fp16": 2.0, "f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
@@ -269,16 +274,16 @@ def _llamacpp(info: ModelInfo, fmt: Format, ctx: int, batch: int, cache_type: st
         # without flash attention llama.cpp materialises the f32 score matrix KQ of every head
         # against the whole cache (n_kv x n_ubatch x n_head); softmax runs in place on it
         attn += 4 * ub * _kv_cells(ctx) * a.num_heads
-    compute_gpu = 0.0
-    if layers_on_gpu or output_on_gpu:
-        compute_gpu = max(logits if output_on_gpu else 0, ffn + attn) + 16 * MIB
+    # A CUDA build uses the GPU even with no layers there: it creates the context and runs a
+    # prompt's large matrix products on the GPU, so the compute buffer is reserved too.
+    compute_gpu = max(logits if output_on_gpu else 0, ffn + attn) + 16 * MIB
     compute_cpu = 4 * ub * (a.hidden_size * 4) + (0 if output_on_gpu else logits)
-    ctx_gib = CUDA_CONTEXT_GIB["llama.cpp"] if (layers_on_gpu or output_on_gpu) else 0.0
+    ctx_gib = CUDA_CONTEXT_GIB["llama.cpp"]
     est.weights_gib = _bytes_gib(w_gpu)
     est.kv_cache_gib = _bytes_gib(kv_gpu)
     est.compute_gib = _bytes_gib(compute_gpu)
     est.cuda_context_gib = ctx_gib
-    est.overhead_gib = ctx_gib + (_bytes_gib(8 * MIB) if ctx_gib else 0.0)
+    est.overhead_gib = ctx_gib + _bytes_gib(8 * MIB)
     est.total_gib = est.weights_gib + est.kv_cache_gib + est.compute_gib + est.overhead_gib
     est.ram_gib = _bytes_gib(w_all - w_gpu + kv_all - kv_gpu + compute_cpu) + 0.15
     est.file_gib = _bytes_gib(_file_bytes(info, fmt, plan.file_bytes))
