@@ -1,6 +1,7 @@
 """Query latency and memory of rag-enhancer's retrieval at 10k, 100k (and 1M) chunks.
 
-    .venv/bin/python bench/rag_scale.py [--sizes 10000 100000] [--queries 200] [--threads 2]
+    .venv/bin/python bench/rag_scale.py [--sizes 10000 100000 1000000] [--queries 200] [--threads 2]
+        [--dir DIR (stores kept there and reused: 1M chunks take a while to build)]
 
 Chunks are synthetic: ~120 words drawn (Zipf-like) from the KJV text's vocabulary, stored as
 rag-enhancer stores chunks (100 per document, with neighbour metadata), with synthetic
@@ -172,7 +173,8 @@ def measure(store_dir: Path, n: int, samples: list[str], embedder: SyntheticEmbe
 
     return {"n": n, "open_s": open_s, "p50": pct(total, 0.5), "p95": pct(total, 0.95), "embed_p95": pct(embed_only, 0.95),
             "recall": statistics.mean(recalls), "kind": kind, "rss_delta": after - before, "rss": after,
-            "sqlite_mb": stats["sqlite_bytes"] / 1e6, "faiss_mb": stats["faiss_bytes"] / 1e6}
+            "sqlite_mb": stats["sqlite_bytes"] / 1e6, "faiss_mb": stats["faiss_bytes"] / 1e6,
+            "bm25_mb": stats["lexical_bytes"] / 1e6, "engine": stats["lexical_engine"]}
 
 
 def main() -> int:
@@ -180,6 +182,7 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dir", default=None, help="keep the stores here and reuse them (default: temporary)")
     parser.add_argument("--faiss-threads", type=int, default=None,
                         help="faiss OpenMP threads (default: faiss's own, one per core)")
     args = parser.parse_args()
@@ -192,11 +195,19 @@ def main() -> int:
         faiss.omp_set_num_threads(args.faiss_threads)
     rng = np.random.default_rng(1)
     rows = []
+    import json
+
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
+            base = Path(args.dir) if args.dir else Path(tmp)
+            store_dir, saved = base / f"n{n}" / "store", base / f"n{n}" / "samples.json"
             embedder = SyntheticEmbedder()
-            build_s, samples = build(Path(tmp) / "store", n, embedder, rng)
-            row = measure(Path(tmp) / "store", n, samples, embedder, args.queries, rng)
+            if saved.exists():  # built by an earlier run
+                build_s, samples = json.loads(saved.read_text())
+            else:
+                build_s, samples = build(store_dir, n, embedder, rng)
+                saved.write_text(json.dumps([build_s, samples]))
+            row = measure(store_dir, n, samples, embedder, args.queries, rng)
             row["build_s"] = build_s
             rows.append(row)
             print(f"{n} chunks done ({build_s:.0f} s to build)", file=sys.stderr, flush=True)
@@ -204,16 +215,17 @@ def main() -> int:
           f"faiss threads {args.faiss_threads or 'default'}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs, {args.queries} queries\n")
     head = (f"{'chunks':>9}{'index':>7}{'build s':>9}{'open s':>8}{'p50 ms':>8}{'p95 ms':>8}{'embed p95':>10}"
-            f"{'search p95*':>12}{'recall@10':>10}{'RSS MB':>8}{'+RSS':>7}{'sqlite MB':>10}{'faiss MB':>9}")
+            f"{'search p95*':>12}{'recall@10':>10}{'RSS MB':>8}{'+RSS':>7}{'sqlite MB':>10}{'faiss MB':>9}{'bm25 MB':>8}")
     print(head)
     print("-" * len(head))
     for r in rows:
         print(f"{r['n']:>9}{r['kind']:>7}{r['build_s']:>9.0f}{r['open_s']:>8.1f}{r['p50']:>8.1f}{r['p95']:>8.1f}"
               f"{r['embed_p95']:>10.1f}{max(0.0, r['p95'] - r['embed_p95']):>12.1f}{r['recall']:>10.3f}"
-              f"{r['rss']:>8.0f}{r['rss_delta']:>7.0f}{r['sqlite_mb']:>10.0f}{r['faiss_mb']:>9.0f}")
+              f"{r['rss']:>8.0f}{r['rss_delta']:>7.0f}{r['sqlite_mb']:>10.0f}{r['faiss_mb']:>9.0f}{r['bm25_mb']:>8.0f}")
     print("\np50/p95: the whole query (real query embedding + hybrid search + neighbour expansion);"
           " embed p95: the query embedding alone; search p95*: p95 minus embed p95 (approximate);"
-          " +RSS: memory added by opening the store and querying it.")
+          " +RSS: memory added by opening the store and querying it; bm25 MB: the lexical index"
+          f" ({rows[0]['engine'] if rows else '-'}; FTS5's lives inside sqlite).")
     return 0
 
 

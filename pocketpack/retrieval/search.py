@@ -114,7 +114,8 @@ def _search_with_feedback(collections, query, k, opts, grp, exclude, now, query_
     plain = replace(opts, feedback_hits=0)
     depth = max(k, 20)
     qv = query_vector if query_vector is not None else collections[0].store.embedder.embed([query])[0]
-    first = _search(collections, query, depth, plain, grp, exclude, now, qv)
+    cache: dict[int, Item] = {}
+    first = _search(collections, query, depth, plain, grp, exclude, now, qv, cache)
     if not first:
         return []
     top = [h.item.id for h in first[:opts.feedback_hits]]
@@ -125,7 +126,7 @@ def _search_with_feedback(collections, query, k, opts, grp, exclude, now, query_
         return first[:k]
     moved = qv + opts.feedback_weight * np.mean([vectors[i] for i in top if i in vectors], axis=0)
     moved = (moved / (np.linalg.norm(moved) or 1.0)).astype(np.float32)
-    second = _search(collections, query, depth, plain, grp, exclude, now, moved)
+    second = _search(collections, query, depth, plain, grp, exclude, now, moved, cache)
     runs = [[h.item.id for h in first], [h.item.id for h in second]]
     fused = rrf(runs, [1.0, 1.0], opts.rrf_k)
     hits = {h.item.id: h for h in second}
@@ -140,7 +141,8 @@ def _search_with_feedback(collections, query, k, opts, grp, exclude, now, query_
 
 
 def _search(collections: list[Collection], query: str, k: int, opts: SearchOptions, grp: str | None,
-            exclude: set[int] | None, now: float | None, query_vector: np.ndarray | None) -> list[Hit]:
+            exclude: set[int] | None, now: float | None, query_vector: np.ndarray | None,
+            cache: dict[int, Item] | None = None) -> list[Hit]:
     collections = [c for c in collections if c is not None]
     if not collections or not query or not query.strip() or k <= 0:
         return []
@@ -178,10 +180,12 @@ def _search(collections: list[Collection], query: str, k: int, opts: SearchOptio
     by_coll: dict[int, list[int]] = {}
     for i in fused:
         by_coll.setdefault(id(owner[i]), []).append(i)
+    cache = {} if cache is None else cache  # rows already read by an earlier run of this search
     for coll in collections:
         ids = by_coll.get(id(coll))
         if ids:
-            items.update({it.id: it for it in coll.get(ids)})
+            cache.update({it.id: it for it in coll.get([i for i in ids if i not in cache])})
+            items.update({i: cache[i] for i in ids if i in cache})
             vectors.update(coll.vectors(ids))
 
     # normalise the fused score so that 1.0 means "first in every list"

@@ -500,8 +500,14 @@ class Collection:
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
     def vectors(self, ids: list[int]) -> dict[int, np.ndarray]:
-        """The stored vectors of these items (for MMR and re-ranking)."""
+        """The stored vectors of these items (for MMR and re-ranking): from the loaded faiss
+        index when it holds them (a random SQLite read per item cost 4-10 ms per search at
+        100k items), else from SQLite."""
         out: dict[int, np.ndarray] = {}
+        index = self.store._indexes.get(self.id)
+        if index is not None and index.model == self.model:
+            out.update(index.reconstruct(list(ids)))
+            ids = [i for i in ids if i not in out]
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))

@@ -104,6 +104,23 @@ class VectorIndex:
         if ids:
             self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
 
+    def reconstruct(self, ids: list[int]) -> dict[int, np.ndarray]:
+        """The stored vectors of those ids the index holds (flat and IVF-flat keep them whole),
+        without a database read; ids it does not hold are left out."""
+        if not ids or not self.count:
+            return {}
+        try:
+            mat = self.index.reconstruct_batch(np.asarray(ids, dtype=np.int64))
+            return {int(i): mat[n] for n, i in enumerate(ids)}
+        except RuntimeError:  # an id it lacks (deleted, or newer than the index): one by one
+            out = {}
+            for i in ids:
+                try:
+                    out[int(i)] = self.index.reconstruct(int(i))
+                except RuntimeError:
+                    pass
+            return out
+
     # -- search ---------------------------------------------------------------------------
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
         """Top ``k`` (id, inner product) for one query vector; ``allowed`` restricts ids."""
