@@ -92,6 +92,24 @@ def test_api_path_without_character_menu_or_unique_id(tmp_path):
     assert memories(runtime).counts()["Aria"] == 4
 
 
+def test_an_api_client_resending_its_history_gets_no_copy_of_it_as_memories(tmp_path):
+    """Found in TGWUI's real API server: a client resends the whole conversation, and a changed
+    first reply makes it a new chat, so memory must recognise the prompt's rows by their text."""
+    runtime = make_runtime(tmp_path, ["memory"], reply="Lovely city.")
+    fact = "My sister Lena lives in Porto and works as a marine biologist."
+    chat_completion(runtime, {"character": "Aria", "messages": [{"role": "user", "content": fact}]})
+    runtime.backend.reply = "She studies dolphins."
+    chat_completion(runtime, {"character": "Aria", "messages": [
+        {"role": "user", "content": fact}, {"role": "assistant", "content": "Nice!"},
+        {"role": "user", "content": "What does my sister do?"}]})
+    prompt = runtime.backend.prompts[-1]
+    assert prompt.count("Lena lives in Porto") == 1  # the history row, not a memory of it
+    assert "Lovely city." in prompt                   # a memory the prompt lacked still comes
+    # and in a fresh conversation the fact is recalled as a memory
+    chat_completion(runtime, {"character": "Aria", "messages": [{"role": "user", "content": "Where does Lena live?"}]})
+    assert "Lena lives in Porto" in runtime.backend.prompts[-1]
+
+
 def test_one_characters_memories_never_reach_anothers_prompt(tmp_path):
     runtime = make_runtime(tmp_path, ["memory"], reply="Understood.")
     chat(runtime, "My alarm code is 5150.", ui_state("Aria", "a-1"))

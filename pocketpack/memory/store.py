@@ -349,7 +349,7 @@ class MemoryStore:
 
     def recall(self, character: str, query: str, k: int = 10, *, scope: str = "character", chat: str | None = None,
                exclude: set[int] | None = None, options: SearchOptions | None = None,
-               now: float | None = None) -> list[Memory]:
+               now: float | None = None, exclude_texts: Iterable[str] = ()) -> list[Memory]:
         """The ``k`` memories most relevant to ``query``, best first (manual notes excluded:
         ``manual_for`` decides those)."""
         if scope not in SCOPES:
@@ -364,8 +364,11 @@ class MemoryStore:
         if not collections:
             return []
         manual: set[int] = set()
+        texts = {v for t in exclude_texts if isinstance(t, str) for v in (t, t.strip())}
         for coll in collections:
             manual |= set(coll.ids_in_group(MANUAL_GROUP).tolist())
+            if texts:  # already in the prompt (an API client resends its history): not a memory
+                manual |= coll.ids_with_texts(texts)
         hits = search(collections, query, k, options=options or recall_options(),
                       grp=chat if scope == "chat" else None, exclude=(exclude or set()) | manual, now=now)
         return [_to_memory(h.item, h.score) for h in hits]

@@ -189,7 +189,12 @@ class MemoryTurns:
                         exclude.add(item_id)
         options = recall_options(recency_weight=s.recency_weight, half_life_days=s.half_life_days,
                                  min_cosine=s.min_cosine)
-        return self.memory.recall(character, query, s.k, scope=s.scope, chat=chat, exclude=exclude, options=options)
+        # the prompt's own recent rows, by content: through the API a client resends its history
+        # and a changed reply makes it a new chat, so the row keys above do not catch them
+        recent = history_rows(state)[-s.exclude_recent_rows:] if s.exclude_recent_rows > 0 else []
+        in_prompt = [query] + [t for row in recent for t in row[:2] if isinstance(t, str)]
+        return self.memory.recall(character, query, s.k, scope=s.scope, chat=chat, exclude=exclude, options=options,
+                                  exclude_texts=in_prompt)
 
     def _inject(self, state: dict, query: str, *, current_rows: int) -> None:
         s = self.settings

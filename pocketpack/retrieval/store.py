@@ -489,6 +489,17 @@ class Collection:
             args.append(grp)
         return {k: (i, h, c) for k, i, h, c in self.store._q(sql, args)}
 
+    def ids_with_texts(self, texts: Iterable[str]) -> set[int]:
+        """Ids of the items whose text is exactly one of ``texts`` (by content hash)."""
+        hashes = list({content_hash(t) for t in texts if t})
+        out: set[int] = set()
+        for start in range(0, len(hashes), 500):
+            chunk = hashes[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            out |= {r[0] for r in self.store._q(
+                f"SELECT id FROM items WHERE hash IN ({marks}) AND collection_id = ?", (*chunk, self.id))}
+        return out
+
     def count(self, grp: str | None = None) -> int:
         if grp is None:
             return self.store._q1("SELECT COUNT(*) FROM items WHERE collection_id = ?", (self.id,))[0]
