@@ -408,3 +408,14 @@ def test_feedback_search_keeps_filters_and_reads_best_first(store):
     in_a = search([coll], "Which pet did I adopt?", 5, options=opts, grp="a")
     assert in_a and all(h.item.grp == "a" for h in in_a)
     assert ids[1] not in {h.item.id for h in search([coll], "sister in Lisbon", 5, options=opts, exclude={ids[1]})}
+
+
+def test_bf16_embeddings_match_fp32_and_a_bad_precision_is_one_clear_error():
+    fp32 = Embedder(precision="fp32")
+    bf16 = Embedder(precision="bf16")
+    texts = ["I adopted a grey cat called Whiskers.", "The quarterly report is due on the fifteenth."]
+    a, b = fp32.embed(texts), bf16.embed(texts)
+    assert b.dtype == np.float32 and np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    assert (a * b).sum(axis=1).min() > 0.999   # one model name serves both: vectors agree
+    with pytest.raises(EmbeddingError, match="precision"):
+        Embedder(precision="fp8")
