@@ -236,6 +236,18 @@ def test_the_current_chat_and_multi_user_hosts_are_never_pruned(tmp_path):
         shared.args.multi_user = False
 
 
+def test_a_chat_id_never_makes_memory_look_outside_the_logs_folder(tmp_path):
+    runtime = make_runtime(tmp_path, ["memory"], reply="Noted.")
+    outside = tmp_path / "user_data" / "escape.json"  # chat/Aria/../../../escape.json from the logs
+    (tmp_path / "user_data" / "logs" / "chat" / "Aria").mkdir(parents=True)  # the OS walks through it
+    outside.write_text("{}")
+    chat(runtime, "My cat is called Miso.", ui_state("Aria", "../../../escape"))
+    assert runtime.host.loaded["memory"].turns().chat_files.known() == {}
+    outside.unlink()
+    chat(runtime, "Hello.", ui_state("Aria", "20260101-10-00-00"))
+    assert memories(runtime).counts()["Aria"] == 4   # nothing forgotten on the strength of that file
+
+
 # -- consolidation from the tab, on the host's loaded model ---------------------------------
 def test_the_tabs_consolidation_uses_the_hosts_loaded_model(tmp_path):
     import time

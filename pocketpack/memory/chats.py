@@ -101,6 +101,8 @@ class ChatFiles:
             return None
         character = tgwui.character_of(state)
         relative = history_file(chat, character, state.get("mode"))
+        if not (self.logs_dir / relative).resolve().is_relative_to(self.logs_dir):
+            return None  # a chat id or character name with "..": never look outside the logs
         key = (character, chat)
         with self._lock:
             if self._seen.get(character, {}).get(chat) != relative and (self.logs_dir / relative).is_file():
