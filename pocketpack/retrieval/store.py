@@ -490,14 +490,15 @@ class Collection:
         return {k: (i, h, c) for k, i, h, c in self.store._q(sql, args)}
 
     def ids_with_texts(self, texts: Iterable[str]) -> set[int]:
-        """Ids of the items whose text is exactly one of ``texts`` (by content hash)."""
+        """Ids of the items whose text is exactly one of ``texts`` (by content hash). The ``+``
+        keeps SQLite on the hash index: by collection it scanned 100k rows (39 ms a turn)."""
         hashes = list({content_hash(t) for t in texts if t})
         out: set[int] = set()
         for start in range(0, len(hashes), 500):
             chunk = hashes[start:start + 500]
             marks = ",".join("?" * len(chunk))
             out |= {r[0] for r in self.store._q(
-                f"SELECT id FROM items WHERE hash IN ({marks}) AND collection_id = ?", (*chunk, self.id))}
+                f"SELECT id FROM items WHERE hash IN ({marks}) AND +collection_id = ?", (*chunk, self.id))}
         return out
 
     def count(self, grp: str | None = None) -> int:
