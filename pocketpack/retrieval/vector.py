@@ -71,7 +71,9 @@ class VectorIndex:
             rng = np.random.default_rng(0)
             sample = vectors if n <= nlist * 64 else vectors[rng.choice(n, nlist * 64, replace=False)]
             index.train(np.ascontiguousarray(sample))
-            index.nprobe = self.nprobe or max(8, nlist // 16)
+            # a tenth of the lists: recall@10 against exact search 0.988 at 100k memories and 0.995
+            # at 1M (a sixteenth gave 0.967 / 0.978) for +0.2 / +0.7 ms a query
+            index.nprobe = self.nprobe or max(8, nlist // 10)
             # a hash-table direct map makes remove_ids/reconstruct cheap on edits
             index.set_direct_map_type(faiss.DirectMap.Hashtable)
             self.kind, self.trained_on = "ivf", n
@@ -189,7 +191,7 @@ class VectorIndex:
             self.index, self.kind, self.seq = index, meta["kind"], seq
             self.trained_on = int(meta.get("trained_on", 0))
             if self.kind == "ivf":
-                index.nprobe = nprobe or max(8, index.nlist // 16)
+                index.nprobe = nprobe or max(8, index.nlist // 10)
             return self
         return None
 
