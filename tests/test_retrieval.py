@@ -183,7 +183,7 @@ def test_schema_is_migrated_once_and_a_newer_store_is_refused(tmp_path):
     Store(tmp_path, embedder=CountingEmbedder()).close()
     conn = sqlite3.connect(tmp_path / "store.sqlite3")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert [r[0] for r in conn.execute("SELECT number FROM _migrations")] == [1, 2, 3, 4, 5, 6]
+    assert [r[0] for r in conn.execute("SELECT number FROM _migrations")] == [1, 2, 3, 4, 5, 6, 7]
     conn.execute("INSERT INTO _migrations VALUES (99, 0)")
     conn.commit()
     conn.close()
@@ -271,7 +271,7 @@ def test_kill_minus_9_mid_write_loses_nothing_acknowledged(tmp_path):
     # and so does the tantivy BM25 cache: every acknowledged item is found by its own word
     for key, item_id in acked.items():
         assert [i for i, _ in coll.lexical(key.replace("k", "tag"), 1)] == [item_id]
-    assert s.lexical_engine == "tantivy" and s.lexical_index().sync()
+    assert s.lexical_engine == "tantivy" and s.lexical_index(coll.id).sync()
     assert s.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     s.close()
 
@@ -359,8 +359,10 @@ def test_the_tantivy_index_is_rebuilt_when_missing_damaged_or_not_ours(tmp_path)
     with Store(directory, embedder=_HashEmbedder()) as s:
         s.collection("notes").upsert([NewItem(f"note {i} about walrus {i}") for i in range(30)])
         assert len(s.collection("notes").lexical("walrus", 50)) == 30
+    with Store(directory, embedder=_HashEmbedder()) as s:
+        cid = s.collection("notes").id
     for damage in ("delete", "garbage", "foreign"):
-        folder = directory / "lexical"
+        folder = directory / "lexical" / f"c{cid}"
         if damage == "delete":
             shutil.rmtree(folder)
         elif damage == "garbage":
@@ -419,3 +421,17 @@ def test_bf16_embeddings_match_fp32_and_a_bad_precision_is_one_clear_error():
     assert (a * b).sum(axis=1).min() > 0.999   # one model name serves both: vectors agree
     with pytest.raises(EmbeddingError, match="precision"):
         Embedder(precision="fp8")
+
+
+def test_each_collection_ranks_by_its_own_bm25_statistics(tmp_path):
+    """A word common in one character's memories does not lower its weight in another's."""
+    with Store(tmp_path / "s", embedder=_HashEmbedder()) as s:
+        s.collection("a").upsert([NewItem(f"apple harvest report {i}") for i in range(200)])
+        b = s.collection("b")
+        b.upsert([NewItem("an apple"), NewItem("a zebra"), NewItem("a kettle")])
+        scores = {it.text: score for it, (_, score) in zip(b.get([i for i, _ in b.lexical("apple zebra", 5)]),
+                                                           b.lexical("apple zebra", 5))}
+        assert set(scores) == {"an apple", "a zebra"}
+        assert scores["an apple"] == pytest.approx(scores["a zebra"])
+        s.drop_collection("a")
+        assert not (tmp_path / "s" / "lexical" / "c1").exists()   # its index went with it

@@ -1,12 +1,15 @@
-"""BM25 over a store's items with tantivy: a cache of SQLite, like the faiss indexes.
+"""BM25 over a collection's items with tantivy: a cache of SQLite, like the faiss indexes.
 
 Why tantivy: SQLite's FTS5 scores every row that holds any query term before it can sort,
 so a six-word question over 100k chat turns took 15-35 ms, and grows with the store; tantivy
 (block-max WAND over an on-disk inverted index) answers the same query in about 1 ms and adds
 documents incrementally, which bm25s cannot.
 
+One index per collection (``lexical/c<id>/``), so a collection's BM25 statistics (document
+frequencies, lengths) are its own: one character's memories never change how another's rank.
+
 Consistency: SQLite stays the truth. Triggers append every change of an item's searchable
-fields to ``lexical_log`` in the same transaction as the change (migration 6); ``sync`` applies
+fields to ``lexical_log`` in the same transaction as the change (migration 7); ``sync`` applies
 the log to tantivy (delete the item's document, add its current version: replaying twice is
 harmless), commits, then records the position in ``lexical_state`` and prunes the log. A
 crash anywhere in between leaves entries that the next ``sync`` replays. A missing, damaged
@@ -29,10 +32,11 @@ from pathlib import Path
 
 log = logging.getLogger("pocketpack.retrieval")
 
-FORMAT = 1
+FORMAT = 2
 DIR_NAME = "lexical"
 SIDECAR = "pocketpack.json"
-WRITER_HEAP = 64_000_000       # bytes; tantivy needs >= 15 MB per thread
+WRITER_HEAP = 32_000_000       # bytes; tantivy needs >= 15 MB per thread
+MAX_OPEN_WRITERS = 4           # per store: each holds a lock, a thread and its arena
 _REBUILD_BATCH = 5000
 
 
@@ -49,7 +53,6 @@ def _schema():
 
     builder = tantivy.SchemaBuilder()
     builder.add_unsigned_field("id", stored=False, indexed=True, fast=True)
-    builder.add_unsigned_field("coll", stored=False, indexed=True)
     builder.add_text_field("grp", stored=False, tokenizer_name="raw", index_option="basic")
     # english stemming like FTS5's porter tokenizer; term frequencies for BM25, no positions
     builder.add_text_field("text", stored=False, tokenizer_name="en_stem", index_option="freq")
@@ -62,14 +65,15 @@ def searchable_text(text: str, context: str | None) -> str:
 
 
 class LexicalIndex:
-    """The tantivy index of one store (all collections; ``coll`` and ``grp`` filter)."""
+    """The tantivy index of one collection (``grp`` filters within it)."""
 
-    def __init__(self, store):
+    def __init__(self, store, collection_id: int):
         import tantivy
 
         self._tantivy = tantivy
         self.store = store
-        self.path: Path = store.directory / DIR_NAME
+        self.collection_id = int(collection_id)
+        self.path: Path = store.directory / DIR_NAME / f"c{self.collection_id}"
         self.schema = _schema()
         self.index = None
         self.generation: str | None = None
@@ -80,7 +84,8 @@ class LexicalIndex:
 
     # -- opening and rebuilding -----------------------------------------------------------
     def _state(self) -> tuple[int, str, int] | None:
-        row = self.store._q1("SELECT seq, generation, format FROM lexical_state WHERE id = 1")
+        row = self.store._q1("SELECT seq, generation, format FROM lexical_state WHERE collection_id = ?",
+                             (self.collection_id,))
         return (int(row[0]), row[1], int(row[2])) if row else None
 
     def _sidecar_generation(self) -> str | None:
@@ -108,6 +113,7 @@ class LexicalIndex:
 
     def _get_writer(self):
         if self._writer is None and not self._writer_failed:
+            self.store._lexical_writer_opened(self)
             try:
                 self._writer = self.index.writer(heap_size=WRITER_HEAP, num_threads=1)
             except Exception as exc:  # noqa: BLE001 - typically: another process holds the lock
@@ -132,6 +138,7 @@ class LexicalIndex:
                     return False
                 shutil.rmtree(self.path)
         self.path.mkdir(parents=True)
+        self.store._lexical_writer_opened(self)
         index = self._tantivy.Index(self.schema, path=str(self.path), reuse=False)
         writer = index.writer(heap_size=WRITER_HEAP, num_threads=1)
         conn = store.conn
@@ -140,7 +147,8 @@ class LexicalIndex:
             try:
                 head = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM lexical_log").fetchone()[0]
                 n = 0
-                cursor = conn.execute("SELECT id, collection_id, grp, text, context FROM items")
+                cursor = conn.execute("SELECT id, grp, text, context FROM items WHERE collection_id = ?",
+                                      (self.collection_id,))
                 while True:
                     rows = cursor.fetchmany(_REBUILD_BATCH)
                     if not rows:
@@ -152,12 +160,14 @@ class LexicalIndex:
                 conn.execute("COMMIT")
         writer.commit()
         writer.wait_merging_threads()
+        del writer
         _atomic_write_json(self.path / SIDECAR, {"format": FORMAT, "generation": tmp_generation})
         with store._tx() as conn:
-            conn.execute("INSERT INTO lexical_state(id, seq, generation, format) VALUES (1, ?, ?, ?)"
-                          " ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, generation = excluded.generation,"
-                          " format = excluded.format", (head, tmp_generation, FORMAT))
-            conn.execute("DELETE FROM lexical_log WHERE seq <= ?", (head,))
+            conn.execute("INSERT INTO lexical_state(collection_id, seq, generation, format) VALUES (?, ?, ?, ?)"
+                          " ON CONFLICT(collection_id) DO UPDATE SET seq = excluded.seq,"
+                          " generation = excluded.generation, format = excluded.format",
+                          (self.collection_id, head, tmp_generation, FORMAT))
+            conn.execute("DELETE FROM lexical_log WHERE collection_id = ? AND seq <= ?", (self.collection_id, head))
         if n >= 10_000:
             log.info("lexical index of %s rebuilt: %d items", store.directory, n)
         self.index = index
@@ -167,10 +177,9 @@ class LexicalIndex:
         self._writer_failed = False
         return True
 
-    def _document(self, item_id, collection_id, grp, text, context):
+    def _document(self, item_id, grp, text, context):
         doc = self._tantivy.Document()
         doc.add_unsigned("id", int(item_id))
-        doc.add_unsigned("coll", int(collection_id))
         if grp is not None:
             doc.add_text("grp", str(grp))
         doc.add_text("text", searchable_text(text, context))
@@ -188,7 +197,8 @@ class LexicalIndex:
                 # another process rebuilt it (or the state row is gone): start over
                 self.close()
                 return self.sync() if self._open() or self.rebuild() else False
-            pending = store._q("SELECT seq, item_id FROM lexical_log WHERE seq > ? ORDER BY seq", (state[0],))
+            pending = store._q("SELECT seq, item_id FROM lexical_log WHERE collection_id = ? AND seq > ? ORDER BY seq",
+                               (self.collection_id, state[0]))
             if not pending:
                 if self.seq != state[0]:
                     self.index.reload()  # another process committed: see its documents
@@ -207,21 +217,22 @@ class LexicalIndex:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
                 marks = ",".join("?" * len(chunk))
-                for row in store._q(f"SELECT id, collection_id, grp, text, context FROM items WHERE id IN ({marks})",
-                                    chunk):
+                for row in store._q(f"SELECT id, grp, text, context FROM items WHERE id IN ({marks})"
+                                    " AND collection_id = ?", (*chunk, self.collection_id)):
                     writer.add_document(self._document(*row))
             writer.commit()
             with store._tx() as conn:
-                conn.execute("UPDATE lexical_state SET seq = MAX(seq, ?) WHERE id = 1", (head,))
-                conn.execute("DELETE FROM lexical_log WHERE seq <= ?", (head,))
+                conn.execute("UPDATE lexical_state SET seq = MAX(seq, ?) WHERE collection_id = ?",
+                             (head, self.collection_id))
+                conn.execute("DELETE FROM lexical_log WHERE collection_id = ? AND seq <= ?", (self.collection_id, head))
             self.index.reload()
             self._searcher = self.index.searcher()
             self.seq = head
             return True
 
     # -- search ---------------------------------------------------------------------------
-    def search(self, words: list[str], k: int, collection_id: int, grp: str | None = None):
-        """Top ``k`` (item id, BM25 score) for any of ``words`` in one collection, or None
+    def search(self, words: list[str], k: int, grp: str | None = None):
+        """Top ``k`` (item id, BM25 score) for any of ``words`` in this collection, or None
         when the index cannot be brought up to date here (the caller falls back to FTS5)."""
         if not words or k <= 0:
             return []
@@ -230,9 +241,7 @@ class LexicalIndex:
         tantivy = self._tantivy
         # each word quoted: user text is never query syntax
         text_query = self.index.parse_query(" ".join('"' + w.replace('"', " ") + '"' for w in words), ["text"])
-        clauses = [(tantivy.Occur.Must, text_query),
-                   (tantivy.Occur.Must, tantivy.Query.const_score_query(
-                       tantivy.Query.term_query(self.schema, "coll", int(collection_id)), 0.0))]
+        clauses = [(tantivy.Occur.Must, text_query)]
         if grp is not None:
             clauses.append((tantivy.Occur.Must, tantivy.Query.const_score_query(
                 tantivy.Query.term_query(self.schema, "grp", str(grp)), 0.0)))
@@ -245,22 +254,42 @@ class LexicalIndex:
 
     @staticmethod
     def folder_bytes(store_directory: Path) -> int:
-        """Size on disk of a store's tantivy index (0 when it has none)."""
+        """Size on disk of a store's tantivy indexes (0 when it has none)."""
         path = Path(store_directory) / DIR_NAME
         if not path.is_dir():
             return 0
-        return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
-    def close(self) -> None:
-        """Release the writer (and its lock) so another process can write the index."""
+    def release_writer(self) -> None:
+        """Let go of the writer (its lock, thread and memory); the next sync opens it again."""
         if self._writer is not None:
             try:
                 self._writer.wait_merging_threads()
             except Exception:  # noqa: BLE001 - merges are an optimisation
                 pass
             self._writer = None
+
+    def drop(self) -> None:
+        """Delete this collection's index folder (the collection is gone)."""
+        self.close()
+        if self.path.is_dir() and not self.path.is_symlink():
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def close(self) -> None:
+        """Release the writer (and its lock) so another process can write the index."""
+        self.release_writer()
         self.index = None
         self._searcher = None
+
+
+def remove_store_wide_layout(store_directory: Path) -> None:
+    """Delete the files of the one-index-per-store layout (migration 6) left directly in
+    ``lexical/``; the per-collection folders beside them stay."""
+    path = Path(store_directory) / DIR_NAME
+    if path.is_dir() and not path.is_symlink() and (path / "meta.json").is_file():
+        for child in path.iterdir():
+            if child.is_file() and not child.is_symlink():
+                child.unlink(missing_ok=True)
 
 
 def _locked_elsewhere(lock: Path) -> bool:

@@ -23,8 +23,9 @@ Tables
 - ``items_fts_vocab`` (5): FTS5's ``fts5vocab`` view of ``items_fts`` ('row': a term's number
   of rows), so lexical search can drop query terms too common to rank anything, and the
   ``c<id>`` token's count is its collection's size. A view: nothing stored, nothing to sync.
-- ``lexical_log``, ``lexical_state`` (6): the change log of the tantivy BM25 cache and the
-  position (and generation) it has reached; see ``pocketpack.retrieval.lexical``.
+- ``lexical_log``, ``lexical_state`` (6; per collection since 7): the change log of the tantivy
+  BM25 caches and the position (and generation) each has reached; see
+  ``pocketpack.retrieval.lexical``.
 """
 
 from __future__ import annotations
@@ -158,6 +159,44 @@ MIGRATIONS: list[tuple[int, str]] = [
              OR old.collection_id IS NOT new.collection_id
         BEGIN
             INSERT INTO lexical_log(item_id) VALUES (new.id);
+        END;
+        """,
+    ),
+    (
+        7,
+        # one tantivy index per collection (its own BM25 statistics): the log and the state
+        # say which collection; the caches are rebuilt from the items table
+        """
+        DROP TRIGGER items_lex_ai;
+        DROP TRIGGER items_lex_ad;
+        DROP TRIGGER items_lex_au;
+        DROP TABLE lexical_log;
+        DROP TABLE lexical_state;
+        CREATE TABLE lexical_log (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            collection_id INTEGER NOT NULL,
+            item_id INTEGER NOT NULL
+        );
+        CREATE INDEX lexical_log_collection ON lexical_log(collection_id, seq);
+        CREATE TABLE lexical_state (
+            collection_id INTEGER PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            generation TEXT NOT NULL,
+            format INTEGER NOT NULL
+        );
+        CREATE TRIGGER items_lex_ai AFTER INSERT ON items BEGIN
+            INSERT INTO lexical_log(collection_id, item_id) VALUES (new.collection_id, new.id);
+        END;
+        CREATE TRIGGER items_lex_ad AFTER DELETE ON items BEGIN
+            INSERT INTO lexical_log(collection_id, item_id) VALUES (old.collection_id, old.id);
+        END;
+        CREATE TRIGGER items_lex_au AFTER UPDATE OF text, context, grp, collection_id ON items
+        WHEN old.text IS NOT new.text OR old.context IS NOT new.context OR old.grp IS NOT new.grp
+             OR old.collection_id IS NOT new.collection_id
+        BEGIN
+            INSERT INTO lexical_log(collection_id, item_id) VALUES (old.collection_id, old.id);
+            INSERT INTO lexical_log(collection_id, item_id)
+            SELECT new.collection_id, new.id WHERE new.collection_id IS NOT old.collection_id;
         END;
         """,
     ),

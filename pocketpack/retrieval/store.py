@@ -118,7 +118,8 @@ class Store:
         if lexical == "tantivy" and not lexical_cache.available():
             raise StoreError("lexical='tantivy' needs the tantivy package: pip install tantivy")
         self.lexical_engine = "fts5" if lexical == "fts5" or not lexical_cache.available() else "tantivy"
-        self._lexical: lexical_cache.LexicalIndex | None = None
+        self._lexical: dict[int, lexical_cache.LexicalIndex] = {}
+        self._lexical_writers: list[lexical_cache.LexicalIndex] = []  # least recently used first
         self._lock = threading.RLock()
         try:
             self.conn = sqlite3.connect(self.directory / DB_NAME, timeout=30, isolation_level=None,
@@ -134,6 +135,7 @@ class Store:
             raise StoreError(f"cannot open the store at {self.directory}: {exc}") from exc
         self._indexes: dict[int, VectorIndex] = {}
         self._collections: dict[str, Collection] = {}
+        lexical_cache.remove_store_wide_layout(self.directory)
 
     # -- plumbing -------------------------------------------------------------------------
     @property
@@ -156,20 +158,31 @@ class Store:
     def _tx(self):
         return _Transaction(self.conn, self._lock)
 
-    def lexical_index(self) -> "lexical_cache.LexicalIndex | None":
-        """The tantivy BM25 cache, opened on first use; None when FTS5 does the lexical search."""
+    def lexical_index(self, collection_id: int) -> "lexical_cache.LexicalIndex | None":
+        """A collection's tantivy BM25 cache, opened on first use; None when FTS5 does the
+        lexical search."""
         if self.lexical_engine != "tantivy":
             return None
         with self._lock:
-            if self._lexical is None:
-                self._lexical = lexical_cache.LexicalIndex(self)
-            return self._lexical
+            if collection_id not in self._lexical:
+                self._lexical[collection_id] = lexical_cache.LexicalIndex(self, collection_id)
+            return self._lexical[collection_id]
 
-    def _after_write(self) -> None:
-        """Apply a committed write to the lexical cache now, so a search need not."""
-        if self._lexical is not None:
+    def _lexical_writer_opened(self, index: "lexical_cache.LexicalIndex") -> None:
+        """Keep at most MAX_OPEN_WRITERS tantivy writers open (a character each, in memory)."""
+        with self._lock:
+            if index in self._lexical_writers:
+                self._lexical_writers.remove(index)
+            self._lexical_writers.append(index)
+            while len(self._lexical_writers) > lexical_cache.MAX_OPEN_WRITERS:
+                self._lexical_writers.pop(0).release_writer()
+
+    def _after_write(self, collection_id: int) -> None:
+        """Apply a committed write to the collection's lexical cache now, so a search need not."""
+        index = self._lexical.get(collection_id)
+        if index is not None:
             try:
-                self._lexical.sync()
+                index.sync()
             except Exception:  # noqa: BLE001 - the write is committed; the next search retries
                 lexical_cache.log.exception("lexical index update failed; it will be replayed")
 
@@ -222,12 +235,19 @@ class Store:
                 conn.execute("DELETE FROM items WHERE collection_id = ?", (cid,))
                 conn.execute("DELETE FROM changes WHERE collection_id = ?", (cid,))
                 conn.execute("DELETE FROM collections WHERE id = ?", (cid,))
+                conn.execute("DELETE FROM lexical_log WHERE collection_id = ?", (cid,))
+                conn.execute("DELETE FROM lexical_state WHERE collection_id = ?", (cid,))
             self._collections.pop(name, None)
             self._indexes.pop(cid, None)
             for path in self.index_dir.glob(f"c{cid}.s*.*") if self.index_dir.is_dir() else []:
                 path.unlink(missing_ok=True)
             self.prune_vectors()
-            self._after_write()
+            index = self._lexical.pop(cid, None) or (
+                lexical_cache.LexicalIndex(self, cid) if self.lexical_engine == "tantivy" else None)
+            if index is not None:
+                if index in self._lexical_writers:
+                    self._lexical_writers.remove(index)
+                index.drop()
             return n
 
     def prune_vectors(self) -> int:
@@ -280,8 +300,8 @@ class Store:
             try:
                 self.flush()
             finally:
-                if self._lexical is not None:
-                    self._lexical.close()
+                for index in self._lexical.values():
+                    index.close()
                 self.conn.close()
 
     def __enter__(self):
@@ -375,7 +395,7 @@ class Collection:
                     if (it.context or None) != old[2]:
                         conn.execute("UPDATE items SET context = ? WHERE id = ?", (it.context or None, item_id))
                 ids.append(item_id)
-        store._after_write()
+        store._after_write(self.id)
         return ids
 
     def add(self, text: str, **fields) -> int:
@@ -408,7 +428,7 @@ class Collection:
                 conn.execute("UPDATE items SET meta = ? WHERE id = ?", (json.dumps(meta, ensure_ascii=False), item_id))
             if time_ is not None:
                 conn.execute("UPDATE items SET time = ? WHERE id = ?", (float(time_), item_id))
-        self.store._after_write()
+        self.store._after_write(self.id)
         return True
 
     def delete(self, ids: Iterable[int]) -> int:
@@ -421,7 +441,7 @@ class Collection:
                 if cur.rowcount:
                     n += 1
                     conn.execute("INSERT INTO changes(collection_id, item_id, op) VALUES (?, ?, 'del')", (self.id, item_id))
-        self.store._after_write()
+        self.store._after_write(self.id)
         return n
 
     def delete_keys(self, keys: Iterable[str]) -> int:
@@ -541,9 +561,9 @@ class Collection:
     def lexical(self, query: str, k: int, grp: str | None = None) -> list[tuple[int, float]]:
         """Top ``k`` (id, BM25 score, higher is better), optionally within one group: by tantivy,
         or by FTS5 where tantivy cannot answer (see the module's docstring)."""
-        lexical = self.store.lexical_index()
+        lexical = self.store.lexical_index(self.id)
         if lexical is not None:
-            hits = lexical.search(query_terms(query), k, self.id, grp)
+            hits = lexical.search(query_terms(query), k, grp)
             if hits is not None:
                 return hits
         words = self._rare_terms(query_terms(query))
