@@ -106,9 +106,8 @@ def _search_with_feedback(collections, query, k, opts, grp, exclude, now, query_
     say what the question is about (for "what does Melanie do for fun?" a turn about her
     pottery class), so a second run with the query vector moved towards them finds the other
     turns about the same things; a hit's score is the mean of its two runs' scores (0 where a run
-    missed it). It costs one more index search, no embedding. On LoCoMo, with BM25 weighted
-    1.5, it lifts multi-hop R@10 0.377 -> 0.384 and all categories 0.676 -> 0.681
-    (bench/memory_locomo.py)."""
+    missed it). It costs one more index search, no embedding. Memory recalls with it (see
+    ``pocketpack.memory.store.recall_options`` for what it gains on LoCoMo)."""
     collections = [c for c in collections if c is not None]
     if not collections:
         return []
