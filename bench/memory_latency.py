@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pocketpack.memory.store import MemoryStore  # noqa: E402
 from pocketpack.memory.turns import MemorySettings, MemoryTurns  # noqa: E402
 from pocketpack.retrieval.embed import DEFAULT_MODEL_NAME  # noqa: E402
+from pagecache import warm_page_cache  # noqa: E402  (bench/ is the script's folder)
 
 WORDS = ("time person year way day thing man world life hand part child eye woman place work week case point "
          "home water room mother area money story fact month lot right study book job word business issue side "
@@ -54,15 +55,6 @@ VERBS = "love visited painted bought adopted started finished planned cooked wat
 LOCOMO = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "locomo10.json"
 
 
-
-def warm_page_cache(directory: Path) -> None:
-    """Read the store's files once, as a few minutes of use would: otherwise the first queries
-    after building other stores measure the disk, not the search."""
-    for path in directory.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as handle:
-                while handle.read(1 << 24):
-                    pass
 
 def real_turns() -> list[str]:
     """Chat turns with a real vocabulary: LoCoMo's (read for measuring, never shipped), else

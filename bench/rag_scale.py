@@ -31,19 +31,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pagecache import warm_page_cache  # noqa: E402  (bench/ is the script's folder)
+
 DATA = Path(__file__).resolve().parent / "data"
 DIM = 384
 
 
-
-def warm_page_cache(directory: Path) -> None:
-    """Read the store's files once, as a few minutes of use would: otherwise the first queries
-    after building other stores measure the disk, not the search."""
-    for path in directory.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as handle:
-                while handle.read(1 << 24):
-                    pass
 
 def rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
