@@ -536,10 +536,11 @@ class Collection:
         index when it holds them (a random SQLite read per item cost 4-10 ms per search at
         100k items), else from SQLite."""
         out: dict[int, np.ndarray] = {}
-        index = self.store._indexes.get(self.id)
-        if index is not None and index.model == self.model:
-            out.update(index.reconstruct(list(ids)))
-            ids = [i for i in ids if i not in out]
+        with self.store._lock:  # a write replaying into the same faiss index must not interleave
+            index = self.store._indexes.get(self.id)
+            if index is not None and index.model == self.model:
+                out.update(index.reconstruct(list(ids)))
+                ids = [i for i in ids if i not in out]
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
