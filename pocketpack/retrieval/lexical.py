@@ -30,6 +30,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+from pocketpack.retrieval.vector import atomic_write
+
 log = logging.getLogger("pocketpack.retrieval")
 
 FORMAT = 2
@@ -161,7 +163,7 @@ class LexicalIndex:
         writer.commit()
         writer.wait_merging_threads()
         del writer
-        _atomic_write_json(self.path / SIDECAR, {"format": FORMAT, "generation": tmp_generation})
+        atomic_write(self.path / SIDECAR, json.dumps({"format": FORMAT, "generation": tmp_generation}).encode())
         with store._tx() as conn:
             conn.execute("INSERT INTO lexical_state(collection_id, seq, generation, format) VALUES (?, ?, ?, ?)"
                           " ON CONFLICT(collection_id) DO UPDATE SET seq = excluded.seq,"
@@ -309,12 +311,3 @@ def _locked_elsewhere(lock: Path) -> bool:
         return False
     finally:
         os.close(fd)
-
-
-def _atomic_write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as handle:
-        json.dump(data, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)

@@ -155,7 +155,7 @@ class VectorIndex:
         directory.mkdir(parents=True, exist_ok=True)
         stem = f"c{self.collection_id}.s{self.seq}"
         meta = IndexMeta(self.collection_id, self.model, self.dim, self.kind, self.count, self.seq, self.trained_on)
-        _atomic_write(directory / f"{stem}.json", json.dumps(meta.__dict__, indent=1).encode())
+        atomic_write(directory / f"{stem}.json", json.dumps(meta.__dict__, indent=1).encode())
         tmp = directory / f".{stem}.faiss.tmp"
         faiss.write_index(self.index, str(tmp))
         _fsync_file(tmp)
@@ -196,7 +196,8 @@ class VectorIndex:
         return None
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write a small file whole or not at all: a temporary beside it, fsynced, renamed over it."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as handle:
         handle.write(data)
