@@ -151,7 +151,8 @@ def measure(directory: Path, size: int, turns_n: int, character: str) -> dict:
     gc.collect()
     rss_before = rss_mib()
     memory = MemoryStore(directory, approx_threshold=50_000)
-    memory.store.embedder.embed(["warm up"])  # the model's load is not a turn's cost
+    memory.store.embedder.prepare()  # the model's load and OpenVINO conversion are not a turn's cost
+    memory.store.embedder.embed(["warm up"])
     rss_model = rss_mib()
     coll = memory.collection(character)
     start = time.perf_counter()

@@ -71,6 +71,7 @@ class SyntheticEmbedder:
                 from pocketpack.retrieval.embed import get_embedder
 
                 self._real = get_embedder()
+                self._real.prepare()  # OpenVINO's conversion is a start-up cost, not a query's
             return self._real.embed(texts)
         return np.stack([self.vector_for(t) for t in texts]).astype(np.float32) if texts else np.zeros((0, DIM), np.float32)
 

@@ -105,7 +105,8 @@ def setup():
 
     def warm():
         try:
-            turns().memory.store.embedder  # load the embedding model before the first turn
+            embedder = turns().memory.store.embedder  # load the embedding model before the first turn
+            getattr(embedder, "prepare", lambda: None)()  # and convert it for OpenVINO
         except Exception:  # noqa: BLE001
             log.exception("memory: could not load the embedding model")
 

