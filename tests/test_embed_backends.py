@@ -104,3 +104,23 @@ def test_openvino_never_phones_home(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1].endswith("telemetry_stub")
     assert not (tmp_path / "intel").exists()
+
+
+def test_an_openvino_failure_never_loses_an_embedding(monkeypatch, torch_embedder):
+    import pocketpack.retrieval.openvino_runtime as runtime
+
+    def broken_init(self, *a, **k):
+        raise RuntimeError("compile failed: out of memory")
+
+    e = Embedder()
+    with monkeypatch.context() as m:
+        m.setattr(runtime.OpenVinoEncoder, "__init__", broken_init)
+        assert e.prepare() == "torch"  # a conversion that crashes leaves torch embedding
+    assert np.min(np.sum(e.embed(TEXTS) * torch_embedder.embed(TEXTS), axis=1)) > 0.999
+
+    e = Embedder()
+    assert e.prepare() == "openvino"
+    monkeypatch.setattr(e._openvino, "encode", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("infer failed")))
+    vectors = e.embed(TEXTS[:3])  # the failed batch is embedded by torch instead
+    assert e.engine == "torch"
+    assert np.min(np.sum(vectors * torch_embedder.embed(TEXTS[:3]), axis=1)) > 0.999
