@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import logging
+import os
 import sys
+import warnings
 
 # sub-command modules, in the order `pocketpack --help` lists them
 COMMAND_MODULES = (
@@ -21,6 +24,30 @@ COMMAND_MODULES = (
     "pocketpack.rag.cli",        # rag
     "pocketpack.adapters.cli",   # adapters
 )
+
+
+# Known start-up chatter of third-party libraries, silenced for command-line runs only (never
+# on import, so programs using pocketpack as a library keep their own logging): lines printed
+# before every command that loads the embedding model, none of which the user can act on.
+_NOISY_LOGGERS = (
+    "torchao",                          # "Failed to load …/torchao/_C_mxfp8….so" (optional kernels)
+    "torch.utils._pytree",              # "W… _pytree.py:630] <enum …> is an Enum subclass …" (deprecation)
+    "bitsandbytes",                     # "Failed to load CPU gemm_4bit_forward from kernels-community …"
+)
+
+
+def quiet_third_party() -> None:
+    """Silence the known third-party start-up messages for this CLI process: those loggers
+    drop to ERROR (their real errors still show), transformers' "Loading weights" progress
+    bar is off (huggingface_hub's switch, read when transformers is imported; a value the user
+    set wins), and urllib3's warning that SOCKS proxies need PySocks is ignored. Our own
+    messages use other loggers and plain stderr lines, so they are untouched."""
+    for name in _NOISY_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:  # the user's explicit level wins
+            logger.setLevel(logging.ERROR)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", message=r"SOCKS support in urllib3", module=r"urllib3")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_third_party()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -190,13 +190,16 @@ def test_uploads_stay_inside_the_store_whatever_their_name(tmp_path, lib):
         assert result.status in ("added", "unchanged"), result
     outside = [p for p in tmp_path.rglob("*") if p.is_file() and "store" not in p.relative_to(tmp_path).parts]
     assert outside == []
-    uploaded = sorted(p.name for p in (tmp_path / "store" / "uploads").iterdir())
-    assert uploaded == ["escape.md", "evil.md", "upload", "win.md", "x.md"]
+    uploads = tmp_path / "store" / "uploads"
+    copies = [p for p in uploads.rglob("*") if p.is_file()]
+    # one folder for the collection, directly under uploads/, holding every copy
+    assert {p.parent.parent for p in copies} == {uploads} and len({p.parent for p in copies}) == 1
+    assert sorted(p.name for p in copies) == ["escape.md", "evil.md", "upload", "win.md", "x.md"]
     # a failed upload writes nothing and an uploaded doc can be removed with its copy
     assert lib.add_upload("broken.pdf", b"not a pdf").status == "error"
-    assert not (tmp_path / "store" / "uploads" / "broken.pdf").exists()
+    assert not [p for p in uploads.rglob("broken.pdf")]
     lib.remove("win.md")
-    assert not (tmp_path / "store" / "uploads" / "win.md").exists()
+    assert not [p for p in uploads.rglob("win.md")]
 
 
 def test_collections_are_scoped_and_persistent(tmp_path, embedder):

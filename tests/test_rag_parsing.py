@@ -140,8 +140,11 @@ def test_csv_rows_read_as_column_value_pairs():
 def test_source_code_blocks_keep_line_ranges():
     code = b"import os\n\n\ndef alpha():\n    return 1\n\n\nclass Beta:\n    pass\n"
     parsed = parse(code, "m.py")
-    assert [b.loc for b in parsed.blocks] == [("line", 1, 3), ("line", 4, 7), ("line", 8, 10)]
+    # a range ends at the block's last line of code: blank lines and the final newline are not cited
+    assert [b.loc for b in parsed.blocks] == [("line", 1, 1), ("line", 4, 5), ("line", 8, 9)]
     assert parsed.blocks[1].text.startswith("def alpha")
+    three = chunk_blocks(parse(b"def f():\n    x = 1\n    return x\n", "f.py").blocks)
+    assert [c.location for c in three] == ["lines 1–3"]
 
 
 def test_text_encodings_and_binary_files():
@@ -190,6 +193,193 @@ def test_chunk_size_is_configurable():
     assert len(small) > 3 * len(large)
     with pytest.raises(ValueError):
         chunk_blocks([Block(text)], size=4)
+
+
+# -- nothing is lost, sizes hold, every chunk has a location (acceptance review) ----------------
+BOAT_LIST = ("Packing list for the boat trip\n\nLife jackets are in locker 7\n\nSpare fuel can is under the bench\n\n"
+             "The skipper expects everyone at the slipway by seven, with the forecast checked, the bilge pump tested "
+             "and the tender inflated, because the tide turns at half past eight and will not wait for anyone.\n")
+
+
+def squeeze(text: str) -> str:
+    return "".join(text.split())
+
+
+def test_short_text_lines_are_body_text_and_headings_are_only_real_ones():
+    parsed = parse(BOAT_LIST.encode(), "list.txt")
+    assert [b.kind for b in parsed.blocks] == ["text"] * 4
+    chunks = chunk_blocks(parsed.blocks)
+    for line in ("Packing list for the boat trip", "Life jackets are in locker 7", "Spare fuel can is under the bench"):
+        assert any(line in c.text for c in chunks), line
+    assert chunks[0].location == "lines 1–7"
+    # what plainly is a heading still is one
+    book = parse("CHAPTER IV\n\nChapter 5: The Storm\n\nIV. The Return\n\nRations\n=======\n\nSection 3 covers the fuel"
+                 " lines\n\nThey rowed on.\n".encode(), "book.txt")
+    assert [(b.kind, b.text) for b in book.blocks] == [
+        ("heading", "CHAPTER IV"), ("heading", "Chapter 5: The Storm"), ("heading", "IV. The Return"),
+        ("heading", "Rations"), ("text", "Section 3 covers the fuel lines"), ("text", "They rowed on.")]
+
+
+def test_a_heading_without_body_is_still_indexed():
+    blocks = [Block("Gear", "heading", 1, ("line", 1, 1)), Block("Ropes", "heading", 2, ("line", 3, 3)),
+              Block("Fuel", "heading", 2, ("line", 5, 5)), Block("Two cans of diesel.", loc=("line", 7, 7)),
+              Block("Spares", "heading", 2, ("line", 9, 9))]
+    chunks = chunk_blocks(blocks)
+    assert any("Ropes" in c.text for c in chunks) and any("Spares" in c.text for c in chunks)
+    fuel = next(c for c in chunks if "diesel" in c.text)
+    assert fuel.heading == "Gear › Fuel" and fuel.location == "lines 3–7 · Gear › Fuel"  # "Ropes" is at line 3
+    md = chunk_blocks(parse(b"# Manual\n\n## Ropes\n\n## Knots\n\nTie a bowline.\n\n## Appendix\n", "m.md").blocks)
+    assert [c.location for c in md] == ["lines 3–7 · Manual › Knots", "line 9 · Manual"]
+    assert "Ropes" in md[0].body and "Appendix" in md[1].body
+
+
+MARKDOWN_DOC = """# Expedition
+
+## Gear
+
+## Ropes and knots
+
+- 40 m of static rope
+- two ice screws
+
+### Knots
+
+Tie a figure eight on a bight. Check it twice.
+
+```
+knot = "bowline"
+```
+
+## Final words
+"""
+
+RST_DOC = """=========
+Field Log
+=========
+
+Day one
+-------
+We walked from the hut to the col.
+Snow was firm.
+
+Day two
+-------
+
+WEATHER
+
+Fog all morning.
+"""
+
+GUTENBERG_DOC = """THE VOYAGE
+
+BOOK ONE
+
+CHAPTER I.
+
+The ship left Brest on a grey morning in March, with forty men aboard and
+provisions for nine months; the captain had sworn to be back before winter.
+
+Notes
+
+A list
+of short
+lines
+
+CHAPTER II.
+"""
+
+
+@pytest.mark.parametrize("name,data", [
+    ("list.txt", BOAT_LIST), ("guide.md", MARKDOWN_DOC), ("log.rst", RST_DOC), ("voyage.txt", GUTENBERG_DOC),
+    ("tool.py", "import os\n\n\ndef main():\n    return os.getcwd()\n\n\nclass Runner:\n    pass\n"),
+    ("zh.txt", "船在三月的一个阴天离开了港口。船上有四十个人！\n\n他们带了九个月的补给；船长发誓冬天前回来。\n"),
+])
+@pytest.mark.parametrize("size", [16, 60, 200])
+def test_every_line_of_a_document_is_in_some_chunk(name, data, size):
+    chunks = chunk_blocks(parse(data.encode(), name).blocks, size=size, overlap=size // 4)
+    whole = squeeze(join_chunks([(c.text, c.heading, c.body_start, c.overlap_chars) for c in chunks]))
+    for line in data.split("\n"):
+        line = line.strip().lstrip("#").strip()
+        if not line or (len(set(line)) == 1 and not line[0].isalnum()):  # blank, or an underline
+            continue
+        assert squeeze(line) in whole, (line, [c.text for c in chunks])
+        if size >= 60 and len(line) < 60:
+            assert any(squeeze(line) in squeeze(c.text) for c in chunks), line
+    assert all(c.location for c in chunks)
+
+
+def test_cjk_text_and_long_tokens_are_cut_to_the_chunk_size():
+    from pocketpack.rag.chunking import approx_tokens
+
+    sentences = [f"第{i}号仓库存放着{i * 7}箱罐头和一些旧渔网，管理员每周检查一次。" for i in range(120)]
+    sentences[77] = "灯塔看守人的猫名叫饼干，它每天晚上都睡在楼梯上。"
+    paragraph = "".join(sentences)
+    assert len(paragraph) > 3000 and " " not in paragraph
+    chunks = chunk_blocks(parse(paragraph.encode(), "zh.txt").blocks, size=200, overlap=30)
+    assert len(chunks) >= 10
+    assert all(approx_tokens(c.body) <= 210 for c in chunks)
+    assert [c for c in chunks if sentences[77] in c.text]  # a sentence is never cut
+    assert squeeze(paragraph) in squeeze(join_chunks([(c.text, c.heading, c.body_start, c.overlap_chars)
+                                                      for c in chunks]))
+    blob = "a" * 300_000
+    for name in ("blob.txt", "blob.js"):
+        chunks = chunk_blocks(parse(blob.encode(), name).blocks, size=200, overlap=30)
+        assert len(chunks) >= 300_000 // 700 and all(len(c.body) <= 200 * 3.5 + 10 for c in chunks)
+        assert sum(len(c.body) - c.overlap_chars for c in chunks) == len(blob)
+
+
+def make_plain_docx(path: Path, paragraphs: list[str]) -> None:
+    import docx
+
+    d = docx.Document()
+    for text in paragraphs:
+        d.add_paragraph(text)
+    d.save(path)
+
+
+def test_docx_and_html_chunks_say_where_they_are(tmp_path):
+    paragraphs = [f"Paragraph about harbour matter number {i}, which is long enough to fill a good part of a small"
+                  f" chunk on its own." for i in range(1, 21)]
+    paragraphs[11] = "The brass sextant is kept in the third drawer of the chart table."
+    make_plain_docx(tmp_path / "plain.docx", paragraphs)
+    chunks = chunk_blocks(parse((tmp_path / "plain.docx").read_bytes(), "plain.docx").blocks, size=60, overlap=10)
+    assert len(chunks) > 3 and all(c.location.startswith("paragraph") for c in chunks)
+    sextant = next(c for c in chunks if "sextant" in c.text)
+    a, _, b = sextant.location.split(" ", 1)[1].partition("–")
+    assert int(a) <= 12 <= int(b or a)
+    make_docx(tmp_path / "m.docx")
+    located = {c.location for c in chunk_blocks(parse((tmp_path / "m.docx").read_bytes(), "m.docx").blocks)}
+    assert located == {"paragraph 2 · Field Manual", "paragraph 4 · Field Manual › Rations"}  # the table follows 4
+    page = ("<html><body><div><p>The ferry to the island leaves from pier two every morning.</p>"
+            "<p>Tickets are sold on board and cost four euros.</p><p>Bicycles travel free of charge.</p>"
+            "</div></body></html>")
+    blocks = parse(page.encode(), "ferry.html").blocks
+    assert [b.loc for b in blocks] == [("paragraph", n, n) for n in (1, 2, 3)]
+    assert [c.location for c in chunk_blocks(blocks, size=20, overlap=0)] == ["paragraph 1", "paragraph 2",
+                                                                             "paragraph 3"]
+
+
+def test_epub_chapter_locations_and_a_damaged_epub(tmp_path):
+    import io
+    import zipfile
+
+    make_epub(tmp_path / "b.epub")
+    good = (tmp_path / "b.epub").read_bytes()
+    chunks = chunk_blocks(parse(good, "b.epub").blocks)
+    assert [c.location for c in chunks] == ["ch. 1 · Chapter One", "ch. 2 · Chapter Two"]
+    with zipfile.ZipFile(io.BytesIO(good)) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    opf = next(n for n in files if n.endswith(".opf"))
+    files[opf] = b'<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" version="3.0"/>'
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for n, content in files.items():
+            z.writestr(n, content)
+    for damaged in (out.getvalue(), good[: len(good) // 2], b"not an epub at all"):
+        with pytest.raises(ParseError) as err:
+            parse(damaged, "broken.epub")
+        message = str(err.value)
+        assert message.startswith("not a readable EPUB: ") and "\n" not in message and "NoneType" not in message
 
 
 # -- upload names -----------------------------------------------------------------------------

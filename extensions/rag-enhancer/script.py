@@ -7,6 +7,7 @@ they persist across restarts and are shared with ``pocketpack rag --store ...`` 
 
 from pocketpack.rag.config import RagSettings
 from pocketpack.rag.extension import EXTENSION_DEFAULTS, RagEngine
+from pocketpack.rag.ingest import plural
 
 params = {
     "display_name": "Documents",
@@ -63,39 +64,76 @@ def _paths(files):
     return [p for p in out if p]
 
 
+# the Settings labels that messages name (so a message and the checkbox it points at agree)
+ALLOW_PRIVATE_LABEL = "Allow local/LAN URLs"
+MAX_MB_LABEL = "Max file size (MB)"
+
+
 def add_documents(files, urls, scope, progress=None):
+    """The Add button: uploaded files, then the URLs box. The box takes web addresses only: a
+    shared UI must not read this machine's files or folders (a path there is refused; files
+    come through the file picker). An upload over the size limit is refused from its size on
+    disk, before it is read. One line per item; a bad item never stops the rest."""
+    import html
     from pathlib import Path
+
+    from pocketpack.rag.fetch import is_url
 
     eng = engine()
     collection, where = eng.upload_collection(scope)
     lib = eng.library
-    lines = []
+    settings = lib.settings
+    outcomes: list[tuple[str, str]] = []  # (status, line)
 
     def tick(fraction, message):
         if progress is not None:
             progress(fraction, desc=message)
 
     paths = _paths(files)
-    url_list = [u.strip() for u in (urls or "").splitlines() if u.strip()]
+    entries = [u.strip() for u in (urls or "").splitlines() if u.strip()]
+    url_list = [u for u in entries if is_url(u)]
     total = len(paths) + (1 if url_list else 0)
     for n, path in enumerate(paths):
         p = Path(path)
         try:
+            size = p.stat().st_size
+            if size > settings.max_bytes:  # refused before a byte is read
+                outcomes.append(("error", f"skipped {p.name}: the file is {size / 1048576:.1f} MB, over the"
+                                          f" {settings.max_file_mb:g} MB limit ('{MAX_MB_LABEL}' in the settings)"))
+                continue
             data = p.read_bytes()
         except OSError as exc:
-            lines.append(f"skipped {p.name}: cannot read the upload ({exc.strerror or exc})")
+            outcomes.append(("error", f"skipped {p.name}: cannot read the upload ({exc.strerror or exc})"))
             continue
         # gradio keeps the original name as the temp file's name
         result = lib.add_upload(p.name, data, collection,
                                 progress=lambda f, m, n=n: tick((n + f) / max(total, 1), m))
-        lines.append(result.line())
-    if url_list:
-        report = lib.ingest(url_list, collection,
-                            progress=lambda f, m: tick((len(paths) + f) / max(total, 1), m))
-        lines += [r.line() for r in report.results]
-    if not lines:
+        outcomes.append((result.status, result.line()))
+    fetched = iter(lib.ingest(url_list, collection,
+                              progress=lambda f, m: tick((len(paths) + f) / max(total, 1), m)).results
+                   if url_list else [])
+    for entry in entries:  # in the order typed: each URL's result, or why the line was skipped
+        if not is_url(entry):
+            outcomes.append(("error", f"not a URL: {html.escape(entry)} — add files with the file picker"))
+        elif (result := next(fetched, None)) is not None:
+            outcomes.append((result.status, result.line()))
+    outcomes += [(r.status, r.line()) for r in fetched]
+    if not outcomes:
         return "Nothing to add: choose files or enter URLs.", eng.document_rows()
-    return f"Added to {where}:\n\n" + "\n".join(f"- {line}" for line in lines), eng.document_rows()
+    return _summary(outcomes, where) + "\n\n" + "\n".join(f"- {line}" for _, line in outcomes), eng.document_rows()
+
+
+def _summary(outcomes, where):
+    """The first line of the Add report: what actually happened."""
+    new = sum(status in ("added", "updated") for status, _ in outcomes)
+    unchanged = sum(status == "unchanged" for status, _ in outcomes)
+    skipped = sum(status == "error" for status, _ in outcomes)
+    tail = f" ({skipped} skipped)" if skipped else ""
+    if new:
+        return f"Added to {where}{tail}:"
+    if unchanged:
+        return f"Nothing new: already in {where}{tail}:"
+    return f"Nothing added: {'the item was' if skipped == 1 else f'all {skipped} items were'} skipped:"
 
 
 def remove_document(doc_id):
@@ -104,7 +142,7 @@ def remove_document(doc_id):
         return "Enter a document id (first column) or name.", eng.document_rows()
     try:
         doc = eng.library.remove(doc_id.strip())
-        return f"Removed {doc.name or doc.source} ({doc.chunks} chunks).", eng.document_rows()
+        return f"Removed {doc.name or doc.source} ({plural(doc.chunks, 'chunk')}).", eng.document_rows()
     except Exception as exc:  # noqa: BLE001 - shown to the user as one line
         return f"Not removed: {exc}", eng.document_rows()
 
@@ -156,7 +194,7 @@ def ui():
         with gr.Column():
             files = gr.File(label="Files (txt, md, html, pdf, docx, epub, csv, code)", file_count="multiple",
                             type="filepath")
-            urls = gr.Textbox(label="URLs, one per line", lines=2)
+            urls = gr.Textbox(label="URLs (http:// or https://), one per line", lines=2)
             scope = gr.Radio(["global", "character", "chat"], value=params.get("upload_scope", "global"),
                              label="Add to", info="global: every chat; character: the current character's chats; "
                                                   "chat: this chat only")
@@ -181,7 +219,7 @@ def ui():
         with gr.Row():
             enabled = gr.Checkbox(value=params["enabled"], label="Use documents in replies")
             citations = gr.Checkbox(value=params["citations"], label="Link citations [n] to passages")
-            allow_private = gr.Checkbox(value=params["allow_private_urls"], label="Allow local/LAN URLs")
+            allow_private = gr.Checkbox(value=params["allow_private_urls"], label=ALLOW_PRIVATE_LABEL)
         with gr.Row():
             s_k = gr.Number(value=params["k"], precision=0, label="Passages per reply (k)")
             budget = gr.Number(value=params["budget_tokens"], precision=0, label="Token budget")
@@ -191,7 +229,7 @@ def ui():
         with gr.Row():
             chunk_size = gr.Number(value=params["chunk_size"], precision=0, label="Chunk size (tokens)")
             chunk_overlap = gr.Number(value=params["chunk_overlap"], precision=0, label="Chunk overlap (tokens)")
-            max_mb = gr.Number(value=params["max_file_mb"], label="Max file size (MB)")
+            max_mb = gr.Number(value=params["max_file_mb"], label=MAX_MB_LABEL)
             timeout = gr.Number(value=params["url_timeout"], label="URL timeout (s)")
         reranker = gr.Textbox(value=params["reranker_path"], label="Cross-encoder reranker folder (optional, local)")
         save = gr.Button("Save settings")

@@ -2,11 +2,14 @@
 
 A heading always starts a new chunk (a chunk never straddles two sections); within a
 section whole paragraphs are packed up to ``size`` tokens; a paragraph too long for one
-chunk is cut between sentences, and a sentence too long between words. Consecutive chunks
-of a section share ``overlap`` tokens of trailing sentences, so a fact cut at a boundary is
-whole in one of them. Each chunk starts with its heading path ("Chapter 2 › Rations") so
-the embedding knows where it sits, and records how to join it back to its neighbours
-(``join``) when a hit is expanded at retrieval time.
+chunk is cut between sentences (Latin or CJK punctuation), a sentence too long between
+words, and a word too long (a CJK run, a base64 blob) by characters, so no chunk is much
+over ``size``. Consecutive chunks of a section share ``overlap`` tokens of trailing
+sentences, so a fact cut at a boundary is whole in one of them. Each chunk starts with its
+heading path ("Chapter 2 › Rations") so the embedding knows where it sits, and records how
+to join it back to its neighbours (``join``) when a hit is expanded at retrieval time.
+No text is dropped: a heading with no body of its own (followed at once by a sibling, or at
+the end) is kept as body text of the next chunk.
 """
 
 from __future__ import annotations
@@ -19,12 +22,21 @@ from typing import Callable
 from pocketpack.rag.parsers import Block
 
 HEADING_SEP = " › "
+CHARS_PER_TOKEN = 3.5
+HEADING_MAX = 120  # characters of one heading shown in the heading path
+
+# Han, kana, Hangul, CJK punctuation and full-width forms: about one token a character in
+# BERT-style and LLM tokenizers alike, where Latin text runs ~3.5 characters a token.
+_WIDE = re.compile("[\u1100-\u11ff\u2e80-\u9fff\ua960-\ua97f\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f"
+                   "\uff00-\uffef\U00020000-\U0003ffff]")
 
 
 def approx_tokens(text: str) -> int:
-    """A tokenizer-free estimate, the composer's (~3.5 characters a token), so that a chunk
-    of N tokens costs about N tokens of the prompt budget."""
-    return max(1, math.ceil(len(text) / 3.5))
+    """A tokenizer-free estimate, the composer's for Latin text (~3.5 characters a token),
+    CJK characters one token each, so that a chunk of N tokens costs about N tokens of the
+    prompt budget and fits the embedding model's window in any script."""
+    wide = 0 if text.isascii() else len(text) - len(_WIDE.sub("", text))
+    return max(1, math.ceil(wide + (len(text) - wide) / CHARS_PER_TOKEN))
 
 
 @dataclass
@@ -44,23 +56,84 @@ class Chunk:
         return self.text[self.body_start:]
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9À-Ý])")
+# a sentence ends at . ! ? … (then closing quotes) before a space and a capital or digit, or at
+# the CJK full stops 。！？； (then closing brackets), where no space follows
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(\s+)(?=[\"'“‘(\[]?[A-Z0-9À-Ý])"
+                           r"|[。！？；][。！？；”’」』）》]*(\s*)")
+_SOFT_BREAK = re.compile(r"[，、,;:：\s]")  # where a too-long run of characters is best cut
+
+
+def _sentence_pieces(text: str) -> list[tuple[str, str]]:
+    """``text``'s sentences, each with the separator that joins it to the one before: " "
+    where the text had space, "" between CJK sentences (the first one's is "")."""
+    pieces: list[tuple[str, str]] = []
+    pos, sep = 0, ""
+    for m in _SENTENCE_END.finditer(text):
+        g = 1 if m.group(1) is not None else 2
+        end, nxt = m.start(g), m.end(g)
+        if nxt >= len(text):
+            break
+        piece = text[pos:end].strip()
+        if piece:
+            pieces.append((piece, sep))
+            sep = " " if nxt > end else ""
+        pos = nxt
+    rest = text[pos:].strip()
+    if rest:
+        pieces.append((rest, sep))
+    return pieces
 
 
 def split_sentences(text: str) -> list[str]:
-    parts = [p.strip() for p in _SENTENCE_END.split(text)]
-    return [p for p in parts if p]
+    return [p for p, _ in _sentence_pieces(text)]
 
 
-def _split_words(text: str, size: int, count: Callable[[str], int]) -> list[str]:
-    words, out, cur = text.split(" "), [], []
-    for w in words:
-        if cur and count(" ".join(cur + [w])) > size:
-            out.append(" ".join(cur))
-            cur = []
-        cur.append(w)
-    if cur:
-        out.append(" ".join(cur))
+def _hard_split(text: str, size: int, count: Callable[[str], int]) -> list[str]:
+    """Cut a run with no space in it (a CJK paragraph without punctuation, a long token) into
+    pieces of at most ``size`` tokens, at a comma or similar when one is near the end."""
+    out: list[str] = []
+    guess = max(1, int(size * CHARS_PER_TOKEN))
+    i = 0
+    while i < len(text):
+        piece = text[i:i + guess]
+        n = count(piece)
+        while len(piece) > 1 and n > size:
+            piece = piece[:max(1, min(len(piece) - 1, len(piece) * size // n))]
+            n = count(piece)
+        if i + len(piece) < len(text):
+            cut = max((m.end() for m in _SOFT_BREAK.finditer(piece, len(piece) // 2)), default=0)
+            if cut:
+                piece = piece[:cut]
+        out.append(piece)
+        i += len(piece)
+    return out
+
+
+def _split_long(text: str, size: int, count: Callable[[str], int]) -> list[tuple[str, str]]:
+    """``text`` (over ``size`` tokens) cut between words, a word over ``size`` by characters;
+    each piece with the separator joining it to the one before ("" inside a cut word)."""
+    spans = [m.span() for m in re.finditer(r"\S+", text)]
+    out: list[tuple[str, str]] = []
+    i = 0
+    while i < len(spans):
+        start = spans[i][0]
+        sep = " " if out else ""
+        if count(text[start:spans[i][1]]) > size:
+            out += [(p, sep if k == 0 else "") for k, p in enumerate(_hard_split(text[start:spans[i][1]], size, count))]
+            i += 1
+            continue
+        # the most words from i that fit: doubling steps, then bisection (count is monotonic)
+        lo, hi = i, i + 1
+        while hi < len(spans) and count(text[start:spans[hi][1]]) <= size:
+            lo, hi = hi, min(len(spans), hi + 2 * (hi - i))
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if count(text[start:spans[mid][1]]) <= size:
+                lo = mid
+            else:
+                hi = mid
+        out.append((text[start:spans[lo][1]], sep))
+        i = lo + 1
     return out
 
 
@@ -72,63 +145,88 @@ class _Unit:
 
 
 def _units(block: Block, size: int, count: Callable[[str], int]) -> list[_Unit]:
-    """A block as one unit, or cut into sentence / line / word units that fit ``size``."""
+    """A block as one unit, or cut into sentence / line / word / character units that fit ``size``."""
     if count(block.text) <= size:
         return [_Unit(block.text, "\n\n", block.loc)]
+    pieces: list[tuple[str, str]] = []
     if block.kind in ("code", "row"):
-        pieces, cur = [], []
+        cur: list[str] = []
+        groups = []
         for line in block.text.split("\n"):
             if cur and count("\n".join(cur + [line])) > size:
-                pieces.append("\n".join(cur))
+                groups.append("\n".join(cur))
                 cur = []
             cur.append(line)
         if cur:
-            pieces.append("\n".join(cur))
-        pieces = [p for piece in pieces for p in (_split_words(piece, size, count) if count(piece) > size else [piece])]
-        return [_Unit(p, "\n\n" if i == 0 else "\n", block.loc) for i, p in enumerate(pieces)]
-    pieces = []
-    for sentence in split_sentences(block.text):
-        pieces += _split_words(sentence, size, count) if count(sentence) > size else [sentence]
-    return [_Unit(p, "\n\n" if i == 0 else " ", block.loc) for i, p in enumerate(pieces)]
+            groups.append("\n".join(cur))
+        for group in groups:
+            if count(group) > size:  # one line longer than a chunk
+                pieces += [(p, "\n" if k == 0 else sep) for k, (p, sep) in enumerate(_split_long(group, size, count))]
+            elif group.strip():
+                pieces.append((group, "\n"))
+    else:
+        for sentence, sep in _sentence_pieces(block.text):
+            if count(sentence) > size:
+                pieces += [(p, sep if k == 0 else s) for k, (p, s) in enumerate(_split_long(sentence, size, count))]
+            else:
+                pieces.append((sentence, sep))
+    return [_Unit(p, "\n\n" if i == 0 else sep, block.loc) for i, (p, sep) in enumerate(pieces)]
 
 
 def format_location(loc: dict, heading: str = "") -> str:
-    """"p. 3", "pp. 3–4", "lines 10–42", "rows 2–40", "ch. 3", plus the heading path."""
+    """"p. 3", "pp. 3–4", "lines 10–42", "rows 2–40", "paragraphs 5–9", "ch. 3", plus the heading path."""
     parts = []
     if loc:
         unit, a, b = loc["unit"], loc["start"], loc["end"]
         one, many = {"page": ("p.", "pp."), "line": ("line", "lines"), "row": ("row", "rows"),
-                     "chapter": ("ch.", "ch.")}.get(unit, (unit, unit))
+                     "paragraph": ("paragraph", "paragraphs"), "chapter": ("ch.", "ch.")}.get(unit, (unit, unit))
         parts.append(f"{one} {a}" if a == b else f"{many} {a}–{b}")
     if heading:
         parts.append(heading)
     return " · ".join(parts)
 
 
+@dataclass
+class _Heading:
+    level: int
+    title: str        # as shown in the heading path
+    block: Block
+    used: bool = False  # the title is in some emitted chunk (its heading path)
+
+
 def chunk_blocks(blocks: list[Block], size: int = 200, overlap: int = 30,
                  count: Callable[[str], int] = approx_tokens) -> list[Chunk]:
-    """Structure-following chunks of ``blocks``; ``size`` and ``overlap`` in tokens."""
+    """Structure-following chunks of ``blocks``; ``size`` and ``overlap`` in tokens.
+
+    Every character of the blocks' text ends up in some chunk: a heading's in the heading
+    path of its section's chunks, or, when it has no body of its own, as body text of the
+    next chunk (it would otherwise vanish from the index).
+    """
     if size < 16:
         raise ValueError("chunk size must be at least 16 tokens")
     overlap = max(0, min(overlap, size // 2))
     chunks: list[Chunk] = []
-    stack: list[tuple[int, str]] = []
+    stack: list[_Heading] = []
+    lead: list[Block] = []  # heading text waiting to open the next chunk's body
     current: list[_Unit] = []
     carried = ""  # overlap text opening the current chunk
+    position = {id(b): i for i, b in enumerate(blocks)}
 
     def heading_path() -> str:
-        return HEADING_SEP.join(t for _, t in stack)
+        return HEADING_SEP.join(h.title for h in stack)
 
     def emit() -> None:
         nonlocal current, carried
         if not current:
             carried = ""
             return
-        body = carried + (" " if carried else "")
+        body = carried + ("" if not carried or _WIDE.match(carried[-1]) else " ")
         overlap_chars = len(body)
         for n, u in enumerate(current):
             body += (u.sep + u.text) if n else u.text
         heading = heading_path()
+        for h in stack:
+            h.used = True
         prefix = heading + "\n" if heading else ""
         locs = [u.loc for u in current if u.loc]
         loc = {}
@@ -141,37 +239,69 @@ def chunk_blocks(blocks: list[Block], size: int = 200, overlap: int = 30,
         carried = _tail(current, overlap, count) if overlap else ""
         current = []
 
+    filled = 0  # tokens of the units in ``current``
+
+    def add(block: Block) -> None:
+        nonlocal carried, filled
+        for unit in _units(block, size, count):
+            n = count(unit.text)
+            if current and filled + (count(carried) if carried else 0) + n > size:
+                emit()
+            if not current:
+                filled = 0
+                if carried and count(carried) + n > size:
+                    carried = ""  # no room for the overlap: the unit alone fills the chunk
+            current.append(unit)
+            filled += n
+
+    def take_lead() -> None:
+        nonlocal lead
+        waiting, lead = sorted(lead, key=lambda b: position[id(b)]), []
+        for b in waiting:
+            add(Block(b.text, "text", loc=b.loc))
+
     for block in blocks:
         if block.kind == "heading":
             emit()
             carried = ""
             level = block.level or 1
-            while stack and stack[-1][0] >= level:
-                stack.pop()
-            stack.append((level, " ".join(block.text.split())[:120]))
+            popped = []
+            while stack and stack[-1].level >= level:
+                popped.append(stack.pop())
+            lead += [h.block for h in reversed(popped) if not h.used]  # headings that got no body
+            title = " ".join(block.text.split())
+            heading = _Heading(level, title if len(title) <= HEADING_MAX else title[:HEADING_MAX - 1] + "…", block)
+            if len(title) > HEADING_MAX:  # shown cut short: its whole text goes in the body
+                lead.append(block)
+                heading.used = True
+            stack.append(heading)
             continue
         if not block.text.strip():
             continue
-        for unit in _units(block, size, count):
-            used = sum(count(u.text) for u in current) + (count(carried) if carried else 0)
-            if current and used + count(unit.text) > size:
-                emit()
-            current.append(unit)
+        take_lead()
+        add(block)
     emit()
+    lead += [h.block for h in stack if not h.used]  # headings at the very end, with no body
+    if lead:
+        stack[:] = [h for h in stack if h.used]
+        take_lead()
+        emit()
     return chunks
 
 
 def _tail(units: list[_Unit], overlap: int, count: Callable[[str], int]) -> str:
     """The last sentences of a chunk that fit in ``overlap`` tokens ("" if the last is longer)."""
-    sentences: list[str] = []
+    pieces: list[tuple[str, str]] = []
     for u in units:
-        sentences += split_sentences(u.text) if u.sep != "\n" else [u.text]
-    tail: list[str] = []
-    for s in reversed(sentences):
-        if count(" ".join([s] + tail)) > overlap:
+        parts = [(u.text, "")] if u.sep == "\n" else _sentence_pieces(u.text)
+        pieces += [(p, (u.sep if k == 0 else s)) for k, (p, s) in enumerate(parts)]
+    tail, join = "", ""  # ``join``: the separator before the sentence that starts ``tail``
+    for piece, sep in reversed(pieces):
+        candidate = piece + (join + tail if tail else "")
+        if count(candidate) > overlap:
             break
-        tail.insert(0, s)
-    return " ".join(tail)
+        tail, join = candidate, ("" if sep == "" else " ")
+    return tail
 
 
 def join_chunks(parts: list[tuple[str, str, int, int]]) -> str:

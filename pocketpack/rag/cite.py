@@ -6,6 +6,10 @@ citation and, after the reply, one ``<details>`` block per cited passage showing
 text that was in the prompt, its source and location. The internal history keeps the raw
 reply: TGWUI applies output_modifier to the visible copy only.
 
+Citations inside code are left alone: ``items[1]`` in a fenced block or an inline
+`` `code` `` span is code, not a reference, so those parts of the reply are never rewritten
+(and never count as citing a passage).
+
 Every inserted string is escaped; attribute values avoid ``&quot;`` because TGWUI turns
 ``&quot;…&quot;`` pairs into ``<q>`` tags, which would break an attribute.
 """
@@ -31,10 +35,73 @@ def _body(text: str) -> str:
     return "<br>".join(line for line in lines)
 
 
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_TICKS = re.compile(r"`+")
+_BLANK_LINE = re.compile(r"(\n[ \t]*\n)")
+
+
+def _inline_code(text: str) -> list[tuple[bool, str]]:
+    """``text`` cut into (is_code, part): a run of N backticks opens a code span that the next
+    run of exactly N in the same paragraph closes (CommonMark); a run with no closing match is
+    plain text."""
+    parts = _BLANK_LINE.split(text)
+    if len(parts) > 1:  # a code span never crosses a blank line
+        return [seg for n, part in enumerate(parts) for seg in ([(False, part)] if n % 2 else _inline_code(part))]
+    out: list[tuple[bool, str]] = []
+    pos = start = 0
+    while True:
+        m = _TICKS.search(text, pos)
+        if m is None:
+            break
+        close = next((c for c in _TICKS.finditer(text, m.end()) if len(c.group(0)) == len(m.group(0))), None)
+        if close is None:
+            pos = m.end()  # unmatched: literal backticks
+            continue
+        if m.start() > start:
+            out.append((False, text[start:m.start()]))
+        out.append((True, text[m.start():close.end()]))
+        pos = start = close.end()
+    if start < len(text):
+        out.append((False, text[start:]))
+    return out
+
+
+def segments(reply: str) -> list[tuple[bool, str]]:
+    """``reply`` cut into (is_code, part), in order, joining back to ``reply``: fenced code
+    blocks (```/~~~, to the closing fence or, while the reply is still streaming, to the end)
+    and inline code spans are code; the rest is prose, where citations are."""
+    out: list[tuple[bool, str]] = []
+    prose: list[str] = []
+    fence: str | None = None
+    code: list[str] = []
+    for line in reply.splitlines(keepends=True):
+        m = _FENCE.match(line)
+        if fence is None:
+            if m and not (m.group(1)[0] == "`" and "`" in line[m.end():]):  # a ``` line with ` after is not a fence
+                fence = m.group(1)
+                code = [line]
+                if prose:
+                    out += _inline_code("".join(prose))
+                    prose = []
+            else:
+                prose.append(line)
+        else:
+            code.append(line)
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not line[m.end():].strip():
+                out.append((True, "".join(code)))
+                fence, code = None, []
+    if fence is not None:
+        out.append((True, "".join(code)))
+    if prose:
+        out += _inline_code("".join(prose))
+    return out
+
+
 def cited_numbers(reply: str, n_passages: int) -> list[int]:
-    """The valid citation numbers in ``reply``, in first-appearance order."""
+    """The valid citation numbers in ``reply`` (outside code), in first-appearance order."""
     seen: list[int] = []
-    for m in _CITE.finditer(reply):
+    prose = [part for is_code, part in segments(reply) if not is_code]
+    for m in (m for part in prose for m in _CITE.finditer(part)):
         for part in m.group(1).split(","):
             n = int(part)
             if 1 <= n <= n_passages and n not in seen:
@@ -59,7 +126,7 @@ def link_citations(reply: str, passages: list[Passage], *, show_uncited: bool = 
             f'<sup class="pp-cite"><a href="#pp-src-{uid}-{n}" title="{_attr(passages[n - 1].label())}">[{n}]</a></sup>'
             for n in numbers)
 
-    body = _CITE.sub(link, reply)
+    body = "".join(part if is_code else _CITE.sub(link, part) for is_code, part in segments(reply))
     shown = cited or list(range(1, len(passages) + 1))
     blocks = []
     for n in shown:

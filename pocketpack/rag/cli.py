@@ -9,7 +9,9 @@
 
 ``query --json`` prints a JSON list of ``{text, source, location, score}``, best first;
 with ``--queries`` one such list per input line (``{query, k, collection}``), in input order,
-from one process. Exit status: 0 done, 1 some source/query failed (the rest went on), 2 usage.
+from one process; ``k`` must be a positive integer (a line with a bad one gets ``[]`` and an
+error line). Exit status: 0 done, 1 some source/query failed (the rest went on), 2 usage or
+settings out of range (then nothing is saved or ingested).
 """
 
 from __future__ import annotations
@@ -20,6 +22,17 @@ import sys
 from pathlib import Path
 
 DEFAULT_STORE = "user_data/pocketpack/documents"
+
+
+def _positive_int(text: str) -> int:
+    """argparse type for --k: a whole number, 1 or more (0 would silently return nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return value
 
 
 def register(subparsers) -> None:
@@ -46,7 +59,7 @@ def register(subparsers) -> None:
     query = sub.add_parser("query", help="retrieve the passages that answer a question")
     query.add_argument("question", nargs="?")
     query.add_argument("--queries", metavar="FILE.jsonl", help="many queries, one {query, k, collection} per line")
-    query.add_argument("--k", type=int, default=5, help="passages to return (default: 5)")
+    query.add_argument("--k", type=_positive_int, default=5, help="passages to return (default: 5)")
     query.add_argument("--collection", default=None, action="append",
                        help="search this collection (repeatable; default: every collection)")
     query.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default=None)
@@ -75,17 +88,23 @@ def _err(message: str) -> None:
     print(f"pocketpack rag: {message}", file=sys.stderr)
 
 
-def _library(args, *, must_exist: bool = True):
+def _settings(store: Path):
+    """The store's saved settings; a bad settings file is one warning line and the defaults."""
     from pocketpack.rag import config
+
+    settings = config.load(store, warn=lambda message: _err(f"warning: {message}"))
+    settings.allow_private_urls = True  # the machine's owner runs the CLI
+    return settings
+
+
+def _library(args, *, must_exist: bool = True, settings=None):
     from pocketpack.rag.ingest import Library
     from pocketpack.retrieval.store import DB_NAME
 
     store = Path(args.store).expanduser()
     if must_exist and not (store / DB_NAME).is_file():
         raise SystemExit(_fail(f"no document store at {store} (add documents with `ingest` first)"))
-    settings = config.load(store)
-    settings.allow_private_urls = True  # the machine's owner runs the CLI
-    return Library(store, settings, model_path=args.model)
+    return Library(store, settings or _settings(store), model_path=args.model)
 
 
 def _fail(message: str) -> int:
@@ -94,8 +113,10 @@ def _fail(message: str) -> int:
 
 
 def _guard(fn):
-    """Known failures (bad store, missing model) become one line and exit status 1."""
+    """Known failures (bad store, missing model) become one line and exit status 1; settings
+    out of range one line and exit status 2."""
     def run(args) -> int:
+        from pocketpack.rag.config import SettingsError
         from pocketpack.rag.ingest import IngestError
         from pocketpack.rag.retrieve import RerankerError
         from pocketpack.retrieval import StoreError
@@ -103,6 +124,9 @@ def _guard(fn):
 
         try:
             return fn(args)
+        except SettingsError as exc:
+            _err(str(exc))
+            return 2
         except (IngestError, RerankerError, StoreError, EmbeddingError, OSError) as exc:
             return _fail(str(exc))
     return run
@@ -112,16 +136,18 @@ def _guard(fn):
 def cmd_ingest(args) -> int:
     from pocketpack.rag import config
 
-    lib = _library(args, must_exist=False)
-    s = lib.settings
+    store = Path(args.store).expanduser()
+    s = _settings(store)
     for name, value in (("chunk_size", args.chunk_size), ("chunk_overlap", args.chunk_overlap),
                         ("max_file_mb", args.max_file_mb), ("url_timeout", args.timeout)):
         if value is not None:
             setattr(s, name, value)
+    s.validate()  # before anything is saved or created: a bad value is one line, exit 2
     if args.chunk_size is not None or args.chunk_overlap is not None:
-        saved = config.load(lib.directory)
+        saved = config.load(store, warn=lambda message: None)  # already warned above
         saved.chunk_size, saved.chunk_overlap = s.chunk_size, s.chunk_overlap
-        config.save(lib.directory, saved)
+        config.save(store, saved)
+    lib = _library(args, must_exist=False, settings=s)
     bar = None
     if not args.quiet:
         from tqdm import tqdm
@@ -182,7 +208,11 @@ def cmd_query(args) -> int:
                 spec = json.loads(line)
                 if not isinstance(spec, dict) or not isinstance(spec.get("query"), str):
                     raise ValueError("expected an object with a \"query\" string")
-                k = int(spec.get("k") or args.k)
+                k = spec.get("k")
+                if k is None:
+                    k = args.k
+                elif isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                    raise ValueError(f"\"k\" must be a positive integer, not {json.dumps(k)}")
                 coll = spec.get("collection")
                 colls = [coll] if isinstance(coll, str) and coll else (coll if isinstance(coll, list) else args.collection)
                 passages = retrieve(lib, spec["query"], k, colls, settings)
@@ -232,7 +262,9 @@ def cmd_list(args) -> int:
 def cmd_remove(args) -> int:
     with _library(args) as lib:
         doc = lib.remove(args.doc, args.collection)
-    print(f"removed {doc.source} ({doc.chunks} chunks, id {doc.id}, collection {doc.collection})")
+    from pocketpack.rag.ingest import plural
+
+    print(f"removed {doc.source} ({plural(doc.chunks, 'chunk')}, id {doc.id}, collection {doc.collection})")
     return 0
 
 

@@ -2,11 +2,27 @@
 
 The extension's ``params`` carry the same names, so a value in TGWUI's settings.yaml
 (``rag-enhancer-chunk_size: 300``) reaches here unchanged.
+
+Values are checked where they enter (``from_dict(strict=True)``, ``validate``, ``save``), so a
+bad chunk size is one clear :class:`SettingsError` line instead of a traceback deep in the
+chunker, and it is never written to ``rag-settings.json``. A bad saved file falls back to the
+defaults with a one-line warning (``load``) instead of breaking every later command.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
+from typing import Callable
+
+MIN_CHUNK_SIZE = 16     # the chunker's floor: smaller chunks carry no usable context
+MAX_CHUNK_SIZE = 4096   # far past the embedding model's window; larger is a typo
+MODES = ("hybrid", "dense", "lexical")
+
+
+class SettingsError(ValueError):
+    """A setting out of range or of the wrong type; the message is one line for the user
+    (the UI shows it as is, the CLI prints it and exits with status 2)."""
 
 
 @dataclass
@@ -29,9 +45,14 @@ class RagSettings:
     budget_tokens: int = 900         # the documents' share of the prompt
 
     @classmethod
-    def from_dict(cls, values: dict) -> "RagSettings":
-        """Settings from a dict (the extension's params), ignoring unknown keys and
-        coercing types so that a string from a settings file still works."""
+    def from_dict(cls, values: dict, *, strict: bool = False) -> "RagSettings":
+        """Settings from a dict (the extension's params), ignoring unknown keys and coercing
+        types so that a string from a settings file still works.
+
+        ``strict``: a value that cannot be coerced or is out of range raises
+        :class:`SettingsError` (for input a person just typed: the UI's Save, the CLI).
+        Otherwise such values fall back to their defaults, so settings built on every chat
+        turn from TGWUI's params can never break the turn."""
         out = cls()
         for f in fields(cls):
             if f.name in values and values[f.name] is not None:
@@ -41,15 +62,75 @@ class RagSettings:
                     if isinstance(default, bool):
                         value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
                     elif isinstance(default, int):
-                        value = int(float(value))
+                        number = float(value)
+                        if not number.is_integer():
+                            raise ValueError
+                        value = int(number)
                     elif isinstance(default, float):
                         value = float(value)
                     else:
                         value = str(value)
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):
+                    if strict:
+                        raise SettingsError(f"{f.name} must be {_kind(default)}, not {values[f.name]!r}") from None
                     continue
                 setattr(out, f.name, value)
+        if strict:
+            out.validate()
+            return out
+        defaults = cls()
+        for _ in range(3):  # lenient: each bad value goes back to its default
+            found = out.problems()
+            if not found:
+                return out
+            for name, _ in found:
+                if name == "chunk_overlap" and isinstance(out.chunk_overlap, int) and out.chunk_overlap >= 0:
+                    out.chunk_overlap = min(defaults.chunk_overlap, out.chunk_size // 2)  # fit the size
+                else:
+                    setattr(out, name, getattr(defaults, name))
+        return defaults
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, one-line reason) for every value out of range."""
+        out: list[tuple[str, str]] = []
+
+        def need(name: str, ok: bool, reason: str) -> None:
+            if not ok:
+                out.append((name, f"{name} {reason}, not {getattr(self, name)!r}"))
+
+        def number(name: str) -> bool:
+            v = getattr(self, name)
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        def integer(name: str) -> bool:
+            v = getattr(self, name)
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        need("chunk_size", integer("chunk_size") and MIN_CHUNK_SIZE <= self.chunk_size <= MAX_CHUNK_SIZE,
+             f"must be a whole number of tokens from {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE}")
+        if not (integer("chunk_overlap") and self.chunk_overlap >= 0):
+            need("chunk_overlap", False, "must be a whole number of tokens, 0 or more")
+        elif not out:  # compared with a valid chunk size only: one problem reported once
+            need("chunk_overlap", self.chunk_overlap < self.chunk_size,
+                 f"must be smaller than chunk_size ({self.chunk_size})")
+        need("max_file_mb", number("max_file_mb") and self.max_file_mb > 0, "must be a number of MB above 0")
+        need("url_timeout", number("url_timeout") and self.url_timeout > 0, "must be a number of seconds above 0")
+        need("k", integer("k") and self.k >= 1, "must be a whole number, 1 or more")
+        need("mode", self.mode in MODES, "must be one of " + ", ".join(MODES))
+        need("candidates", integer("candidates") and self.candidates >= 1, "must be a whole number, 1 or more")
+        need("min_score", number("min_score") and self.min_score >= 0, "must be a number, 0 or more")
+        need("min_cosine", number("min_cosine") and -1 <= self.min_cosine <= 1, "must be a number from -1 to 1")
+        need("neighbours", integer("neighbours") and self.neighbours >= 0, "must be a whole number, 0 or more")
+        need("budget_tokens", integer("budget_tokens") and self.budget_tokens >= 0,
+             "must be a whole number of tokens, 0 or more")
         return out
+
+    def validate(self) -> "RagSettings":
+        """Raise :class:`SettingsError` naming every bad value (one line); else return self."""
+        found = self.problems()
+        if found:
+            raise SettingsError("; ".join(reason for _, reason in found))
+        return self
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,27 +140,58 @@ class RagSettings:
         return int(self.max_file_mb * 1024 * 1024)
 
 
+def _kind(default) -> str:
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int):
+        return "a whole number"
+    if isinstance(default, float):
+        return "a number"
+    return "text"
+
+
 SETTINGS_FILE = "rag-settings.json"
 
 
-def load(directory) -> RagSettings:
+def load(directory, warn: Callable[[str], None] | None = None) -> RagSettings:
     """The settings saved beside a library (``rag-settings.json``), else the defaults, so the
-    CLI chunks a store the way the UI configured it."""
+    CLI chunks a store the way the UI configured it. A file that cannot be read as valid
+    settings gives the defaults and one ``warn`` line (default: this module's logger), so a
+    bad value saved once never breaks every later command."""
     import json
+    import logging
     from pathlib import Path
 
     path = Path(directory).expanduser() / SETTINGS_FILE
     try:
-        return RagSettings.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return RagSettings()
+    except OSError as exc:
+        problem = f"cannot read it ({exc.strerror or exc})"
+    else:
+        try:
+            values = json.loads(text)
+            if not isinstance(values, dict):
+                raise SettingsError("expected a JSON object")
+            return RagSettings.from_dict(values, strict=True)
+        except SettingsError as exc:
+            problem = str(exc)
+        except ValueError as exc:
+            problem = f"not valid JSON ({exc})"
+    message = f"ignoring {path}: {problem}; using the default settings"
+    (warn or logging.getLogger(__name__).warning)(message)
+    return RagSettings()
 
 
 def save(directory, settings: RagSettings) -> None:
+    """Write the settings beside the library; invalid ones raise :class:`SettingsError` and
+    nothing is written."""
     import json
     import os
     from pathlib import Path
 
+    settings.validate()
     path = Path(directory).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     tmp = path / f".{SETTINGS_FILE}.tmp"

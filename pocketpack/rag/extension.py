@@ -6,7 +6,9 @@ translates hooks and gradio events into calls on one ``RagEngine``.
   passages and register them with the shared composer;
 - notebook/default: ``input_modifier(is_chat=False)`` fills ``<|injection-point|>``;
 - ``output_modifier`` (chat only: in notebook mode the output is plain text, and through the
-  API it is the completion itself) links ``[n]`` to the passages the model saw.
+  API it is the completion itself) links ``[n]`` to the passages the model saw in this turn's
+  prompt — only those: a turn that injected nothing (documents off, nothing relevant, a
+  greeting) links nothing, rather than pointing at an earlier turn's passages.
 
 A failure never costs the user a turn: it is logged under the extension's name, the turn goes
 on without documents, and the reply ends with a one-line notice.
@@ -45,13 +47,12 @@ def _tgwui():
 
 
 class RagEngine:
-    """One library and the per-chat record of what was injected (for citations)."""
+    """One library; what a turn injected is kept on that turn's state (for its citations)."""
 
     def __init__(self, params: dict):
         self.params = params
         self._library: Library | None = None
         self._lock = threading.RLock()
-        self.last: dict[str, list[Passage]] = {}  # chat key -> passages as numbered in the prompt
         self.last_context: tuple[str | None, str | None] = (None, None)  # (character, chat id) last seen
         self._cache: tuple | None = None  # (turn key, passages, time)
         self.notice: str | None = None
@@ -78,7 +79,9 @@ class RagEngine:
             return self._library
 
     def save_settings(self, values: dict) -> None:
-        """Apply settings from the UI and write them beside the library (the CLI reads them)."""
+        """Apply settings from the UI and write them beside the library (the CLI reads them).
+        Bad values raise ``SettingsError`` (one line for the UI) and change nothing."""
+        RagSettings.from_dict({**self.params, **values}, strict=True)
         self.params.update(values)
         config.save(self.store_dir(), self.settings)
         self._cache = None
@@ -109,25 +112,24 @@ class RagEngine:
         self._cache = (key, found, time.monotonic())
         return found
 
-    def _chat_key(self, state: dict) -> str:
-        tg = _tgwui()
-        return f"{tg.character_of(state)}\x00{tg.chat_id_of(state) or ''}"
-
     def _fail(self, hook: str, exc: Exception) -> None:
         log.warning("%s: %s failed: %s", NAME, hook, exc, exc_info=True)
         self.notice = f"{NAME}: documents were not used for this reply ({type(exc).__name__}: {exc})"
 
     # -- hooks ----------------------------------------------------------------------------
     def _inject(self, question: str, state: dict) -> None:
+        state[STATE_KEY] = []  # until this turn's passages are in the prompt, nothing is citable
         passages = self.passages(question, self.collections_for(state), turn=state)
         numbered = inject_chat(state, passages, self.settings.budget_tokens)
         state[STATE_KEY] = numbered
-        self.last[self._chat_key(state)] = numbered
 
     def state_modifier(self, state: dict) -> dict:
         """Regenerate/continue: the question is the history's last user message. (For a new
         message chat_input_modifier runs next and replaces this with the new question.)"""
-        if not self.params.get("enabled", True) or "history" not in state:
+        if not self.params.get("enabled", True):
+            state.pop(STATE_KEY, None)
+            return state
+        if "history" not in state:
             return state
         try:
             rows = (state.get("history") or {}).get("internal") or []
@@ -139,7 +141,9 @@ class RagEngine:
         return state
 
     def chat_input_modifier(self, text: str, visible_text: str, state: dict) -> tuple[str, str]:
-        if self.params.get("enabled", True):
+        if not self.params.get("enabled", True):
+            state.pop(STATE_KEY, None)
+        else:
             try:
                 self._inject(text, state)
             except Exception as exc:  # noqa: BLE001
@@ -150,6 +154,7 @@ class RagEngine:
         """Notebook/default: fill ``<|injection-point|>``; the markers never reach the model."""
         if is_chat:
             return string
+        state.pop(STATE_KEY, None)
         if INJECTION_POINT not in string or not self.params.get("enabled", True):
             return strip_markers(string)
         try:
@@ -168,12 +173,10 @@ class RagEngine:
             if self.notice:
                 notice, self.notice = self.notice, None
                 return string + f"\n\n<small>⚠ {notice.replace('<', '&lt;')}</small>"
-            if not self.params.get("citations", True):
+            if not self.params.get("enabled", True) or not self.params.get("citations", True):
                 return string
-            numbered = state.get(STATE_KEY)
-            if numbered is None:
-                numbered = self.last.get(self._chat_key(state), [])
-            return link_citations(string, numbered)
+            # only what this turn put in the prompt; no fallback to an earlier turn's passages
+            return link_citations(string, state.get(STATE_KEY) or [])
         except Exception as exc:  # noqa: BLE001
             log.warning("%s: output_modifier failed: %s", NAME, exc, exc_info=True)
             return string

@@ -47,7 +47,7 @@ def _check_host(url: str, allow_private: bool) -> None:
         addr = ipaddress.ip_address(info[4][0].split("%")[0])
         if addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_reserved or addr.is_multicast:
             raise FetchError(f"refusing to fetch a local or private address ({addr});"
-                             " enable 'allow local URLs' in the settings to allow it")
+                             " tick 'Allow local/LAN URLs' in the Documents tab's settings to allow it")
 
 
 class _CheckedRedirects(urllib.request.HTTPRedirectHandler):

@@ -2,7 +2,8 @@
 incrementally, and list, remove and re-index them.
 
 Layout of a library directory: the retrieval core's store (``store.sqlite3``, ``index/``)
-plus ``uploads/`` (copies of files added through the UI, so they can be re-indexed).
+plus ``uploads/<collection folder>/`` (copies of files added through the UI, so they can be
+re-indexed; one folder per collection, so the same name in two collections is two files).
 
 Each document lives in collection ``rag/<name>`` ("rag/global", "rag/character/Alice",
 "rag/chat/<id>") as chunks keyed ``<doc id>#<ordinal>`` and grouped by the doc id. Chunk 0
@@ -13,7 +14,13 @@ fully the old version or fully the new one. Re-ingesting:
 - unchanged bytes and chunking settings: a hash check, nothing else;
 - changed: the new chunks replace the old under the same keys (unchanged chunk texts are not
   re-embedded: the core keys embeddings by text hash) and surplus old chunks are deleted;
-- a file that fails to parse: an error line, and its previously indexed version stays.
+- a file that fails to parse: an error line, and its previously indexed version stays;
+- a folder: files deleted from it since are removed from the collection.
+
+Doc ids hash the collection with the source, so one file in two collections is two
+documents. Stores written before that (ids from the source alone, uploads directly in
+``uploads/``) keep working: such a document is found under its old id and moved to its new
+id and upload folder the first time it is ingested or re-indexed again (no re-embedding).
 """
 
 from __future__ import annotations
@@ -27,13 +34,13 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from pocketpack.rag.chunking import chunk_blocks
-from pocketpack.rag.config import RagSettings
+from pocketpack.rag.config import RagSettings, SettingsError  # noqa: F401 - SettingsError re-exported
 from pocketpack.rag.fetch import FetchError, fetch, is_url
 from pocketpack.rag.parsers import SUPPORTED, ParseError, kind_of, parse
 from pocketpack.retrieval import NewItem, Store, StoreError
 
 COLLECTION_PREFIX = "rag/"
-CHUNKER_VERSION = 2
+CHUNKER_VERSION = 3
 Progress = Callable[[float, str], None]
 
 
@@ -51,13 +58,22 @@ class DocResult:
     doc_id: str = ""
     message: str = ""
     pages: int | None = None
+    stored: str = ""  # the source as stored (an upload's copy in uploads/)
 
     def line(self) -> str:
         if self.status == "error":
             return f"skipped {self.source}: {self.message}"
+        if self.status == "removed":
+            return f"removed {self.source}: {self.message}"
+        note = f"; {self.message}" if self.message else ""
         if self.status == "unchanged":
-            return f"unchanged {self.source} ({self.chunks} chunks)"
-        return f"{self.status} {self.source}: {self.chunks} chunks"
+            return f"unchanged {self.source} ({plural(self.chunks, 'chunk')}{note})"
+        return f"{self.status} {self.source}: {plural(self.chunks, 'chunk')}" + (f" ({self.message})" if note else "")
+
+
+def plural(n: int, word: str) -> str:
+    """"1 chunk", "2 chunks"."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 @dataclass
@@ -72,7 +88,7 @@ class IngestReport:
         counts: dict[str, int] = {}
         for r in self.results:
             counts[r.status] = counts.get(r.status, 0) + 1
-        order = ["added", "updated", "unchanged", "error"]
+        order = ["added", "updated", "unchanged", "removed", "error"]
         return ", ".join(f"{counts[s]} {s if s != 'error' else 'skipped'}" for s in order if counts.get(s)) or "nothing to do"
 
 
@@ -114,10 +130,15 @@ _SAFE = re.compile(r"[^\w.\- ()+,@=]")
 
 
 def safe_upload_name(name: str) -> str:
-    """A file name that stays inside ``uploads/``: no folders, no leading dots, no odd bytes."""
+    """A file name that stays inside ``uploads/``: no folders, no leading dots, no odd bytes.
+    A name that is only an extension (".md") keeps it ("upload.md"), so it parses as its kind."""
     base = str(name).replace("\\", "/").split("/")[-1]
     base = "".join(ch for ch in base if ch.isprintable())
-    base = _SAFE.sub("_", base).strip(" .")
+    base = _SAFE.sub("_", base).strip(" ")
+    if base.startswith("."):
+        rest = base.lstrip(". ")
+        base = f"upload.{rest}" if rest else ""
+    base = base.rstrip(" .")
     if len(base) > 150:
         stem, dot, ext = base.rpartition(".")
         base = (stem[:140] + dot + ext[:9]) if dot else base[:150]
@@ -126,6 +147,25 @@ def safe_upload_name(name: str) -> str:
 
 def _doc_id(source_key: str) -> str:
     return hashlib.sha1(source_key.encode("utf-8")).hexdigest()[:12]
+
+
+def doc_id_for(collection: str | None, origin: str, source: str) -> str:
+    """A document's id: distinct per collection, so the same file or upload name in two
+    collections is two documents that never share an id."""
+    return _doc_id(f"{collection_name(collection)}\n{origin}:{source}")
+
+
+def legacy_doc_id(origin: str, source: str) -> str:
+    """The id stores written before ids named the collection gave the same source."""
+    return _doc_id(f"{origin}:{source}")
+
+
+def upload_folder_name(collection: str | None) -> str:
+    """The folder under ``uploads/`` for a collection's uploads: a readable slug plus a hash
+    of the full name, so two collections never share a folder even when their slugs match."""
+    full = collection_name(collection)
+    slug = safe_upload_name(full[len(COLLECTION_PREFIX):].replace("/", "_"))[:60].rstrip(" .") or "collection"
+    return f"{slug}-{hashlib.sha1(full.encode('utf-8')).hexdigest()[:8]}"
 
 
 class _ReportingEmbedder:
@@ -181,6 +221,7 @@ class Library:
         self.embedder = _ReportingEmbedder(model_path, embedder)
         self.store = store or Store(self.directory, embedder=self.embedder)
         self.uploads = self.directory / "uploads"
+        self._stale_vectors = False  # an update replaced chunk texts: embeddings may be orphaned
 
     def close(self) -> None:
         self.store.close()
@@ -194,9 +235,13 @@ class Library:
     # -- ingestion ------------------------------------------------------------------------
     def ingest(self, sources: Iterable[str], collection: str | None = None, *, progress: Progress | None = None,
                force: bool = False) -> IngestReport:
-        """Ingest files, folders (recursively) and URLs; one bad source never stops the batch."""
+        """Ingest files, folders (recursively) and URLs; one bad source never stops the batch.
+        For a folder, documents of this collection whose file under it has since been deleted
+        are removed. Settings out of range raise :class:`SettingsError` before anything is read."""
+        self.settings.validate()
         report = IngestReport()
         jobs: list[tuple[str, str, str]] = []  # (origin, path or URL, error), in the order given
+        folders: dict[Path, None] = {}
         for src in sources:
             src = str(src).strip()
             if not src:
@@ -206,6 +251,7 @@ class Library:
                 continue
             path = Path(src).expanduser()
             if path.is_dir():
+                folders[path.resolve()] = None
                 found = list(self._walk(path))
                 jobs += [("file", str(p), "") for p in found] or [("error", src, "no supported files in this folder")]
             elif path.is_file():
@@ -220,25 +266,45 @@ class Library:
                 report.results.append(DocResult(target, "error", message=error))
             else:
                 report.results.append(self._ingest_one(origin, target, collection, force, progress, n, len(jobs)))
+        for folder in folders:
+            report.results += self._prune_folder(folder, collection)
         self._tick(progress, len(jobs), len(jobs), "done")
-        self.store.flush()
+        self._finish()
         return report
 
     def add_upload(self, name: str, data: bytes, collection: str | None = None, *, force: bool = False,
                    progress: Progress | None = None) -> DocResult:
-        """Ingest an uploaded file; its copy is kept in ``uploads/`` (only once it parsed)."""
+        """Ingest an uploaded file; its copy is kept in the collection's folder under
+        ``uploads/`` (only once it parsed). The same name uploaded again to the same
+        collection replaces the earlier upload; in another collection it is another document."""
+        self.settings.validate()
+        result = self._add_upload(name, data, collection, force, progress)
+        if result.status == "updated" and not force:
+            result.message = "replaced the earlier upload of this name in this collection"
+        self._finish()
+        return result
+
+    def _add_upload(self, name: str, data: bytes, collection: str | None, force: bool,
+                    progress: Progress | None, previous: Iterable[tuple[str, str]] = ()) -> DocResult:
         safe = safe_upload_name(name)
-        self.uploads.mkdir(parents=True, exist_ok=True)
-        dest = (self.uploads / safe)
-        if dest.resolve().parent != self.uploads.resolve():  # belt and braces: never outside
+        uploads = self.uploads.resolve()
+        folder = self.uploads / upload_folder_name(collection)
+        dest = folder / safe
+        if folder.resolve().parent != uploads or dest.resolve().parent != folder.resolve():
             return DocResult(name, "error", message="refusing an upload name that points outside the store")
+        # where this name's copy lived before uploads had a folder per collection
+        flat = str((self.uploads / safe).resolve())
+        earlier = [(legacy_doc_id("upload", flat), flat), *previous]
         result = self._ingest_bytes(data, "upload", str(dest.resolve()), safe, collection, force,
-                                    lambda f, m: progress(f, m) if progress else None)
+                                    lambda f, m: progress(f, m) if progress else None, previous=earlier)
         if result.status in ("added", "updated", "unchanged"):
-            tmp = dest.with_name(f".{safe}.part")
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{safe}.part"
             tmp.write_bytes(data)
             os.replace(tmp, dest)
-        self.store.flush()
+            for _, old in earlier:
+                if Path(old).resolve() != dest.resolve():
+                    self._drop_upload_copy(old)
         return result
 
     def _walk(self, folder: Path) -> Iterable[Path]:
@@ -252,13 +318,57 @@ class Library:
                 if not f.startswith(".") and kind_of(f) is not None:
                     yield Path(root) / f
 
+    def _prune_folder(self, folder: Path, collection: str | None) -> list[DocResult]:
+        """Remove this collection's documents from files under ``folder`` that no longer
+        exist (only files: never uploads or URLs, never outside the folder)."""
+        full = collection_name(collection)
+        if not folder.is_dir() or not self.store.has_collection(full):
+            return []
+        coll = self.store.collection(full)
+        out = []
+        for doc in self.documents(full[len(COLLECTION_PREFIX):]):
+            src = Path(doc.source)
+            if doc.origin != "file" or folder not in src.parents:
+                continue
+            try:
+                if src.is_file():
+                    continue
+            except OSError:  # unreadable, not proven gone: keep it
+                continue
+            coll.delete_group(doc.id)
+            self._stale_vectors = True
+            out.append(DocResult(doc.source, "removed", doc.chunks, doc.id, "deleted from the folder"))
+        return out
+
+    def _finish(self) -> None:
+        if self._stale_vectors:  # once per batch: the prune scans every item's hash
+            self.store.prune_vectors()
+            self._stale_vectors = False
+        self.store.flush()
+
     @staticmethod
     def _tick(progress: Progress | None, done: float, total: int, message: str) -> None:
         if progress is not None:
             progress(min(1.0, done / total) if total else 1.0, message)
 
+    def _read_limited(self, path: Path) -> bytes:
+        """A file's bytes, refused from its size on disk before reading when over the limit
+        (and never more than the limit read, should it grow meanwhile)."""
+        limit = self.settings.max_bytes
+        size = path.stat().st_size
+        if size > limit:
+            raise IngestError(f"the file is {size / 1048576:.1f} MB, over the {self.settings.max_file_mb:g} MB"
+                              " limit (max_file_mb)")
+        with path.open("rb") as fh:
+            data = fh.read(limit + 1)
+        if len(data) > limit:
+            raise IngestError(f"the file grew past the {self.settings.max_file_mb:g} MB limit (max_file_mb)"
+                              " while it was read")
+        return data
+
     def _ingest_one(self, origin: str, target: str, collection: str | None, force: bool,
-                    progress: Progress | None, n: int, total: int) -> DocResult:
+                    progress: Progress | None, n: int, total: int,
+                    previous: Iterable[tuple[str, str]] = ()) -> DocResult:
         limit = self.settings.max_bytes
 
         def sub(fraction: float, message: str) -> None:
@@ -269,21 +379,44 @@ class Library:
                 got = fetch(target, timeout=self.settings.url_timeout, max_bytes=limit,
                             allow_private=self.settings.allow_private_urls)
                 name = target.rstrip("/").rsplit("/", 1)[-1] or target
-                return self._ingest_bytes(got.data, "url", target, name, collection, force, sub, got.content_type)
+                return self._ingest_bytes(got.data, "url", target, name, collection, force, sub, got.content_type,
+                                          previous=previous)
             path = Path(target)
-            size = path.stat().st_size
-            if size > limit:
-                raise IngestError(f"the file is {size / 1048576:.1f} MB, over the {self.settings.max_file_mb:g} MB"
-                                  " limit (max_file_mb)")
-            data = path.read_bytes()
-            return self._ingest_bytes(data, "file", str(path.resolve()), path.name, collection, force, sub)
+            data = self._read_limited(path)
+            return self._ingest_bytes(data, "file", str(path.resolve()), path.name, collection, force, sub,
+                                      previous=previous)
         except (IngestError, FetchError, ParseError, StoreError) as exc:
             return DocResult(target, "error", message=str(exc))
         except OSError as exc:
             return DocResult(target, "error", message=f"cannot read it ({exc.strerror or exc})")
 
+    def _adopt(self, coll, doc_id: str, source: str, earlier: Iterable[tuple[str, str]]) -> None:
+        """Move a document stored under an earlier id (a store from before ids named the
+        collection, or an upload from before per-collection folders) to ``doc_id`` and
+        ``source``: same texts, so nothing is embedded again; the old keys go."""
+        seen = {doc_id}
+        for old_id, old_source in earlier:
+            if old_id in seen:
+                continue
+            seen.add(old_id)
+            old_head = coll.by_key(f"{old_id}#0")
+            if old_head is None or old_head.grp != old_id or old_head.meta.get("source") != old_source:
+                continue
+            if coll.by_key(f"{doc_id}#0") is None:
+                moved = []
+                for it in coll.items(grp=old_id):
+                    if not it.key or "#" not in it.key:
+                        continue
+                    meta = dict(it.meta, doc=doc_id, source=source)
+                    moved.append(NewItem(it.text, key=f"{doc_id}#{it.key.rsplit('#', 1)[1]}", grp=doc_id,
+                                         time=it.time, importance=it.importance, pinned=it.pinned, meta=meta,
+                                         context=it.context))
+                coll.upsert(moved)
+            coll.delete_group(old_id)  # also ends a move that was interrupted before this step
+
     def _ingest_bytes(self, data: bytes, origin: str, source: str, name: str, collection: str | None,
-                      force: bool, progress: Progress | None, content_type: str | None = None) -> DocResult:
+                      force: bool, progress: Progress | None, content_type: str | None = None,
+                      previous: Iterable[tuple[str, str]] = ()) -> DocResult:
         display = name if origin == "upload" else source
         try:
             if len(data) > self.settings.max_bytes:
@@ -292,16 +425,17 @@ class Library:
             s = self.settings
             digest = hashlib.sha256(data).hexdigest()
             signature = f"v{CHUNKER_VERSION}/size{s.chunk_size}/overlap{s.chunk_overlap}"
-            doc_id = _doc_id(f"{origin}:{source}")
+            doc_id = doc_id_for(collection, origin, source)
             coll = self.store.collection(collection_name(collection))
+            self._adopt(coll, doc_id, source, [(legacy_doc_id(origin, source), source), *previous])
             head = coll.by_key(f"{doc_id}#0")
             if head is not None and not force:
                 m = head.meta
                 if m.get("doc_hash") == digest and m.get("signature") == signature:
-                    if coll.count(grp=doc_id) == m.get("chunks"):
-                        return DocResult(display, "unchanged", m.get("chunks", 0), doc_id, pages=m.get("pages"))
-                    self._drop_surplus(coll, doc_id, int(m.get("chunks", 0)))  # an interrupted update
-                    return DocResult(display, "unchanged", m.get("chunks", 0), doc_id, pages=m.get("pages"))
+                    if coll.count(grp=doc_id) != m.get("chunks"):
+                        self._drop_surplus(coll, doc_id, int(m.get("chunks", 0)))  # an interrupted update
+                    return DocResult(display, "unchanged", m.get("chunks", 0), doc_id, pages=m.get("pages"),
+                                     stored=source)
             kind = None if origin == "url" else kind_of(name)  # a URL's content type decides
             parsed = parse(data, name, kind=kind, content_type=content_type)
             chunks = chunk_blocks(parsed.blocks, s.chunk_size, s.chunk_overlap)
@@ -333,7 +467,10 @@ class Library:
             finally:
                 self.embedder.on_batch = None
             self._drop_surplus(coll, doc_id, len(chunks))
-            return DocResult(display, "added" if head is None else "updated", len(chunks), doc_id, pages=parsed.pages)
+            if head is not None:  # replaced chunk texts may leave embeddings nothing uses
+                self._stale_vectors = True
+            return DocResult(display, "added" if head is None else "updated", len(chunks), doc_id,
+                             pages=parsed.pages, stored=source)
         except (IngestError, ParseError, StoreError) as exc:
             return DocResult(display, "error", message=str(exc))
 
@@ -384,21 +521,38 @@ class Library:
             raise IngestError(f"no document matches {ref!r} (see `list` for ids and names)")
         if len(found) > 1:
             ids = ", ".join(f"{d.id} ({d.collection})" for d in found)
-            raise IngestError(f"{ref!r} matches {len(found)} documents: {ids}; use an id or --collection")
+            if len({d.id for d in found}) == len(found):
+                hint = "give the id of the one you mean"
+            else:  # ids from a store written before ids named the collection
+                hint = ("they share an id from an older version of the store: re-index everything once"
+                        " to give each its own id, or name the collection too")
+            raise IngestError(f"{ref!r} matches {len(found)} documents: {ids}; {hint}")
         return found[0]
+
+    def _drop_upload_copy(self, path: str | os.PathLike) -> None:
+        """Delete an upload's copy unless it lies outside ``uploads/`` or a document still
+        uses it (stores from before per-collection folders could share one copy)."""
+        uploads = self.uploads.resolve()
+        p = Path(path).resolve()
+        if uploads not in p.parents or not p.is_file():
+            return
+        if any(d.origin == "upload" and Path(d.source).resolve() == p for d in self.documents()):
+            return
+        p.unlink(missing_ok=True)
+        if p.parent != uploads:
+            try:
+                p.parent.rmdir()  # the collection's folder, once empty
+            except OSError:
+                pass
 
     def remove(self, ref: str, collection: str | None = None) -> DocInfo:
         """Remove one document: its chunks, their vectors and its uploaded copy."""
         doc = self._resolve_one(ref, collection)
         coll = self.store.collection(collection_name(doc.collection))
         coll.delete_group(doc.id)
-        prune = getattr(self.store, "prune_vectors", None) or getattr(self.store, "_prune_vectors", None)
-        if prune is not None:  # embeddings no other item uses go too
-            prune()
+        self.store.prune_vectors()  # embeddings no other item uses go too
         if doc.origin == "upload":
-            path = Path(doc.source)
-            if path.parent.resolve() == self.uploads.resolve():
-                path.unlink(missing_ok=True)
+            self._drop_upload_copy(doc.source)
         self.store.flush()
         return doc
 
@@ -406,6 +560,7 @@ class Library:
                 progress: Progress | None = None) -> IngestReport:
         """Parse and embed documents again from their source (after a settings change, or to
         pick up edits); ``ref`` None means every document (of ``collection`` if given)."""
+        self.settings.validate()
         docs = [self._resolve_one(ref, collection)] if ref else self.documents(collection)
         report = IngestReport()
         for n, doc in enumerate(docs):
@@ -414,15 +569,22 @@ class Library:
                 report.results.append(DocResult(doc.source, "error", doc.chunks, doc.id,
                                                 "the source file no longer exists; its chunks were kept"))
                 continue
-            origin = "url" if doc.origin == "url" else "file"
+            earlier = [(doc.id, doc.source)]
             if doc.origin == "upload":
-                data = Path(doc.source).read_bytes()
-                result = self._ingest_bytes(data, "upload", doc.source, doc.name, doc.collection, True, None)
+                try:
+                    data = self._read_limited(Path(doc.source))
+                except IngestError as exc:
+                    result = DocResult(doc.name, "error", message=str(exc))
+                except OSError as exc:
+                    result = DocResult(doc.name, "error", message=f"cannot read it ({exc.strerror or exc})")
+                else:
+                    result = self._add_upload(doc.name, data, doc.collection, True, None, previous=earlier)
             else:
-                result = self._ingest_one(origin, doc.source, doc.collection, True, None, 0, 1)
+                origin = "url" if doc.origin == "url" else "file"
+                result = self._ingest_one(origin, doc.source, doc.collection, True, None, 0, 1, previous=earlier)
             report.results.append(result)
         self._tick(progress, len(docs), len(docs), "done")
-        self.store.flush()
+        self._finish()
         return report
 
 

@@ -13,6 +13,7 @@ numbering the model saw, which is what citations resolve against.
 
 from __future__ import annotations
 
+import heapq
 import re
 
 from pocketpack import compose
@@ -48,8 +49,8 @@ def make_block(passages: list[Passage], budget: int | None, position: str = "aft
 
 def fit(passages: list[Passage], budget: int | None, count=None) -> list[Passage]:
     """The passages to offer the composer so that as many hits as possible fit ``budget``:
-    each passage at its narrowest first (its best hit alone; best first, skipping what cannot
-    fit), then widened — all its hits, then their neighbouring context — best passage first,
+    each passage at its narrowest (its best hit alone), widened one hit at a time, hits taken in
+    rank order across passages, then with their neighbouring context, best passage first,
     while the budget allows."""
     if budget is None or not passages:
         return passages
@@ -60,22 +61,26 @@ def fit(passages: list[Passage], budget: int | None, count=None) -> list[Passage
     def cost(p: Passage) -> int:
         return count(ITEM_TEMPLATE.replace("{text}", " ".join(item_text(p).split()))) + 1
 
-    chosen: list[tuple[list[Passage], int]] = []  # (variants narrowest first, index offered)
+    # Each passage offers its versions narrowest first, each adding one hit (then the context).
+    # Take them in the rank of the hit they add, across passages: a passage's best hit first
+    # (a new passage: best first, skipping what cannot fit), its second hit when no better hit
+    # elsewhere is waiting, ..., and the neighbouring context last, best passage first.
+    offers = [p.scored_variants() for p in passages]
+    at: dict[int, int] = {}  # passage index -> version offered
     used = 0
-    for p in passages:
-        variants = p.variants()
-        c = cost(variants[0])
-        if used + c <= room:
-            chosen.append((variants, 0))
-            used += c
-    for level in (1, 2):  # widen: all hits, then neighbouring context, best passage first
-        for i, (variants, at) in enumerate(chosen):
-            if at < level < len(variants):
-                extra = cost(variants[level]) - cost(variants[at])
-                if used + extra <= room:
-                    chosen[i] = (variants, level)
-                    used += extra
-    return [variants[at] for variants, at in chosen]
+    queue = [(-p.score, i, 0) for i, p in enumerate(passages)]
+    heapq.heapify(queue)
+    while queue:
+        _, i, level = heapq.heappop(queue)
+        versions = offers[i]
+        extra = cost(versions[level][0]) - (cost(versions[at[i]][0]) if level else 0)
+        if used + extra > room:
+            continue  # and its wider versions cost more still
+        used += extra
+        at[i] = level
+        if level + 1 < len(versions):
+            heapq.heappush(queue, (-versions[level + 1][1], i, level + 1))
+    return [offers[i][at[i]][0] for i in sorted(at)]
 
 
 def effective_budget(state: dict, budget: int | None) -> int | None:

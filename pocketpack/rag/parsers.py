@@ -142,11 +142,22 @@ def decode_text(data: bytes) -> str:
 # -- plain text and Markdown ----------------------------------------------------------------
 _ATX = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
-_TEXT_HEADING = re.compile(
-    r"^(?:(?:chapter|book|part|section|act|scene|volume|appendix|preface|introduction|prologue|epilogue)\b.{0,70}"
-    r"|[IVXLC]+\.\s.{1,70}|[A-Z0-9][A-Z0-9 ,.'’:;!?&-]{2,70})$",
+# Plain-text headings, kept strict because a false heading becomes a section title instead of
+# body text: "CHAPTER IV", "Chapter 4: The Storm", "Part Two", "Act I, Scene 2", "PREFACE",
+# "IV. The Return", a line in capitals, or a line underlined (reStructuredText / setext style).
+_NUMBER = (r"(?:\d+(?:\.\d+)*|[ivxlcdm]+|[a-z]|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
+           r"|first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last)")
+_KEYWORD_HEADING = re.compile(
+    r"^(?P<kw>chapter|book|part|section|act|scene|volume|canto|appendix)\s+" + _NUMBER +
+    r"(?:\s*[.:,—–-]\s*\S.*|\s*\.)?$"
+    r"|^(?:preface|foreword|introduction|prologue|epilogue|afterword|contents|table of contents|glossary|appendix"
+    r"|bibliography|acknowledge?ments|notes|index)[.:]?$",
     re.IGNORECASE,
 )
+_KEYWORD_LEVEL = {"volume": 1, "book": 1, "part": 1, "act": 1, "chapter": 2, "canto": 2, "appendix": 2,
+                  "section": 3, "scene": 3}
+_ROMAN_HEADING = re.compile(r"^[IVXLC]+\.\s+[A-Z\"“'‘(].{0,68}$")  # "IV. The Return" (case-sensitive)
+_UNDERLINE = re.compile(r"^([=\-~^*#+])\1{2,}\s*$")  # rst / setext underline, 3+ of one mark
 
 
 def markdown_blocks(text: str, loc_lines: bool = False) -> list[Block]:
@@ -173,19 +184,23 @@ def markdown_blocks(text: str, loc_lines: bool = False) -> list[Block]:
             i += 1
             while i < len(lines) and not lines[i].strip().startswith(fence):
                 i += 1
-            body = "\n".join(lines[start:i + 1]).strip()
-            blocks.append(Block(body, "code", loc=("line", start + 1, i + 1) if loc_lines else None))
+            end = min(i + 1, len(lines))
+            body = "\n".join(lines[start:end]).strip()
+            while end > start + 1 and not lines[end - 1].strip():
+                end -= 1
+            blocks.append(Block(body, "code", loc=("line", start + 1, end) if loc_lines else None))
             i += 1
             continue
         m = _ATX.match(line)
         if m:
             flush(i)
-            blocks.append(Block(m.group(2).strip(), "heading", len(m.group(1))))
+            blocks.append(Block(m.group(2).strip(), "heading", len(m.group(1)),
+                                loc=("line", i + 1, i + 1) if loc_lines else None))
             i += 1
             continue
         if para and len(para) == 1 and re.match(r"^(=+|-+)\s*$", line) and para[0].strip():
             level = 1 if line.strip().startswith("=") else 2
-            blocks.append(Block(para[0].strip(), "heading", level))
+            blocks.append(Block(para[0].strip(), "heading", level, loc=("line", i, i + 1) if loc_lines else None))
             para = []
             i += 1
             continue
@@ -208,11 +223,44 @@ def _parse_markdown(data: bytes, name: str) -> Parsed:
 
 
 def _parse_text(data: bytes, name: str) -> Parsed:
-    """Paragraphs separated by blank lines; a short line alone that reads like a heading
-    ("CHAPTER IV", "Part Two: ...", an all-capitals line) becomes one."""
+    """Paragraphs separated by blank lines. A heading is only what plainly looks like one: an
+    underlined line ("Title" over "=====", reStructuredText and setext style), or a short line
+    alone that is in capitals ("CHAPTER IV"), starts with a chapter word and a number ("Part Two:
+    The Storm") or is a Roman-numbered title ("IV. The Return"). Anything else is body text, so a
+    list of short lines stays text."""
     text = decode_text(data)
     blocks: list[Block] = []
     lines = text.split("\n")
+    underline_styles: list[tuple[str, bool]] = []  # reStructuredText: levels in order of first use
+
+    def underlined(title: str, mark: str, overlined: bool, first: int, last: int) -> None:
+        style = (mark.strip()[0], overlined)
+        if style not in underline_styles:
+            underline_styles.append(style)
+        blocks.append(Block(" ".join(title.split()), "heading", min(6, underline_styles.index(style) + 1),
+                            loc=("line", first, last)))
+
+    def paragraph(para: list[str], start: int) -> None:
+        """``para`` are the paragraph's lines, the first at 0-based line ``start``."""
+        if len(para) >= 3 and _UNDERLINE.match(para[0]) and _UNDERLINE.match(para[2]) \
+                and para[0].strip()[0] == para[2].strip()[0] and not _UNDERLINE.match(para[1]):
+            underlined(para[1], para[0], True, start + 1, start + 3)
+            rest, rest_start = para[3:], start + 3
+        elif len(para) >= 2 and _UNDERLINE.match(para[1]) and not _UNDERLINE.match(para[0]):
+            underlined(para[0], para[1], False, start + 1, start + 2)
+            rest, rest_start = para[2:], start + 2
+        else:
+            rest, rest_start = para, start
+        if not rest:
+            return
+        body = "\n".join(rest).strip()
+        loc = ("line", rest_start + 1, rest_start + len(rest))
+        level = _text_heading_level(body) if len(rest) == 1 else None
+        if level:
+            blocks.append(Block(body, "heading", level, loc=loc))
+        else:
+            blocks.append(Block(_unwrap(body), "text", loc=loc))
+
     para: list[str] = []
     start = 0
     for i, line in enumerate(lines + [""]):
@@ -220,20 +268,29 @@ def _parse_text(data: bytes, name: str) -> Parsed:
             if not para:
                 start = i
             para.append(line.rstrip())
-            continue
-        if para:
-            body = "\n".join(para).strip()
-            loc = ("line", start + 1, i)
-            if len(para) == 1 and len(body) <= 72 and _TEXT_HEADING.match(body) and not body.endswith((".", ",")) \
-                    or (len(para) == 1 and len(body) <= 72 and body.isupper() and any(c.isalpha() for c in body)):
-                blocks.append(Block(body, "heading", 2, loc=loc))
-            else:
-                blocks.append(Block(_unwrap(body), "text", loc=loc))
+        elif para:
+            paragraph(para, start)
             para = []
-    if not any(b.kind == "text" for b in blocks):  # all short capitalised lines: they are the text
+    if not any(b.kind == "text" for b in blocks):  # only heading-like lines: they are the text
         for b in blocks:
             b.kind, b.level = "text", 0
     return Parsed(blocks, "text")
+
+
+def _text_heading_level(line: str) -> int | None:
+    """The heading level of a line standing alone in plain text, or None for body text."""
+    line = line.strip()
+    if len(line) > 72:
+        return None
+    m = _KEYWORD_HEADING.match(line)
+    if m:
+        return _KEYWORD_LEVEL.get((m.group("kw") or "").lower(), 2)
+    if _ROMAN_HEADING.match(line) and not line.endswith((".", ",", ";")):
+        return 2
+    # truly in capitals (str.isupper ignores digits and punctuation), with a word's worth of letters
+    if line.isupper() and sum(c.isalpha() for c in line) >= 2:
+        return 2
+    return None
 
 
 def _unwrap(paragraph: str) -> str:
@@ -264,8 +321,8 @@ def _parse_code(data: bytes, name: str) -> Parsed:
         if boundary:
             body = "\n".join(lines[start:i]).strip("\n")
             if body.strip():
-                first = start + next(j for j, ln in enumerate(lines[start:i]) if ln.strip())
-                blocks.append(Block(body, "code", loc=("line", first + 1, i)))
+                used = [start + j for j, ln in enumerate(lines[start:i]) if ln.strip()]
+                blocks.append(Block(body, "code", loc=("line", used[0] + 1, used[-1] + 1)))
             start = i
     return Parsed(blocks, "code", title=PurePath(name).name)
 
@@ -325,7 +382,27 @@ def html_to_blocks(html: str | bytes, keep_all: bool = False) -> tuple[list[Bloc
         title = (meta.title or "") if meta else ""
     except Exception:  # noqa: BLE001 - a title is a nicety
         title = ""
-    return markdown_blocks(md or ""), title
+    return number_paragraphs(markdown_blocks(md or "")), title
+
+
+def number_paragraphs(blocks: list[Block]) -> list[Block]:
+    """Give blocks without a position ``("paragraph", n, n)``: n counts the text's paragraphs
+    (list items, code) in order, headings not counted, so a user can find "paragraph 5" on a
+    page; a heading takes the number of the paragraph that follows it."""
+    n = 0
+    waiting: list[Block] = []
+    for b in blocks:
+        if b.kind == "heading":
+            waiting.append(b)
+            continue
+        n += 1
+        for h in waiting:
+            h.loc = h.loc or ("paragraph", n, n)
+        waiting = []
+        b.loc = b.loc or ("paragraph", n, n)
+    for h in waiting:
+        h.loc = h.loc or ("paragraph", max(n, 1), max(n, 1))
+    return blocks
 
 
 def _html_all_text(html: str) -> str:
@@ -415,8 +492,10 @@ def _parse_docx(data: bytes, name: str) -> Parsed:
     except Exception as exc:  # noqa: BLE001
         raise ParseError(f"cannot read the DOCX file ({_one_line(exc)})") from exc
     blocks: list[Block] = []
+    number = 0  # paragraphs with text, headings included, as a reader counts them in Word
     for part in document.iter_inner_content():
         if isinstance(part, Table):
+            at = ("paragraph", max(number, 1), max(number, 1))  # a table: the paragraph it follows
             for row in part.rows:
                 cells = []
                 for cell in row.cells:
@@ -424,19 +503,21 @@ def _parse_docx(data: bytes, name: str) -> Parsed:
                     if text and (not cells or cells[-1] != text):  # merged cells repeat
                         cells.append(text)
                 if cells:
-                    blocks.append(Block(" | ".join(cells), "row"))
+                    blocks.append(Block(" | ".join(cells), "row", loc=at))
             continue
         text = part.text.strip()
         if not text:
             continue
+        number += 1
+        at = ("paragraph", number, number)
         style = (part.style.name if part.style is not None else "") or ""
         m = re.match(r"(?i)heading\s*(\d)", style)
         if m:
-            blocks.append(Block(text, "heading", int(m.group(1))))
+            blocks.append(Block(text, "heading", int(m.group(1)), loc=at))
         elif style.lower() == "title":
-            blocks.append(Block(text, "heading", 1))
+            blocks.append(Block(text, "heading", 1, loc=at))
         else:
-            blocks.append(Block(text, "text"))
+            blocks.append(Block(text, "text", loc=at))
     title = document.core_properties.title or next((b.text for b in blocks if b.kind == "heading"), "")
     return Parsed(blocks, "docx", title=title)
 
@@ -445,7 +526,6 @@ def _parse_docx(data: bytes, name: str) -> Parsed:
 def _parse_epub(data: bytes, name: str) -> Parsed:
     """Chapters in spine (reading) order, each chapter's HTML split like a web page."""
     import tempfile
-    import zipfile
 
     import ebooklib
     from ebooklib import epub
@@ -456,22 +536,45 @@ def _parse_epub(data: bytes, name: str) -> Parsed:
         handle.flush()
         try:
             book = epub.read_epub(handle.name, options={"ignore_ncx": True})
-        except (zipfile.BadZipFile, KeyError) as exc:
-            raise ParseError(f"the EPUB file is damaged or not an EPUB ({_one_line(exc)})") from exc
-        except Exception as exc:  # noqa: BLE001 - ebooklib raises its own EpubException and others
-            raise ParseError(f"cannot read the EPUB file ({_one_line(exc)})") from exc
+        except Exception as exc:  # noqa: BLE001 - ebooklib raises its own EpubException, lxml's and bare ones
+            raise ParseError(f"not a readable EPUB: {_epub_problem(exc)}") from exc
     docs = {item.get_id(): item for item in book.get_items_of_type(ebooklib.ITEM_DOCUMENT)
             if not isinstance(item, epub.EpubNav)}  # the table of contents is not content
     order = [docs[i] for i, _ in book.spine if i in docs] or list(docs.values())
     blocks: list[Block] = []
     for number, item in enumerate(order, start=1):
-        chapter, _ = html_to_blocks(item.get_content(), keep_all=True)
+        try:
+            chapter, _ = html_to_blocks(item.get_content(), keep_all=True)
+        except ParseError as exc:
+            raise ParseError(f"not a readable EPUB: its part {item.get_name()} is not text ({exc})") from exc
         for b in chapter:
             b.loc = ("chapter", number, number)
         blocks += chapter
     titles = book.get_metadata("DC", "title")
     title = titles[0][0] if titles else ""
     return Parsed(blocks, "epub", title=title)
+
+
+def _epub_problem(exc: Exception) -> str:
+    """What is wrong with an EPUB, in words, from whatever ebooklib or lxml raised: an EPUB is a
+    ZIP archive whose META-INF/container.xml names a package file (.opf) listing the chapters."""
+    import zipfile
+
+    message = str(getattr(exc, "msg", "") or "")
+    if isinstance(exc, zipfile.BadZipFile) or "zip" in message.lower():
+        return "it is not a ZIP archive (damaged, truncated or another kind of file)"
+    if isinstance(exc, KeyError):  # zipfile: "There is no item named 'X' in the archive"
+        missing = exc.args[0] if exc.args else ""
+        m = re.search(r"named '([^']+)'", str(missing))
+        return f"{m.group(1) if m else 'a file it lists'} is missing from the archive"
+    if "container" in message.lower():
+        return "META-INF/container.xml is missing or names no package file (.opf)"
+    if type(exc).__module__.startswith("lxml") or type(exc).__name__.endswith("SyntaxError"):
+        return f"its package file (.opf) or container.xml is not valid XML ({_one_line(exc)})"
+    if message:
+        return _one_line(Exception(message))
+    # AttributeError / TypeError from inside ebooklib: a required part of the package is absent
+    return "its META-INF/container.xml or package file (.opf) is malformed (a required part is absent)"
 
 
 def _one_line(exc: Exception) -> str:

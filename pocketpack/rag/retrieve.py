@@ -2,8 +2,9 @@
 
 Hybrid dense + BM25 candidates fused by reciprocal rank (``pocketpack.retrieval.search``),
 optionally re-scored by a local cross-encoder, cut at a score threshold, then each hit is
-widened by its neighbouring chunks and hits that touch are merged, so the model reads whole
-passages rather than fragments and the same text is never quoted twice.
+widened by its neighbouring chunks, and passages of one document whose chunk ranges overlap or
+touch are merged (keeping the better one's place and score), so the model reads whole passages
+rather than fragments and the same text is never quoted twice.
 """
 
 from __future__ import annotations
@@ -40,16 +41,34 @@ class Passage:
 
     span_text: str = ""        # every hit of the passage, without neighbouring context
     span_location: str = ""
+    hit_span: tuple[int, int] = (0, 0)  # first and last hit chunk (``ordinals`` adds the context)
+    hit_scores: dict[int, float] = field(default_factory=dict)  # hit chunk number -> its score
+    steps: list[tuple[str, str]] = field(default_factory=list)  # (text, location): best hits, one more each
 
     def variants(self) -> list["Passage"]:
-        """Narrowest first: the best hit alone, all its hits, then with neighbouring context."""
+        """Narrowest first: the best hit alone, then one more of its hits at a time (best
+        first; hits apart are joined with "[…]"), all its hits, then with neighbouring context."""
+        return [v for v, _ in self.scored_variants()]
+
+    def scored_variants(self) -> list[tuple["Passage", float]]:
+        """``variants()``, each with the score of the hit it adds (the first: the passage's
+        score; the neighbouring context: -1, as it adds no hit), so a budget can take hits in
+        rank order across passages."""
         from dataclasses import replace
 
-        out: list[Passage] = []
-        for text, location in ((self.core_text, self.core_location), (self.span_text, self.span_location)):
-            if text and text != self.text and all(v.text != text for v in out):
-                out.append(replace(self, text=text, location=location or self.location))
-        return out + [self]
+        ranked = sorted(self.hit_scores.values(), reverse=True) or [self.score]
+        offered = [(self.core_text, self.core_location), *self.steps, (self.span_text, self.span_location)]
+        out: list[tuple[Passage, float]] = []
+        whole = -1.0  # what the full passage adds, when a narrower version is already all of it
+        for n, (text, location) in enumerate(offered):
+            score = self.score if n == 0 else ranked[min(n, len(ranked) - 1)]
+            if not text or any(v.text == text for v, _ in out):
+                continue
+            if text == self.text:
+                whole = max(whole, score)
+                continue
+            out.append((replace(self, text=text, location=location or self.location), score))
+        return out + [(self, self.score if not out else whole)]
 
     def narrowed(self) -> "Passage":
         """This passage at its narrowest (for a tight budget)."""
@@ -136,48 +155,118 @@ def retrieve(library: Library, question: str, k: int | None = None, collections:
             break
         m = hit.item.meta
         doc, ordinal = m.get("doc"), int(m.get("ordinal", 0))
-        merged = False
-        for p in passages:  # a hit inside or next to an earlier passage widens it instead
-            if p.doc_id == doc and p.collection == hit.item.collection and \
-                    p.ordinals[0] - 1 - s.neighbours <= ordinal <= p.ordinals[1] + 1 + s.neighbours:
-                p.ordinals = (min(p.ordinals[0], ordinal), max(p.ordinals[1], ordinal))
-                p.hit_ids.append(hit.item.id)
-                merged = True
-                break
-        if merged:
+        home = next((p for p in passages if p.doc_id == doc and p.collection == hit.item.collection
+                     and _touch(p.hit_span, (ordinal, ordinal), s.neighbours)), None)
+        if home is not None:  # its context overlaps or touches an earlier passage: widen that one
+            home.hit_span = (min(home.hit_span[0], ordinal), max(home.hit_span[1], ordinal))
+            home.hit_ids.append(hit.item.id)
+            home.hit_scores.setdefault(ordinal, float(score))
+            _merge(passages, s.neighbours, key=lambda p: p.hit_span)  # now it may reach another
             continue
         passages.append(Passage(
             text=hit.item.text, source=m.get("name") if m.get("origin") == "upload" else m.get("source", ""),
             location=m.get("location", ""), score=float(score), doc_id=doc, name=m.get("name", ""),
             collection=hit.item.collection, ordinals=(ordinal, ordinal), hit_ids=[hit.item.id], cosine=hit.cosine,
-            reranked=use_reranker, hit_ordinal=ordinal,
+            reranked=use_reranker, hit_ordinal=ordinal, hit_span=(ordinal, ordinal),
+            hit_scores={ordinal: float(score)},
         ))
     for p in passages:
+        _expand(owner[p.collection], p, s.neighbours)
+    # After expansion, the chunk ranges themselves: passages of one document that overlap or
+    # touch (adjacent chunks share their overlap sentences) become one, so no text is quoted
+    # twice. (The spans above were merged with the same widening, so this is a safeguard.)
+    for p in _merge(passages, 0, key=lambda p: p.ordinals):
         _expand(owner[p.collection], p, s.neighbours)
     return passages
 
 
+def _touch(a: tuple[int, int], b: tuple[int, int], widen: int) -> bool:
+    """Whether chunk ranges ``a`` and ``b``, each widened by ``widen`` chunks, overlap or are adjacent."""
+    return a[0] - widen <= b[1] + widen + 1 and b[0] - widen <= a[1] + widen + 1
+
+
+def _merge(passages: list[Passage], widen: int, key) -> list[Passage]:
+    """Fold together, in place, passages of one document whose ranges (``key``, widened by
+    ``widen``) overlap or touch, until none do. The earlier passage absorbs the later: it was
+    found first, so it keeps its place (its [n]), its score and its best hit. Returns the
+    passages that grew."""
+    grew: list[Passage] = []
+    i = 0
+    while i < len(passages):
+        a = passages[i]
+        j = i + 1
+        while j < len(passages):
+            b = passages[j]
+            if a.doc_id == b.doc_id and a.collection == b.collection and _touch(key(a), key(b), widen):
+                a.hit_span = (min(a.hit_span[0], b.hit_span[0]), max(a.hit_span[1], b.hit_span[1]))
+                a.ordinals = (min(a.ordinals[0], b.ordinals[0]), max(a.ordinals[1], b.ordinals[1]))
+                a.hit_ids += [x for x in b.hit_ids if x not in a.hit_ids]
+                for o, sc in b.hit_scores.items():
+                    a.hit_scores[o] = max(sc, a.hit_scores.get(o, sc))
+                if b.score > a.score:  # not for hits taken best first; kept so the best score stays
+                    a.score, a.cosine, a.hit_ordinal = b.score, b.cosine, b.hit_ordinal
+                del passages[j]
+                if not any(g is a for g in grew):
+                    grew.append(a)
+                j = i + 1  # a grew: look again at the ones it did not reach before
+            else:
+                j += 1
+        i += 1
+    return grew
+
+
 def _expand(coll, p: Passage, neighbours: int) -> None:
-    """Widen ``p`` to its hits' span plus ``neighbours`` chunks each side, in document order;
-    the best hit's chunk alone is kept as ``core`` for when the budget cannot hold more."""
-    hit_first, hit_last = p.ordinals
+    """Widen ``p`` to its hits' span plus ``neighbours`` chunks each side, in document order.
+    Narrower versions are kept for when the budget cannot hold it all: the best hit's chunk
+    alone (``core``), then the best hits one more at a time (``steps``), then every hit
+    (``span``) — hit chunks only, so merging two hits never makes the second one cost the
+    chunks between them."""
+    hit_first, hit_last = p.ordinals = p.hit_span
     first, last = max(0, hit_first - neighbours), hit_last + neighbours
     present = [(i, it) for i in range(first, last + 1) if (it := coll.by_key(f"{p.doc_id}#{i}")) is not None]
     if not present:
         return
+    by_ordinal = dict(present)
 
     def joined(chosen) -> tuple[str, str]:
         parts = [(it.text, it.meta.get("heading", ""), int(it.meta.get("body_start", 0)),
                   int(it.meta.get("overlap_chars", 0))) for _, it in chosen]
         return join_chunks(parts), _span_location([it.meta.get("location", "") for _, it in chosen])
 
-    best = p.hit_ordinal if p.hit_ordinal is not None else hit_first
-    core = [(i, it) for i, it in present if i == best]  # the best hit alone, for a tight budget
-    span = [(i, it) for i, it in present if hit_first <= i <= hit_last]  # every hit, no context
+    def hits_only(ordinals) -> tuple[str, str]:
+        """These hit chunks in document order; runs of consecutive chunks are joined, runs apart
+        are separated by "[…]" (the chunks between them are left out)."""
+        chosen = sorted(o for o in set(ordinals) if o in by_ordinal)
+        runs: list[list[int]] = []
+        for o in chosen:
+            if runs and o == runs[-1][-1] + 1:
+                runs[-1].append(o)
+            else:
+                runs.append([o])
+        texts, heading = [], None
+        for run in runs:
+            text = joined([(o, by_ordinal[o]) for o in run])[0]
+            head = by_ordinal[run[0]].meta
+            if heading and head.get("heading", "") == heading:  # same section: its heading line once
+                text = text[int(head.get("body_start", 0)):]
+            texts.append(text)
+            heading = by_ordinal[run[-1]].meta.get("heading", "")
+        locations = [by_ordinal[o].meta.get("location", "") for o in (chosen[0], chosen[-1])]
+        return "\n[…]\n".join(texts), _span_location(locations)
+
+    scores = p.hit_scores or {p.hit_ordinal if p.hit_ordinal is not None else hit_first: p.score}
+    ranked = [o for o in sorted(scores, key=lambda o: (-scores[o], o)) if o in by_ordinal]
+    best = p.hit_ordinal if p.hit_ordinal in by_ordinal else (ranked[0] if ranked else None)
     p.text, p.location = joined(present)
     p.ordinals = (present[0][0], present[-1][0])
-    p.core_text, p.core_location = joined(core) if core else (p.text, p.location)
-    p.span_text, p.span_location = joined(span) if span else (p.text, p.location)
+    if best is None:  # every hit chunk vanished (deleted meanwhile): only the context is left
+        p.core_text, p.core_location, p.steps = p.text, p.location, []
+        p.span_text, p.span_location = p.text, p.location
+        return
+    ranked = [best] + [o for o in ranked if o != best]
+    p.core_text, p.core_location = hits_only(ranked[:1])
+    p.steps = [hits_only(ranked[:n]) for n in range(2, len(ranked))]
+    p.span_text, p.span_location = hits_only(ranked)
 
 
 def _span_location(locs: list[str]) -> str:
@@ -187,14 +276,14 @@ def _span_location(locs: list[str]) -> str:
     first, last = locs[0], locs[-1]
     if first == last:
         return first
-    a = re.match(r"^(p\.|pp\.|line|lines|row|rows|ch\.)\s+(\d+)(?:–(\d+))?(.*)$", first)
-    b = re.match(r"^(p\.|pp\.|line|lines|row|rows|ch\.)\s+(\d+)(?:–(\d+))?(.*)$", last)
+    a = re.match(r"^(p\.|pp\.|line|lines|row|rows|paragraph|paragraphs|ch\.)\s+(\d+)(?:–(\d+))?(.*)$", first)
+    b = re.match(r"^(p\.|pp\.|line|lines|row|rows|paragraph|paragraphs|ch\.)\s+(\d+)(?:–(\d+))?(.*)$", last)
     if a and b:
         unit = {"p.": "pp.", "pp.": "pp.", "line": "lines", "lines": "lines", "row": "rows", "rows": "rows",
-                "ch.": "ch."}[a.group(1)]
+                "paragraph": "paragraphs", "paragraphs": "paragraphs", "ch.": "ch."}[a.group(1)]
         start, end = int(a.group(2)), int(b.group(3) or b.group(2))
         if start == end:
-            single = {"pp.": "p.", "lines": "line", "rows": "row"}.get(unit, unit)
+            single = {"pp.": "p.", "lines": "line", "rows": "row", "paragraphs": "paragraph"}.get(unit, unit)
             return f"{single} {start}{a.group(4)}"
         return f"{unit} {start}–{end}{a.group(4)}"
     return first

@@ -1,0 +1,338 @@
+"""The document library's bookkeeping, found wrong in review and kept right here: one upload
+name or one file in two collections is two documents; stores written before that still
+work; settings are checked before they are used or saved; a folder's deleted files leave the
+index; updates leave no orphan embeddings; ``k`` is checked alike in both query forms; and
+the CLI prints only its own lines."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pocketpack.rag import config
+from pocketpack.rag.chunking import chunk_blocks
+from pocketpack.rag.config import RagSettings, SettingsError
+from pocketpack.rag.ingest import CHUNKER_VERSION, IngestError, Library, collection_name, legacy_doc_id
+from pocketpack.rag.parsers import kind_of, parse
+from pocketpack.rag.retrieve import retrieve
+from pocketpack.retrieval import NewItem
+from tests.helpers.embedders import CountingEmbedder
+
+pytestmark = pytest.mark.slow  # the real embedding model
+
+REPO = Path(__file__).resolve().parents[1]
+VAULT = b"The vault code is 1111. Keep it in the office safe."
+DIARY = b"Alice notes: my diary is hidden under the bed in the attic room."
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return CountingEmbedder()
+
+
+@pytest.fixture()
+def lib(tmp_path, embedder):
+    library = Library(tmp_path / "store", RagSettings(chunk_size=60, chunk_overlap=10), embedder=embedder)
+    yield library
+    library.close()
+
+
+def texts(passages):
+    return " ".join(p.text for p in passages)
+
+
+def vector_counts(store: Path) -> tuple[int, int]:
+    """(embeddings stored, distinct texts that use one)."""
+    db = sqlite3.connect(store / "store.sqlite3")
+    try:
+        return (db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0],
+                db.execute("SELECT COUNT(DISTINCT hash) FROM items").fetchone()[0])
+    finally:
+        db.close()
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "pocketpack", "rag", *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=300, env=env)
+
+
+# -- 1. one name in two collections: two documents, two copies, two ids ----------------------
+def test_same_upload_name_in_two_collections_keeps_both_apart(tmp_path, lib):
+    first = lib.add_upload("a/notes.txt", VAULT, "global")
+    second = lib.add_upload("b/notes.txt", DIARY, "character/Alice")
+    assert first.status == second.status == "added"
+    docs = {d.collection: d for d in lib.documents()}
+    assert set(docs) == {"global", "character/Alice"} and docs["global"].id != docs["character/Alice"].id
+    # each collection keeps its own copy, inside uploads/
+    uploads = (tmp_path / "store" / "uploads").resolve()
+    for coll, data in (("global", VAULT), ("character/Alice", DIARY)):
+        copy = Path(docs[coll].source)
+        assert uploads in copy.parents and copy.read_bytes() == data
+    # by name: ambiguous, and the message points at the ids (the UI has no collection field)
+    with pytest.raises(IngestError, match="give the id") as exc:
+        lib.remove("notes.txt")
+    assert docs["global"].id in str(exc.value) and "--collection" not in str(exc.value)
+    # re-indexing everything keeps each collection's own text
+    report = lib.reindex()
+    assert sorted(r.status for r in report.results) == ["updated", "updated"], report.results
+    assert "1111" in texts(retrieve(lib, "what is the vault code", 3, ["global"]))
+    assert "diary" not in texts(retrieve(lib, "where is the diary hidden", 3, ["global"]))
+    assert "diary" in texts(retrieve(lib, "where is the diary hidden", 3, ["character/Alice"]))
+    # removing one by id leaves the other and its copy
+    lib.remove(docs["global"].id)
+    assert [d.collection for d in lib.documents()] == ["character/Alice"]
+    assert not Path(docs["global"].source).exists() and Path(docs["character/Alice"].source).read_bytes() == DIARY
+    assert "1111" not in texts(retrieve(lib, "what is the vault code", 3))
+
+
+def test_a_second_upload_of_a_name_replaces_the_first_and_says_so(lib):
+    lib.add_upload("notes.txt", VAULT, "global")
+    again = lib.add_upload("notes.txt", VAULT.replace(b"1111", b"2222"), "global")
+    assert again.status == "updated" and "replaced the earlier upload" in again.line()
+    assert [d.name for d in lib.documents()] == ["notes.txt"]
+    assert "2222" in texts(retrieve(lib, "what is the vault code", 1)) and "1111" not in texts(
+        retrieve(lib, "what is the vault code", 3))
+    assert lib.add_upload("notes.txt", VAULT.replace(b"1111", b"2222"), "global").line() == \
+        "unchanged notes.txt (1 chunk)"
+
+
+def test_same_file_in_two_collections_has_two_ids(tmp_path, lib):
+    doc = tmp_path / "plan.md"
+    doc.write_text("# Plan\n\nThe boat leaves the harbour at dawn on Friday.\n")
+    lib.ingest([str(doc)], "global")
+    lib.ingest([str(doc)], "character/Bob")
+    ids = {d.collection: d.id for d in lib.documents()}
+    assert len(set(ids.values())) == 2
+    lib.remove(ids["character/Bob"])
+    assert [d.collection for d in lib.documents()] == ["global"]
+
+
+# -- stores written before ids named the collection -------------------------------------------
+def _old_ingest(lib: Library, origin: str, source: str, name: str, data: bytes, collection: str = "global") -> str:
+    """Write a document exactly as the library did before per-collection ids and upload
+    folders: id from ``origin:source`` alone, uploads directly in uploads/."""
+    s = lib.settings
+    doc_id = legacy_doc_id(origin, source)
+    parsed = parse(data, name, kind=kind_of(name))
+    chunks = chunk_blocks(parsed.blocks, s.chunk_size, s.chunk_overlap)
+    now = time.time()
+    record = {"head": "1", "doc_hash": hashlib.sha256(data).hexdigest(),
+              "signature": f"v{CHUNKER_VERSION}/size{s.chunk_size}/overlap{s.chunk_overlap}",
+              "chunks": len(chunks), "origin": origin, "kind": parsed.kind, "title": parsed.title,
+              "size": len(data), "pages": parsed.pages, "added": now}
+    items = []
+    for c in chunks:
+        meta = {"doc": doc_id, "source": source, "name": name, "ordinal": c.ordinal, "location": c.location,
+                "heading": c.heading, "body_start": c.body_start, "overlap_chars": c.overlap_chars}
+        if c.ordinal == 0:
+            meta.update(record)
+        items.append(NewItem(c.text, key=f"{doc_id}#{c.ordinal}", grp=doc_id, time=now, meta=meta))
+    lib.store.collection(collection_name(collection)).upsert(items)
+    if origin == "upload":
+        Path(source).parent.mkdir(parents=True, exist_ok=True)
+        Path(source).write_bytes(data)
+    return doc_id
+
+
+def test_documents_from_an_older_store_stay_unchanged_and_removable(tmp_path, lib, embedder):
+    doc = tmp_path / "harbour.md"
+    doc.write_text("# Harbour\n\nHigh tide at Port Avel is at 06:12 on Mondays.\n")
+    old_file = _old_ingest(lib, "file", str(doc.resolve()), doc.name, doc.read_bytes())
+    flat = (tmp_path / "store" / "uploads" / "notes.txt").resolve()
+    old_upload = _old_ingest(lib, "upload", str(flat), "notes.txt", VAULT)
+    assert {d.id for d in lib.documents()} == {old_file, old_upload}
+    calls = embedder.calls
+    # re-ingested unchanged: "unchanged", no duplicate, nothing embedded again
+    assert lib.ingest([str(doc)]).results[0].status == "unchanged"
+    assert lib.add_upload("notes.txt", VAULT, "global").status == "unchanged"
+    assert embedder.calls == calls
+    docs = lib.documents()
+    assert sorted(d.name for d in docs) == ["harbour.md", "notes.txt"]
+    # ... now under per-collection ids, the upload's copy moved into its collection's folder
+    assert not {d.id for d in docs} & {old_file, old_upload}
+    moved = next(d for d in docs if d.name == "notes.txt")
+    assert not flat.exists() and Path(moved.source).read_bytes() == VAULT and Path(moved.source).parent != flat.parent
+    assert "06:12" in texts(retrieve(lib, "when is high tide at Port Avel", 1))
+    assert lib.remove("notes.txt").name == "notes.txt" and not Path(moved.source).exists()
+
+
+def test_older_documents_are_found_by_reindex_and_remove(tmp_path, lib):
+    flat = (tmp_path / "store" / "uploads" / "notes.txt").resolve()
+    old_upload = _old_ingest(lib, "upload", str(flat), "notes.txt", VAULT)
+    doc = tmp_path / "plan.md"
+    doc.write_text("# Plan\n\nThe boat leaves at dawn.\n")
+    old_file = _old_ingest(lib, "file", str(doc.resolve()), doc.name, doc.read_bytes(), "character/Bob")
+    report = lib.reindex()
+    assert sorted(r.status for r in report.results) == ["updated", "updated"], report.results
+    assert len(lib.documents()) == 2 and not flat.exists()
+    assert "1111" in texts(retrieve(lib, "what is the vault code", 1))
+    # an older document still under its old id is removed by that id, copy included
+    again = _old_ingest(lib, "upload", str(flat), "notes.txt", DIARY, "character/Alice")
+    assert again == old_upload and lib.remove(old_upload).collection == "character/Alice" and not flat.exists()
+    assert old_file not in {d.id for d in lib.documents()}
+
+
+# -- 2. settings are checked before they are used or saved ------------------------------------
+def test_bad_settings_are_refused_before_use_and_never_saved(tmp_path, lib):
+    with pytest.raises(SettingsError, match="chunk_size"):
+        config.save(tmp_path / "s", RagSettings(chunk_size=10))
+    assert not (tmp_path / "s" / config.SETTINGS_FILE).exists()
+    with pytest.raises(SettingsError, match="chunk_overlap must be smaller than chunk_size"):
+        RagSettings.from_dict({"chunk_size": 100, "chunk_overlap": 100}, strict=True)
+    with pytest.raises(SettingsError, match="k must be a whole number"):
+        RagSettings.from_dict({"k": "many"}, strict=True)
+    # lenient (the extension's params on every turn): bad values fall back, good ones stay
+    built = RagSettings.from_dict({"chunk_size": 10, "k": 3, "mode": "fuzzy"})
+    assert (built.chunk_size, built.k, built.mode) == (200, 3, "hybrid")
+    # the library refuses them in one clear error, not from deep in the chunker
+    (tmp_path / "a.txt").write_text("The lighthouse keeper's cat is named Biscuit.\n")
+    lib.settings.chunk_size = 10
+    with pytest.raises(SettingsError, match="chunk_size must be a whole number of tokens from 16"):
+        lib.ingest([str(tmp_path / "a.txt")])
+    # a bad saved file gives the defaults and one warning
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / config.SETTINGS_FILE).write_text(json.dumps({"chunk_size": 10}))
+    warned = []
+    assert config.load(tmp_path / "s", warn=warned.append) == RagSettings()
+    assert len(warned) == 1 and "chunk_size" in warned[0] and "default" in warned[0]
+
+
+def test_cli_refuses_a_bad_chunk_size_and_survives_a_bad_saved_file(tmp_path):
+    store = tmp_path / "store"
+    doc = tmp_path / "latin1.txt"
+    doc.write_bytes("Caf\xe9 cr\xe8me: the lighthouse keeper's cat is named Biscuit.\n".encode("latin-1"))
+    bad = run_cli("--store", str(store), "ingest", str(doc), "--chunk-size", "10")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines() == [bad.stderr.strip()] and "chunk_size" in bad.stderr
+    assert not (store / config.SETTINGS_FILE).exists()
+    # a settings file that holds a bad value anyway (an older version saved it): a warning, then work
+    store.mkdir()
+    (store / config.SETTINGS_FILE).write_text(json.dumps({"chunk_size": 10, "chunk_overlap": 30}))
+    plain = run_cli("--store", str(store), "ingest", str(doc))
+    assert plain.returncode == 0, plain.stderr
+    assert "added" in plain.stdout and "Traceback" not in plain.stderr
+    assert "warning: ignoring" in plain.stderr and "using the default settings" in plain.stderr
+    # the CLI also checks the other flags it saves or uses
+    assert run_cli("--store", str(store), "ingest", str(doc), "--chunk-overlap", "500").returncode == 2
+    assert json.loads((store / config.SETTINGS_FILE).read_text())["chunk_size"] == 10  # untouched
+
+
+# -- 3. a folder's deleted files leave the index ----------------------------------------------
+def test_reingesting_a_folder_removes_documents_of_deleted_files(tmp_path, lib):
+    folder = tmp_path / "notes"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("The ferry to the island leaves at 08:40 from pier two.\n")
+    (folder / "sub" / "b.txt").write_text("The lighthouse keeper's cat is named Biscuit.\n")
+    outside = tmp_path / "c.txt"
+    outside.write_text("The museum displays a brass sextant from 1790.\n")
+    lib.ingest([str(folder), str(outside)])
+    lib.ingest([str(folder / "sub" / "b.txt")], "character/Bob")  # same file, another collection
+    lib.add_upload("b.txt", b"An uploaded note about the cat Biscuit.", "global")
+    (folder / "sub" / "b.txt").unlink()
+    outside.unlink()
+    report = lib.ingest([str(folder)])
+    lines = [r.line() for r in report.results]
+    assert f"removed {(folder / 'sub' / 'b.txt').resolve()}: deleted from the folder" in lines, lines
+    assert report.summary() == "1 unchanged, 1 removed"
+    left = {(d.collection, d.origin, d.name) for d in lib.documents()}
+    # only this collection's file under that folder went: not the file outside it, not the
+    # other collection's copy, not the upload of the same name
+    assert left == {("global", "file", "a.txt"), ("global", "file", "c.txt"), ("character/Bob", "file", "b.txt"),
+                    ("global", "upload", "b.txt")}
+    assert "named Biscuit" not in texts(retrieve(lib, "what is the cat's name", 5, ["global"]))
+    # every file of a folder deleted: all of them go
+    (folder / "a.txt").unlink()
+    report = lib.ingest([str(folder)])
+    assert [r.status for r in report.results] == ["error", "removed"]
+    assert ("global", "file", "a.txt") not in {(d.collection, d.origin, d.name) for d in lib.documents()}
+
+
+# -- 4. nits -----------------------------------------------------------------------------------
+def test_an_update_leaves_no_orphan_embeddings(tmp_path, lib):
+    doc = tmp_path / "tides.md"
+    body = "# Tides\n\n" + "".join(f"Line {n}: high tide on day {n} is at 0{n % 10}:12.\n\n" for n in range(40))
+    doc.write_text(body)
+    lib.ingest([str(doc)])
+    doc.write_text(body.replace("day 3 ", "day three "))
+    assert lib.ingest([str(doc)]).results[0].status == "updated"
+    stored, used = vector_counts(tmp_path / "store")
+    assert stored == used
+
+
+def test_an_upload_named_only_by_its_extension_keeps_it(lib):
+    result = lib.add_upload(".md", b"# Tides\n\nHigh tide is at 06:12.\n")
+    assert result.status == "added" and result.line() == "added upload.md: 1 chunk"
+    (doc,) = lib.documents()
+    assert doc.name == "upload.md" and doc.kind == "markdown" and Path(doc.source).name == "upload.md"
+
+
+def test_a_file_over_the_limit_is_refused_from_its_size(tmp_path, lib):
+    huge = tmp_path / "huge.txt"
+    with huge.open("wb") as fh:  # sparse: 4 GiB on disk by size, nothing to read in time if read
+        fh.truncate(4 << 30)
+    lib.settings.max_file_mb = 1
+    started = time.monotonic()
+    (result,) = lib.ingest([str(huge)]).results
+    assert result.status == "error" and "4096.0 MB, over the 1 MB limit" in result.message
+    assert time.monotonic() - started < 5
+    # an upload's copy that grew past the limit is refused when re-indexed, and kept
+    lib.settings.max_file_mb = 50
+    lib.add_upload("notes.txt", VAULT)
+    (doc,) = lib.documents()
+    with open(doc.source, "r+b") as fh:
+        fh.truncate(2 << 20)
+    lib.settings.max_file_mb = 1
+    (result,) = lib.reindex().results
+    assert result.status == "error" and "over the 1 MB limit" in result.message
+    assert len(lib.documents()) == 1
+
+
+def test_cli_k_is_checked_alike_and_the_output_is_only_ours(tmp_path):
+    store = str(tmp_path / "store")
+    small = tmp_path / "small.txt"
+    small.write_text("The lighthouse keeper's cat is named Biscuit.\nThe ferry leaves at 08:40.\n")
+    env = dict(os.environ)
+    for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY", "PYTHONWARNINGS"):
+        env.pop(name, None)
+    done = run_cli("--store", store, "ingest", "--quiet", str(small), env=env)
+    assert done.returncode == 0 and done.stdout.splitlines() == [f"added {small}: 1 chunk", "1 added"]
+    for noise in ("Failed to load", "_pytree.py", "gemm_4bit_forward", "Loading weights", "SOCKS support",
+                  "Enum subclass", "Warning", "W11", "it/s"):
+        assert noise not in done.stderr, done.stderr
+    assert done.stderr == ""
+    # k in a queries file and --k follow one rule: a positive integer
+    queries = tmp_path / "q.jsonl"
+    queries.write_text("\n".join(json.dumps(q) for q in [
+        {"query": "name of the cat", "k": 0}, {"query": "name of the cat", "k": 1},
+        {"query": "name of the cat", "k": "2"}, {"query": "name of the cat"},
+    ]) + "\n")
+    out = run_cli("--store", store, "query", "--queries", str(queries), "--json", env=env)
+    assert out.returncode == 1
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [len(x) for x in lines][:3] == [0, 1, 0] and len(lines[3]) >= 1
+    errors = out.stderr.strip().splitlines()
+    assert len(errors) == 2 and all("must be a positive integer" in e for e in errors)
+    assert ":1:" in errors[0] and ":3:" in errors[1]
+    flag = run_cli("--store", store, "query", "name of the cat", "--k", "0", env=env)
+    assert flag.returncode == 2 and "--k: must be a positive integer" in flag.stderr
+    # the silencing is for command-line runs only: importing pocketpack changes no logging
+    probe = subprocess.run([sys.executable, "-c", "import logging, pocketpack.cli, pocketpack.rag.cli;"
+                            "print(logging.getLogger('torchao').level, logging.getLogger('bitsandbytes').level)"],
+                           capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    assert probe.stdout.split() == ["0", "0"]
+
+
+def test_remove_line_counts_in_the_singular(tmp_path):
+    store = str(tmp_path / "store")
+    (tmp_path / "one.txt").write_text("A single short line.\n")
+    assert run_cli("--store", store, "ingest", "--quiet", str(tmp_path / "one.txt")).returncode == 0
+    removed = run_cli("--store", store, "remove", "one.txt")
+    assert removed.returncode == 0 and "(1 chunk, id " in removed.stdout
