@@ -323,6 +323,36 @@ def test_prune_vectors_drops_embeddings_no_item_uses(tmp_path):
         assert [it.text for it in c.get(ids)] == ["kept"]
 
 
+def test_prune_checks_only_what_changed_and_keeps_what_another_item_uses(tmp_path):
+    with Store(tmp_path / "s", embedder=_HashEmbedder()) as s:
+        a, b = s.collection("a"), s.collection("b")
+        ids = a.upsert([NewItem(text="shared line", key="s"), NewItem(text="first draft", key="d")])
+        b.upsert([NewItem(text="shared line")])
+        a.delete([ids[0]])
+        a.upsert([NewItem(text="second draft", key="d")])  # re-texted: the first draft's vector is orphaned
+        assert s.prune_vectors() == 1  # "first draft"; "shared line" is still b's
+        vectors = {h for (h,) in s.conn.execute("SELECT hash FROM vectors")}
+        assert vectors == {content_hash("shared line"), content_hash("second draft")}
+        s.drop_collection("b")
+        assert {h for (h,) in s.conn.execute("SELECT hash FROM vectors")} == {content_hash("second draft")}
+
+
+def test_an_older_store_has_its_orphans_pruned_after_the_upgrade(tmp_path):
+    with Store(tmp_path / "s", embedder=_HashEmbedder()) as s:
+        c = s.collection("c")
+        ids = c.upsert([NewItem(text="kept"), NewItem(text="orphan from before")])
+    # the store as schema 7 wrote it: no candidate table, an item deleted without a record
+    db = sqlite3.connect(tmp_path / "s" / "store.sqlite3")
+    db.executescript("DROP TRIGGER items_gc_ad; DROP TRIGGER items_gc_au; DROP TRIGGER collections_gc_model;"
+                     "DROP TABLE vector_gc; DELETE FROM _migrations WHERE number = 8;")
+    db.execute("DELETE FROM items WHERE id = ?", (ids[1],))
+    db.commit()
+    db.close()
+    with Store(tmp_path / "s", embedder=_HashEmbedder()) as s:
+        assert s.prune_vectors() == 1
+        assert [h for (h,) in s.conn.execute("SELECT hash FROM vectors")] == [content_hash("kept")]
+
+
 def _lexical_texts(coll, query, k=10, grp=None):
     return {it.text for it in coll.get([i for i, _ in coll.lexical(query, k, grp)])}
 

@@ -26,6 +26,8 @@ Tables
 - ``lexical_log``, ``lexical_state`` (6; per collection since 7): the change log of the tantivy
   BM25 caches and the position (and generation) each has reached; see
   ``pocketpack.retrieval.lexical``.
+- ``vector_gc`` (8): embeddings that may have lost their last item (filled by triggers), so
+  ``Store.prune_vectors`` checks only those.
 """
 
 from __future__ import annotations
@@ -197,6 +199,37 @@ MIGRATIONS: list[tuple[int, str]] = [
             INSERT INTO lexical_log(collection_id, item_id) VALUES (old.collection_id, old.id);
             INSERT INTO lexical_log(collection_id, item_id)
             SELECT new.collection_id, new.id WHERE new.collection_id IS NOT old.collection_id;
+        END;
+        """,
+    ),
+    (
+        8,
+        # candidates for the vector prune: the (model, text hash) of every item deleted,
+        # re-texted or moved, written in the same transaction; a prune then checks these
+        # instead of scanning every vector (10 s at 1M items). Seeded with today's orphans.
+        """
+        CREATE TABLE vector_gc (
+            model TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            PRIMARY KEY (model, hash)
+        ) WITHOUT ROWID;
+        INSERT OR IGNORE INTO vector_gc(model, hash)
+            SELECT model, hash FROM vectors WHERE hash NOT IN (SELECT hash FROM items);
+        CREATE TRIGGER items_gc_ad AFTER DELETE ON items BEGIN
+            INSERT OR IGNORE INTO vector_gc(model, hash)
+            SELECT model, old.hash FROM collections WHERE id = old.collection_id;
+        END;
+        CREATE TRIGGER items_gc_au AFTER UPDATE OF hash, collection_id ON items
+        WHEN old.hash IS NOT new.hash OR old.collection_id IS NOT new.collection_id
+        BEGIN
+            INSERT OR IGNORE INTO vector_gc(model, hash)
+            SELECT model, old.hash FROM collections WHERE id = old.collection_id;
+        END;
+        CREATE TRIGGER collections_gc_model AFTER UPDATE OF model ON collections
+        WHEN old.model IS NOT new.model
+        BEGIN
+            INSERT OR IGNORE INTO vector_gc(model, hash)
+            SELECT old.model, hash FROM items WHERE collection_id = old.id;
         END;
         """,
     ),
