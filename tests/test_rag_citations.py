@@ -227,6 +227,59 @@ def test_citations_leave_code_blocks_and_inline_code_untouched(tmp_path, script)
     assert script.output_modifier(code_only, state, is_chat=True) == code_only
 
 
+
+
+LINK = '<sup class="pp-cite">'
+
+
+def _three_passages():
+    from pocketpack.rag.retrieve import Passage
+
+    return [Passage(f"Fact {n} about the harbour.", "harbour.md", f"line {n}", 0.9) for n in (1, 2, 3)]
+
+
+def _linked(out: str) -> list[int]:
+    """The citation numbers linked in a rendered reply's body, in order."""
+    return [int(n) for n in re.findall(r'<sup class="pp-cite"><a href="#pp-src-\w+-(\d+)"', out.split("<details")[0])]
+
+
+def test_citations_leave_indented_code_blocks_untouched_but_not_list_items():
+    from pocketpack.rag.cite import link_citations
+
+    passages = _three_passages()
+    reply = ("High tide is at 06:12 [1]. Read it like this:\n\n    tide = items[1]\n    bar = rows[2]\n\n"
+             "Then cross the bar [2][3].\n")
+    out = link_citations(reply, passages)
+    assert "\n\n    tide = items[1]\n    bar = rows[2]\n\n" in out  # the indented code block is as written
+    assert _linked(out) == [1, 2, 3]  # prose "[1]" and "[2][3]" still link, the code does not
+    assert out.count('<details class="pp-source"') == 3
+    # indented lines that continue a paragraph or a list item are prose: their citations link
+    for prose in ("High tide is at 06:12\n    as the guide says [1].", "- High tide is at 06:12\n\n    see [2].",
+                  "1. Tides\n2. Bar\n\n    both in [3]."):
+        assert _linked(link_citations(prose, passages)), prose
+    # ...but after a heading, or after the list has ended, indented lines are code again
+    assert _linked(link_citations("# Tides\n    t = items[1]\n\nSee [2].", passages)) == [2]
+    assert _linked(link_citations("- a\n\nDone.\n\n    t = items[1]\n\nSee [2].", passages)) == [2]
+    # an indented block (spaces or a tab) holding the only [1] cites nothing: the reply is left as it is
+    for code_only in ("Use this:\n\n    first = items[1]\n\nThat is all.", "    first = items[1]\n",
+                      "Use this:\n\n\tfirst = items[1]\n"):
+        assert link_citations(code_only, passages) == code_only
+
+
+def test_a_streaming_code_span_is_never_linked_before_it_closes(tmp_path, script):
+    (tmp_path / "harbour.md").write_text(HARBOUR)
+    script.engine().library.ingest([str(tmp_path / "harbour.md")])
+    state = _turn(script, "When is high tide at Port Avel?")
+    reply = "High tide is at 06:12 [1]. Index the table with `tides[1]` as well."
+    # TGWUI runs output_modifier on every streamed prefix of the reply
+    for end in range(len(reply) + 1):
+        body = script.output_modifier(reply[:end], state, is_chat=True).split("<details", 1)[0]
+        assert body.count(LINK) == (1 if end >= reply.index("[1]") + 3 else 0), (end, body)
+        assert LINK not in body.partition("`tides")[2], (end, body)
+    # in a finished reply a stray backtick on an earlier line is literal: the lines after it still link
+    out = script.output_modifier("A lone ` tick here.\nHigh tide is at 06:12 [1].", state, is_chat=True)
+    assert _linked(out) == [1], out
+
 # -- 4: citations link only the passages injected into this turn's prompt ---------------------
 def test_citations_link_only_this_turns_passages(tmp_path, script):
     (tmp_path / "harbour.md").write_text(HARBOUR)

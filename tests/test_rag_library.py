@@ -180,6 +180,58 @@ def test_older_documents_are_found_by_reindex_and_remove(tmp_path, lib):
     assert old_file not in {d.id for d in lib.documents()}
 
 
+def test_a_failed_reupload_of_an_older_upload_keeps_a_copy_of_what_is_indexed(tmp_path, lib):
+    flat = (tmp_path / "store" / "uploads" / "notes.txt").resolve()
+    _old_ingest(lib, "upload", str(flat), "notes.txt", VAULT)
+    bad = lib.add_upload("notes.txt", b"   \n\n  \n", "global")
+    assert bad.status == "error" and "no text found" in bad.message
+    # the document still holds the old text, and its copy (now in the collection's folder)
+    # holds the bytes it was indexed from; the flat copy no document uses is gone
+    (doc,) = lib.documents()
+    assert Path(doc.source).read_bytes() == VAULT and not flat.exists()
+    assert "1111" in texts(retrieve(lib, "what is the vault code", 1))
+    (again,) = lib.reindex().results
+    assert again.status == "updated", again.line()
+    assert "1111" in texts(retrieve(lib, "what is the vault code", 1))
+    lib.remove(again.doc_id)
+    assert not [p for p in (tmp_path / "store" / "uploads").rglob("*") if p.is_file()]
+
+
+def test_reindex_never_rebuilds_a_document_from_another_collections_upload(tmp_path, lib):
+    # an older store: "notes.txt" uploaded to global, then another "notes.txt" to Alice, which
+    # overwrote the one flat copy; both documents got the same id
+    flat = (tmp_path / "store" / "uploads" / "notes.txt").resolve()
+    _old_ingest(lib, "upload", str(flat), "notes.txt", VAULT, "global")
+    old = _old_ingest(lib, "upload", str(flat), "notes.txt", DIARY, "character/Alice")
+    with pytest.raises(IngestError) as exc:
+        lib.remove(old)
+    assert "name the collection" in str(exc.value) and "re-index everything" not in str(exc.value)
+    lines = sorted(r.line() for r in lib.reindex().results)
+    assert lines[0].startswith("skipped notes.txt: kept its chunks: its upload copy belongs to another collection")
+    assert lines[1] == "updated notes.txt: 1 chunk", lines
+    # global keeps its own text, Alice hers; each now has its own id
+    assert "1111" in texts(retrieve(lib, "what is the vault code", 3, ["global"]))
+    assert "diary" not in texts(retrieve(lib, "where is the diary hidden", 3, ["global"]))
+    assert "diary" in texts(retrieve(lib, "where is the diary hidden", 3, ["character/Alice"]))
+    docs = {d.collection: d for d in lib.documents()}
+    assert docs["global"].id != docs["character/Alice"].id and old not in {d.id for d in docs.values()}
+    assert Path(docs["character/Alice"].source).read_bytes() == DIARY and not flat.exists()
+    # re-indexing again still never touches global's text, and remove by id works
+    lib.reindex()
+    assert "1111" in texts(retrieve(lib, "what is the vault code", 3, ["global"]))
+    lib.remove(docs["global"].id)
+    assert [d.collection for d in lib.documents()] == ["character/Alice"]
+    assert Path(docs["character/Alice"].source).read_bytes() == DIARY
+
+
+def test_an_older_upload_named_with_a_leading_dot_is_found_again(tmp_path, lib):
+    flat = (tmp_path / "store" / "uploads" / "x.txt").resolve()  # the name rule of then: ".x.txt" -> "x.txt"
+    _old_ingest(lib, "upload", str(flat), "x.txt", VAULT)
+    assert lib.add_upload(".x.txt", VAULT, "global").status == "unchanged"
+    (doc,) = lib.documents()
+    assert Path(doc.source).read_bytes() == VAULT and not flat.exists()
+
+
 # -- 2. settings are checked before they are used or saved ------------------------------------
 def test_bad_settings_are_refused_before_use_and_never_saved(tmp_path, lib):
     with pytest.raises(SettingsError, match="chunk_size"):
@@ -215,14 +267,35 @@ def test_cli_refuses_a_bad_chunk_size_and_survives_a_bad_saved_file(tmp_path):
     assert not (store / config.SETTINGS_FILE).exists()
     # a settings file that holds a bad value anyway (an older version saved it): a warning, then work
     store.mkdir()
-    (store / config.SETTINGS_FILE).write_text(json.dumps({"chunk_size": 10, "chunk_overlap": 30}))
+    saved = {"chunk_size": 10, "chunk_overlap": 30, "k": 8, "reranker_path": "/models/rr", "budget_tokens": 1500,
+             "mode": "dense"}
+    (store / config.SETTINGS_FILE).write_text(json.dumps(saved))
     plain = run_cli("--store", str(store), "ingest", str(doc))
     assert plain.returncode == 0, plain.stderr
     assert "added" in plain.stdout and "Traceback" not in plain.stderr
-    assert "warning: ignoring" in plain.stderr and "using the default settings" in plain.stderr
+    assert "warning: ignoring chunk_size in" in plain.stderr and "using the default for it" in plain.stderr
     # the CLI also checks the other flags it saves or uses
     assert run_cli("--store", str(store), "ingest", str(doc), "--chunk-overlap", "500").returncode == 2
     assert json.loads((store / config.SETTINGS_FILE).read_text())["chunk_size"] == 10  # untouched
+    # saving a new chunk size keeps every other saved setting (the bad one is replaced)
+    assert run_cli("--store", str(store), "ingest", "--quiet", str(doc), "--chunk-size", "300").returncode == 0
+    assert json.loads((store / config.SETTINGS_FILE).read_text()) == config.RagSettings.from_dict(
+        dict(saved, chunk_size=300)).to_dict()
+
+
+def test_one_bad_saved_setting_goes_back_to_its_default_alone(tmp_path):
+    (tmp_path / config.SETTINGS_FILE).write_text(json.dumps(
+        {"chunk_size": 10, "chunk_overlap": 30, "k": "many", "reranker_path": "/models/rr", "budget_tokens": 1500,
+         "mode": "dense", "candidates": 80}))
+    warned = []
+    s = config.load(tmp_path, warn=warned.append)
+    assert (s.chunk_size, s.chunk_overlap, s.k, s.reranker_path, s.budget_tokens, s.mode, s.candidates) == \
+        (200, 30, 5, "/models/rr", 1500, "dense", 80)
+    assert len(warned) == 1 and warned[0].startswith("ignoring chunk_size, k in "), warned
+    assert not any(name in warned[0] for name in ("chunk_overlap", "reranker_path", "budget_tokens", "mode"))
+    # a file that is not settings at all still gives the defaults and one warning
+    (tmp_path / config.SETTINGS_FILE).write_text("[1, 2]")
+    assert config.load(tmp_path, warn=warned.append) == RagSettings() and "expected a JSON object" in warned[1]
 
 
 # -- 3. a folder's deleted files leave the index ----------------------------------------------
@@ -248,10 +321,17 @@ def test_reingesting_a_folder_removes_documents_of_deleted_files(tmp_path, lib):
     assert left == {("global", "file", "a.txt"), ("global", "file", "c.txt"), ("character/Bob", "file", "b.txt"),
                     ("global", "upload", "b.txt")}
     assert "named Biscuit" not in texts(retrieve(lib, "what is the cat's name", 5, ["global"]))
-    # every file of a folder deleted: all of them go
+    # a folder with no supported files left (or an unmounted drive, an unsynced cloud folder,
+    # which look the same): nothing is pruned, and the line says how to remove them
     (folder / "a.txt").unlink()
     report = lib.ingest([str(folder)])
-    assert [r.status for r in report.results] == ["error", "removed"]
+    assert [r.line() for r in report.results] == [
+        f"skipped {folder}: no supported files in this folder: kept its 1 document; remove it with remove"]
+    assert ("global", "file", "a.txt") in {(d.collection, d.origin, d.name) for d in lib.documents()}
+    # files in it again, one of the earlier ones still gone: pruning resumes
+    (folder / "d.txt").write_text("The museum opens at nine on Sundays.\n")
+    report = lib.ingest([str(folder)])
+    assert sorted(r.status for r in report.results) == ["added", "removed"], report.results
     assert ("global", "file", "a.txt") not in {(d.collection, d.origin, d.name) for d in lib.documents()}
 
 
@@ -265,6 +345,36 @@ def test_an_update_leaves_no_orphan_embeddings(tmp_path, lib):
     assert lib.ingest([str(doc)]).results[0].status == "updated"
     stored, used = vector_counts(tmp_path / "store")
     assert stored == used
+
+
+def test_an_interrupted_update_finished_on_reingest_leaves_no_orphan_embeddings(tmp_path, lib):
+    doc = tmp_path / "tides.md"
+    doc.write_text("# Tides\n\nHigh tide is at 06:12.\n")
+    (first,) = lib.ingest([str(doc)]).results
+    # an update that stopped after writing its chunks, before the old surplus ones went
+    lib.store.collection("rag/global").upsert([NewItem(
+        "A surplus chunk an interrupted update left behind.", key=f"{first.doc_id}#7", grp=first.doc_id,
+        meta={"doc": first.doc_id, "source": first.stored, "ordinal": 7})])
+    (again,) = lib.ingest([str(doc)]).results
+    assert again.status == "unchanged" and [d.chunks for d in lib.documents()] == [1]
+    stored, used = vector_counts(tmp_path / "store")
+    assert stored == used
+
+
+def test_an_upload_survives_its_folder_removed_just_before_the_write(lib, monkeypatch):
+    real = Path.write_bytes
+    raced = []
+
+    def racing(self, data):
+        if self.name.endswith(".part") and not raced:  # another upload's clean-up, just now
+            raced.append(self.parent)
+            self.parent.rmdir()
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", racing)
+    assert lib.add_upload("notes.txt", VAULT, "global").status == "added" and raced
+    (doc,) = lib.documents()
+    assert Path(doc.source).read_bytes() == VAULT
 
 
 def test_an_upload_named_only_by_its_extension_keeps_it(lib):

@@ -328,6 +328,46 @@ def test_cjk_text_and_long_tokens_are_cut_to_the_chunk_size():
         assert sum(len(c.body) - c.overlap_chars for c in chunks) == len(blob)
 
 
+
+ZH_HEADINGS = ["港口的历史和它在三百年间经历的每一次风暴以及重建的详细记录", "灯塔看守人的日记摘录包括他对天气潮汐和过往船只的观察与评论"]
+
+
+@pytest.mark.parametrize("script", ["zh", "en"])
+@pytest.mark.parametrize("depth", [1, 3, 6])
+@pytest.mark.parametrize("size", [16, 60, 200, 256])
+def test_heading_path_counts_against_the_chunk_size(script, depth, size):
+    """Review: three 103-character CJK headings made 507-token chunks at size 200 (311 of
+    them heading path), so the embedder truncated the body. Heading + body now fit."""
+    from pocketpack.rag.chunking import approx_tokens
+
+    if script == "zh":
+        heads = [f"第{d}章" + (ZH_HEADINGS[d % 2] * 4)[:100] for d in range(depth)]
+        body = "".join(f"第{i}号仓库存放着{i * 7}箱罐头和一些旧渔网，管理员每周检查一次。" for i in range(60))
+    else:
+        heads = [f"Part {d}: " + " ".join(["the harbour master's long account of storms"] * 3) for d in range(depth)]
+        body = " ".join(f"Fact number {i} concerns the harbour crane {i}." for i in range(150))
+    blocks = [Block(t, "heading", d + 1, ("line", 2 * d + 1, 2 * d + 1)) for d, t in enumerate(heads)]
+    blocks.append(Block(body, loc=("line", 2 * depth + 1, 2 * depth + 1)))
+    chunks = chunk_blocks(blocks, size=size, overlap=size // 4)
+    for c in chunks:
+        assert approx_tokens(c.text) <= size * 1.03 + 2, (approx_tokens(c.text), c.text)
+        assert approx_tokens(c.heading) <= max(2, size // 3), c.heading
+        innermost = c.heading.split(" › ")[-1].rstrip("…")  # kept, cut short if need be
+        assert innermost and heads[-1].startswith(innermost), c.heading
+    # nothing lost: every heading and every sentence of the body is in the chunks
+    whole = squeeze(join_chunks([(c.text, c.heading, c.body_start, c.overlap_chars) for c in chunks]))
+    for text in heads:
+        assert squeeze(text) in whole, text
+    assert squeeze(body) in whole
+
+
+def test_a_short_heading_path_is_shown_whole_and_not_repeated_in_the_body():
+    blocks = [Block("Manual", "heading", 1), Block("Knots", "heading", 2), Block("Tie a bowline. " * 40)]
+    chunks = chunk_blocks(blocks, size=60, overlap=10)
+    assert {c.heading for c in chunks} == {"Manual › Knots"}
+    assert not any("Manual" in c.body or "Knots" in c.body for c in chunks)
+
+
 def make_plain_docx(path: Path, paragraphs: list[str]) -> None:
     import docx
 

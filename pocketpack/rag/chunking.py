@@ -8,6 +8,9 @@ over ``size``. Consecutive chunks of a section share ``overlap`` tokens of trail
 sentences, so a fact cut at a boundary is whole in one of them. Each chunk starts with its
 heading path ("Chapter 2 › Rations") so the embedding knows where it sits, and records how
 to join it back to its neighbours (``join``) when a hit is expanded at retrieval time.
+The heading path counts against ``size`` too: it is capped at a third of it (outer levels
+shortened first, the innermost heading kept), and the body gets what is left, so heading
+plus body fit the embedding model's window even under deep CJK headings.
 No text is dropped: a heading with no body of its own (followed at once by a sibling, or at
 the end) is kept as body text of the next chunk.
 """
@@ -24,6 +27,7 @@ from pocketpack.rag.parsers import Block
 HEADING_SEP = " › "
 CHARS_PER_TOKEN = 3.5
 HEADING_MAX = 120  # characters of one heading shown in the heading path
+ELLIPSIS = "…"
 
 # Han, kana, Hangul, CJK punctuation and full-width forms: about one token a character in
 # BERT-style and LLM tokenizers alike, where Latin text runs ~3.5 characters a token.
@@ -189,9 +193,46 @@ def format_location(loc: dict, heading: str = "") -> str:
 @dataclass
 class _Heading:
     level: int
-    title: str        # as shown in the heading path
+    title: str        # the whole title, whitespace collapsed
     block: Block
-    used: bool = False  # the title is in some emitted chunk (its heading path)
+    used: bool = False  # its whole text is in some chunk (heading path or body)
+
+
+def _join_path(shown: list[str]) -> str:
+    """The heading path line; consecutive levels cut down to "…" show as one "…"."""
+    out: list[str] = []
+    for t in shown:
+        if not (t == ELLIPSIS and out and out[-1] == ELLIPSIS):
+            out.append(t)
+    return HEADING_SEP.join(out)
+
+
+def _fit_path(titles: list[str], budget: int, count: Callable[[str], int]) -> list[str]:
+    """How each of ``titles`` (outermost first) is shown so the path costs at most ``budget``
+    tokens: each at most HEADING_MAX characters, then outer levels shortened first (to a
+    prefix + "…", or to "…"), the innermost last and never removed. A shown title that
+    differs from its title is "cut"; the caller puts the whole text in the body instead."""
+    shown = [t if len(t) <= HEADING_MAX else t[:HEADING_MAX - 1] + ELLIPSIS for t in titles]
+
+    def fits(i: int, candidate: str) -> bool:
+        return count(_join_path(shown[:i] + [candidate] + shown[i + 1:])) <= budget
+
+    for i in range(len(shown)):  # outermost first; the innermost is tried last
+        if count(_join_path(shown)) <= budget:
+            break
+        full = shown[i]
+        if not fits(i, ELLIPSIS):
+            shown[i] = ELLIPSIS
+            continue
+        lo, hi = 0, len(full) - 1  # the longest prefix that fits (cost grows with length)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits(i, full[:mid].rstrip() + ELLIPSIS):
+                lo = mid
+            else:
+                hi = mid - 1
+        shown[i] = full[:lo].rstrip() + ELLIPSIS
+    return shown
 
 
 def chunk_blocks(blocks: list[Block], size: int = 200, overlap: int = 30,
@@ -205,6 +246,7 @@ def chunk_blocks(blocks: list[Block], size: int = 200, overlap: int = 30,
     if size < 16:
         raise ValueError("chunk size must be at least 16 tokens")
     overlap = max(0, min(overlap, size // 2))
+    path_budget = max(2, size // 3)  # tokens of heading path a chunk may carry
     chunks: list[Chunk] = []
     stack: list[_Heading] = []
     lead: list[Block] = []  # heading text waiting to open the next chunk's body
@@ -212,8 +254,20 @@ def chunk_blocks(blocks: list[Block], size: int = 200, overlap: int = 30,
     carried = ""  # overlap text opening the current chunk
     position = {id(b): i for i, b in enumerate(blocks)}
 
-    def heading_path() -> str:
-        return HEADING_SEP.join(h.title for h in stack)
+    path = ""          # the heading path line of the current section, as shown
+    body_size = size   # tokens left for the body once the heading path is counted
+
+    def set_path() -> None:
+        """Fix the current section's heading path and body budget; a heading shown cut short
+        and not yet whole in any chunk goes whole into the next body (no text is lost)."""
+        nonlocal path, body_size
+        shown = _fit_path([h.title for h in stack], path_budget, count)
+        for h, s in zip(stack, shown):
+            if s != h.title and not h.used:
+                lead.append(h.block)
+                h.used = True
+        path = _join_path(shown)
+        body_size = max(size // 2, size - (count(path + "\n") if path else 0))
 
     def emit() -> None:
         nonlocal current, carried
@@ -224,7 +278,7 @@ def chunk_blocks(blocks: list[Block], size: int = 200, overlap: int = 30,
         overlap_chars = len(body)
         for n, u in enumerate(current):
             body += (u.sep + u.text) if n else u.text
-        heading = heading_path()
+        heading = path
         for h in stack:
             h.used = True
         prefix = heading + "\n" if heading else ""
@@ -236,20 +290,20 @@ def chunk_blocks(blocks: list[Block], size: int = 200, overlap: int = 30,
         chunks.append(Chunk(prefix + body, len(chunks), heading, format_location(loc, heading), len(prefix),
                             overlap_chars, loc))
         # the next chunk of this section opens with this one's trailing sentences
-        carried = _tail(current, overlap, count) if overlap else ""
+        carried = _tail(current, min(overlap, body_size // 2), count) if overlap else ""
         current = []
 
     filled = 0  # tokens of the units in ``current``
 
     def add(block: Block) -> None:
         nonlocal carried, filled
-        for unit in _units(block, size, count):
+        for unit in _units(block, body_size, count):
             n = count(unit.text)
-            if current and filled + (count(carried) if carried else 0) + n > size:
+            if current and filled + (count(carried) if carried else 0) + n > body_size:
                 emit()
             if not current:
                 filled = 0
-                if carried and count(carried) + n > size:
+                if carried and count(carried) + n > body_size:
                     carried = ""  # no room for the overlap: the unit alone fills the chunk
             current.append(unit)
             filled += n
@@ -269,12 +323,8 @@ def chunk_blocks(blocks: list[Block], size: int = 200, overlap: int = 30,
             while stack and stack[-1].level >= level:
                 popped.append(stack.pop())
             lead += [h.block for h in reversed(popped) if not h.used]  # headings that got no body
-            title = " ".join(block.text.split())
-            heading = _Heading(level, title if len(title) <= HEADING_MAX else title[:HEADING_MAX - 1] + "…", block)
-            if len(title) > HEADING_MAX:  # shown cut short: its whole text goes in the body
-                lead.append(block)
-                heading.used = True
-            stack.append(heading)
+            stack.append(_Heading(level, " ".join(block.text.split()), block))
+            set_path()
             continue
         if not block.text.strip():
             continue
@@ -284,6 +334,7 @@ def chunk_blocks(blocks: list[Block], size: int = 200, overlap: int = 30,
     lead += [h.block for h in stack if not h.used]  # headings at the very end, with no body
     if lead:
         stack[:] = [h for h in stack if h.used]
+        set_path()
         take_lead()
         emit()
     return chunks

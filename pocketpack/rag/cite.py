@@ -6,9 +6,11 @@ citation and, after the reply, one ``<details>`` block per cited passage showing
 text that was in the prompt, its source and location. The internal history keeps the raw
 reply: TGWUI applies output_modifier to the visible copy only.
 
-Citations inside code are left alone: ``items[1]`` in a fenced block or an inline
-`` `code` `` span is code, not a reference, so those parts of the reply are never rewritten
-(and never count as citing a passage).
+Citations inside code are left alone: ``items[1]`` in a fenced block, an indented code
+block or an inline `` `code` `` span is code, not a reference, so those parts of the reply
+are never rewritten (and never count as citing a passage). While a reply streams, a code
+span whose closing backticks have not arrived yet is code already, so a citation-looking
+index in it is never linked for a moment and then unlinked.
 
 Every inserted string is escaped; attribute values avoid ``&quot;`` because TGWUI turns
 ``&quot;…&quot;`` pairs into ``<q>`` tags, which would break an attribute.
@@ -38,15 +40,25 @@ def _body(text: str) -> str:
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _TICKS = re.compile(r"`+")
 _BLANK_LINE = re.compile(r"(\n[ \t]*\n)")
+_LIST_ITEM = re.compile(r"^ {0,3}(?:[-+*]|\d{1,9}[.)])(?:[ \t]|$)")
+_ATX_HEADING = re.compile(r"^ {0,3}#{1,6}(?:[ \t]|$)")
 
 
-def _inline_code(text: str) -> list[tuple[bool, str]]:
+def _indent(line: str) -> int:
+    """Columns of leading whitespace, a tab advancing to the next multiple of 4 (CommonMark)."""
+    lead = line[:len(line) - len(line.lstrip(" \t"))]
+    return len(lead.expandtabs(4))
+
+
+def _inline_code(text: str, at_end: bool = False) -> list[tuple[bool, str]]:
     """``text`` cut into (is_code, part): a run of N backticks opens a code span that the next
     run of exactly N in the same paragraph closes (CommonMark); a run with no closing match is
-    plain text."""
+    plain text, except on the last line of a reply (``at_end``), where the rest of the reply
+    is still streaming in and the closing run may be on its way: there it opens code."""
     parts = _BLANK_LINE.split(text)
     if len(parts) > 1:  # a code span never crosses a blank line
-        return [seg for n, part in enumerate(parts) for seg in ([(False, part)] if n % 2 else _inline_code(part))]
+        return [seg for n, part in enumerate(parts)
+                for seg in ([(False, part)] if n % 2 else _inline_code(part, at_end and n == len(parts) - 1))]
     out: list[tuple[bool, str]] = []
     pos = start = 0
     while True:
@@ -55,6 +67,11 @@ def _inline_code(text: str) -> list[tuple[bool, str]]:
             break
         close = next((c for c in _TICKS.finditer(text, m.end()) if len(c.group(0)) == len(m.group(0))), None)
         if close is None:
+            if at_end and "\n" not in text[m.end():].rstrip("\n"):  # on the line still streaming
+                if m.start() > start:
+                    out.append((False, text[start:m.start()]))
+                out.append((True, text[m.start():]))
+                return out
             pos = m.end()  # unmatched: literal backticks
             continue
         if m.start() > start:
@@ -68,32 +85,59 @@ def _inline_code(text: str) -> list[tuple[bool, str]]:
 
 def segments(reply: str) -> list[tuple[bool, str]]:
     """``reply`` cut into (is_code, part), in order, joining back to ``reply``: fenced code
-    blocks (```/~~~, to the closing fence or, while the reply is still streaming, to the end)
-    and inline code spans are code; the rest is prose, where citations are."""
+    blocks (```/~~~, to the closing fence or, while the reply is still streaming, to the end),
+    indented code blocks and inline code spans are code; the rest is prose, where citations are.
+
+    An indented code block (CommonMark 4.4) is a run of lines indented 4+ columns that starts
+    the reply or follows a blank line, heading or fenced block (it cannot interrupt a
+    paragraph), and is not inside a list, where indented lines continue the list item."""
     out: list[tuple[bool, str]] = []
     prose: list[str] = []
     fence: str | None = None
+    indented = False    # inside an indented code block
     code: list[str] = []
+    may_open = True     # an indented line here would start a code block: not mid-paragraph
+    in_list = False
+
+    def flush_prose() -> None:
+        nonlocal prose
+        if prose:
+            out.extend(_inline_code("".join(prose)))
+            prose = []
+
     for line in reply.splitlines(keepends=True):
+        blank = not line.strip()
+        if indented:
+            if blank or _indent(line) >= 4:
+                code.append(line)
+                continue
+            out.append((True, "".join(code)))
+            indented, code, may_open = False, [], False
         m = _FENCE.match(line)
         if fence is None:
             if m and not (m.group(1)[0] == "`" and "`" in line[m.end():]):  # a ``` line with ` after is not a fence
                 fence = m.group(1)
                 code = [line]
-                if prose:
-                    out += _inline_code("".join(prose))
-                    prose = []
+                flush_prose()
+            elif not blank and _indent(line) >= 4 and may_open and not in_list:
+                indented, code = True, [line]
+                flush_prose()
             else:
                 prose.append(line)
+                if _LIST_ITEM.match(line):
+                    in_list = True
+                elif in_list and not blank and ((may_open and _indent(line) < 2) or _ATX_HEADING.match(line)):
+                    in_list = False  # a heading, or an unindented paragraph after a blank line, ends the list
+                may_open = blank or bool(_ATX_HEADING.match(line))
         else:
             code.append(line)
             if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not line[m.end():].strip():
                 out.append((True, "".join(code)))
-                fence, code = None, []
-    if fence is not None:
+                fence, code, may_open = None, [], True
+    if fence is not None or indented:
         out.append((True, "".join(code)))
     if prose:
-        out += _inline_code("".join(prose))
+        out += _inline_code("".join(prose), at_end=True)
     return out
 
 

@@ -5,8 +5,9 @@ The extension's ``params`` carry the same names, so a value in TGWUI's settings.
 
 Values are checked where they enter (``from_dict(strict=True)``, ``validate``, ``save``), so a
 bad chunk size is one clear :class:`SettingsError` line instead of a traceback deep in the
-chunker, and it is never written to ``rag-settings.json``. A bad saved file falls back to the
-defaults with a one-line warning (``load``) instead of breaking every later command.
+chunker, and it is never written to ``rag-settings.json``. A bad value in a saved file falls
+back to its default alone, with a one-line warning (``load``), instead of breaking every later
+command or discarding the good values saved beside it.
 """
 
 from __future__ import annotations
@@ -53,7 +54,14 @@ class RagSettings:
         :class:`SettingsError` (for input a person just typed: the UI's Save, the CLI).
         Otherwise such values fall back to their defaults, so settings built on every chat
         turn from TGWUI's params can never break the turn."""
+        return cls._build(values, strict)[0]
+
+    @classmethod
+    def _build(cls, values: dict, strict: bool) -> tuple["RagSettings", list[tuple[str, str]]]:
+        """``from_dict``, plus (field, reason) for each value that went back to its default
+        (lenient only), so ``load`` can name just the bad fields."""
         out = cls()
+        bad: list[tuple[str, str]] = []
         for f in fields(cls):
             if f.name in values and values[f.name] is not None:
                 default = getattr(out, f.name)
@@ -71,24 +79,27 @@ class RagSettings:
                     else:
                         value = str(value)
                 except (TypeError, ValueError, OverflowError):
+                    reason = f"{f.name} must be {_kind(default)}, not {values[f.name]!r}"
                     if strict:
-                        raise SettingsError(f"{f.name} must be {_kind(default)}, not {values[f.name]!r}") from None
+                        raise SettingsError(reason) from None
+                    bad.append((f.name, reason))
                     continue
                 setattr(out, f.name, value)
         if strict:
             out.validate()
-            return out
+            return out, []
         defaults = cls()
         for _ in range(3):  # lenient: each bad value goes back to its default
             found = out.problems()
             if not found:
-                return out
+                return out, bad
+            bad += found
             for name, _ in found:
                 if name == "chunk_overlap" and isinstance(out.chunk_overlap, int) and out.chunk_overlap >= 0:
                     out.chunk_overlap = min(defaults.chunk_overlap, out.chunk_size // 2)  # fit the size
                 else:
                     setattr(out, name, getattr(defaults, name))
-        return defaults
+        return defaults, bad + [(f.name, f"{f.name} could not be made valid") for f in fields(cls)]
 
     def problems(self) -> list[tuple[str, str]]:
         """(field, one-line reason) for every value out of range."""
@@ -155,14 +166,17 @@ SETTINGS_FILE = "rag-settings.json"
 
 def load(directory, warn: Callable[[str], None] | None = None) -> RagSettings:
     """The settings saved beside a library (``rag-settings.json``), else the defaults, so the
-    CLI chunks a store the way the UI configured it. A file that cannot be read as valid
-    settings gives the defaults and one ``warn`` line (default: this module's logger), so a
-    bad value saved once never breaks every later command."""
+    CLI chunks a store the way the UI configured it. A bad value saved once (by hand, or by an
+    older version) goes back to its default alone, with one ``warn`` line naming it (default:
+    this module's logger): every other saved setting is kept, so a command that saves the
+    settings again never writes the defaults over them. A file that cannot be read as JSON
+    settings gives the defaults and one warning."""
     import json
     import logging
     from pathlib import Path
 
     path = Path(directory).expanduser() / SETTINGS_FILE
+    say = warn or logging.getLogger(__name__).warning
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -172,15 +186,21 @@ def load(directory, warn: Callable[[str], None] | None = None) -> RagSettings:
     else:
         try:
             values = json.loads(text)
-            if not isinstance(values, dict):
-                raise SettingsError("expected a JSON object")
-            return RagSettings.from_dict(values, strict=True)
-        except SettingsError as exc:
-            problem = str(exc)
         except ValueError as exc:
             problem = f"not valid JSON ({exc})"
-    message = f"ignoring {path}: {problem}; using the default settings"
-    (warn or logging.getLogger(__name__).warning)(message)
+        else:
+            if isinstance(values, dict):
+                settings, bad = RagSettings._build(values, strict=False)
+                if bad:
+                    order = [f.name for f in fields(RagSettings)]  # named in the file's usual order
+                    bad.sort(key=lambda item: order.index(item[0]) if item[0] in order else len(order))
+                    names = list(dict.fromkeys(name for name, _ in bad))
+                    reasons = "; ".join(dict.fromkeys(reason for _, reason in bad))
+                    say(f"ignoring {', '.join(names)} in {path} ({reasons}); using the default for"
+                        f" {'it' if len(names) == 1 else 'them'} and the saved values of the other settings")
+                return settings
+            problem = "expected a JSON object"
+    say(f"ignoring {path}: {problem}; using the default settings")
     return RagSettings()
 
 

@@ -145,6 +145,18 @@ def safe_upload_name(name: str) -> str:
     return base if base and base not in (".", "..") else "upload"
 
 
+def _legacy_upload_name(name: str) -> str:
+    """The name ``safe_upload_name`` gave before it kept a bare extension: leading dots were
+    stripped (".x.txt" was "x.txt"), so an older store's copy is found under that name."""
+    base = str(name).replace("\\", "/").split("/")[-1]
+    base = "".join(ch for ch in base if ch.isprintable())
+    base = _SAFE.sub("_", base).strip(" .")
+    if len(base) > 150:
+        stem, dot, ext = base.rpartition(".")
+        base = (stem[:140] + dot + ext[:9]) if dot else base[:150]
+    return base if base and base not in (".", "..") else "upload"
+
+
 def _doc_id(source_key: str) -> str:
     return hashlib.sha1(source_key.encode("utf-8")).hexdigest()[:12]
 
@@ -251,9 +263,12 @@ class Library:
                 continue
             path = Path(src).expanduser()
             if path.is_dir():
-                folders[path.resolve()] = None
                 found = list(self._walk(path))
-                jobs += [("file", str(p), "") for p in found] or [("error", src, "no supported files in this folder")]
+                if found:
+                    folders[path.resolve()] = None
+                    jobs += [("file", str(p), "") for p in found]
+                else:  # perhaps an unmounted drive or an unsynced folder: never read as "all deleted"
+                    jobs.append(("error", src, self._empty_folder_note(path.resolve(), collection)))
             elif path.is_file():
                 jobs.append(("file", str(path), ""))
             elif re.match(r"^[a-z][a-z0-9+.-]*://", src, re.IGNORECASE):
@@ -292,20 +307,69 @@ class Library:
         dest = folder / safe
         if folder.resolve().parent != uploads or dest.resolve().parent != folder.resolve():
             return DocResult(name, "error", message="refusing an upload name that points outside the store")
-        # where this name's copy lived before uploads had a folder per collection
-        flat = str((self.uploads / safe).resolve())
-        earlier = [(legacy_doc_id("upload", flat), flat), *previous]
-        result = self._ingest_bytes(data, "upload", str(dest.resolve()), safe, collection, force,
-                                    lambda f, m: progress(f, m) if progress else None, previous=earlier)
-        if result.status in ("added", "updated", "unchanged"):
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".{safe}.part"
-            tmp.write_bytes(data)
-            os.replace(tmp, dest)
-            for _, old in earlier:
+        # where this name's copy lived before uploads had a folder per collection (under the
+        # name rule of then too, which stripped leading dots)
+        flats = dict.fromkeys(str((self.uploads / n).resolve()) for n in (safe, _legacy_upload_name(name)))
+        earlier = [*((legacy_doc_id("upload", f), f) for f in flats), *previous]
+        # an older document is moved to ``dest`` before its new bytes are parsed: its copy
+        # goes there first, so whatever happens next it never points at a missing file
+        seeded = self._seed_copy(dest, earlier, collection)
+        indexed = False
+        try:
+            result = self._ingest_bytes(data, "upload", str(dest.resolve()), safe, collection, force,
+                                        lambda f, m: progress(f, m) if progress else None, previous=earlier)
+            indexed = result.status in ("added", "updated", "unchanged")
+            if indexed:
+                self._write_copy(dest, data)
+        finally:  # also when embedding raised: the copies must match what the store says
+            if seeded and not indexed:
+                self._drop_upload_copy(dest)  # kept while the moved document uses it
+            for _, old in earlier:  # copies no document uses any more (kept while one does)
                 if Path(old).resolve() != dest.resolve():
                     self._drop_upload_copy(old)
         return result
+
+    @staticmethod
+    def _write_copy(dest: Path, data: bytes) -> None:
+        """Write an upload's copy atomically (a ``.part`` file, then a rename). Another upload
+        may remove the collection's folder once it looks empty, between our mkdir and our
+        write: the folder is then made again and the write tried once more."""
+        tmp = dest.parent / f".{dest.name}.part"
+        for attempt in range(2):
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_bytes(data)
+                os.replace(tmp, dest)
+                return
+            except FileNotFoundError:
+                if attempt:
+                    raise
+
+    def _seed_copy(self, dest: Path, earlier: Iterable[tuple[str, str]], collection: str | None) -> bool:
+        """Copy an older store's flat upload copy (directly in ``uploads/``) to ``dest``, when
+        ``dest`` is not there yet and the copy holds the bytes this collection's document was
+        indexed from (an older store shared one copy between collections: then it is another
+        collection's, and is not copied). True when a copy was written."""
+        full = collection_name(collection)
+        if dest.exists() or not self.store.has_collection(full):
+            return False
+        coll = self.store.collection(full)
+        uploads = self.uploads.resolve()
+        for old_id, old in earlier:
+            path = Path(old).resolve()
+            if path.parent != uploads or not path.is_file():
+                continue
+            head = coll.by_key(f"{old_id}#0")
+            if head is None or head.grp != old_id or head.meta.get("source") != old:
+                continue
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            if hashlib.sha256(data).hexdigest() == head.meta.get("doc_hash"):
+                self._write_copy(dest, data)
+                return True
+        return False
 
     def _walk(self, folder: Path) -> Iterable[Path]:
         store_dir = self.directory.resolve()
@@ -317,6 +381,16 @@ class Library:
             for f in sorted(files):
                 if not f.startswith(".") and kind_of(f) is not None:
                     yield Path(root) / f
+
+    def _empty_folder_note(self, folder: Path, collection: str | None) -> str:
+        """The line for a folder with no supported files: its documents are kept, since an
+        unmounted drive or a cloud folder not yet synced looks just like one emptied."""
+        kept = [d for d in self.documents(collection_name(collection)[len(COLLECTION_PREFIX):])
+                if d.origin == "file" and folder in Path(d.source).parents]
+        if not kept:
+            return "no supported files in this folder"
+        return (f"no supported files in this folder: kept its {plural(len(kept), 'document')};"
+                f" remove {'it' if len(kept) == 1 else 'them'} with remove")
 
     def _prune_folder(self, folder: Path, collection: str | None) -> list[DocResult]:
         """Remove this collection's documents from files under ``folder`` that no longer
@@ -433,7 +507,8 @@ class Library:
                 m = head.meta
                 if m.get("doc_hash") == digest and m.get("signature") == signature:
                     if coll.count(grp=doc_id) != m.get("chunks"):
-                        self._drop_surplus(coll, doc_id, int(m.get("chunks", 0)))  # an interrupted update
+                        if self._drop_surplus(coll, doc_id, int(m.get("chunks", 0))):  # an interrupted update
+                            self._stale_vectors = True  # their embeddings go too
                     return DocResult(display, "unchanged", m.get("chunks", 0), doc_id, pages=m.get("pages"),
                                      stored=source)
             kind = None if origin == "url" else kind_of(name)  # a URL's content type decides
@@ -475,10 +550,12 @@ class Library:
             return DocResult(display, "error", message=str(exc))
 
     @staticmethod
-    def _drop_surplus(coll, doc_id: str, n: int) -> None:
+    def _drop_surplus(coll, doc_id: str, n: int) -> int:
+        """Delete a document's chunks from ordinal ``n`` on; how many went."""
         stale = [k for k in coll.keys(grp=doc_id) if int(k.rsplit("#", 1)[1]) >= n]
         if stale:
             coll.delete_keys(stale)
+        return len(stale)
 
     # -- the catalogue --------------------------------------------------------------------
     def collections(self) -> list[str]:
@@ -524,8 +601,9 @@ class Library:
             if len({d.id for d in found}) == len(found):
                 hint = "give the id of the one you mean"
             else:  # ids from a store written before ids named the collection
-                hint = ("they share an id from an older version of the store: re-index everything once"
-                        " to give each its own id, or name the collection too")
+                hint = ("they share an id from an older version of the store: name the collection too, or"
+                        " re-index once (each then gets an id of its own, and no document is rebuilt from"
+                        " another collection's upload) and remove by the new id")
             raise IngestError(f"{ref!r} matches {len(found)} documents: {ids}; {hint}")
         return found[0]
 
@@ -578,7 +656,10 @@ class Library:
                 except OSError as exc:
                     result = DocResult(doc.name, "error", message=f"cannot read it ({exc.strerror or exc})")
                 else:
-                    result = self._add_upload(doc.name, data, doc.collection, True, None, previous=earlier)
+                    if self._copy_is_another_collections(doc, data):
+                        result = self._adopt_only(doc)
+                    else:
+                        result = self._add_upload(doc.name, data, doc.collection, True, None, previous=earlier)
             else:
                 origin = "url" if doc.origin == "url" else "file"
                 result = self._ingest_one(origin, doc.source, doc.collection, True, None, 0, 1, previous=earlier)
@@ -586,6 +667,27 @@ class Library:
         self._tick(progress, len(docs), len(docs), "done")
         self._finish()
         return report
+
+    def _copy_is_another_collections(self, doc: DocInfo, data: bytes) -> bool:
+        """An older store kept one flat copy per upload name for every collection, so the
+        copy of a name uploaded to two collections holds the last upload's bytes: for the
+        other collection's document they are not its text, and must not rebuild it."""
+        if Path(doc.source).resolve().parent != self.uploads.resolve():
+            return False
+        head = self.store.collection(collection_name(doc.collection)).by_key(f"{doc.id}#0")
+        return head is not None and head.meta.get("doc_hash") != hashlib.sha256(data).hexdigest()
+
+    def _adopt_only(self, doc: DocInfo) -> DocResult:
+        """Give an older upload whose copy is another collection's its own id and folder
+        path, keeping its chunks as they are (its own bytes are gone: nothing to re-parse)."""
+        dest = (self.uploads / upload_folder_name(doc.collection) / safe_upload_name(doc.name)).resolve()
+        new_id = doc_id_for(doc.collection, "upload", str(dest))
+        self._adopt(self.store.collection(collection_name(doc.collection)), new_id, str(dest),
+                    [(doc.id, doc.source)])
+        self._drop_upload_copy(doc.source)  # once the other collection's document has moved too
+        return DocResult(doc.name, "error", doc.chunks, new_id,
+                         "kept its chunks: its upload copy belongs to another collection"
+                         " (upload the file again to this collection to re-index it)", stored=str(dest))
 
 
 def supported_extensions() -> list[str]:
