@@ -5,7 +5,6 @@ the shared composer, citations, the notebook marker, the reranker path, the CLI,
 from __future__ import annotations
 
 import http.server
-import importlib
 import json
 import sqlite3
 import subprocess
@@ -20,35 +19,12 @@ from pocketpack.rag.config import RagSettings
 from pocketpack.rag.ingest import Library
 from pocketpack.rag.retrieve import retrieve
 from tests.test_rag_parsing import make_docx, make_epub, make_pdf
-from tests.helpers.embedders import CountingEmbedder
+from tests.helpers.rag import HARBOUR, embedder, lib, script  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow  # the real embedding model
 
 REPO = Path(__file__).resolve().parents[1]
 
-HARBOUR = """# Harbour Guide
-
-## Tides
-
-High tide at Port Avel is at 06:12 on Mondays. Boats must wait for the tide before crossing the bar.
-
-## Provisions
-
-The chandlery on Quay Street sells rope, diesel and tinned sardines. It closes at noon on Saturdays.
-"""
-
-
-
-@pytest.fixture()
-def embedder():
-    return CountingEmbedder()
-
-
-@pytest.fixture()
-def lib(tmp_path, embedder):
-    library = Library(tmp_path / "store", RagSettings(chunk_size=60, chunk_overlap=10), embedder=embedder)
-    yield library
-    library.close()
 
 
 def sources(passages):
@@ -242,16 +218,7 @@ def test_reranker_is_skipped_without_one_and_used_when_configured(tmp_path, lib)
 
 
 # -- the extension: hooks through the shared composer, citations, notebook --------------------
-@pytest.fixture()
-def script(tmp_path):
-    module = importlib.import_module("extensions.rag-enhancer.script")
-    module.params["store_dir"] = str(tmp_path / "docs")
-    module._engine = None
-    module.setup()
-    yield module
-    module.engine().close()
-    module._engine = None
-    module.params["store_dir"] = ""
+
 
 
 def _chat_state(mode="chat", character="Skipper", history=None):

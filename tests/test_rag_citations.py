@@ -5,7 +5,6 @@ upload is refused before it is read, and the Add report says what happened."""
 
 from __future__ import annotations
 
-import importlib
 import re
 import tracemalloc
 from pathlib import Path
@@ -15,35 +14,12 @@ import pytest
 from pocketpack.rag.config import RagSettings
 from pocketpack.rag.ingest import Library
 from pocketpack.rag.retrieve import retrieve
+from tests.helpers.rag import HARBOUR, script  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow  # the real embedding model
 
 REPO = Path(__file__).resolve().parents[1]
 
-HARBOUR = """# Harbour Guide
-
-## Tides
-
-High tide at Port Avel is at 06:12 on Mondays. Boats must wait for the tide before crossing the bar.
-
-## Provisions
-
-The chandlery on Quay Street sells rope, diesel and tinned sardines. It closes at noon on Saturdays.
-"""
-
-
-@pytest.fixture()
-def script(tmp_path):
-    module = importlib.import_module("extensions.rag-enhancer.script")
-    saved = dict(module.params)
-    module.params["store_dir"] = str(tmp_path / "docs")
-    module._engine = None
-    module.setup()
-    yield module
-    module.engine().close()
-    module._engine = None
-    module.params.clear()
-    module.params.update(saved)
 
 
 def _chat_state(character="Skipper", unique_id="20250101-000000"):

@@ -24,7 +24,7 @@ from pocketpack.rag.ingest import CHUNKER_VERSION, IngestError, Library, collect
 from pocketpack.rag.parsers import kind_of, parse
 from pocketpack.rag.retrieve import retrieve
 from pocketpack.retrieval import NewItem
-from tests.helpers.embedders import CountingEmbedder
+from tests.helpers.rag import embedder, lib  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow  # the real embedding model
 
@@ -32,17 +32,6 @@ REPO = Path(__file__).resolve().parents[1]
 VAULT = b"The vault code is 1111. Keep it in the office safe."
 DIARY = b"Alice notes: my diary is hidden under the bed in the attic room."
 
-
-@pytest.fixture(scope="module")
-def embedder():
-    return CountingEmbedder()
-
-
-@pytest.fixture()
-def lib(tmp_path, embedder):
-    library = Library(tmp_path / "store", RagSettings(chunk_size=60, chunk_overlap=10), embedder=embedder)
-    yield library
-    library.close()
 
 
 def texts(passages):
