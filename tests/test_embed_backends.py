@@ -89,9 +89,11 @@ def test_a_bad_backend_name_is_one_clear_error(monkeypatch):
 
 
 def test_openvino_never_phones_home(tmp_path):
-    """``import openvino`` alone would send a Google Analytics event and write ~/intel."""
+    """``import openvino`` alone would send a Google Analytics event and write ~/intel; so
+    would ``import gptqmodel``, which imports OpenVINO (the GPTQ loader's path)."""
     script = textwrap.dedent("""
-        import sys
+        import pocketpack
+        import gptqmodel  # imports openvino itself
         from pocketpack.retrieval.embed import Embedder
         e = Embedder(backend="openvino")
         e.embed(["hello"] * 12)

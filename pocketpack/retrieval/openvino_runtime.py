@@ -16,32 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import warnings
 
 import numpy as np
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def import_openvino():
-    """``import openvino`` with its usage telemetry off.
-
-    Importing OpenVINO sends an event to Google Analytics (and writes a client id under
-    ``~/intel``) unless the user once ran ``opt_in_out --opt_out``; its telemetry modules fall
-    back to a no-op stub when ``openvino_telemetry`` cannot be imported, so it is hidden for the
-    duration of the import. Nothing in this pack phones home.
-    """
-    if "openvino" in sys.modules or "openvino_telemetry" in sys.modules:
-        import openvino
-
-        return openvino
-    sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # makes the import fail
-    try:
-        import openvino
-    finally:
-        del sys.modules["openvino_telemetry"]
-    return openvino
 
 
 class OpenVinoUnavailable(RuntimeError):
@@ -58,7 +37,7 @@ class OpenVinoEncoder:
 
     def __init__(self, st_model, bf16: bool, threads: int):
         try:
-            ov = import_openvino()
+            import openvino as ov  # its telemetry is blocked process-wide: pocketpack/__init__.py
             import torch
         except ImportError as exc:
             raise OpenVinoUnavailable(f"openvino is not installed ({exc}); `pip install openvino`") from exc
