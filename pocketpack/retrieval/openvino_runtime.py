@@ -30,9 +30,9 @@ class OpenVinoUnavailable(RuntimeError):
 class OpenVinoEncoder:
     """Embeds with a sentence-transformers model whose transformer was converted to OpenVINO.
 
-    Two compiled copies are kept, made on first need: one on a single thread for a handful of
-    texts (a chat turn's query; as fast as two threads and never fights a busy CPU) and one on
-    ``threads`` threads for batches.
+    Two compiled copies are kept (they share their weights): one on a single thread for a
+    handful of texts (a chat turn's query; as fast as two threads and never fights a busy CPU)
+    and one on ``threads`` threads for batches.
     """
 
     def __init__(self, st_model, bf16: bool, threads: int):
@@ -54,8 +54,8 @@ class OpenVinoEncoder:
             raise OpenVinoUnavailable("the tokenizer does not give input_ids and attention_mask")
         self._st = st_model
         self._tail = modules[1:]
-        self._core = ov.Core()
-        self._config = {
+        core = ov.Core()
+        config = {
             "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
             "PERFORMANCE_HINT": "LATENCY",
             "ENABLE_CPU_PINNING": False,  # the LLM's threads share these cores
@@ -67,7 +67,7 @@ class OpenVinoEncoder:
         wrapper = _last_hidden_state_module(hf_model, self.input_names).eval()
         try:
             graph = _convert(wrapper, tuple(sample[k] for k in self.input_names))
-            self._compiled = {n: self._core.compile_model(graph, "CPU", dict(self._config, INFERENCE_NUM_THREADS=n))
+            self._compiled = {n: core.compile_model(graph, "CPU", dict(config, INFERENCE_NUM_THREADS=n))
                               for n in {1, self._threads}}
         except Exception as exc:  # noqa: BLE001 - any conversion failure means: stay on torch
             raise OpenVinoUnavailable(f"OpenVINO could not convert the model: {exc}") from exc
