@@ -157,6 +157,30 @@ def _legacy_upload_name(name: str) -> str:
     return base if base and base not in (".", "..") else "upload"
 
 
+def chunker_signature(settings: RagSettings) -> str:
+    """What a document's chunks depend on besides its bytes: a change re-chunks it on re-ingest."""
+    return f"v{CHUNKER_VERSION}/size{settings.chunk_size}/overlap{settings.chunk_overlap}"
+
+
+def document_items(doc_id: str, source: str, name: str, origin: str, digest: str, size: int, parsed, chunks,
+                   signature: str) -> list[NewItem]:
+    """A document's store items: one per chunk, the first also carrying the document's record
+    (hash, chunker signature, counts) that re-ingest, ``list`` and re-index read."""
+    now = time.time()
+    record = {
+        "head": "1", "doc_hash": digest, "signature": signature, "chunks": len(chunks), "origin": origin,
+        "kind": parsed.kind, "title": parsed.title[:300], "size": size, "pages": parsed.pages, "added": now,
+    }
+    items = []
+    for c in chunks:
+        meta = {"doc": doc_id, "source": source, "name": name, "ordinal": c.ordinal, "location": c.location,
+                "heading": c.heading, "body_start": c.body_start, "overlap_chars": c.overlap_chars}
+        if c.ordinal == 0:
+            meta.update(record)
+        items.append(NewItem(c.text, key=f"{doc_id}#{c.ordinal}", grp=doc_id, time=now, meta=meta))
+    return items
+
+
 def _doc_id(source_key: str) -> str:
     return hashlib.sha1(source_key.encode("utf-8")).hexdigest()[:12]
 
@@ -498,7 +522,7 @@ class Library:
                                   f" {self.settings.max_file_mb:g} MB limit (max_file_mb)")
             s = self.settings
             digest = hashlib.sha256(data).hexdigest()
-            signature = f"v{CHUNKER_VERSION}/size{s.chunk_size}/overlap{s.chunk_overlap}"
+            signature = chunker_signature(s)
             doc_id = doc_id_for(collection, origin, source)
             coll = self.store.collection(collection_name(collection))
             self._adopt(coll, doc_id, source, [(legacy_doc_id(origin, source), source), *previous])
@@ -516,19 +540,7 @@ class Library:
             chunks = chunk_blocks(parsed.blocks, s.chunk_size, s.chunk_overlap)
             if not chunks:
                 raise ParseError("no text found")
-            now = time.time()
-            record = {
-                "head": "1", "doc_hash": digest, "signature": signature, "chunks": len(chunks), "origin": origin,
-                "kind": parsed.kind, "title": parsed.title[:300], "size": len(data), "pages": parsed.pages,
-                "added": now,
-            }
-            items = []
-            for c in chunks:
-                meta = {"doc": doc_id, "source": source, "name": name, "ordinal": c.ordinal, "location": c.location,
-                        "heading": c.heading, "body_start": c.body_start, "overlap_chars": c.overlap_chars}
-                if c.ordinal == 0:
-                    meta.update(record)
-                items.append(NewItem(c.text, key=f"{doc_id}#{c.ordinal}", grp=doc_id, time=now, meta=meta))
+            items = document_items(doc_id, source, name, origin, digest, len(data), parsed, chunks, signature)
 
             def on_batch(done: int, total: int) -> None:
                 if progress:
