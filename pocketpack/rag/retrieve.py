@@ -10,6 +10,7 @@ rather than fragments and the same text is never quoted twice.
 from __future__ import annotations
 
 import math
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,15 +270,17 @@ def _expand(coll, p: Passage, neighbours: int) -> None:
     p.span_text, p.span_location = hits_only(ranked)
 
 
+# a chunk's location: "<unit> <n>[–<m>]<rest>", e.g. "lines 12–30 · Intro" or "p. 3"
+_LOCATION = re.compile(r"^(p\.|pp\.|line|lines|row|rows|paragraph|paragraphs|ch\.)\s+(\d+)(?:–(\d+))?(.*)$")
+
+
 def _span_location(locs: list[str]) -> str:
     """"p. 3 · Intro" + "p. 4 · Intro" -> "pp. 3–4 · Intro" (first heading kept)."""
-    import re
 
     first, last = locs[0], locs[-1]
     if first == last:
         return first
-    a = re.match(r"^(p\.|pp\.|line|lines|row|rows|paragraph|paragraphs|ch\.)\s+(\d+)(?:–(\d+))?(.*)$", first)
-    b = re.match(r"^(p\.|pp\.|line|lines|row|rows|paragraph|paragraphs|ch\.)\s+(\d+)(?:–(\d+))?(.*)$", last)
+    a, b = _LOCATION.match(first), _LOCATION.match(last)
     if a and b:
         unit = {"p.": "pp.", "pp.": "pp.", "line": "lines", "lines": "lines", "row": "rows", "rows": "rows",
                 "paragraph": "paragraphs", "paragraphs": "paragraphs", "ch.": "ch."}[a.group(1)]
