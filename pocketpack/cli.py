@@ -15,6 +15,8 @@ import os
 import sys
 import warnings
 
+from pocketpack.errors import PocketPackError
+
 # sub-command modules, in the order `pocketpack --help` lists them
 COMMAND_MODULES = (
     "pocketpack.host.cli",       # serve, chat, model
@@ -79,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except PocketPackError as exc:  # any capability's user-facing error: one line, no traceback
+        print(f"pocketpack: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
 

@@ -9,6 +9,8 @@ skipping long arrays by their lengths. The tests check it against ``GGUFReader``
 
 from __future__ import annotations
 
+from pocketpack.errors import PocketPackError
+
 import json
 import math
 import struct
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-class FormatError(ValueError):
+class FormatError(PocketPackError, ValueError):
     """A file that is not what its format says; ``str(error)`` is ``"<path>: <problem>"``."""
 
     def __init__(self, path: str | Path, problem: str):

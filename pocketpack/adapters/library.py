@@ -10,6 +10,8 @@ since loading one runs code from the file.
 
 from __future__ import annotations
 
+from pocketpack.errors import PocketPackError
+
 import json
 import logging
 import math
@@ -27,7 +29,7 @@ CONFIG_NAME = "adapter_config.json"
 METADATA_NAME = "training_metadata.json"
 
 
-class AdapterError(ValueError):
+class AdapterError(PocketPackError, ValueError):
     """Bad adapter input; ``str(error)`` is one line naming the file and the problem."""
 
 

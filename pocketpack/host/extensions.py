@@ -8,6 +8,8 @@ hook was given, and carries on, so an extension can never cost the user a chat.
 
 from __future__ import annotations
 
+from pocketpack.errors import PocketPackError
+
 import importlib
 import importlib.util
 import logging
@@ -22,7 +24,7 @@ from typing import Any, Callable, Iterator
 log = logging.getLogger("pocketpack.host")
 
 
-class UnknownExtensionError(ValueError):
+class UnknownExtensionError(PocketPackError, ValueError):
     """An extension name that is neither in extensions/ nor in user_data/extensions/."""
 
 

@@ -14,6 +14,8 @@ presets, the tests) that loads a model directly.
 
 from __future__ import annotations
 
+from pocketpack.errors import PocketPackError
+
 import argparse
 import json
 from dataclasses import dataclass, fields
@@ -38,7 +40,7 @@ _BNB_FLAGS = ("load_in_8bit", "load_in_4bit", "quant_type", "use_double_quant", 
 _LLAMACPP_ONLY = ("gpu_layers", "cache_type", "batch_size", "no_mmap", "mlock")
 
 
-class FlagConflict(ValueError):
+class FlagConflict(PocketPackError, ValueError):
     """Flags that cannot work together (or a value a flag cannot take); the message is one line."""
 
 

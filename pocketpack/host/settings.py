@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pocketpack.errors import PocketPackError
+
 from pathlib import Path
 
 import yaml
 
 
-class SettingsError(ValueError):
+class SettingsError(PocketPackError, ValueError):
     """The settings file exists but cannot be used; the message names the file and why."""
 
 

@@ -19,6 +19,8 @@ input order, from one process (the model loads once).
 
 from __future__ import annotations
 
+from pocketpack.errors import PocketPackError
+
 import argparse
 import json
 import os
@@ -97,7 +99,7 @@ def run(args) -> int:
         return 2
 
 
-class UsageError(ValueError):
+class UsageError(PocketPackError, ValueError):
     """Arguments that argparse cannot check alone."""
 
 

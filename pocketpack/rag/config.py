@@ -12,6 +12,8 @@ command or discarding the good values saved beside it.
 
 from __future__ import annotations
 
+from pocketpack.errors import PocketPackError
+
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Callable
@@ -21,7 +23,7 @@ MAX_CHUNK_SIZE = 4096   # far past the embedding model's window; larger is a typ
 MODES = ("hybrid", "dense", "lexical")
 
 
-class SettingsError(ValueError):
+class SettingsError(PocketPackError, ValueError):
     """A setting out of range or of the wrong type; the message is one line for the user
     (the UI shows it as is, the CLI prints it and exits with status 2)."""
 

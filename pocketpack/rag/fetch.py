@@ -8,6 +8,8 @@ default, so a shared UI cannot be used to read internal services). Every failure
 
 from __future__ import annotations
 
+from pocketpack.errors import PocketPackError
+
 import ipaddress
 import socket
 import urllib.error
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 USER_AGENT = "pocketpack-rag/0.1 (+local document indexer)"
 
 
-class FetchError(RuntimeError):
+class FetchError(PocketPackError, RuntimeError):
     """A URL that could not be fetched; the message is one line meant for the user."""
 
 

@@ -25,6 +25,8 @@ id and upload folder the first time it is ingested or re-indexed again (no re-em
 
 from __future__ import annotations
 
+from pocketpack.errors import PocketPackError
+
 import hashlib
 import os
 import re
@@ -44,7 +46,7 @@ CHUNKER_VERSION = 3
 Progress = Callable[[float, str], None]
 
 
-class IngestError(RuntimeError):
+class IngestError(PocketPackError, RuntimeError):
     """A source that cannot be ingested; one line for the user."""
 
 

@@ -9,6 +9,8 @@ with one line that names the problem; the caller skips that document and goes on
 
 from __future__ import annotations
 
+from pocketpack.errors import PocketPackError
+
 import csv
 import io
 import re
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 
 
-class ParseError(ValueError):
+class ParseError(PocketPackError, ValueError):
     """A document that cannot be read; the message is one line meant for the user."""
 
 

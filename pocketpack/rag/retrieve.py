@@ -9,6 +9,8 @@ rather than fragments and the same text is never quoted twice.
 
 from __future__ import annotations
 
+from pocketpack.errors import PocketPackError
+
 import math
 import re
 import threading
@@ -83,7 +85,7 @@ class Passage:
         return f"{self.name or self.source}, {self.location}" if self.location else (self.name or self.source)
 
 
-class RerankerError(RuntimeError):
+class RerankerError(PocketPackError, RuntimeError):
     """The configured cross-encoder could not be loaded."""
 
 

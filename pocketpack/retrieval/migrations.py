@@ -32,6 +32,8 @@ Tables
 
 from __future__ import annotations
 
+from pocketpack.errors import PocketPackError
+
 import sqlite3
 import time
 
@@ -238,7 +240,7 @@ MIGRATIONS: list[tuple[int, str]] = [
 LATEST = MIGRATIONS[-1][0]
 
 
-class SchemaTooNew(RuntimeError):
+class SchemaTooNew(PocketPackError, RuntimeError):
     """The store was written by a newer pocketpack; refusing beats corrupting it."""
 
 

@@ -15,6 +15,8 @@ installed, not chosen (``lexical="fts5"``) or behind and written by another proc
 
 from __future__ import annotations
 
+from pocketpack.errors import PocketPackError
+
 import hashlib
 import json
 import re
@@ -73,7 +75,7 @@ class NewItem:
     context: str | None = None   # searchable by BM25 with the text, never shown or embedded
 
 
-class StoreError(RuntimeError):
+class StoreError(PocketPackError, RuntimeError):
     """Bad input or an unusable store; the message is one line meant for the user."""
 
 

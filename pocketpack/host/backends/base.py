@@ -7,12 +7,14 @@ same chat pipeline drive llama.cpp, Transformers (+bitsandbytes) and GPTQ models
 
 from __future__ import annotations
 
+from pocketpack.errors import PocketPackError
+
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(PocketPackError, RuntimeError):
     """A model could not be loaded; the message is one line a user can act on."""
 
 
