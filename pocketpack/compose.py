@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from pocketpack.system_message import template_default
+
 STATE_KEY = "_pocketpack_compose"
 INJECTION_POINT = "<|injection-point|>"
 
@@ -253,7 +255,7 @@ def render(state: dict, *, count: Counter | None = None) -> Composition:
     for old_key in list(data["rendered"]):
         if old_key != key:
             if state.get(old_key) == data["rendered"][old_key]:
-                state[old_key] = data["base"][old_key]
+                state[old_key] = "" if old_key in data.get("empty_base", ()) else data["base"][old_key]
             data["rendered"].pop(old_key)
             data["base"].pop(old_key, None)
     current = state.get(key) or ""
@@ -262,14 +264,23 @@ def render(state: dict, *, count: Counter | None = None) -> Composition:
         base = data["base"][key]
     elif last and last in current:  # someone edited around our text: keep their edit
         base = current.replace(last, data["base"][key], 1)
+    elif key == "custom_system_message" and not current.strip():
+        # an empty custom system message means "the template's default"; writing ours there
+        # would replace that default, so it becomes the base we add to
+        base = template_default(state.get("instruction_template_str"))
+        data.setdefault("empty_base", set()).add(key)
     else:
         base = current
+        data.setdefault("empty_base", set()).discard(key)
     blocks = list(data["blocks"].values())
     result = compose_text(base, blocks, budget=turn_budget(state, blocks), count=count)
+    text = result.text
+    if not any(result.included.values()) and key in data.get("empty_base", ()):
+        text = ""  # nothing injected: leave the key empty, as the user had it
     data["base"][key] = base
-    data["rendered"][key] = result.text
+    data["rendered"][key] = text
     data["report"] = result
-    state[key] = result.text
+    state[key] = text
     return result
 
 

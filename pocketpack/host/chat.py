@@ -251,6 +251,9 @@ def chat_turn(host: ExtensionHost, backend: Backend | None, text: str, state: di
     → generation → ``output_modifier`` on the final visible reply. The internal history
     keeps the raw text; only ``visible`` is escaped and passed through output_modifier.
     """
+    if backend is not None and backend.chat_template and not state.get("instruction_template_str"):
+        # as in TGWUI, instruct mode's template (and so its default system message) is the model's
+        state["instruction_template_str"] = backend.chat_template
     output = copy.deepcopy(state["history"])
     output = host.apply("history", output)
     state = host.apply("state", state)

@@ -53,6 +53,8 @@ class Backend(ABC):
     model_name: str = ""
     model: Any = None
     tokenizer: Any = None  # a Hugging Face tokenizer where the loader has one
+    # the Jinja chat template render_chat uses, where it is one (TGWUI's instruction_template_str)
+    chat_template: str | None = None
 
     @abstractmethod
     def encode(self, text: str) -> list[int]:

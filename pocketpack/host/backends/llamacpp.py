@@ -156,6 +156,7 @@ class LlamaCppBackend(Backend):
         name = self.chat_format
         template = self.model.metadata.get("tokenizer.chat_template")
         if name == "chat_template.default" and template:
+            self.chat_template = template
             tokens = self.model._model
             return llama_chat_format.Jinja2ChatFormatter(
                 template=template,
