@@ -638,6 +638,9 @@ def install(args, out) -> int:
         names = " ".join(p.name for p in pack_extensions())
         how = "they are in default_extensions, so just start it" if enable_record else f"start it with --extensions {names}"
         out(f"Installed. TGWUI loads the pack from extensions/: {how}.")
+        if not enable_record:
+            out("Separate the names with spaces: TGWUI takes a comma list "
+                "(--extensions memory,rag-enhancer) as one unknown name and silently loads nothing.")
     return 0
 
 

@@ -73,6 +73,15 @@ def test_cli_chat_prints_the_reply(default_model, tmp_path):
     assert history["internal"][-1][1].strip()
 
 
+def test_a_comma_list_of_extensions_means_the_same_as_spaces(tmp_path):
+    """The comma form many TGWUI guides show is read name by name: the unknown one is named
+    alone, never 'memory,nonesuch' as one name."""
+    result = pocketpack("chat", "hi", "--extensions", "memory,nonesuch", "--user-data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "pocketpack: unknown extension 'nonesuch'; available: adapter-switcher, memory, rag-enhancer, vram-advisor"]
+
+
 def test_unknown_extension_lists_the_available_ones(tmp_path):
     result = pocketpack("chat", "hi", "--extensions", "memory", "nonesuch", "--user-data-dir", str(tmp_path))
     assert result.returncode == 2

@@ -150,6 +150,14 @@ def test_extensions_land_in_extensions_folder_with_manifest(tmp_path):
         assert hashlib.sha256((tg / rel).read_bytes()).hexdigest() == digest
 
 
+def test_the_last_lines_say_to_separate_extension_names_with_spaces(tmp_path):
+    """Real TGWUI takes a comma list as one unknown name and silently loads nothing."""
+    proc = installed_ok(make_tgwui(tmp_path / "tgwui"), "--no-deps")
+    last = proc.stdout.strip().splitlines()[-2:]
+    assert last[0].startswith("Installed. TGWUI loads the pack from extensions/: start it with --extensions adapter-switcher memory")
+    assert "spaces" in last[1] and "--extensions memory,rag-enhancer" in last[1] and "silently" in last[1]
+
+
 def test_presets_go_to_the_pack_folder_never_to_sampler_presets(tmp_path):
     tg = make_tgwui(tmp_path / "tgwui")
     sampler_presets = snapshot(tg / "user_data" / "presets")

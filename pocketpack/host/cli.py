@@ -70,7 +70,10 @@ def _runtime(args, nowebui: bool):
     from pocketpack.host.runtime import Runtime
     from pocketpack.host.settings import SettingsError
 
-    names = ALL_EXTENSIONS if args.extensions is None else args.extensions
+    # "memory,rag-enhancer" (the comma form many TGWUI guides show) means the same as spaces here
+    names = ALL_EXTENSIONS if args.extensions is None else [
+        name for arg in args.extensions for name in arg.split(",") if name.strip()]
+    names = [name.strip() for name in names]
     try:
         return Runtime(root=args.root or _pack_root(), user_data_dir=args.user_data_dir, extensions=names,
                        settings_file=args.settings, nowebui=nowebui, model_dir=args.model_dir)
