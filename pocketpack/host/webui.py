@@ -48,8 +48,10 @@ def list_models(models_dir: Path) -> list[str]:
 
 def _resolve_model(models_dir: Path, name: str) -> Path:
     """The path of a listed model; a name that is not listed is refused, never joined blindly."""
-    if name not in list_models(models_dir):
-        raise ValueError(f"no model named {name!r} in {models_dir}")
+    listed = list_models(models_dir)
+    if name not in listed:
+        raise ValueError(f"no model named {name!r} in {models_dir} (put the .gguf file or model folder "
+                         f"there first; listed: {', '.join(listed) or 'none'})")
     return Path(models_dir) / name
 
 
@@ -69,6 +71,7 @@ def build_ui(runtime: Runtime, models_dir: Path, characters_dir: Path, model_nam
         shared.gradio["interface_state"] = state
         notices = gr.Markdown("", elem_id="pp-notices")
         with gr.Tab("Chat", elem_id="chat-tab"):
+            model_banner = gr.Markdown(_model_banner(), elem_id="model-banner")
             chatbot = gr.Chatbot(label=initial["name2"], elem_id="chat", height=480)
             with gr.Row():
                 textbox = gr.Textbox(placeholder="Send a message", show_label=False, elem_id="chat-input", scale=8)
@@ -105,7 +108,9 @@ def build_ui(runtime: Runtime, models_dir: Path, characters_dir: Path, model_nam
                                   "custom_system_message": custom_system_message})
         with gr.Tab("Model", elem_id="model-tab"):
             with gr.Row():
-                model_menu = gr.Dropdown(list_models(models_dir), value=model_name, label="Model", elem_id="model-menu")
+                # a typed name reaches do_load, which names what is wrong instead of reverting silently
+                model_menu = gr.Dropdown(list_models(models_dir), value=model_name, label="Model", elem_id="model-menu",
+                                         allow_custom_value=True)
                 load_button = gr.Button("Load", elem_id="load-model")
                 unload_button = gr.Button("Unload")
             with gr.Row():
@@ -116,9 +121,9 @@ def build_ui(runtime: Runtime, models_dir: Path, characters_dir: Path, model_nam
             with gr.Row():
                 load_in_8bit = gr.Checkbox(label="load-in-8bit")
                 load_in_4bit = gr.Checkbox(label="load-in-4bit")
-                quant_type = gr.Dropdown(list(QUANT_TYPES), value="nf4", label="quant_type")
+                quant_type = gr.Dropdown(list(QUANT_TYPES), value=FORM_QUANT_TYPE, label="quant_type")
                 use_double_quant = gr.Checkbox(label="use_double_quant")
-                compute_dtype = gr.Dropdown(list(COMPUTE_DTYPES), value="float32", label="compute_dtype")
+                compute_dtype = gr.Dropdown(list(COMPUTE_DTYPES), value=FORM_COMPUTE_DTYPE, label="compute_dtype")
                 cpu = gr.Checkbox(label="cpu", value=False)
             lora_menu = gr.Dropdown([], value=[], multiselect=True, label="LoRA(s)", elem_id="lora-menu")
             model_status = gr.Markdown(_model_status(), elem_id="model-status")
@@ -210,42 +215,89 @@ def build_ui(runtime: Runtime, models_dir: Path, characters_dir: Path, model_nam
             from pocketpack.host.flags import FlagConflict
 
             if not name:
-                return "⚠️ Choose a model first."
+                return "⚠️ Choose a model first.", gr.update()
             try:
                 path = _resolve_model(models_dir, name)
                 settings = load_settings_from_form(path, layers, ctx, cache, nthreads, in8, in4, qtype, dq,
                                                    dtype, on_cpu)
                 runtime.load_model(path, settings)
             except (ModelLoadError, FlagConflict, ValueError) as exc:
-                return f"⚠️ {exc}"
-            return _model_status()
+                return f"⚠️ {exc}", _model_banner()
+            return _model_status(), _model_banner()
 
         load_button.click(do_load, [model_menu, gpu_layers, ctx_size, cache_type, threads, load_in_8bit,
-                                    load_in_4bit, quant_type, use_double_quant, compute_dtype, cpu], [model_status])
-        unload_button.click(lambda: (runtime.unload_model(), _model_status())[1], [], [model_status])
+                                    load_in_4bit, quant_type, use_double_quant, compute_dtype, cpu],
+                          [model_status, model_banner])
+        unload_button.click(lambda: (runtime.unload_model(), _model_status(), _model_banner())[1:], [],
+                            [model_status, model_banner])
         if js:
             demo.load(None, None, None, js=f"() => {{ {js} }}")
     return demo
 
 
-def load_settings_from_form(path: Path, layers, ctx, cache, nthreads, in8, in4, qtype, dq, dtype, on_cpu):
-    """LoadSettings holding only the form's fields that apply to the model's loader.
+# the form's own starting values for the 4-bit options: unchanged, they ask for nothing
+FORM_QUANT_TYPE = "nf4"
+FORM_COMPUTE_DTYPE = "float32"
 
-    The form shows every loader's fields at once; passing a llama.cpp field to Transformers
-    (or a 4-bit option without 4-bit) is a conflict the loader would rightly refuse.
+
+def load_settings_from_form(path: Path, layers, ctx, cache, nthreads, in8, in4, qtype, dq, dtype, on_cpu):
+    """LoadSettings holding every field of the form the user set, for ``check_flags`` to judge.
+
+    Why not just drop what the model's loader does not use: a ticked load-in-8bit on a GGUF
+    would then load "fine" while doing nothing. The form's untouched values (gpu-layers -1,
+    cache fp16, the 4-bit dropdowns' starting values) ask for nothing, as TGWUI's own
+    defaults do on the command line, so they never raise a false conflict.
     """
     from pocketpack.host.flags import LoadSettings, infer_loader
 
     loader = infer_loader(path)
-    common = {"ctx_size": int(ctx) if ctx else None, "threads": int(nthreads) if nthreads else None}
-    if loader == "llama.cpp":
-        layers = 0 if on_cpu else (int(layers) if layers is not None else None)
-        return LoadSettings(gpu_layers=layers, cache_type=cache or None, **common)
-    four_bit = {"quant_type": qtype, "use_double_quant": bool(dq), "compute_dtype": dtype} if in4 else {}
-    return LoadSettings(load_in_8bit=bool(in8), load_in_4bit=bool(in4), cpu=bool(on_cpu), **four_bit, **common)
+    layers = int(layers) if layers is not None else None
+    settings = LoadSettings(
+        ctx_size=int(ctx) if ctx else None,
+        threads=int(nthreads) if nthreads else None,
+        cache_type=cache or None,
+        gpu_layers=layers,
+        cpu=bool(on_cpu),
+        load_in_8bit=bool(in8),
+        load_in_4bit=bool(in4),
+        use_double_quant=bool(dq),
+        quant_type=qtype if (in4 or qtype != FORM_QUANT_TYPE) else None,
+        compute_dtype=dtype if (in4 or dtype != FORM_COMPUTE_DTYPE) else None,
+    )
+    if loader == "llama.cpp" and on_cpu and layers in (None, -1, 0):
+        settings.cpu, settings.gpu_layers = False, 0  # the cpu box means no GPU layers
+    if loader != "llama.cpp":
+        settings.cache_type = None if cache == "fp16" else cache  # fp16 is the form's untouched value
+    return settings
+
+
+EMBEDDED_MODEL_NOTE = (
+    "This is the embedded default: **Gemma 3 270M, a small *base* model** (not instruction-tuned). "
+    "It is here so that every feature can be tried offline; it continues text rather than follows "
+    "requests, so poems or answers will be weak. For real use put an instruction-tuned GGUF in "
+    "`models/` (e.g. Qwen2.5 3B/7B Instruct or Llama 3.2 3B Instruct at Q4_K_M; the VRAM advisor "
+    "tab tells what fits this machine) and load it here."
+)
+
+
+def _model_banner() -> str:
+    """One line above the chat: which model answers, and what the embedded one is."""
+    from pocketpack.host.default_model import DEFAULT_MODEL_FILENAME
+
+    if shared.backend is None:
+        return "No model is loaded: load one in the Model tab."
+    if shared.model_name == DEFAULT_MODEL_FILENAME:
+        return (f"Model: **{shared.model_name}**, the embedded Gemma 3 270M *base* model: enough to try "
+                "memory, documents and adapters, weak at following requests (see the Model tab).")
+    return f"Model: **{shared.model_name}** ({shared.backend.loader})"
 
 
 def _model_status() -> str:
+    from pocketpack.host.default_model import DEFAULT_MODEL_FILENAME
+
     if shared.backend is None:
         return "No model loaded."
-    return f"Loaded **{shared.model_name}** with the {shared.backend.loader} loader."
+    status = f"Loaded **{shared.model_name}** with the {shared.backend.loader} loader."
+    if shared.model_name == DEFAULT_MODEL_FILENAME:
+        status += "\n\n" + EMBEDDED_MODEL_NOTE
+    return status
