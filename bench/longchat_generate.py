@@ -116,6 +116,7 @@ def fill(template: str, **values) -> str:
     text = template.lstrip("!")
     for key, value in values.items():
         text = text.replace("{" + key + "}", value)
+    text = re.sub(r"\b([Aa]) (?=[aeioAEIO])", r"\1n ", text)  # "a oat latte" -> "an oat latte"
     return text[0].upper() + text[1:] if text else text
 
 
