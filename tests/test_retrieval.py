@@ -183,7 +183,7 @@ def test_schema_is_migrated_once_and_a_newer_store_is_refused(tmp_path):
     Store(tmp_path, embedder=CountingEmbedder()).close()
     conn = sqlite3.connect(tmp_path / "store.sqlite3")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert [r[0] for r in conn.execute("SELECT number FROM _migrations")] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [r[0] for r in conn.execute("SELECT number FROM _migrations")] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     conn.execute("INSERT INTO _migrations VALUES (99, 0)")
     conn.commit()
     conn.close()

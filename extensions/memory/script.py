@@ -116,8 +116,10 @@ def setup():
 def _guarded(what, fallback, fn):
     try:
         return fn()
-    except Exception:  # noqa: BLE001 - an extension never breaks a chat
-        log.exception("memory: %s failed; this turn goes on without memory", what)
+    except Exception as exc:  # noqa: BLE001 - an extension never breaks a chat
+        from pocketpack.memory.turns import report_failure
+
+        report_failure(what, exc)  # a damaged store: one line, once; anything else: its traceback
         return fallback
 
 

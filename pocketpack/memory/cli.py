@@ -2,7 +2,7 @@
 
 Forms (scripts depend on them):
   pocketpack memory --store DIR add --character C --role user|assistant --text T [--time ISO8601] [--chat ID]
-  pocketpack memory --store DIR import FILE.jsonl
+  pocketpack memory --store DIR import FILE.jsonl [--batch 500]
   pocketpack memory --store DIR recall --character C --query Q [--k 10] [--json]
   pocketpack memory --store DIR recall --queries FILE.jsonl --json
   pocketpack memory --store DIR export [--character C] [--out FILE.jsonl]
@@ -11,6 +11,11 @@ Forms (scripts depend on them):
 
 ``consolidate`` (never automatic) summarises a character's old memories into pinned fact notes
 with a GGUF model (default: the embedded Gemma 3 270M); the originals are kept.
+
+``import`` is idempotent: a line already imported (same character, role, text, time, chat
+and row) is not stored again, so an import that was interrupted is completed by running it
+again. It commits ``--batch`` lines at a time, shows its progress on stderr (a bar on a
+terminal, else a line about every 5%) and ends with ``imported N new, M already present``.
 
 ``recall --json`` prints a JSON list of ``{id, text, score, time, role, chat}``, best first;
 with ``--queries`` (one ``{character, query, k}`` per line) one such list per output line, in
@@ -46,8 +51,9 @@ def register(subparsers) -> None:
     add.add_argument("--chat", default=None, help="chat id")
     add.set_defaults(memory_func=_add)
 
-    imp = sub.add_parser("import", help="store every line of a JSONL file")
+    imp = sub.add_parser("import", help="store every line of a JSONL file (lines already stored are skipped)")
     imp.add_argument("file")
+    imp.add_argument("--batch", type=int, default=500, help="lines per committed transaction (default 500)")
     imp.set_defaults(memory_func=_import)
 
     recall = sub.add_parser("recall", help="the memories most relevant to a query, best first")
@@ -119,13 +125,42 @@ def _add(args) -> int:
     return 0
 
 
+class _ImportProgress:
+    """An import's progress on stderr: a bar on a terminal, else a line about every 5%."""
+
+    def __init__(self, batch: int):
+        self.batch, self.bar, self.printed = batch, None, 0
+
+    def __call__(self, result) -> None:
+        if sys.stderr.isatty():
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=result.total, unit="line", desc="importing", file=sys.stderr)
+            self.bar.update(result.done - self.bar.n)
+            return
+        step = max(self.batch, result.total // 20)
+        if result.done - self.printed >= step or result.done == result.total:
+            self.printed = result.done
+            print(f"importing: {result.done:,} of {result.total:,} lines ({result.new:,} new)",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _import(args) -> int:
+    if args.batch < 1:
+        raise UsageError("--batch must be at least 1")
     memory = _open(args)
+    progress = _ImportProgress(args.batch)
     try:
-        n = memory.import_jsonl(args.file)
+        result = memory.import_file(args.file, batch=args.batch, progress=progress)
     finally:
+        progress.close()
         memory.close()
-    print(f"imported {n} memories", file=sys.stderr)
+    print(f"imported {result.new:,} new, {result.present:,} already present", file=sys.stderr)
     return 0
 
 

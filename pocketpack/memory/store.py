@@ -14,6 +14,9 @@ already summarised by consolidation; ``sources`` lists, for a fact consolidation
 ``id``s of the memories it summarises. Ids are the exporting store's: an import gives every
 memory a new id and rewrites ``sources`` to the new ids of those memories in the same file
 (a source not in the file is dropped), so consolidation never summarises them again.
+An import is idempotent: each record is stored with its ``record_fingerprint`` (character,
+role, kind, text, the line's time, chat, row), unique per character, so a line imported again,
+or a killed import run again, never doubles anything; lines are committed in batches.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import time as _time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from pocketpack.retrieval import NewItem, SearchOptions, Store, StoreError, content_hash, search
 from pocketpack.retrieval.store import Item
@@ -45,6 +48,7 @@ def recall_options(**overrides) -> SearchOptions:
 SKIP_USER_TEXT = {"", "<|BEGIN-VISIBLE-CHAT|>"}  # TGWUI's marker for a greeting-only row
 CONTEXT_CHARS = 1000            # how much of the message answered is indexed with a message
 MANUAL_GROUP = "manual:"        # the group manual notes share (chat ids never look like this)
+IMPORT_BATCH = 500              # lines per committed transaction of an import
 
 
 class MemoryError_(StoreError):
@@ -194,50 +198,58 @@ class MemoryStore:
         return self.add_many([{"character": character, "role": role, "text": text, "time": time,
                                "chat": chat, "row": row, "pinned": pinned}])[0]
 
-    def add_many(self, records: Iterable[dict]) -> list[int]:
+    def add_many(self, records: Iterable[dict], *, identify: bool = False) -> list[int]:
         """Store records (dicts with character, role, text and optional time, chat, row,
-        pinned, kind, trigger, keywords), grouped per character, one transaction each."""
+        pinned, kind, trigger, keywords), grouped per character, one transaction each.
+
+        With ``identify`` each record carries its ``record_fingerprint``: a record the store
+        already holds is not added again (its id is returned)."""
         by_character: dict[str | None, list[tuple[int, NewItem]]] = {}
-        n = 0
         for n, rec in enumerate(records):
-            kind = rec.get("kind") or "message"
-            character = rec.get("character")
-            if kind == "manual" and character in (None, "", "*"):
-                character = None
-            else:
-                character = _check_character(character)
-            role = _check_role(rec.get("role") or ("user" if kind == "manual" else None))
-            text = rec.get("text")
-            if not isinstance(text, str) or not text.strip():
-                raise MemoryError_("a memory needs a non-empty text")
-            chat = rec.get("chat") or None
-            if chat is not None and (not isinstance(chat, str) or chat.startswith(MANUAL_GROUP)):
-                raise MemoryError_(f"not a usable chat id: {chat!r}")
-            row = rec.get("row")
-            key = row_key(chat, int(row), role) if (chat and row is not None and kind == "message") else None
-            meta = {"role": role, "character": character, "chat": chat, "row": row, "kind": kind}
-            if kind == "manual":
-                trigger = rec.get("trigger") or "always"
-                if trigger not in ("always", "keyword"):
-                    raise MemoryError_(f"trigger must be 'always' or 'keyword', not {trigger!r}")
-                keywords = [str(k).strip() for k in (rec.get("keywords") or []) if str(k).strip()]
-                if trigger == "keyword" and not keywords:
-                    raise MemoryError_("a keyword-triggered memory needs at least one keyword")
-                meta.update(trigger=trigger, keywords=keywords)
-                if rec.get("sources"):  # a consolidated fact: the memories it summarises
-                    meta["sources"] = [int(i) for i in rec["sources"]]
-            elif rec.get("consolidated") not in (None, False, ""):  # already summarised into facts
-                meta["consolidated"] = parse_consolidated(rec["consolidated"])
-            context = _context(rec.get("context"))
-            item = NewItem(text=text, key=key, grp=MANUAL_GROUP if kind == "manual" else chat, context=context,
-                           time=parse_time(rec.get("time")),
-                           pinned=bool(rec.get("pinned", False)), meta=meta)
+            character, item = self._new_item(rec, identify=identify)
             by_character.setdefault(character, []).append((n, item))
         ids: dict[int, int] = {}
         for character, pairs in by_character.items():
             got = self.collection(character).upsert([it for _, it in pairs])
             ids.update({n: i for (n, _), i in zip(pairs, got)})
         return [ids[i] for i in sorted(ids)]
+
+    def _new_item(self, rec: dict, *, identify: bool = False) -> tuple[str | None, NewItem]:
+        """A record checked and turned into the item to write, with the character it belongs to."""
+        kind = rec.get("kind") or "message"
+        character = rec.get("character")
+        if kind == "manual" and character in (None, "", "*"):
+            character = None
+        else:
+            character = _check_character(character)
+        role = _check_role(rec.get("role") or ("user" if kind == "manual" else None))
+        text = rec.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise MemoryError_("a memory needs a non-empty text")
+        chat = rec.get("chat") or None
+        if chat is not None and (not isinstance(chat, str) or chat.startswith(MANUAL_GROUP)):
+            raise MemoryError_(f"not a usable chat id: {chat!r}")
+        row = rec.get("row")
+        key = row_key(chat, int(row), role) if (chat and row is not None and kind == "message") else None
+        meta = {"role": role, "character": character, "chat": chat, "row": row, "kind": kind}
+        if kind == "manual":
+            trigger = rec.get("trigger") or "always"
+            if trigger not in ("always", "keyword"):
+                raise MemoryError_(f"trigger must be 'always' or 'keyword', not {trigger!r}")
+            keywords = [str(k).strip() for k in (rec.get("keywords") or []) if str(k).strip()]
+            if trigger == "keyword" and not keywords:
+                raise MemoryError_("a keyword-triggered memory needs at least one keyword")
+            meta.update(trigger=trigger, keywords=keywords)
+            if rec.get("sources"):  # a consolidated fact: the memories it summarises
+                meta["sources"] = [int(i) for i in rec["sources"]]
+        elif rec.get("consolidated") not in (None, False, ""):  # already summarised into facts
+            meta["consolidated"] = parse_consolidated(rec["consolidated"])
+        context = _context(rec.get("context"))
+        item = NewItem(text=text, key=key, grp=MANUAL_GROUP if kind == "manual" else chat, context=context,
+                       time=parse_time(rec.get("time")),
+                       pinned=bool(rec.get("pinned", False)), meta=meta,
+                       fingerprint=record_fingerprint(rec, character) if identify else None)
+        return character, item
 
     def record_exchange(self, character: str, chat: str, row: int, user_text: str | None,
                         reply_text: str | None, *, time=None, previous_reply: str | None = None) -> list[int]:
@@ -426,52 +438,131 @@ class MemoryStore:
                 yield _to_memory(item).to_json() | {"score": None}
 
     def import_jsonl(self, path: str | Path) -> int:
-        """Import a JSONL file (one memory per line); all-or-nothing per character batch,
-        and a bad line is reported with its number before anything is written. Consolidation
-        markers survive: ``consolidated`` is kept and ``sources`` are rewritten to the new ids
-        (see the module docstring)."""
+        """Import a JSONL file (see ``import_file``); returns how many memories it holds."""
+        return self.import_file(path).total
+
+    def import_file(self, path: str | Path, *, batch: int = IMPORT_BATCH,
+                    progress: Callable[[ImportResult], None] | None = None) -> ImportResult:
+        """Import a JSONL file, one memory per line. Every line is checked first: a bad line is
+        reported with its number before anything is written. Then lines are written ``batch``
+        at a time, each batch committed (``progress`` is called after each): a run killed
+        part-way keeps what it committed, and running it again completes the file. The same
+        record (``record_fingerprint``) is never stored twice, whether it repeats in the file
+        or was imported before. Consolidation markers survive: ``consolidated`` is kept and
+        ``sources`` are rewritten to the new ids (see the module docstring)."""
         path = Path(path)
         if not path.is_file():
             raise MemoryError_(f"no such file: {path}")
-        records: list[dict] = []
-        links: list[tuple[int | None, list[int]]] = []   # (the file's id, its sources) per record
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise MemoryError_(f"{path.name} line {number}: not JSON ({exc.msg})") from None
-                if not isinstance(rec, dict):
-                    raise MemoryError_(f"{path.name} line {number}: expected an object")
-                old_id = rec.pop("id", None)
-                rec.pop("score", None)
-                try:
-                    sources = rec.pop("sources", None) or []
-                    if not isinstance(sources, list) or not all(isinstance(i, int) and not isinstance(i, bool)
-                                                                for i in sources):
-                        raise MemoryError_("sources must be a list of memory ids")
-                    parse_consolidated(rec.get("consolidated"))
-                    if rec.get("kind") != "manual":
-                        _check_character(rec.get("character"))
-                    _check_role(rec.get("role") or ("user" if rec.get("kind") == "manual" else None))
-                    parse_time(rec.get("time"))
-                    if not isinstance(rec.get("text"), str) or not rec["text"].strip():
-                        raise MemoryError_("a memory needs a non-empty text")
-                except MemoryError_ as exc:
-                    raise MemoryError_(f"{path.name} line {number}: {exc}") from None
-                records.append(rec)
-                links.append((old_id, sources if rec.get("kind") == "manual" else []))
-        ids = self.add_many(records)
-        new_id = {old: new for (old, _), new in zip(links, ids) if isinstance(old, int)}
-        for (_, sources), rec, fact_id in zip(links, records, ids):
+        if batch < 1:
+            raise MemoryError_("the import batch must be at least 1 line")
+        result = ImportResult(total=sum(1 for _ in _read_records(path)))  # checks every line
+        new_id: dict[int, int] = {}                 # the file's id -> this store's
+        facts: list[tuple[str | None, int, list[int]]] = []
+        pending: list[tuple[int | None, list[int], dict]] = []
+
+        def write() -> None:
+            by_character: dict[str | None, list[tuple[int, NewItem]]] = {}
+            for n, (_, _, rec) in enumerate(pending):
+                character, item = self._new_item(rec, identify=True)
+                by_character.setdefault(character, []).append((n, item))
+            ids: dict[int, int] = {}
+            for character, pairs in by_character.items():
+                coll = self.collection(character)
+                items = [it for _, it in pairs]
+                before = coll.ids_with_fingerprints(it.fingerprint for it in items)
+                got = coll.upsert(items)
+                ids.update({n: i for (n, _), i in zip(pairs, got)})
+                result.new += len({it.fingerprint for it in items} - set(before))
+            for n, (old_id, sources, rec) in enumerate(pending):
+                if isinstance(old_id, int):
+                    new_id[old_id] = ids[n]
+                if sources:
+                    facts.append((rec.get("character"), ids[n], sources))
+            result.done += len(pending)
+            pending.clear()
+            if progress is not None:
+                progress(result)
+
+        for old_id, sources, rec in _read_records(path):
+            pending.append((old_id, sources, rec))
+            if len(pending) >= batch:
+                write()
+        if pending:
+            write()
+        for character, fact_id, sources in facts:
             mapped = [new_id[i] for i in sources if i in new_id]
             if mapped:  # a fact: point it at the imported copies of what it summarises
-                coll = self.collection(None if rec.get("character") in (None, "", "*") else rec["character"])
+                coll = self.collection(None if character in (None, "", "*") else character)
                 item = coll.get([fact_id])[0]
-                coll.update(fact_id, meta={**(item.meta or {}), "sources": mapped})
-        return len(ids)
+                if (item.meta or {}).get("sources") != mapped:
+                    coll.update(fact_id, meta={**(item.meta or {}), "sources": mapped})
+        return result
+
+
+@dataclass
+class ImportResult:
+    """What an import did: lines read, of which new memories (the rest were already stored)."""
+
+    total: int = 0
+    done: int = 0
+    new: int = 0
+
+    @property
+    def present(self) -> int:
+        return self.done - self.new
+
+
+def record_fingerprint(rec: dict, character: str | None) -> str:
+    """An imported record's identity: who said what, when, where. The time counts only when
+    the line gives one (else every run would stamp a new "now"); flags that change later
+    (pinned, consolidated, keywords) do not count."""
+    t = rec.get("time")
+    seconds = None if t is None or t == "" else round(parse_time(t), 3)
+    kind = rec.get("kind") or "message"
+    role = rec.get("role") or ("user" if kind == "manual" else None)
+    row = rec.get("row")
+    ident = [kind, character, role, rec.get("text"), seconds, rec.get("chat") or None,
+             None if row is None else int(row)]
+    return content_hash(json.dumps(ident, ensure_ascii=False, separators=(",", ":")))
+
+
+def _read_records(path: Path) -> Iterator[tuple[int | None, list[int], dict]]:
+    """(the file's id, sources, record) per line of an import file, each line checked; a bad
+    line raises ``MemoryError_`` with its number."""
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise MemoryError_(f"{path.name} line {number}: not JSON ({exc.msg})") from None
+            except UnicodeDecodeError:
+                raise MemoryError_(f"{path.name} line {number}: not UTF-8 text") from None
+            if not isinstance(rec, dict):
+                raise MemoryError_(f"{path.name} line {number}: expected an object")
+            old_id = rec.pop("id", None)
+            rec.pop("score", None)
+            try:
+                sources = rec.pop("sources", None) or []
+                if not isinstance(sources, list) or not all(isinstance(i, int) and not isinstance(i, bool)
+                                                            for i in sources):
+                    raise MemoryError_("sources must be a list of memory ids")
+                parse_consolidated(rec.get("consolidated"))
+                if rec.get("kind") != "manual":
+                    _check_character(rec.get("character"))
+                _check_role(rec.get("role") or ("user" if rec.get("kind") == "manual" else None))
+                parse_time(rec.get("time"))
+                if not isinstance(rec.get("text"), str) or not rec["text"].strip():
+                    raise MemoryError_("a memory needs a non-empty text")
+                if rec.get("row") is not None:
+                    try:
+                        int(rec["row"])
+                    except (TypeError, ValueError):
+                        raise MemoryError_(f"row must be a whole number, not {rec['row']!r}") from None
+            except MemoryError_ as exc:
+                raise MemoryError_(f"{path.name} line {number}: {exc}") from None
+            yield old_id, (sources if rec.get("kind") == "manual" else []), rec
 
 
 def _context(text) -> str | None:

@@ -30,10 +30,12 @@ import time as _time
 from dataclasses import dataclass, field
 
 from pocketpack import compose, tgwui
+from pocketpack.errors import PocketPackError
 from pocketpack.memory.format import describe
 from pocketpack.memory.store import SKIP_USER_TEXT, Memory, MemoryStore, parse_row_key, parse_time, recall_options
 
 log = logging.getLogger("pocketpack.memory")
+_reported: set[tuple] = set()   # user-facing failures already logged by this process
 
 TURN_KEY = "_pocketpack_memory"
 BLOCK_NAME = "memory"
@@ -66,6 +68,20 @@ class Injection:
     lines: list[str] = field(default_factory=list)
     included: list[int] = field(default_factory=list)
     time: float = field(default_factory=_time.time)
+
+
+def report_failure(what: str, exc: BaseException) -> None:
+    """Log a failure of the memory extension, which never breaks a chat. One the user can act
+    on (a ``PocketPackError``: a damaged or missing store...) is logged once per process, as
+    its one line; it would otherwise repeat every hook of every turn. Anything else is logged
+    with its traceback each time."""
+    if isinstance(exc, PocketPackError):
+        key = (type(exc).__name__, str(getattr(exc, "directory", "")), getattr(exc, "what", "") or str(exc))
+        if key not in _reported:
+            _reported.add(key)
+            log.error("memory: %s; chats go on without memory until this is fixed", exc.one_line())
+        return
+    log.error("memory: %s failed; this turn goes on without memory", what, exc_info=exc)
 
 
 def is_chat_state(state: dict) -> bool:
@@ -203,8 +219,8 @@ class MemoryTurns:
             pinned = self.memory.pinned(character)
             manual = self.memory.manual_for(character, query)
             recalled = self.recall_for(state, query, current_rows=current_rows)
-        except Exception:  # noqa: BLE001 - memory must never break a chat turn
-            log.exception("memory: recall failed; this turn goes on without memories")
+        except Exception as exc:  # noqa: BLE001 - memory must never break a chat turn
+            report_failure("recall", exc)
             return
         seen: set[int] = set()
         chosen: list[Memory] = []

@@ -99,10 +99,11 @@ def _settings(store: Path):
 
 def _library(args, *, must_exist: bool = True, settings=None):
     from pocketpack.rag.ingest import Library
-    from pocketpack.retrieval.store import DB_NAME
+    from pocketpack.retrieval.store import DB_NAME, check_store
 
     store = Path(args.store).expanduser()
     if must_exist and not (store / DB_NAME).is_file():
+        check_store(store)  # a store that lost its database says so (one line, exit 2)
         raise SystemExit(_fail(f"no document store at {store} (add documents with `ingest` first)"))
     return Library(store, settings or _settings(store), model_path=args.model)
 

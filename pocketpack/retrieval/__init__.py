@@ -7,6 +7,7 @@
 """
 
 from pocketpack.retrieval.search import Hit, SearchOptions, search
-from pocketpack.retrieval.store import Collection, Item, NewItem, Store, StoreError, content_hash
+from pocketpack.retrieval.store import Collection, Item, NewItem, Store, StoreDamaged, StoreError, content_hash
 
-__all__ = ["Collection", "Hit", "Item", "NewItem", "SearchOptions", "Store", "StoreError", "content_hash", "search"]
+__all__ = ["Collection", "Hit", "Item", "NewItem", "SearchOptions", "Store", "StoreDamaged", "StoreError",
+           "content_hash", "search"]

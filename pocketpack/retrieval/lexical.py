@@ -19,6 +19,13 @@ recorded) is rebuilt from the items table.
 Only one process can write a tantivy index. A process that cannot get the writer (another
 one holds it) searches with FTS5 whenever the tantivy index is behind the log, so its
 results are never stale; the writer's process replays the log on its next search.
+
+User text is never query syntax, in either engine: ``query_terms`` (the one sanitiser both
+use) reduces any text to plain words, the runs of letters and digits that both tokenizers
+index as one word (so ``read_file_async`` is ``read file async``, as in the indexed text);
+tantivy gets term queries built from them with the index's own analyzer, FTS5 each word as a
+quoted string. Quotes, colons, ``+ - ^ * ( ) [ ] { } ~ ! \\ /``, ``AND``/``OR``/``NOT``, NUL
+bytes and emoji are separators or dropped; a query with no word left matches nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
+import threading
 import uuid
 from pathlib import Path
 
@@ -59,6 +68,82 @@ def _schema():
     # english stemming like FTS5's porter tokenizer; term frequencies for BM25, no positions
     builder.add_text_field("text", stored=False, tokenizer_name="en_stem", index_option="freq")
     return builder.build()
+
+
+# -- the query sanitiser, for both engines ------------------------------------------------
+_WORD = re.compile(r"[^\W_]+")   # letters and digits: underscores and everything else separate words
+MAX_QUERY_TERMS = 32
+MAX_QUERY_CHARS = 20_000         # a pasted page is searched by its beginning
+_STOP: frozenset[str] | None = None
+
+
+def _stopwords() -> frozenset[str]:
+    try:  # bm25s's longer English list (NLTK's): frequent words cost time and rank nothing
+        from bm25s.stopwords import STOPWORDS_EN_PLUS
+
+        return frozenset(STOPWORDS_EN_PLUS)
+    except Exception:  # noqa: BLE001 - bm25s is optional: a short list of our own
+        return frozenset("a an and are as at be but by for if in into is it no not of on or such that the their"
+                         " then there these they this to was will with i you he she we me my your".split())
+
+
+def query_terms(text: str, max_terms: int = MAX_QUERY_TERMS) -> list[str]:
+    """The distinct words of ``text`` worth searching for, lowercased, stopwords and single
+    ASCII characters left out (unless nothing else is left): plain words, never syntax.
+
+    A word is a run of letters and digits, as both engines' tokenizers cut the indexed text
+    (tantivy's simple tokenizer, FTS5's unicode61), so ``read_file_async`` gives ``read``,
+    ``file``, ``async`` and finds the text that holds it. Reads at most ``MAX_QUERY_CHARS``
+    characters and stops at ``max_terms`` words: its cost is bounded whatever the input.
+    """
+    global _STOP
+    if _STOP is None:
+        _STOP = _stopwords()
+    if not isinstance(text, str):
+        return []
+    kept: dict[str, None] = {}
+    weak: dict[str, None] = {}
+    for match in _WORD.finditer(text, 0, MAX_QUERY_CHARS):
+        word = match.group().lower()
+        if word in _STOP or (len(word) < 2 and word.isascii()):
+            if len(weak) < max_terms:
+                weak[word] = None
+            continue
+        kept[word] = None
+        if len(kept) >= max_terms:
+            break
+    return list(kept or weak)
+
+
+def fts5_match(words: list[str]) -> str:
+    """An FTS5 expression matching any of ``words``, each a quoted string: never FTS syntax."""
+    return " OR ".join(fts5_quote(w) for w in words)
+
+
+def fts5_quote(word: str) -> str:
+    return '"' + word.replace('"', '""') + '"'
+
+
+_ANALYZER = None
+_ANALYZER_LOCK = threading.Lock()
+
+
+def analyzed_terms(words: list[str]) -> list[str]:
+    """The tokens tantivy indexed for these words: the ``en_stem`` analyzer of the schema
+    (simple tokenizer, tokens over 40 bytes dropped, lowercase, English stemmer), rebuilt
+    here because term queries are not tokenized."""
+    global _ANALYZER
+    if not words:
+        return []
+    if _ANALYZER is None:
+        import tantivy
+
+        with _ANALYZER_LOCK:
+            if _ANALYZER is None:
+                _ANALYZER = (tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+                             .filter(tantivy.Filter.remove_long(40)).filter(tantivy.Filter.lowercase())
+                             .filter(tantivy.Filter.stemmer("english")).build())
+    return list(dict.fromkeys(_ANALYZER.analyze(" ".join(words))))
 
 
 def searchable_text(text: str, context: str | None) -> str:
@@ -234,15 +319,18 @@ class LexicalIndex:
 
     # -- search ---------------------------------------------------------------------------
     def search(self, words: list[str], k: int, grp: str | None = None):
-        """Top ``k`` (item id, BM25 score) for any of ``words`` in this collection, or None
-        when the index cannot be brought up to date here (the caller falls back to FTS5)."""
-        if not words or k <= 0:
+        """Top ``k`` (item id, BM25 score) for any of ``words`` (from ``query_terms``) in this
+        collection, or None when the index cannot be brought up to date here (the caller
+        falls back to FTS5)."""
+        tokens = analyzed_terms(words)
+        if not tokens or k <= 0:
             return []
         if not self.sync():
             return None
         tantivy = self._tantivy
-        # each word quoted: user text is never query syntax
-        text_query = self.index.parse_query(" ".join('"' + w.replace('"', " ") + '"' for w in words), ["text"])
+        # built, never parsed: a term query per indexed token, any of them may match
+        text_query = tantivy.Query.boolean_query(
+            [(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, "text", t)) for t in tokens])
         clauses = [(tantivy.Occur.Must, text_query)]
         if grp is not None:
             clauses.append((tantivy.Occur.Must, tantivy.Query.const_score_query(

@@ -28,6 +28,10 @@ Tables
   ``pocketpack.retrieval.lexical``.
 - ``vector_gc`` (8): embeddings that may have lost their last item (filled by triggers), so
   ``Store.prune_vectors`` checks only those.
+- ``items.fingerprint`` (9): the identity of an imported record (a hash of what it says, made
+  by the importer), unique within its collection: importing the same record again, or
+  re-running an import that was killed part-way, never adds it twice. NULL for items written
+  any other way (keys make those idempotent).
 """
 
 from __future__ import annotations
@@ -233,6 +237,14 @@ MIGRATIONS: list[tuple[int, str]] = [
             INSERT OR IGNORE INTO vector_gc(model, hash)
             SELECT old.model, hash FROM items WHERE collection_id = old.id;
         END;
+        """,
+    ),
+    (
+        9,
+        # an imported record's identity: the same line imported twice is one item
+        """
+        ALTER TABLE items ADD COLUMN fingerprint TEXT;
+        CREATE UNIQUE INDEX items_fingerprint ON items(collection_id, fingerprint) WHERE fingerprint IS NOT NULL;
         """,
     ),
 ]

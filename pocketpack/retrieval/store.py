@@ -11,6 +11,12 @@ log like the faiss indexes, because it ranks a query in about a millisecond at a
 adds documents incrementally (bm25s cannot add one without re-indexing the corpus). SQLite's
 FTS5, updated in the same transaction as the item, answers instead whenever tantivy is not
 installed, not chosen (``lexical="fts5"``) or behind and written by another process.
+
+A damaged store is never written to or replaced: ``store.sqlite3`` that is not an SQLite
+file, is empty (0 bytes) or missing while the store's other files (``pocketpack-store.json``,
+``index/``, ``lexical/``) say it existed, or that SQLite finds malformed at any read, raises
+``StoreDamaged``: one line with the store's path and what to do (move the folder aside, the
+exact ``mv`` command given, or restore a backup). A brand-new directory is created silently.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pocketpack.errors import PocketPackError
 
 import hashlib
 import json
-import re
+import shlex
 import sqlite3
 import threading
 import time
@@ -31,9 +37,12 @@ import numpy as np
 
 from pocketpack.retrieval import lexical as lexical_cache
 from pocketpack.retrieval import migrations
-from pocketpack.retrieval.vector import VectorIndex
+from pocketpack.retrieval.vector import VectorIndex, atomic_write
 
 DB_NAME = "store.sqlite3"
+MARKER = "pocketpack-store.json"   # written once a store has opened: its database existed
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_DAMAGE_CODES = (11, 26)           # SQLITE_CORRUPT, SQLITE_NOTADB (primary result codes)
 
 
 def content_hash(text: str) -> str:
@@ -73,10 +82,155 @@ class NewItem:
     pinned: bool | None = None
     meta: dict | None = None
     context: str | None = None   # searchable by BM25 with the text, never shown or embedded
+    fingerprint: str | None = None  # an imported record's identity: written once per collection
 
 
 class StoreError(PocketPackError, RuntimeError):
     """Bad input or an unusable store; the message is one line meant for the user."""
+
+
+class StoreDamaged(PocketPackError, RuntimeError):
+    """The store's database is damaged, unreadable or missing; nothing was changed. Not a
+    ``StoreError`` on purpose: callers that skip a bad input and go on must stop here.
+    ``directory`` and ``what`` say which store and what is wrong with it."""
+
+    def __init__(self, message: str, directory: Path | None = None, what: str = ""):
+        super().__init__(message)
+        self.directory, self.what = directory, what
+
+
+def _move_aside(directory: Path) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"mv {shlex.quote(str(directory))} {shlex.quote(f'{directory}.damaged-{stamp}')}"
+
+
+def store_damaged(directory: Path, what: str) -> StoreDamaged:
+    """The one line for a damaged or unreadable store."""
+    return StoreDamaged(
+        f"the store at {directory} is damaged ({what}) and was left as it is; move it aside to start an empty"
+        f" store ({_move_aside(directory)}) or restore it from a backup", directory, what)
+
+
+def store_missing(directory: Path) -> StoreDamaged:
+    """The one line for a store whose database is gone while its other files remain."""
+    return StoreDamaged(
+        f"the store at {directory} has lost its database ({DB_NAME} is missing; the store's other files are"
+        f" still there) and was left as it is; restore {DB_NAME} from a backup, or move the folder aside to start"
+        f" an empty store ({_move_aside(directory)})", directory, f"{DB_NAME} is missing")
+
+
+def _has_been_a_store(directory: Path) -> bool:
+    """Whether ``directory`` held a store before: its marker, index files or a WAL with data."""
+    if (directory / MARKER).exists():
+        return True
+    for sub in ("index", lexical_cache.DIR_NAME):
+        folder = directory / sub
+        if folder.is_dir() and not folder.is_symlink() and any(folder.iterdir()):
+            return True
+    wal = directory / (DB_NAME + "-wal")
+    return wal.is_file() and wal.stat().st_size > 0
+
+
+def check_store(directory: str | Path) -> None:
+    """Raise ``StoreDamaged`` unless ``directory`` holds a readable-looking store or none at all
+    (a new one). Reads at most 16 bytes; never creates or changes anything."""
+    directory = Path(directory).expanduser()
+    db = directory / DB_NAME
+    if not db.exists():
+        if directory.is_dir() and _has_been_a_store(directory):
+            raise store_missing(directory)
+        return
+    if not db.is_file():
+        raise store_damaged(directory, f"{DB_NAME} is not a file")
+    try:
+        with open(db, "rb") as handle:
+            head = handle.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise store_damaged(directory, f"{DB_NAME} cannot be read: {exc.strerror or exc}") from None
+    if not head:
+        if _has_been_a_store(directory):  # truncated: SQLite would take it for a new database
+            raise store_damaged(directory, f"{DB_NAME} is empty, 0 bytes")
+        return
+    if head != _SQLITE_MAGIC:
+        zeros = not head.strip(b"\x00")
+        raise store_damaged(directory, f"{DB_NAME} is not an SQLite database"
+                                       + (": it begins with zero bytes" if zeros else ""))
+
+
+def _is_damage(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in _DAMAGE_CODES
+
+
+class _Cursor(sqlite3.Cursor):
+    """A cursor whose corruption errors ("database disk image is malformed") become
+    ``StoreDamaged`` with the store's path, wherever in a read or write SQLite notices them."""
+
+    def _damage(self, exc):
+        return store_damaged(getattr(self.connection, "store_directory", Path(".")), f"{DB_NAME}: {exc}")
+
+    def execute(self, *args):
+        try:
+            return super().execute(*args)
+        except sqlite3.DatabaseError as exc:
+            if _is_damage(exc):
+                raise self._damage(exc) from exc
+            raise
+
+    def executemany(self, *args):
+        try:
+            return super().executemany(*args)
+        except sqlite3.DatabaseError as exc:
+            if _is_damage(exc):
+                raise self._damage(exc) from exc
+            raise
+
+    def fetchone(self):
+        try:
+            return super().fetchone()
+        except sqlite3.DatabaseError as exc:
+            if _is_damage(exc):
+                raise self._damage(exc) from exc
+            raise
+
+    def fetchmany(self, *args):
+        try:
+            return super().fetchmany(*args)
+        except sqlite3.DatabaseError as exc:
+            if _is_damage(exc):
+                raise self._damage(exc) from exc
+            raise
+
+    def fetchall(self):
+        try:
+            return super().fetchall()
+        except sqlite3.DatabaseError as exc:
+            if _is_damage(exc):
+                raise self._damage(exc) from exc
+            raise
+
+    def __next__(self):
+        try:
+            return super().__next__()
+        except sqlite3.DatabaseError as exc:
+            if _is_damage(exc):
+                raise self._damage(exc) from exc
+            raise
+
+
+class _Connection(sqlite3.Connection):
+    """The store's connection: every statement runs on a ``_Cursor``."""
+
+    store_directory: Path
+
+    def cursor(self, factory=None):
+        return super().cursor(factory or _Cursor)
+
+    def execute(self, sql, parameters=()):
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql, parameters):
+        return self.cursor().executemany(sql, parameters)
 
 
 _COLUMNS = ("items.id, items.text, items.key, items.grp, items.time, items.importance, items.pinned, items.meta,"
@@ -123,18 +277,35 @@ class Store:
         self._lexical: dict[int, lexical_cache.LexicalIndex] = {}
         self._lexical_writers: list[lexical_cache.LexicalIndex] = []  # least recently used first
         self._lock = threading.RLock()
+        check_store(self.directory)  # a damaged or vanished database is reported, never replaced
+        self.conn = None
         try:
             self.conn = sqlite3.connect(self.directory / DB_NAME, timeout=30, isolation_level=None,
-                                        check_same_thread=False)
+                                        check_same_thread=False, factory=_Connection)
+            self.conn.store_directory = self.directory
+            if (self.directory / MARKER).exists() and self.conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE name = '_migrations'").fetchone() is None:
+                raise store_missing(self.directory)  # another, empty database in its place
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.execute("PRAGMA busy_timeout=30000")
             migrations.apply(self.conn)
-        except migrations.SchemaTooNew as exc:
-            raise StoreError(str(exc)) from exc
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open the store at {self.directory}: {exc}") from exc
+        except BaseException as exc:
+            if self.conn is not None:
+                self.conn.close()
+            if isinstance(exc, migrations.SchemaTooNew):
+                raise StoreError(str(exc)) from exc
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise StoreError(f"cannot open the store at {self.directory}: {exc}") from exc
+            raise
+        if not (self.directory / MARKER).exists():
+            try:
+                atomic_write(self.directory / MARKER, json.dumps(
+                    {"format": 1, "database": DB_NAME,
+                     "about": "a Pocket Pack store: SQLite is the truth; index/ and lexical/ are caches of it"}).encode())
+            except OSError:
+                pass  # a read-only folder: the store works, only a lost database goes unnoticed
         self._indexes: dict[int, VectorIndex] = {}
         self._collections: dict[str, Collection] = {}
         lexical_cache.remove_store_wide_layout(self.directory)
@@ -365,7 +536,8 @@ class Collection:
         """Write items in one transaction; returns their ids, in order, once committed.
 
         An item whose ``key`` exists replaces that item (same id); when its text is unchanged
-        nothing is re-embedded or re-indexed.
+        nothing is re-embedded or re-indexed. An item whose ``fingerprint`` the collection
+        already holds is left out: the id returned is the one that holds it.
         """
         items = list(items)
         if not items:
@@ -383,6 +555,12 @@ class Collection:
             self._check_model(conn, model)
             store._write_vectors(conn, new_rows)
             for it, h in zip(items, hashes):
+                if it.fingerprint is not None:
+                    same = conn.execute("SELECT id FROM items WHERE collection_id = ? AND fingerprint = ?",
+                                        (self.id, it.fingerprint)).fetchone()
+                    if same is not None:
+                        ids.append(same[0])
+                        continue
                 meta = json.dumps(it.meta, ensure_ascii=False) if it.meta is not None else None
                 old = None
                 if it.key is not None:
@@ -391,10 +569,11 @@ class Collection:
                     ).fetchone()
                 if old is None:
                     cur = conn.execute(
-                        "INSERT INTO items(collection_id, key, grp, text, hash, time, importance, pinned, meta, context)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO items(collection_id, key, grp, text, hash, time, importance, pinned, meta, context,"
+                        " fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (self.id, it.key, it.grp, it.text, h, float(it.time) if it.time is not None else now,
-                         float(it.importance or 0.0), int(bool(it.pinned)), meta or "{}", it.context or None),
+                         float(it.importance or 0.0), int(bool(it.pinned)), meta or "{}", it.context or None,
+                         it.fingerprint),
                     )
                     item_id = cur.lastrowid
                     conn.execute("INSERT INTO changes(collection_id, item_id, op) VALUES (?, ?, 'add')", (self.id, item_id))
@@ -410,6 +589,8 @@ class Collection:
                         conn.execute("INSERT INTO changes(collection_id, item_id, op) VALUES (?, ?, 'mod')", (self.id, item_id))
                     if (it.context or None) != old[2]:
                         conn.execute("UPDATE items SET context = ? WHERE id = ?", (it.context or None, item_id))
+                    if it.fingerprint is not None:
+                        conn.execute("UPDATE items SET fingerprint = ? WHERE id = ?", (it.fingerprint, item_id))
                 ids.append(item_id)
         store._after_write(self.id)
         return ids
@@ -537,6 +718,18 @@ class Collection:
                 f"SELECT id FROM items WHERE hash IN ({marks}) AND +collection_id = ?", (*chunk, self.id))}
         return out
 
+    def ids_with_fingerprints(self, fingerprints: Iterable[str]) -> dict[str, int]:
+        """fingerprint -> id of the items of this collection that hold one of ``fingerprints``."""
+        wanted = list(dict.fromkeys(f for f in fingerprints if f))
+        out: dict[str, int] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update((f, i) for f, i in self.store._q(
+                f"SELECT fingerprint, id FROM items WHERE collection_id = ? AND fingerprint IN ({marks})",
+                (self.id, *chunk)))
+        return out
+
     def count(self, grp: str | None = None) -> int:
         if grp is None:
             return self.store._q1("SELECT COUNT(*) FROM items WHERE collection_id = ?", (self.id,))[0]
@@ -586,7 +779,7 @@ class Collection:
         words = self._rare_terms(query_terms(query))
         if not words:
             return []
-        match = " OR ".join(_quote(w) for w in words)
+        match = lexical_cache.fts5_match(words)
         sql = ("SELECT items_fts.rowid, bm25(items_fts, 1.0, 0.0) AS s FROM items_fts"
                f" WHERE items_fts MATCH ?")
         args: list = [f"coll:c{self.id} AND ({match})"]
@@ -749,40 +942,14 @@ class Collection:
                 conn.execute("UPDATE collections SET pruned_seq = MAX(pruned_seq, ?) WHERE id = ?", (index.seq, self.id))
 
 
-_TOKEN = re.compile(r"\w+", re.UNICODE)
+# the one query sanitiser of both lexical engines lives with the tantivy one (lexical.py)
+query_terms = lexical_cache.query_terms
+_quote = lexical_cache.fts5_quote
 
 
-def _stopwords() -> frozenset[str]:
-    try:  # bm25s's longer English list (NLTK's): frequent words cost time and rank nothing
-        from bm25s.stopwords import STOPWORDS_EN_PLUS
-
-        return frozenset(STOPWORDS_EN_PLUS)
-    except Exception:  # noqa: BLE001
-        return frozenset("a an and are as at be but by for if in into is it no not of on or such that the their"
-                         " then there these they this to was will with i you he she we me my your".split())
-
-
-_STOP: frozenset[str] | None = None
-
-
-def query_terms(text: str, max_terms: int = 32) -> list[str]:
-    """The distinct words of ``text`` worth searching for, lowercased, stopwords left out
-    (unless nothing else is left)."""
-    global _STOP
-    if _STOP is None:
-        _STOP = _stopwords()
-    words = [w.lower() for w in _TOKEN.findall(text)]
-    kept = [w for w in dict.fromkeys(words) if w not in _STOP and len(w) > 1] or [w for w in dict.fromkeys(words)]
-    return kept[:max_terms]
-
-
-def _quote(word: str) -> str:
-    return '"' + word.replace('"', '""') + '"'
-
-
-def fts_query(text: str, max_terms: int = 32) -> str:
+def fts_query(text: str, max_terms: int = lexical_cache.MAX_QUERY_TERMS) -> str:
     """An FTS5 OR-query of the words of ``text``, each quoted: user text is never FTS syntax."""
-    return " OR ".join(_quote(w) for w in query_terms(text, max_terms))
+    return lexical_cache.fts5_match(query_terms(text, max_terms))
 
 
 class _Stemmer:
