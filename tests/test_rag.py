@@ -145,7 +145,7 @@ def test_bad_inputs_are_skipped_with_one_line_and_nothing_is_lost(tmp_path, lib,
     report = lib.ingest([str(locked), str(corrupt), str(binary), str(undecodable), str(big),
                          server + "/missing", server + "/slow", server + "/notice", str(tmp_path / "nope.md")])
     messages = [(Path(r.source).name, r.status, r.message) for r in report.results]
-    expected = ["encrypted", "damaged or not a PDF", "binary", "cannot decode", "over the 1 MB limit",
+    expected = ["encrypted", "damaged or not a PDF", "binary", "encoding could not be detected", "over the 1 MB limit",
                 "answered 404", "no answer within 0.5 s", "", "no such file"]
     for (name, status, message), want in zip(messages, expected):
         assert (status == "added") if not want else (status == "error" and want in message), (name, message)

@@ -77,6 +77,7 @@ def add_documents(files, urls, scope, progress=None):
     import html
     from pathlib import Path
 
+    from pocketpack import safepath
     from pocketpack.rag.fetch import is_url
 
     eng = engine()
@@ -95,15 +96,16 @@ def add_documents(files, urls, scope, progress=None):
     total = len(paths) + (1 if url_list else 0)
     for n, path in enumerate(paths):
         p = Path(path)
-        try:
-            size = p.stat().st_size
-            if size > settings.max_bytes:  # refused before a byte is read
-                outcomes.append(("error", f"skipped {p.name}: the file is {size / 1048576:.1f} MB, over the"
-                                          f" {settings.max_file_mb:g} MB limit ('{MAX_MB_LABEL}' in the settings)"))
-                continue
-            data = p.read_bytes()
-        except OSError as exc:
-            outcomes.append(("error", f"skipped {p.name}: cannot read the upload ({exc.strerror or exc})"))
+        try:  # refused from its size before a byte is read; never more than the limit read; no fifo
+            data = safepath.read_within(None, p, settings.max_bytes)
+        except safepath.TooLargeError as exc:
+            what = f"is {exc.size / 1048576:.1f} MB" if exc.size is not None else "grew while it was read"
+            outcomes.append(("error", f"skipped {p.name}: the file {what}, over the"
+                                      f" {settings.max_file_mb:g} MB limit ('{MAX_MB_LABEL}' in the settings)"))
+            continue
+        except (OSError, safepath.NotRegularFileError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            outcomes.append(("error", f"skipped {p.name}: cannot read the upload ({reason})"))
             continue
         # gradio keeps the original name as the temp file's name
         result = lib.add_upload(p.name, data, collection,
@@ -170,7 +172,8 @@ def try_query(question, k):
 
 
 _SETTING_KEYS = ["enabled", "citations", "k", "budget_tokens", "min_score", "neighbours", "mode", "chunk_size",
-                 "chunk_overlap", "max_file_mb", "url_timeout", "allow_private_urls", "reranker_path"]
+                 "chunk_overlap", "max_file_mb", "url_timeout", "allow_private_urls", "reranker_path",
+                 "max_unpacked_mb"]
 
 
 def save_settings(*values):
@@ -231,6 +234,8 @@ def ui():
             chunk_overlap = gr.Number(value=params["chunk_overlap"], precision=0, label="Chunk overlap (tokens)")
             max_mb = gr.Number(value=params["max_file_mb"], label=MAX_MB_LABEL)
             timeout = gr.Number(value=params["url_timeout"], label="URL timeout (s)")
+            max_unpacked = gr.Number(value=params["max_unpacked_mb"], label="Max unpacked size (MB)",
+                                     info="a DOCX/EPUB/PDF whose compressed parts expand past this is refused")
         reranker = gr.Textbox(value=params["reranker_path"], label="Cross-encoder reranker folder (optional, local)")
         save = gr.Button("Save settings")
         saved = gr.Markdown("")
@@ -247,4 +252,4 @@ def ui():
     refresh.click(lambda: engine().document_rows(), None, [docs])
     ask.click(try_query, [question, k], [hits_status, hits])
     save.click(save_settings, [enabled, citations, s_k, budget, min_score, neighbours, mode, chunk_size,
-                               chunk_overlap, max_mb, timeout, allow_private, reranker], [saved])
+                               chunk_overlap, max_mb, timeout, allow_private, reranker, max_unpacked], [saved])

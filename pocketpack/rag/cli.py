@@ -52,6 +52,8 @@ def register(subparsers) -> None:
     ingest.add_argument("--chunk-size", type=int, default=None, help="tokens per chunk (default: the store's, 200)")
     ingest.add_argument("--chunk-overlap", type=int, default=None, help="tokens shared by neighbouring chunks")
     ingest.add_argument("--max-file-mb", type=float, default=None, help="skip larger files (default: 50)")
+    ingest.add_argument("--max-unpacked-mb", type=float, default=None,
+                        help="refuse a DOCX/EPUB/PDF whose compressed parts expand past this (default: 200)")
     ingest.add_argument("--timeout", type=float, default=None, help="seconds to wait for a URL (default: 15)")
     ingest.add_argument("--quiet", action="store_true", help="no progress bar")
     ingest.set_defaults(func=cmd_ingest)
@@ -140,7 +142,8 @@ def cmd_ingest(args) -> int:
     store = Path(args.store).expanduser()
     s = _settings(store)
     for name, value in (("chunk_size", args.chunk_size), ("chunk_overlap", args.chunk_overlap),
-                        ("max_file_mb", args.max_file_mb), ("url_timeout", args.timeout)):
+                        ("max_file_mb", args.max_file_mb), ("max_unpacked_mb", args.max_unpacked_mb),
+                        ("url_timeout", args.timeout)):
         if value is not None:
             setattr(s, name, value)
     s.validate()  # before anything is saved or created: a bad value is one line, exit 2
@@ -165,7 +168,7 @@ def cmd_ingest(args) -> int:
     if bar:
         bar.close()
     for r in report.results:
-        print(r.line(), file=sys.stderr if r.status == "error" else sys.stdout)
+        print(r.line(), file=sys.stderr if r.status in ("error", "skipped") else sys.stdout)
     print(report.summary())
     return 1 if report.errors else 0
 
@@ -274,7 +277,7 @@ def cmd_reindex(args) -> int:
     with _library(args) as lib:
         report = lib.reindex(args.doc, args.collection)
     for r in report.results:
-        print(r.line(), file=sys.stderr if r.status == "error" else sys.stdout)
+        print(r.line(), file=sys.stderr if r.status in ("error", "skipped") else sys.stdout)
     print(report.summary())
     return 1 if report.errors else 0
 

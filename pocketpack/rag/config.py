@@ -34,6 +34,8 @@ class RagSettings:
     chunk_size: int = 200            # tokens (estimated at ~3.5 characters each)
     chunk_overlap: int = 30          # tokens of trailing sentences repeated in the next chunk
     max_file_mb: float = 50.0        # larger files and downloads are refused
+    max_unpacked_mb: float = 200.0   # what a DOCX/EPUB (ZIP) or a PDF's streams may expand to
+    max_unpack_ratio: float = 100.0  # and how many times their packed size a part may expand
     url_timeout: float = 15.0        # seconds
     allow_private_urls: bool = False  # fetch from localhost / the LAN (the CLI allows it)
     # retrieval
@@ -127,6 +129,10 @@ class RagSettings:
             need("chunk_overlap", self.chunk_overlap < self.chunk_size,
                  f"must be smaller than chunk_size ({self.chunk_size})")
         need("max_file_mb", number("max_file_mb") and self.max_file_mb > 0, "must be a number of MB above 0")
+        need("max_unpacked_mb", number("max_unpacked_mb") and self.max_unpacked_mb > 0,
+             "must be a number of MB above 0")
+        need("max_unpack_ratio", number("max_unpack_ratio") and self.max_unpack_ratio >= 1,
+             "must be a number, 1 or more")
         need("url_timeout", number("url_timeout") and self.url_timeout > 0, "must be a number of seconds above 0")
         need("k", integer("k") and self.k >= 1, "must be a whole number, 1 or more")
         need("mode", self.mode in MODES, "must be one of " + ", ".join(MODES))
@@ -151,6 +157,13 @@ class RagSettings:
     @property
     def max_bytes(self) -> int:
         return int(self.max_file_mb * 1024 * 1024)
+
+    @property
+    def archive_limits(self):
+        """What a document's archive or compressed streams may expand to (``pocketpack.archive``)."""
+        from pocketpack.archive import Limits
+
+        return Limits.of_mb(self.max_unpacked_mb, self.max_unpack_ratio)
 
 
 def _kind(default) -> str:

@@ -25,6 +25,7 @@ id and upload folder the first time it is ingested or re-indexed again (no re-em
 
 from __future__ import annotations
 
+from pocketpack import safepath
 from pocketpack.errors import PocketPackError
 
 import hashlib
@@ -52,7 +53,9 @@ class IngestError(PocketPackError, RuntimeError):
 
 @dataclass
 class DocResult:
-    """The outcome for one source: added, updated, unchanged, or error (with ``message``)."""
+    """The outcome for one source: added, updated, unchanged, removed, error (could not be
+    read or was refused: exit status 1), or skipped (left out by a rule, such as a hidden file
+    in a folder; not an error), the last two with ``message`` saying why."""
 
     source: str
     status: str
@@ -63,7 +66,7 @@ class DocResult:
     stored: str = ""  # the source as stored (an upload's copy in uploads/)
 
     def line(self) -> str:
-        if self.status == "error":
+        if self.status in ("error", "skipped"):
             return f"skipped {self.source}: {self.message}"
         if self.status == "removed":
             return f"removed {self.source}: {self.message}"
@@ -90,8 +93,9 @@ class IngestReport:
         counts: dict[str, int] = {}
         for r in self.results:
             counts[r.status] = counts.get(r.status, 0) + 1
-        order = ["added", "updated", "unchanged", "removed", "error"]
-        return ", ".join(f"{counts[s]} {s if s != 'error' else 'skipped'}" for s in order if counts.get(s)) or "nothing to do"
+        counts["skipped"] = counts.get("skipped", 0) + counts.pop("error", 0)  # refused or left out: both skipped
+        order = ["added", "updated", "unchanged", "removed", "skipped"]
+        return ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s)) or "nothing to do"
 
 
 @dataclass
@@ -278,35 +282,43 @@ class Library:
         are removed. Settings out of range raise :class:`SettingsError` before anything is read."""
         self.settings.validate()
         report = IngestReport()
-        jobs: list[tuple[str, str, str]] = []  # (origin, path or URL, error), in the order given
+        # (origin, path or URL, error or skip reason, the folder a walk found it in), in the order given
+        jobs: list[tuple[str, str, str, Path | None]] = []
         folders: dict[Path, None] = {}
         for src in sources:
             src = str(src).strip()
             if not src:
                 continue
             if is_url(src):
-                jobs.append(("url", src, ""))
+                jobs.append(("url", src, "", None))
                 continue
             path = Path(src).expanduser()
             if path.is_dir():
-                found = list(self._walk(path))
+                root = safepath.real_root(path)  # a link named as the folder is the user's choice
+                found = []
+                for entry in self._walk(path):
+                    if entry.skipped:
+                        jobs.append(("error" if entry.refused else "skipped", str(entry.path), entry.skipped, None))
+                    else:
+                        found.append(("file", str(entry.path), "", root))
                 if found:
-                    folders[path.resolve()] = None
-                    jobs += [("file", str(p), "") for p in found]
+                    folders[root] = None
+                    jobs += found
                 else:  # perhaps an unmounted drive or an unsynced folder: never read as "all deleted"
-                    jobs.append(("error", src, self._empty_folder_note(path.resolve(), collection)))
+                    jobs.append(("error", src, self._empty_folder_note(root, collection), None))
             elif path.is_file():
-                jobs.append(("file", str(path), ""))
+                jobs.append(("file", str(path), "", None))
             elif re.match(r"^[a-z][a-z0-9+.-]*://", src, re.IGNORECASE):
-                jobs.append(("error", src, "only http:// and https:// URLs can be fetched"))
+                jobs.append(("error", src, "only http:// and https:// URLs can be fetched", None))
             else:
-                jobs.append(("error", src, "no such file or folder"))
-        for n, (origin, target, error) in enumerate(jobs):
+                jobs.append(("error", src, "no such file or folder", None))
+        for n, (origin, target, error, root) in enumerate(jobs):
             self._tick(progress, n, len(jobs), target)
-            if error:
-                report.results.append(DocResult(target, "error", message=error))
+            if origin in ("error", "skipped"):
+                report.results.append(DocResult(target, origin, message=error))
             else:
-                report.results.append(self._ingest_one(origin, target, collection, force, progress, n, len(jobs)))
+                report.results.append(self._ingest_one(origin, target, collection, force, progress, n, len(jobs),
+                                                       root=root))
         for folder in folders:
             report.results += self._prune_folder(folder, collection)
         self._tick(progress, len(jobs), len(jobs), "done")
@@ -328,10 +340,13 @@ class Library:
     def _add_upload(self, name: str, data: bytes, collection: str | None, force: bool,
                     progress: Progress | None, previous: Iterable[tuple[str, str]] = ()) -> DocResult:
         safe = safe_upload_name(name)
-        uploads = self.uploads.resolve()
         folder = self.uploads / upload_folder_name(collection)
         dest = folder / safe
-        if folder.resolve().parent != uploads or dest.resolve().parent != folder.resolve():
+        try:  # the copy's real path: <uploads>/<collection folder>/<name>, whatever links lie there
+            real = safepath.resolve_within(self.uploads, dest)
+        except safepath.PathOutsideError:
+            real = None
+        if real is None or real.parent.parent != safepath.real_root(self.uploads) or real.name != safe:
             return DocResult(name, "error", message="refusing an upload name that points outside the store")
         # where this name's copy lived before uploads had a folder per collection (under the
         # name rule of then too, which stripped leading dots)
@@ -380,7 +395,7 @@ class Library:
         if dest.exists() or not self.store.has_collection(full):
             return False
         coll = self.store.collection(full)
-        uploads = self.uploads.resolve()
+        uploads = safepath.real_root(self.uploads)
         for old_id, old in earlier:
             path = Path(old).resolve()
             if path.parent != uploads or not path.is_file():
@@ -389,24 +404,29 @@ class Library:
             if head is None or head.grp != old_id or head.meta.get("source") != old:
                 continue
             try:
-                data = path.read_bytes()
-            except OSError:
+                data = safepath.read_within(self.uploads, path, self.settings.max_bytes)
+            except (OSError, PocketPackError):
                 continue
             if hashlib.sha256(data).hexdigest() == head.meta.get("doc_hash"):
                 self._write_copy(dest, data)
                 return True
         return False
 
-    def _walk(self, folder: Path) -> Iterable[Path]:
+    def _walk(self, folder: Path) -> Iterable[safepath.WalkEntry]:
+        """The folder's files of a supported kind, through the one safe walk (never a file
+        whose real path is outside the folder); hidden files and folders, generated folders and
+        this library's own store come as skipped entries, each with its reason."""
         store_dir = self.directory.resolve()
-        for root, dirs, files in os.walk(folder):
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in ("__pycache__", "node_modules"))
-            if Path(root).resolve() == store_dir or store_dir in Path(root).resolve().parents:
-                dirs[:] = []
-                continue
-            for f in sorted(files):
-                if not f.startswith(".") and kind_of(f) is not None:
-                    yield Path(root) / f
+
+        def prune(path: Path) -> str | None:
+            if path.name in ("__pycache__", "node_modules"):
+                return f"a {path.name} folder (generated files)"
+            real = path.resolve()
+            if real == store_dir or store_dir in real.parents:
+                return "this document store's own folder"
+            return None
+
+        return safepath.walk(folder, want=lambda p: kind_of(p.name) is not None, prune=prune)
 
     def _empty_folder_note(self, folder: Path, collection: str | None) -> str:
         """The line for a folder with no supported files: its documents are kept, since an
@@ -451,24 +471,25 @@ class Library:
         if progress is not None:
             progress(min(1.0, done / total) if total else 1.0, message)
 
-    def _read_limited(self, path: Path) -> bytes:
+    def _read_limited(self, path: Path, root: Path | None = None) -> bytes:
         """A file's bytes, refused from its size on disk before reading when over the limit
-        (and never more than the limit read, should it grow meanwhile)."""
-        limit = self.settings.max_bytes
-        size = path.stat().st_size
-        if size > limit:
-            raise IngestError(f"the file is {size / 1048576:.1f} MB, over the {self.settings.max_file_mb:g} MB"
-                              " limit (max_file_mb)")
-        with path.open("rb") as fh:
-            data = fh.read(limit + 1)
-        if len(data) > limit:
-            raise IngestError(f"the file grew past the {self.settings.max_file_mb:g} MB limit (max_file_mb)"
-                              " while it was read")
-        return data
+        (and never more than the limit read, should it grow meanwhile). With ``root`` (the
+        folder a walk found it in), a file whose real path is outside ``root`` once opened is
+        refused; a fifo or device is refused always (reading one could wait forever)."""
+        try:
+            return safepath.read_within(root, path, self.settings.max_bytes)
+        except safepath.TooLargeError as exc:
+            if exc.size is None:
+                raise IngestError(f"the file grew past the {self.settings.max_file_mb:g} MB limit (max_file_mb)"
+                                  " while it was read") from exc
+            raise IngestError(f"the file is {exc.size / 1048576:.1f} MB, over the {self.settings.max_file_mb:g} MB"
+                              " limit (max_file_mb)") from exc
+        except (safepath.PathOutsideError, safepath.NotRegularFileError) as exc:
+            raise IngestError(f"refused: {exc}") from exc
 
     def _ingest_one(self, origin: str, target: str, collection: str | None, force: bool,
                     progress: Progress | None, n: int, total: int,
-                    previous: Iterable[tuple[str, str]] = ()) -> DocResult:
+                    previous: Iterable[tuple[str, str]] = (), root: Path | None = None) -> DocResult:
         limit = self.settings.max_bytes
 
         def sub(fraction: float, message: str) -> None:
@@ -482,8 +503,9 @@ class Library:
                 return self._ingest_bytes(got.data, "url", target, name, collection, force, sub, got.content_type,
                                           previous=previous)
             path = Path(target)
-            data = self._read_limited(path)
-            return self._ingest_bytes(data, "file", str(path.resolve()), path.name, collection, force, sub,
+            real = Path(os.path.realpath(path))
+            data = self._read_limited(real, root)
+            return self._ingest_bytes(data, "file", str(real), path.name, collection, force, sub,
                                       previous=previous)
         except (IngestError, FetchError, ParseError, StoreError) as exc:
             return DocResult(target, "error", message=str(exc))
@@ -538,7 +560,7 @@ class Library:
                     return DocResult(display, "unchanged", m.get("chunks", 0), doc_id, pages=m.get("pages"),
                                      stored=source)
             kind = None if origin == "url" else kind_of(name)  # a URL's content type decides
-            parsed = parse(data, name, kind=kind, content_type=content_type)
+            parsed = parse(data, name, kind=kind, content_type=content_type, limits=s.archive_limits)
             chunks = chunk_blocks(parsed.blocks, s.chunk_size, s.chunk_overlap)
             if not chunks:
                 raise ParseError("no text found")
@@ -559,7 +581,7 @@ class Library:
             if head is not None:  # replaced chunk texts may leave embeddings nothing uses
                 self._stale_vectors = True
             return DocResult(display, "added" if head is None else "updated", len(chunks), doc_id,
-                             pages=parsed.pages, stored=source)
+                             message="; ".join(parsed.notes), pages=parsed.pages, stored=source)
         except (IngestError, ParseError, StoreError) as exc:
             return DocResult(display, "error", message=str(exc))
 
@@ -624,9 +646,12 @@ class Library:
     def _drop_upload_copy(self, path: str | os.PathLike) -> None:
         """Delete an upload's copy unless it lies outside ``uploads/`` or a document still
         uses it (stores from before per-collection folders could share one copy)."""
-        uploads = self.uploads.resolve()
-        p = Path(path).resolve()
-        if uploads not in p.parents or not p.is_file():
+        uploads = safepath.real_root(self.uploads)
+        try:
+            p = safepath.resolve_within(uploads, path)
+        except safepath.PathOutsideError:
+            return
+        if p == uploads or not p.is_file():
             return
         if any(d.origin == "upload" and Path(d.source).resolve() == p for d in self.documents()):
             return
@@ -664,7 +689,7 @@ class Library:
             earlier = [(doc.id, doc.source)]
             if doc.origin == "upload":
                 try:
-                    data = self._read_limited(Path(doc.source))
+                    data = self._read_limited(Path(doc.source), self.uploads)
                 except IngestError as exc:
                     result = DocResult(doc.name, "error", message=str(exc))
                 except OSError as exc:
@@ -676,7 +701,10 @@ class Library:
                         result = self._add_upload(doc.name, data, doc.collection, True, None, previous=earlier)
             else:
                 origin = "url" if doc.origin == "url" else "file"
-                result = self._ingest_one(origin, doc.source, doc.collection, True, None, 0, 1, previous=earlier)
+                # a file's source is its real path when it was added: re-read only that file, not
+                # whatever a link put there since
+                result = self._ingest_one(origin, doc.source, doc.collection, True, None, 0, 1, previous=earlier,
+                                          root=Path(doc.source).parent if origin == "file" else None)
             report.results.append(result)
         self._tick(progress, len(docs), len(docs), "done")
         self._finish()

@@ -9,6 +9,7 @@ with one line that names the problem; the caller skips that document and goes on
 
 from __future__ import annotations
 
+from pocketpack.archive import ArchiveError, ArchiveLimitError, Limits, SafeZip, inflate_size
 from pocketpack.errors import PocketPackError
 
 import csv
@@ -59,6 +60,22 @@ KIND_BY_EXT = {
     **{e: "code" for e in CODE_EXT}, ".pdf": "pdf", ".docx": "docx", ".epub": "epub", ".csv": "csv", ".tsv": "csv",
 }
 SUPPORTED = sorted(KIND_BY_EXT)
+_TEXT_KINDS = {"text", "markdown", "code", "csv", "html"}
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a parser is given besides the bytes: the file's name, the archive limits and the
+    charset the file or its server declared (text kinds only)."""
+
+    name: str
+    limits: Limits
+    charset: str | None = None
+
+
+class RefusedError(ParseError):
+    """A document refused because reading it would expand past a limit (a ZIP bomb, a PDF
+    stream inflating to gigabytes); the message names the limit's setting."""
 
 
 def kind_of(name: str) -> str | None:
@@ -69,15 +86,19 @@ def kind_of(name: str) -> str | None:
     return KIND_BY_EXT.get(path.suffix.lower())
 
 
-def parse(data: bytes, name: str, kind: str | None = None, content_type: str | None = None) -> Parsed:
+def parse(data: bytes, name: str, kind: str | None = None, content_type: str | None = None, *,
+          limits: Limits | None = None) -> Parsed:
     """Parse ``data`` (the bytes of a file called ``name``) into blocks.
 
     ``kind`` overrides the guess from the name; ``content_type`` (from a web server) is used
-    when the name says nothing. An unknown kind is read as text if it decodes as text.
+    when the name says nothing, and its charset for text. An unknown kind is read as text if it
+    decodes as text. ``limits`` bound what an archive (DOCX, EPUB) or a PDF's compressed
+    streams may expand to (default: :class:`pocketpack.archive.Limits`' defaults).
     """
     kind = kind or kind_from_content_type(content_type) or kind_of(name) or "text"
     parser = _PARSERS[kind]
-    parsed = parser(data, name)
+    job = _Job(name, limits or Limits(), declared_charset(data, content_type) if kind in _TEXT_KINDS else None)
+    parsed = parser(data, job)
     parsed.kind = kind
     if not any(b.text.strip() for b in parsed.blocks if b.kind != "heading"):
         if kind == "pdf":
@@ -99,18 +120,36 @@ def kind_from_content_type(content_type: str | None) -> str | None:
 # -- text decoding --------------------------------------------------------------------------
 _BOMS = [(b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
          (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")]
+UNDECODABLE = "not valid UTF-8 and its encoding could not be detected; save it as UTF-8"
+# a legacy encoding is accepted only when the detector is sure: the decoded text is orderly
+# (chaos, charset-normalizer's measure of odd characters, at most this) ...
+_MAX_CHAOS = 0.1
+# ... and reads as some language (coherence, its share of the language's common letters)
+_MIN_COHERENCE = 0.1
+_REPLACEMENT = "\ufffd"
 
 
-def decode_text(data: bytes) -> str:
-    """Bytes to text: a BOM, else UTF-8, else the encoding charset-normalizer finds plausible.
+def decode_text(data: bytes, declared: str | None = None) -> str:
+    """Bytes to text (see :func:`decode_with_note`)."""
+    return decode_with_note(data, declared)[0]
 
+
+def decode_with_note(data: bytes, declared: str | None = None) -> tuple[str, str | None]:
+    """Bytes to text, and a note for the user when something was replaced.
+
+    In order: a BOM; UTF-8; the ``declared`` charset (an HTML page's or a server's) when it
+    decodes; UTF-8 with a few damaged bytes (valid multi-byte UTF-8 outnumbers the invalid bytes
+    four to one: the bad bytes become U+FFFD and the note says how many); else the encoding
+    charset-normalizer detects, accepted only when it is sure (orderly text that reads as a
+    language) — anything less is refused with one line rather than indexed as mojibake.
     A NUL byte or a high share of control characters means a binary file (an image or an
     archive renamed .txt), which is refused rather than indexed as noise.
     """
+    note = None
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             try:
-                return data.decode(encoding)
+                return _checked(data.decode(encoding)), None
             except UnicodeDecodeError as exc:
                 raise ParseError(f"the file starts with a {encoding} mark but is not valid {encoding}") from exc
     if b"\x00" in data[:65536]:
@@ -119,26 +158,85 @@ def decode_text(data: bytes) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         text = None
+    if text is None and declared:
+        # as browsers do: Latin-1 means Windows-1252; UTF-16/32 without a BOM is a wrong label
+        for encoding in (("cp1252", "latin-1") if declared in ("iso8859-1", "ascii") else (declared,)):
+            if encoding.startswith(("utf-16", "utf-32")):
+                continue
+            try:
+                text = data.decode(encoding)
+                break
+            except (LookupError, UnicodeDecodeError, ValueError):
+                continue  # a wrong declaration: judged like an undeclared file
     if text is None:
-        try:
-            from charset_normalizer import from_bytes
+        loose = data.decode("utf-8", errors="replace")
+        bad = loose.count(_REPLACEMENT) - data.count(b"\xef\xbf\xbd")
+        good = sum(1 for ch in loose if ord(ch) > 127) - loose.count(_REPLACEMENT)
+        if good >= 4 * bad:
+            text = loose
+            note = (f"{bad} {'byte that is' if bad == 1 else 'bytes that are'} not valid UTF-8"
+                    f" replaced with {_REPLACEMENT}")
+        else:
+            text = _detected(data)
+    return _checked(text), note
 
-            matches = list(from_bytes(data[:1_000_000]))
-        except Exception:  # noqa: BLE001 - a detector failure is an undecodable file
-            matches = []
-        if not matches:
-            raise ParseError("cannot decode the text: it is not UTF-8 and no other encoding fits")
-        # Windows-1252, the usual legacy encoding of Western text, wins a near tie (the
-        # detector cannot tell it from Baltic cp1257 on French accents)
-        best = min(matches, key=lambda m: m.chaos)
-        western = [m for m in matches if m.encoding == "cp1252" and m.chaos <= best.chaos + 0.15]
-        text = data.decode((western[0] if western else best).encoding, errors="replace")
+
+def _detected(data: bytes) -> str:
+    """The text in the legacy encoding charset-normalizer is sure of, else ``ParseError``."""
+    try:
+        from charset_normalizer import from_bytes
+
+        matches = list(from_bytes(data[:1_000_000]))
+    except Exception:  # noqa: BLE001 - a detector failure is an undecodable file
+        matches = []
+    if not matches:
+        raise ParseError(UNDECODABLE)
+    best = min(matches, key=lambda m: m.chaos)
+    # Windows-1252, the usual legacy encoding of Western text, wins a near tie (the detector
+    # cannot tell it from Baltic cp1257 on French accents)
+    western = [m for m in matches if m.encoding == "cp1252" and m.chaos <= best.chaos + 0.15]
+    chosen = western[0] if western else best
+    if best.chaos > _MAX_CHAOS or chosen.coherence < _MIN_COHERENCE:
+        raise ParseError(UNDECODABLE)
+    try:
+        return data.decode(chosen.encoding)
+    except (LookupError, UnicodeDecodeError) as exc:  # detected on the first MB only
+        raise ParseError(UNDECODABLE) from exc
+
+
+def _checked(text: str) -> str:
     sample = text[:65536]
     if sample:
         control = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\n\r\t\f\v")
         if control / len(sample) > 0.05:
             raise ParseError("this looks like a binary file, not text (too many control characters)")
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.IGNORECASE)
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._:-]+)""")
+
+
+def declared_charset(data: bytes, content_type: str | None = None) -> str | None:
+    """The charset a server's Content-Type, an XML declaration or an HTML ``<meta>`` names
+    (in the first 4 KB), when Python knows it; None when nothing is declared."""
+    import codecs
+
+    found = []
+    m = re.search(r"charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", content_type or "", re.IGNORECASE)
+    if m:
+        found.append(m.group(1))
+    head = data[:4096]
+    for pattern in (_XML_ENCODING, _META_CHARSET):
+        m = pattern.search(head)
+        if m:
+            found.append(m.group(1).decode("ascii", "replace"))
+    for name in found:
+        try:
+            return codecs.lookup(name).name
+        except LookupError:
+            continue
+    return None
 
 
 # -- plain text and Markdown ----------------------------------------------------------------
@@ -217,20 +315,20 @@ def markdown_blocks(text: str, loc_lines: bool = False) -> list[Block]:
     return blocks
 
 
-def _parse_markdown(data: bytes, name: str) -> Parsed:
-    text = decode_text(data)
+def _parse_markdown(data: bytes, job: _Job) -> Parsed:
+    text, note = decode_with_note(data, job.charset)
     blocks = markdown_blocks(text, loc_lines=True)
     title = next((b.text for b in blocks if b.kind == "heading"), "")
-    return Parsed(blocks, "markdown", title=title)
+    return Parsed(blocks, "markdown", title=title, notes=[note] if note else [])
 
 
-def _parse_text(data: bytes, name: str) -> Parsed:
+def _parse_text(data: bytes, job: _Job) -> Parsed:
     """Paragraphs separated by blank lines. A heading is only what plainly looks like one: an
     underlined line ("Title" over "=====", reStructuredText and setext style), or a short line
     alone that is in capitals ("CHAPTER IV"), starts with a chapter word and a number ("Part Two:
     The Storm") or is a Roman-numbered title ("IV. The Return"). Anything else is body text, so a
     list of short lines stays text."""
-    text = decode_text(data)
+    text, note = decode_with_note(data, job.charset)
     blocks: list[Block] = []
     lines = text.split("\n")
     underline_styles: list[tuple[str, bool]] = []  # reStructuredText: levels in order of first use
@@ -276,7 +374,7 @@ def _parse_text(data: bytes, name: str) -> Parsed:
     if not any(b.kind == "text" for b in blocks):  # only heading-like lines: they are the text
         for b in blocks:
             b.kind, b.level = "text", 0
-    return Parsed(blocks, "text")
+    return Parsed(blocks, "text", notes=[note] if note else [])
 
 
 def _text_heading_level(line: str) -> int | None:
@@ -308,10 +406,10 @@ _TOP_LEVEL = re.compile(r"^(def |class |async def |function |func |fn |pub |impl
                         r"export |public |private |protected |static |package |module |#include|import |from |@)")
 
 
-def _parse_code(data: bytes, name: str) -> Parsed:
+def _parse_code(data: bytes, job: _Job) -> Parsed:
     """Source split at blank lines that precede a top-level definition; each block keeps
     its line range, so a citation reads "lines 40–72"."""
-    text = decode_text(data)
+    text, note = decode_with_note(data, job.charset)
     lines = text.split("\n")
     blocks: list[Block] = []
     start = 0
@@ -326,13 +424,14 @@ def _parse_code(data: bytes, name: str) -> Parsed:
                 used = [start + j for j, ln in enumerate(lines[start:i]) if ln.strip()]
                 blocks.append(Block(body, "code", loc=("line", used[0] + 1, used[-1] + 1)))
             start = i
-    return Parsed(blocks, "code", title=PurePath(name).name)
+    return Parsed(blocks, "code", title=PurePath(job.name).name, notes=[note] if note else [])
 
 
 # -- CSV ------------------------------------------------------------------------------------
-def _parse_csv(data: bytes, name: str) -> Parsed:
+def _parse_csv(data: bytes, job: _Job) -> Parsed:
     """One block per row, written "column: value; ..." so each row reads on its own."""
-    text = decode_text(data)
+    name = job.name
+    text, note = decode_with_note(data, job.charset)
     sample = text[:20000]
     try:
         dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
@@ -345,6 +444,7 @@ def _parse_csv(data: bytes, name: str) -> Parsed:
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows:
         return Parsed([], "csv")
+    notes = [note] if note else []
     try:
         has_header = csv.Sniffer().has_header(sample)
     except csv.Error:
@@ -356,7 +456,7 @@ def _parse_csv(data: bytes, name: str) -> Parsed:
         cells = [f"{header[i] if i < len(header) else f'column {i + 1}'}: {v.strip()}" for i, v in enumerate(row)
                  if v.strip()]
         blocks.append(Block("; ".join(cells), "row", loc=("row", n, n)))
-    return Parsed(blocks, "csv")
+    return Parsed(blocks, "csv", notes=notes)
 
 
 # -- HTML -----------------------------------------------------------------------------------
@@ -370,7 +470,7 @@ def html_to_blocks(html: str | bytes, keep_all: bool = False) -> tuple[list[Bloc
     import trafilatura
 
     if isinstance(html, bytes):
-        html = decode_text(html)
+        html = decode_text(html, declared_charset(html))
     html = _XML_DECL.sub("", html, count=1)  # lxml refuses text that declares an encoding
     title = ""
     md = None
@@ -434,16 +534,19 @@ def _html_all_text(html: str) -> str:
     return "\n\n".join(out)
 
 
-def _parse_html(data: bytes, name: str) -> Parsed:
-    blocks, title = html_to_blocks(data)
-    return Parsed(blocks, "html", title=title)
+def _parse_html(data: bytes, job: _Job) -> Parsed:
+    text, note = decode_with_note(data, job.charset)
+    blocks, title = html_to_blocks(text)
+    return Parsed(blocks, "html", title=title, notes=[note] if note else [])
 
 
 # -- PDF ------------------------------------------------------------------------------------
-def _parse_pdf(data: bytes, name: str) -> Parsed:
+def _parse_pdf(data: bytes, job: _Job) -> Parsed:
     """The text layer page by page (pymupdf); each paragraph block keeps its page number.
 
-    A line noticeably larger than the page's body text and short becomes a heading.
+    Before any page is read, every compressed stream MuPDF would inflate whole (fonts,
+    content, forms; not images, which text extraction leaves compressed) is inflated once
+    within ``job.limits``, keeping nothing: a PDF whose streams expand past them is refused.
     """
     import pymupdf
 
@@ -454,11 +557,14 @@ def _parse_pdf(data: bytes, name: str) -> Parsed:
     try:
         if doc.needs_pass:
             raise ParseError("the PDF is encrypted (password-protected): save an unprotected copy and add that")
+        _check_pdf_streams(doc, job.limits)
         blocks: list[Block] = []
         title = (doc.metadata or {}).get("title") or ""
+        # images are skipped, so MuPDF is not asked to keep them (and never decodes them)
+        flags = pymupdf.TEXTFLAGS_BLOCKS & ~pymupdf.TEXT_PRESERVE_IMAGES
         try:
             for number, page in enumerate(doc, start=1):
-                for b in page.get_text("blocks", sort=True):
+                for b in page.get_text("blocks", sort=True, flags=flags):
                     if len(b) >= 7 and b[6] != 0:
                         continue  # an image block
                     text = _pdf_paragraph(b[4])
@@ -473,6 +579,36 @@ def _parse_pdf(data: bytes, name: str) -> Parsed:
         doc.close()
 
 
+def _check_pdf_streams(doc, limits: Limits) -> None:
+    """Inflate each Flate-compressed stream that is not an image, once and keeping nothing,
+    within ``limits`` (per stream and in all); :class:`RefusedError` past them. Streams with
+    other filters (LZW, run-length) are left to MuPDF: they amplify far less."""
+    total = 0
+    try:
+        count = doc.xref_length()
+    except Exception:  # noqa: BLE001
+        return
+    for xref in range(1, count):
+        try:
+            if not doc.xref_is_stream(xref):
+                continue
+            subtype = doc.xref_get_key(xref, "Subtype")[1]
+            if subtype == "/Image":
+                continue
+            filters = doc.xref_get_key(xref, "Filter")[1]
+            if not filters.lstrip("[ ").startswith(("/FlateDecode", "/Fl")):
+                continue
+            raw = doc.xref_stream_raw(xref)
+        except Exception:  # noqa: BLE001 - a damaged object: MuPDF skips it the same way
+            continue
+        what = f"stream {xref} of the PDF" + (" (a font)" if subtype.startswith("/Type1C") or
+                                             doc.xref_get_key(xref, "Length1")[0] != "null" else "")
+        try:
+            total += inflate_size(raw or b"", limits, what=what, spent=total)
+        except ArchiveLimitError as exc:
+            raise RefusedError(str(exc)) from exc
+
+
 def _pdf_paragraph(text: str) -> str:
     text = text.strip()
     text = re.sub(r"(\w)-\n(\w)", r"\1\2", text)  # words hyphenated across lines
@@ -480,10 +616,24 @@ def _pdf_paragraph(text: str) -> str:
 
 
 # -- DOCX -----------------------------------------------------------------------------------
-def _parse_docx(data: bytes, name: str) -> Parsed:
+def _check_archive(data: bytes, limits: Limits, what: str) -> None:
+    """Stream every member of the archive once within ``limits`` before a library that reads
+    the whole archive itself (python-docx, ebooklib) is handed the bytes."""
+    try:
+        with SafeZip(data, limits, what=what) as archive:
+            archive.check()
+    except ArchiveLimitError as exc:
+        raise RefusedError(str(exc)) from exc
+
+
+def _parse_docx(data: bytes, job: _Job) -> Parsed:
     """Paragraphs and tables in body order; "Heading N" and "Title" styles become headings."""
     import zipfile
 
+    try:
+        _check_archive(data, job.limits, "the DOCX file")
+    except ArchiveError as exc:
+        raise ParseError(f"the DOCX file is damaged or not a DOCX ({exc})") from exc
     try:
         import docx
         from docx.table import Table
@@ -493,6 +643,14 @@ def _parse_docx(data: bytes, name: str) -> Parsed:
         raise ParseError(f"the DOCX file is damaged or not a DOCX ({_one_line(exc)})") from exc
     except Exception as exc:  # noqa: BLE001
         raise ParseError(f"cannot read the DOCX file ({_one_line(exc)})") from exc
+    try:
+        return _docx_blocks(document, Table)
+    except Exception as exc:  # noqa: BLE001 - python-docx reads its parts lazily: a malformed one
+        # (styles.xml or core.xml of the wrong shape) fails only when used, with any error type
+        raise ParseError(f"the DOCX file is damaged: a part of it is malformed ({_one_line(exc)})") from exc
+
+
+def _docx_blocks(document, Table) -> Parsed:
     blocks: list[Block] = []
     number = 0  # paragraphs with text, headings included, as a reader counts them in Word
     for part in document.iter_inner_content():
@@ -525,12 +683,21 @@ def _parse_docx(data: bytes, name: str) -> Parsed:
 
 
 # -- EPUB -----------------------------------------------------------------------------------
-def _parse_epub(data: bytes, name: str) -> Parsed:
+def _parse_epub(data: bytes, job: _Job) -> Parsed:
     """Chapters in spine (reading) order, each chapter's HTML split like a web page."""
     import tempfile
 
     import ebooklib
     from ebooklib import epub
+
+    try:
+        _check_archive(data, job.limits, "the EPUB")
+    except ArchiveError as exc:
+        import zipfile
+
+        cause = exc.__cause__
+        problem = _epub_problem(cause) if isinstance(cause, zipfile.BadZipFile) else str(exc)
+        raise ParseError(f"not a readable EPUB: {problem}") from exc
 
     # ebooklib reads from a path; a temporary copy keeps the API the same for uploads and URLs
     with tempfile.NamedTemporaryFile(suffix=".epub") as handle:
@@ -540,6 +707,15 @@ def _parse_epub(data: bytes, name: str) -> Parsed:
             book = epub.read_epub(handle.name, options={"ignore_ncx": True})
         except Exception as exc:  # noqa: BLE001 - ebooklib raises its own EpubException, lxml's and bare ones
             raise ParseError(f"not a readable EPUB: {_epub_problem(exc)}") from exc
+    try:
+        return _epub_blocks(book, ebooklib, epub)
+    except ParseError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a package file of the wrong shape fails in ebooklib's objects
+        raise ParseError(f"not a readable EPUB: its package file (.opf) is malformed ({_one_line(exc)})") from exc
+
+
+def _epub_blocks(book, ebooklib, epub) -> Parsed:
     docs = {item.get_id(): item for item in book.get_items_of_type(ebooklib.ITEM_DOCUMENT)
             if not isinstance(item, epub.EpubNav)}  # the table of contents is not content
     order = [docs[i] for i, _ in book.spine if i in docs] or list(docs.values())
