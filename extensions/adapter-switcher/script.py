@@ -247,8 +247,7 @@ def _train(base, data, output, rank, alpha, targets, steps, seq_len, quant, plan
 
     _train_stop.clear()
     try:
-        from pocketpack.adapters.train import TrainConfig, load_examples, plan, train
-        from transformers import AutoTokenizer
+        from pocketpack.adapters.train import TrainConfig, base_tokenizer, load_examples, plan, train
 
         if not (output or "").strip() or "/" in output or "\\" in output or output.strip() in (".", ".."):
             raise AdapterError("name the new adapter (a folder name inside the loras folder)")
@@ -258,7 +257,7 @@ def _train(base, data, output, rank, alpha, targets, steps, seq_len, quant, plan
                           max_steps=int(steps) if steps else None,
                           memory_dir=str(_user_data() / "pocketpack" / "memory"))  # the memory extension's store
         if plan_only:
-            p = plan(cfg, len(load_examples(cfg.data, AutoTokenizer.from_pretrained(cfg.base), cfg.seq_len,
+            p = plan(cfg, len(load_examples(cfg.data, base_tokenizer(cfg.base), cfg.seq_len,
                                             memory_dir=cfg.memory_dir)))
             yield ("Fits: " if p.fits else "**Will not fit:** ") + p.describe(), None
             return

@@ -136,7 +136,7 @@ def _inspect(args) -> int:
 
 
 def _train(args) -> int:
-    from pocketpack.adapters.train import TrainConfig, load_examples, plan, train
+    from pocketpack.adapters.train import TrainConfig, base_tokenizer, load_examples, plan, train
 
     cfg = TrainConfig(base=args.base, data=args.data, output=args.output, rank=args.rank, alpha=args.alpha,
                       dropout=args.dropout, targets=[t.strip() for t in args.targets.split(",") if t.strip()],
@@ -146,9 +146,7 @@ def _train(args) -> int:
                       memory_dir=args.memory_dir)
     try:
         if args.plan:
-            from transformers import AutoTokenizer
-
-            n = len(load_examples(cfg.data, AutoTokenizer.from_pretrained(cfg.base), cfg.seq_len,
+            n = len(load_examples(cfg.data, base_tokenizer(cfg.base), cfg.seq_len,
                                   memory_dir=cfg.memory_dir))
             p = plan(cfg, n)
             print(json.dumps({"fits": p.fits, "need_gib": p.need_gib, "have_gib": p.have_gib, "source": p.source,

@@ -243,6 +243,41 @@ def lora_need_bytes(n_params: int, lora_params: int, weight_bytes: float, seq_to
             "overhead": 0.1 * (weights + lora + acts) / GIB}
 
 
+def base_folder(base: str | Path) -> Path:
+    """The local Hugging Face model folder ``base`` names, or AdapterError with one line.
+
+    Only a path on this machine is a base: a bare name ("gemma-3-270m-q4_k_m.gguf",
+    "google/gemma-3-270m") that is no file or folder here is "not found". It is never handed
+    to ``from_pretrained``, which would look it up on huggingface.co.
+    """
+    text = str(base).strip()
+    if not text:
+        raise AdapterError("name the base model: a local Hugging Face model folder (config.json + weights)")
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise AdapterError(f"{text}: base model not found: give the path of a local Hugging Face model folder "
+                           "(names are not looked up online)")
+    if (path.is_file() and path.suffix.lower() == ".gguf") or (path.is_dir() and any(path.glob("*.gguf"))
+                                                                and not (path / "config.json").is_file()):
+        raise AdapterError(f"{path}: a GGUF model; QLoRA trains on Transformers checkpoints "
+                           "(a folder with config.json), not GGUF")
+    if not (path / "config.json").is_file():
+        raise AdapterError(f"{path}: not a Hugging Face model folder (no config.json); "
+                           "QLoRA trains on Transformers checkpoints, not GGUF")
+    return path
+
+
+def base_tokenizer(base: str | Path):
+    """The tokenizer of the local base model folder (``base_folder``), read from disk only."""
+    folder = base_folder(base)
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - transformers raises many types here
+        raise AdapterError(f"{folder}: cannot load its tokenizer ({str(exc).splitlines()[0]})") from None
+
+
 def plan(cfg: TrainConfig, n_examples: int = 0) -> TrainPlan:
     """Memory a run needs, from ``pocketpack.vram`` when it can size this model, else from the
     model's parameter counts; and what this machine has free."""
@@ -357,7 +392,7 @@ def _load_model(cfg: TrainConfig, device: str, dtype):
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
     else:
         kwargs["dtype"] = dtype if device.startswith("cuda") else torch.float32
-    return AutoModelForCausalLM.from_pretrained(cfg.base, **kwargs)
+    return AutoModelForCausalLM.from_pretrained(str(base_folder(cfg.base)), local_files_only=True, **kwargs)
 
 
 def _probe(model, device: str) -> None:
@@ -478,16 +513,8 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
         raise AdapterError(f"quant {cfg.quant!r}: use one of {', '.join(QUANTS)}")
     if cfg.rank <= 0 or cfg.seq_len < 2 or cfg.batch_size <= 0 or cfg.grad_accum <= 0 or cfg.save_every <= 0:
         raise AdapterError("rank, seq_len, batch_size, grad_accum and save_every must be positive")
-    base = Path(cfg.base)
-    if not (base / "config.json").is_file():
-        raise AdapterError(f"{base}: not a Hugging Face model folder (no config.json); "
-                           "QLoRA trains on Transformers checkpoints, not GGUF")
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(base))
-    except Exception as exc:
-        raise AdapterError(f"{base}: cannot load its tokenizer ({str(exc).splitlines()[0]})") from None
+    base = base_folder(cfg.base)
+    tokenizer = base_tokenizer(base)
     examples = load_examples(cfg.data, tokenizer, cfg.seq_len, memory_dir=cfg.memory_dir)
     the_plan = plan(cfg, len(examples))
     log.info("training %s", the_plan.describe())

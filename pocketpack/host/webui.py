@@ -62,7 +62,7 @@ def build_ui(runtime: Runtime, models_dir: Path, characters_dir: Path, model_nam
     host = runtime.host
     css = host.apply("css")
     js = host.apply("js")
-    blocks_kwargs = {"title": "Pocket Pack"}
+    blocks_kwargs = {"title": "Pocket Pack", "analytics_enabled": False}  # gradio's telemetry: off, whatever the env says
     with gr.Blocks(**blocks_kwargs) as demo:
         if css:
             gr.HTML(f"<style>{css}</style>", visible=False)
