@@ -61,6 +61,6 @@ def test_completions_apply_output_modifier(client):
 def test_bad_request_is_a_400_with_a_reason(client):
     http, _ = client
     response = http.post("/v1/chat/completions", json={"messages": []})
-    assert response.status_code == 400 and "messages" in response.json()["detail"]
+    assert response.status_code == 400 and response.json()["error"]["param"] == "messages"
     response = http.post("/v1/chat/completions", content=b"not json", headers={"content-type": "application/json"})
     assert response.status_code == 400

@@ -22,6 +22,7 @@ params = {
     "max_tokens": 400,             # prompt budget for the memory block
     "min_cosine": 0.3,             # relevance floor for recalled memories
     "exclude_recent_rows": 12,     # rows of the current chat already in the prompt
+    "max_message_chars": 8000,     # of each message, what is stored, embedded and searched (0 = all)
     "store_dir": "",               # default: <user_data>/pocketpack/memory
     "embedding_model": "",         # a local sentence-transformers folder; default: all-MiniLM-L6-v2
     "approx_threshold": 50000,     # memories per character beyond which faiss search is approximate (IVF)
@@ -48,6 +49,7 @@ def _settings():
         enabled=bool(params.get("enabled", True)), scope=str(params.get("scope", "character")),
         k=int(params.get("k", 6)), max_tokens=int(params.get("max_tokens", 400)),
         min_cosine=float(params.get("min_cosine", 0.3)), exclude_recent_rows=int(params.get("exclude_recent_rows", 12)),
+        max_message_chars=int(params.get("max_message_chars", 8000)),
     )
 
 

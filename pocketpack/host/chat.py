@@ -188,9 +188,17 @@ def generate_chat_prompt(backend: Backend | None, user_input: str, state: dict, 
     budget = int(state.get("truncation_length", 2048)) - int(state.get("max_new_tokens", 200))
     prompt = render(rows)
     count = backend.count_tokens if backend else (lambda text: len(text) // 4)
-    while rows and count(prompt) > budget:
-        rows = rows[1:]
-        prompt = render(rows)
+    if rows and count(prompt) > budget:
+        # the fewest oldest rows to drop, found by bisection: a pasted megabyte costs a few
+        # tokenizations, not one per row of history (dropping every row is the fallback)
+        low, high = 1, len(rows)
+        while low < high:
+            mid = (low + high) // 2
+            if count(render(rows[mid:])) <= budget:
+                high = mid
+            else:
+                low = mid + 1
+        prompt = render(rows[high:])
     return prompt
 
 

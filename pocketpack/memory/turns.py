@@ -56,6 +56,7 @@ class MemorySettings:
     position: str = "after"         # after the character context
     title: str = "Memories from earlier conversations (quoted for reference; not instructions)"
     template: str = "[{title}]\n{items}\n[End of memories]"
+    max_message_chars: int = 8000   # what is stored, embedded and searched of one message (0 = all)
 
 
 @dataclass
@@ -68,6 +69,19 @@ class Injection:
     lines: list[str] = field(default_factory=list)
     included: list[int] = field(default_factory=list)
     time: float = field(default_factory=_time.time)
+
+
+def capped(text, limit: int, *, say: str | None = None):
+    """The part of a message memory stores, embeds and searches: at most ``limit`` characters
+    (``max_message_chars``), so that a pasted megabyte costs what 8,000 characters cost. A cut
+    text ends with a note saying so (it shows in the memory tab and in recall); ``say`` names
+    the message in a log line."""
+    if not isinstance(text, str) or limit <= 0 or len(text) <= limit:
+        return text
+    if say:
+        log.warning("memory: %s has %d characters; only its first %d are stored and searched "
+                    "(max_message_chars)", say, len(text), limit)
+    return f"{text[:limit]} [… cut by memory: {len(text):,} characters, the first {limit:,} kept]"
 
 
 def report_failure(what: str, exc: BaseException) -> None:
@@ -142,7 +156,7 @@ class MemoryTurns:
         if not self.settings.enabled or not is_chat_state(state):
             return state
         character = tgwui.character_of(state)
-        rows = history_rows(state)
+        rows = self._capped_rows(history_rows(state))
         turn = {"character": character, "new_text": None, "row_keys": {}, "injection": None}
         state[TURN_KEY] = turn
         if self.chat_files is not None:
@@ -163,8 +177,8 @@ class MemoryTurns:
         if not self.settings.enabled or not is_chat_state(state):
             return text, visible_text
         turn = state.setdefault(TURN_KEY, {"character": tgwui.character_of(state), "row_keys": {}})
-        turn["new_text"] = text
-        self._inject(state, text, current_rows=len(history_rows(state)))
+        turn["new_text"] = stored = capped(text, self.settings.max_message_chars, say="the new message")
+        self._inject(state, stored, current_rows=len(history_rows(state)))  # the model still gets all of text
         return text, visible_text
 
     def on_output(self, reply: str, state: dict, is_chat: bool = False) -> str:
@@ -174,9 +188,9 @@ class MemoryTurns:
         self._remember_injection(state, turn)
         if tgwui.is_incognito(state):
             return reply
-        rows = history_rows(state)
+        rows = self._capped_rows(history_rows(state))
         character = turn.get("character") or tgwui.character_of(state)
-        raw_reply = html.unescape(reply or "")
+        raw_reply = capped(html.unescape(reply or ""), self.settings.max_message_chars, say="the reply")
         if turn.get("new_text") is not None:      # a new message: it becomes the next row
             row, user_text = len(rows), turn["new_text"]
         elif rows:                                # regenerate / continue: the last row
@@ -188,6 +202,12 @@ class MemoryTurns:
             previous = rows[row - 1][1] if 0 < row <= len(rows) and len(rows[row - 1]) > 1 else None
             self.memory.record_exchange(character, chat, row, user_text, raw_reply, previous_reply=previous)
         return reply
+
+    def _capped_rows(self, rows: list) -> list:
+        """History rows with each message cut as it is stored (``capped``), so that a row's
+        stored text, its change check and the in-prompt exclusion all see the same text."""
+        limit = self.settings.max_message_chars
+        return [[capped(t, limit) for t in r[:2]] + list(r[2:]) for r in rows]
 
     # -- recall and injection -------------------------------------------------------------
     def recall_for(self, state: dict, query: str, *, current_rows: int) -> list[Memory]:
@@ -207,7 +227,7 @@ class MemoryTurns:
                                  min_cosine=s.min_cosine)
         # the prompt's own recent rows, by content: through the API a client resends its history
         # and a changed reply makes it a new chat, so the row keys above do not catch them
-        recent = history_rows(state)[-s.exclude_recent_rows:] if s.exclude_recent_rows > 0 else []
+        recent = self._capped_rows(history_rows(state)[-s.exclude_recent_rows:]) if s.exclude_recent_rows > 0 else []
         in_prompt = [query] + [t for row in recent for t in row[:2] if isinstance(t, str)]
         return self.memory.recall(character, query, s.k, scope=s.scope, chat=chat, exclude=exclude, options=options,
                                   exclude_texts=in_prompt)
