@@ -54,7 +54,7 @@ def test_human_output_names_the_parts(capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["estimate", "MISSING", "--format", "fp16"], "no such file"),
+    (["estimate", "MISSING", "--format", "fp16"], "no local file or catalogue entry named 'MISSING'"),
     (["estimate", str(DATA / "llama-2-7b.json"), "--format", "q4"], "unknown format 'q4'"),
 ])
 def test_errors_are_one_line(capsys, argv, message):

@@ -44,10 +44,13 @@ def test_ui_builds_and_estimates(models_dir):
     with gr.Blocks():
         with gr.Tab("VRAM advisor"):
             script.ui()
-    frame, text = script._analyse("llama3-8b", 4096, 8, 32)
-    assert set(frame["part"]) >= {"weights", "kv_cache", "overhead"}
+    from pocketpack.vram.report import CUSTOM_MACHINE
+
+    chart, text = script._analyse("llama3-8b", "", 4096, CUSTOM_MACHINE, 8, 32)
+    frame = chart["value"]
+    assert set(frame["part"]) >= {"weights", "KV cache", "CUDA context + runtime"}
     assert "gguf-Q4_K_M" in set(frame["format"]) and "| 1 |" in text
-    _, error = script._analyse("empty", 4096, 8, 32)
+    _, error = script._analyse("empty", "", 4096, CUSTOM_MACHINE, 8, 32)
     assert "Cannot estimate" in error and "neither config.json" in error
 
 

@@ -40,26 +40,34 @@ def _loaded_model() -> str | None:
     return None if name in (None, "None", "") else name
 
 
-def _analyse(model, ctx, vram, ram):
+def _analyse(model, pasted, ctx, machine, vram, ram):
+    """Chart rows and the answer, both from one pocketpack comparison."""
     import pandas as pd
 
-    from pocketpack.vram import VramError, inspect_model
-    from pocketpack.vram.advise import advise
-    from pocketpack.vram.machine import detect
-    from pocketpack.vram.report import advice_markdown, breakdown_rows
+    from pocketpack.vram.report import analyse_for_tab, chart_title
 
-    empty = pd.DataFrame({"format": [], "part": [], "GiB": []})
-    if not model:
-        return empty, "Choose a model."
-    try:
-        info = inspect_model(_models_dir() / model)
-        rows, estimates = breakdown_rows(info, int(ctx or 4096))
-        machine = detect(vram if vram else None, ram if ram else None)
-        advice = advise(info, machine)
-    except VramError as exc:
-        return empty, f"**Cannot estimate:** {exc}"
-    _state["last_estimate"] = advice.best.estimate if advice.best else (estimates[0] if estimates else None)
-    return pd.DataFrame(rows), advice_markdown(advice)
+    result, text = analyse_for_tab(model, pasted, ctx, machine, vram, ram, _models_dir())
+    rows = result.chart_rows() if result else []
+    frame = pd.DataFrame(rows or {"format": [], "part": [], "GiB": []})
+    best = next((r for r in result.rows if r.fits), None) if result else None
+    _state["last_estimate"] = best.estimate if best else None
+    return _chart_update(frame, chart_title(result)), text
+
+
+def _preset_tier(choice):
+    """Choosing a tier as the machine chooses it as the preset to apply too."""
+    import gradio as gr
+
+    from pocketpack.vram.report import tier_for_choice
+
+    tier = tier_for_choice(choice)
+    return gr.update(value=tier) if tier else gr.update()
+
+
+def _chart_update(frame, title):
+    import gradio as gr
+
+    return gr.update(value=frame, title=title)
 
 
 def _apply(tier, model):
@@ -85,20 +93,30 @@ def ui():
     import gradio as gr
 
     from pocketpack.presets import list_tiers, tier_for
+    from pocketpack.vram.catalogue import names
     from pocketpack.vram.machine import detect
-    from pocketpack.vram.report import list_models
+    from pocketpack.vram.report import list_models, machine_choices
 
-    choices = list_models(_models_dir())
+    local = list_models(_models_dir())
     loaded = _loaded_model()
     machine = detect(use_torch=False)
+    machines = machine_choices(machine)
     with gr.Row():
-        model = gr.Dropdown(choices=choices, value=loaded if loaded in choices else None, label="Model")
-        ctx = gr.Number(value=4096, label="Context", precision=0)
-        vram = gr.Number(value=0, label="VRAM GiB (0 = detect)")
-        ram = gr.Number(value=0, label="RAM GiB (0 = detect)")
-        go = gr.Button("Estimate", variant="primary")
-    chart = gr.BarPlot(x="format", y="GiB", color="part", title="Memory by format (GiB)")
-    advice = gr.Markdown()
+        model = gr.Dropdown(choices=local + names(), value=loaded if loaded in local else None,
+                            allow_custom_value=True, filterable=True, label="Model",
+                            info="a file in the models folder, or any catalogue model (e.g. Mistral 7B)",
+                            elem_id="vram-model")
+        ctx = gr.Number(value=4096, label="Context (tokens)", precision=0, elem_id="vram-ctx")
+        where = gr.Dropdown(choices=machines, value=machines[0], label="Machine", elem_id="vram-machine")
+        go = gr.Button("Estimate", variant="primary", elem_id="vram-estimate")
+    with gr.Accordion("Custom machine", open=False):
+        with gr.Row():
+            vram = gr.Number(value=0, label="VRAM GiB (0 = no GPU)")
+            ram = gr.Number(value=16, label="RAM GiB")
+    pasted = gr.Textbox(lines=2, label="...or paste a config.json (used instead of the Model box when filled)",
+                        placeholder='{"model_type": "llama", "hidden_size": 4096, ...}', elem_id="vram-config")
+    chart = gr.BarPlot(x="format", y="GiB", color="part", title="Memory by format (GiB)", elem_id="vram-chart")
+    advice = gr.Markdown(elem_id="vram-answer")
     with gr.Row():
         tier = gr.Dropdown(choices=list_tiers(), value=tier_for(machine.vram_gib, machine.ram_gib),
                            label="Hardware-tier preset")
@@ -106,6 +124,7 @@ def ui():
     applied = gr.Markdown()
     measure = gr.Button("Predicted vs measured (after loading)")
     measured = gr.Markdown()
-    go.click(_analyse, [model, ctx, vram, ram], [chart, advice])
+    go.click(_analyse, [model, pasted, ctx, where, vram, ram], [chart, advice])
+    where.change(_preset_tier, where, tier)
     apply.click(_apply, [tier, model], applied)
     measure.click(_measure, None, measured)

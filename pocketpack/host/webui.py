@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pocketpack.host import shared
 from pocketpack.host.characters import list_characters, load_character
+from pocketpack.host.backends.llamacpp import DEFAULT_CTX
 from pocketpack.host.flags import CACHE_TYPES, COMPUTE_DTYPES, QUANT_TYPES
 from pocketpack.host.chat import default_state, new_history
 from pocketpack.host.runtime import Runtime
@@ -115,7 +116,8 @@ def build_ui(runtime: Runtime, models_dir: Path, characters_dir: Path, model_nam
                 unload_button = gr.Button("Unload")
             with gr.Row():
                 gpu_layers = gr.Number(value=-1, precision=0, label="gpu-layers (-1 = all)")
-                ctx_size = gr.Number(value=2048, precision=0, label="ctx-size")
+                # 0 asks for nothing, like an unset --ctx-size: the model's context, at most DEFAULT_CTX
+                ctx_size = gr.Number(value=0, precision=0, label=f"ctx-size (0 = the model's, at most {DEFAULT_CTX})")
                 cache_type = gr.Dropdown(list(CACHE_TYPES), value="fp16", label="cache-type")
                 threads = gr.Number(value=0, precision=0, label="threads (0 = auto)")
             with gr.Row():

@@ -143,6 +143,35 @@ def rank_score(quality_loss_pct: float, slowdown: float = 1.0, offloaded: bool =
     return quality_loss_pct + price + (OFFLOAD_POINTS if offloaded else 0.0)
 
 
+TIME_NOTE = ("time/token: the time to generate one token relative to the 16-bit (fp16/bf16) model held "
+             "entirely in this machine's fastest memory (the GPU, or RAM without one). Generating a token "
+             "reads every weight once, so the time follows the bytes read; a byte from system RAM costs "
+             f"~{RAM_SLOWDOWN:g}x one from VRAM. A bandwidth estimate: bitsandbytes int8/NF4 kernels run "
+             "slower than it.")
+
+
+def weight_bytes_per_token(info: ModelInfo, fmt_name: str) -> int:
+    """Bytes of weights one generated token reads in ``fmt_name``: every decoder layer and the
+    output layer (the tied embeddings when there is none); an embedding row is negligible."""
+    from pocketpack.vram.estimate import _cached
+    from pocketpack.vram.formats import weight_plan
+
+    fmt = parse_format(fmt_name)
+    tensors = _cached(info, ("synth",), info.arch.tensors)
+    plan = _cached(info, ("per-token", fmt.name), lambda: weight_plan(tensors, fmt, info.arch))
+    tied = not any(t.category == "output" for t in tensors)
+    lm_head = plan.output_bytes or (plan.input_bytes if tied else 0)
+    return sum(plan.per_layer.values()) + plan.other_bytes + lm_head
+
+
+def relative_time(info: ModelInfo, fmt_name: str, ram_share: float, machine: Machine) -> float:
+    """Time per generated token relative to the 16-bit model in the machine's fastest memory
+    (see TIME_NOTE): ``ram_share`` of the weight bytes are read from system RAM."""
+    ref = weight_bytes_per_token(info, "fp16")
+    here = weight_bytes_per_token(info, fmt_name) * ((1.0 - ram_share) + ram_share * RAM_SLOWDOWN)
+    return here / (ref * (1.0 if machine.has_gpu else RAM_SLOWDOWN)) if ref else 1.0
+
+
 def _fits_gpu(e: Estimate, m: Machine) -> bool:
     return e.total_gib <= m.vram_gib - VRAM_RESERVE_GIB and e.ram_gib <= m.ram_gib - RAM_RESERVE_GIB
 
@@ -152,10 +181,9 @@ def _cpu_fits(e: Estimate, m: Machine) -> bool:
 
 
 def _cpu_estimate(info: ModelInfo, fmt_name: str, ctx: int, cache: str) -> Estimate:
-    """llama.cpp on the CPU: everything in RAM (the mmapped file, KV cache, compute buffers)."""
-    e = estimate(info, fmt_name, ctx=ctx, cache_type=cache, gpu_layers=0)
-    e.total_gib = 0.0
-    return e
+    """llama.cpp on a machine without a GPU: everything in RAM (the mmapped file, KV cache,
+    compute buffers) and no CUDA context."""
+    return estimate(info, fmt_name, ctx=ctx, cache_type=cache, device="cpu")
 
 
 # Perplexity cost of a quantised KV cache, in the same points as the formats' quality loss
@@ -227,6 +255,12 @@ def _best_for_format(info: ModelInfo, fmt_name: str, m: Machine, min_ctx: int, c
     return "does not fit in RAM"
 
 
+def native_float_format(info: ModelInfo) -> str:
+    """"bf16" for a checkpoint stored in bfloat16 (torch_dtype "bfloat16"), else "fp16"."""
+    dtype = str(info.arch.torch_dtype).lower()
+    return "bf16" if "bf16" in dtype or "bfloat16" in dtype else "fp16"
+
+
 def advise(info: ModelInfo, machine: Machine, min_ctx: int = 2048, formats: tuple[str, ...] | None = None,
            max_ctx: int | None = None) -> Advice:
     """Every candidate format that fits, each with its largest context (up to ``max_ctx``), best first.
@@ -238,7 +272,7 @@ def advise(info: ModelInfo, machine: Machine, min_ctx: int = 2048, formats: tupl
         formats = (info.native,)
     else:
         formats = formats or CANDIDATE_FORMATS
-        native_float = "bf16" if "bf16" in info.arch.torch_dtype else "fp16"
+        native_float = native_float_format(info)
         formats = tuple(dict.fromkeys(native_float if f in ("bf16", "fp16") else f for f in formats))
     for name in formats:
         try:

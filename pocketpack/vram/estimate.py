@@ -38,6 +38,8 @@ MIB = 1024 ** 2
 CUDA_CONTEXT_GIB = {"Transformers": 0.38, "llama.cpp": 0.74, "ExLlamav2": 0.38}
 LLAMACPP_UBATCH = 1024         # TGWUI's --ubatch-size default
 TRANSFORMERS_ALLOC_SLACK = 0.04  # torch caching allocator: reserved beyond allocated
+LLAMACPP_RAM_RUNTIME_GIB = 0.15  # llama.cpp's own RAM beyond weights, cache and compute buffers
+TRANSFORMERS_LOAD_RAM_GIB = 1.0  # loading reads the checkpoint through RAM
 CACHE_BYTES = {"fp16": 2.0, "f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 CACHE_TYPES = ("fp16", "q8_0", "q4_0")
 OPTIMIZER_BYTES = {"adamw": 8.0, "adamw8bit": 2.0, "paged_adamw8bit": 2.0}
@@ -73,6 +75,8 @@ class Estimate:
     cuda_context_gib: float = 0.0
     ram_gib: float = 0.0
     file_gib: float = 0.0
+    device: str = "gpu"      # "gpu": a CUDA machine; "cpu": no GPU at all (no VRAM, no CUDA context)
+    ram_parts_gib: dict[str, float] = field(default_factory=dict)  # what ram_gib is made of
     adapter_gib: float | None = None
     gradients_gib: float | None = None
     optimizer_gib: float | None = None
@@ -92,7 +96,17 @@ class Estimate:
                  "optimizer_gib", "activations_gib", "overhead_gib"]
         if self.mode == "training":
             names.remove("compute_gib")
+        if self.device == "cpu":
+            return {}
         return {n[:-4]: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    def ram_parts(self) -> dict[str, float]:
+        """The parts of ``ram_gib`` (system RAM), in drawing order; they sum to it."""
+        return dict(self.ram_parts_gib) if self.ram_parts_gib else {"other": self.ram_gib}
+
+    def memory_parts(self) -> dict[str, float]:
+        """The parts of the memory that runs the model: VRAM on a GPU, system RAM without one."""
+        return self.ram_parts() if self.device == "cpu" else self.parts()
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -161,8 +175,12 @@ def estimate(info: ModelInfo, fmt: Format | str, ctx: int | None = None, batch: 
              lora_rank: int = 8, lora_targets: str | list[str] = "all-linear",
              grad_checkpointing: bool = True, optimizer: str = "adamw", *,
              ubatch: int = LLAMACPP_UBATCH, flash_attn: bool = True, quant_rules: str = "current",
-             attn_implementation: str = "sdpa", logits: str = "last", lora_dropout: float = 0.05) -> Estimate:
+             attn_implementation: str = "sdpa", logits: str = "last", lora_dropout: float = 0.05,
+             device: str = "gpu") -> Estimate:
     """Estimate one configuration. Raises VramError for combinations that cannot run.
+
+    ``device="cpu"`` is a machine without a GPU: llama.cpp (gguf-*) only, everything in system
+    RAM, no VRAM and no CUDA context (``ram_parts()`` says what the RAM holds).
 
     The keyword-only knobs describe a runtime other than TGWUI's defaults: for llama.cpp ``ubatch``
     and ``flash_attn`` (older TGWUI and plain llama-server runs used ``-ub 512`` without flash
@@ -194,6 +212,18 @@ def estimate(info: ModelInfo, fmt: Format | str, ctx: int | None = None, batch: 
                         f"{', '.join(ATTN_IMPLEMENTATIONS)}")
     if logits not in ("last", "all"):
         raise VramError(f"logits {logits!r}: use last or all")
+    if device not in ("gpu", "cpu"):
+        raise VramError(f"device {device!r}: use gpu or cpu")
+    if device == "cpu":
+        if mode != "inference" or fmt.kind != "gguf":
+            raise VramError(f"{fmt.name} {mode} needs a GPU: without one, only llama.cpp (gguf-*) formats run")
+        if gpu_layers:
+            raise VramError("--gpu-layers needs a GPU; without one every layer runs on the CPU")
+        if ubatch <= 0:
+            raise VramError("--ubatch-size must be positive")
+        if quant_rules not in RULE_SETS:
+            raise VramError(f"llama.cpp quant rules {quant_rules!r}: use one of {', '.join(RULE_SETS)}")
+        return _on_cpu(_llamacpp(info, fmt, ctx, batch, cache_type, 0, ubatch, flash_attn, quant_rules))
     if mode == "training":
         return _training(info, fmt, ctx, batch, lora_rank, lora_targets, grad_checkpointing, optimizer,
                          lora_dropout)
@@ -285,7 +315,9 @@ def _llamacpp(info: ModelInfo, fmt: Format, ctx: int, batch: int, cache_type: st
     est.cuda_context_gib = ctx_gib
     est.overhead_gib = ctx_gib + _bytes_gib(8 * MIB)
     est.total_gib = est.weights_gib + est.kv_cache_gib + est.compute_gib + est.overhead_gib
-    est.ram_gib = _bytes_gib(w_all - w_gpu + kv_all - kv_gpu + compute_cpu) + 0.15
+    est.ram_parts_gib = {"weights": _bytes_gib(w_all - w_gpu), "kv_cache": _bytes_gib(kv_all - kv_gpu),
+                         "compute": _bytes_gib(compute_cpu), "runtime": LLAMACPP_RAM_RUNTIME_GIB}
+    est.ram_gib = sum(est.ram_parts_gib.values())
     est.file_gib = _bytes_gib(_file_bytes(info, fmt, plan.file_bytes))
     if a.num_experts and rules == "current" and not (info.native == fmt.name and info.exact_tensors) \
             and fmt.ftype.endswith(("_S", "_M", "_L")):
@@ -294,6 +326,18 @@ def _llamacpp(info: ModelInfo, fmt: Format, ctx: int, batch: int, cache_type: st
     if ngl <= n:
         est.notes.append(f"{layers_on_gpu}/{n} layers on the GPU; output layer on the CPU")
     est.notes.append("RAM: the file is memory-mapped; weights not on the GPU are read from it")
+    return est
+
+
+def _on_cpu(est: Estimate) -> Estimate:
+    """A llama.cpp estimate with no layer on the GPU, for a machine without one: the weights,
+    cache and compute buffers are in RAM and no CUDA context or GPU buffer exists."""
+    est.device = "cpu"
+    est.gpu_layers = 0
+    est.total_gib = est.weights_gib = est.kv_cache_gib = est.compute_gib = 0.0
+    est.overhead_gib = est.cuda_context_gib = 0.0
+    est.notes = [n for n in est.notes if "layers on the GPU" not in n]
+    est.notes.insert(0, "no GPU: every layer, the KV cache and the compute buffers are in system RAM")
     return est
 
 
@@ -373,7 +417,9 @@ def _transformers(info: ModelInfo, fmt: Format, ctx: int, batch: int, cache_type
     planned_file = plan.file_bytes
     est.file_gib = _bytes_gib(_file_bytes(info, fmt, planned_file))
     # loading reads the checkpoint through RAM; embeddings of EXL2 live there
-    est.ram_gib = _bytes_gib((0 if plan.input_on_gpu else plan.input_bytes) + 1.0 * GIB)
+    est.ram_parts_gib = {"weights": _bytes_gib(0 if plan.input_on_gpu else plan.input_bytes),
+                         "loading": TRANSFORMERS_LOAD_RAM_GIB}
+    est.ram_gib = sum(est.ram_parts_gib.values())
     if fmt.quantises_at_load:
         est.notes.append("bitsandbytes quantises the fp16/bf16 checkpoint while loading: download is file_gib")
     return est
@@ -484,7 +530,8 @@ def _training(info: ModelInfo, fmt: Format, seq: int, batch: int, rank: int, tar
     est.total_gib = (est.weights_gib + est.adapter_gib + est.gradients_gib + est.optimizer_gib
                      + est.activations_gib + est.overhead_gib)
     est.file_gib = _bytes_gib(_file_bytes(info, fmt, plan.file_bytes))
-    est.ram_gib = 1.0
+    est.ram_parts_gib = {"loading": TRANSFORMERS_LOAD_RAM_GIB}
+    est.ram_gib = TRANSFORMERS_LOAD_RAM_GIB
     if optimizer == "paged_adamw8bit":
         est.notes.append("paged optimizer states can spill to RAM under memory pressure")
     return est
