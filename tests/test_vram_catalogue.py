@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from pocketpack.cli import main as pocketpack_main
-from pocketpack.vram.catalogue import entries, info_for, lookup, Match, resolve_model
+from pocketpack.vram.catalogue import Match, entries, info_for, lookup, resolve_model
 from pocketpack.vram.estimate import estimate
 from pocketpack.vram.inspect import inspect_model
 from pocketpack.vram.report import CUSTOM_MACHINE, tier_label

@@ -109,10 +109,9 @@ def ui():
         ctx = gr.Number(value=4096, label="Context (tokens)", precision=0, elem_id="vram-ctx")
         where = gr.Dropdown(choices=machines, value=machines[0], label="Machine", elem_id="vram-machine")
         go = gr.Button("Estimate", variant="primary", elem_id="vram-estimate")
-    with gr.Accordion("Custom machine", open=False):
-        with gr.Row():
-            vram = gr.Number(value=0, label="VRAM GiB (0 = no GPU)")
-            ram = gr.Number(value=16, label="RAM GiB")
+    with gr.Accordion("Custom machine", open=False), gr.Row():
+        vram = gr.Number(value=0, label="VRAM GiB (0 = no GPU)")
+        ram = gr.Number(value=16, label="RAM GiB")
     pasted = gr.Textbox(lines=2, label="...or paste a config.json (used instead of the Model box when filled)",
                         placeholder='{"model_type": "llama", "hidden_size": 4096, ...}', elem_id="vram-config")
     chart = gr.BarPlot(x="format", y="GiB", color="part", title="Memory by format (GiB)", elem_id="vram-chart")

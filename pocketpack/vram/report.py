@@ -13,6 +13,7 @@ from pocketpack.vram.estimate import Estimate, estimate
 from pocketpack.vram.inspect import ModelInfo
 from pocketpack.vram.machine import Machine
 
+
 def list_models(models_dir: str | Path) -> list[str]:
     """Model folders and .gguf files in TGWUI's models folder (names, as its menu shows them)."""
     root = Path(models_dir)
@@ -292,9 +293,9 @@ def comparison_markdown(c: Comparison) -> str:
              "buffers, CUDA context and runtime)" if c.memory == "VRAM" else
              "no GPU: the chart stacks the **RAM** column (weights, KV cache, compute buffers, runtime); "
              "no CUDA context is counted")
-    lines += ["", f"_Rows that do not fit show what they would need. {chart[0].upper() + chart[1:]}. "
-                  f"RAM: system RAM the model takes beyond the OS (llama.cpp maps the file; weights not on "
-                  f"the GPU are read from it). ppl loss: expected perplexity increase over 16-bit. {TIME_NOTE}_"]
+    lines += ["", (f"_Rows that do not fit show what they would need. {chart[0].upper() + chart[1:]}. "
+                   f"RAM: system RAM the model takes beyond the OS (llama.cpp maps the file; weights not on "
+                   f"the GPU are read from it). ppl loss: expected perplexity increase over 16-bit. {TIME_NOTE}_")]
     return "\n".join(lines)
 
 
