@@ -145,8 +145,8 @@ class SafeZip:
                         raise self._too_big(name, lim.max_total, "total")
                     if got > RATIO_FLOOR and got > lim.max_ratio * packed:
                         raise ArchiveLimitError(
-                            f"refused: member {name} of {self.what} expands more than {lim.max_ratio:g} times its"
-                            f" packed size (a ZIP bomb?) (limit: {lim.setting_ratio})")
+                            f"refused: member {name} expands more than {lim.max_ratio:g} times its packed size"
+                            f" (a ZIP bomb?) (limit: {lim.setting_ratio})")
                     sink(chunk)
         except ArchiveError:
             raise

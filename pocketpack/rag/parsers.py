@@ -580,9 +580,12 @@ def _parse_pdf(data: bytes, job: _Job) -> Parsed:
 
 
 def _check_pdf_streams(doc, limits: Limits) -> None:
-    """Inflate each Flate-compressed stream that is not an image, once and keeping nothing,
-    within ``limits`` (per stream and in all); :class:`RefusedError` past them. Streams with
-    other filters (LZW, run-length) are left to MuPDF: they amplify far less."""
+    """Inflate each Flate-compressed stream that is not an image or an attachment, once and
+    keeping nothing, within ``limits`` (per stream and in all); :class:`RefusedError` past
+    them. Fonts are what MuPDF would otherwise inflate whole (a 1 GB font stream held 1 GB);
+    page contents and object streams it reads as a stream, but inflating gigabytes of them
+    costs minutes, so they count too. Streams with other filters (LZW, run-length) are left to
+    MuPDF: they amplify far less."""
     total = 0
     try:
         count = doc.xref_length()
@@ -593,8 +596,8 @@ def _check_pdf_streams(doc, limits: Limits) -> None:
             if not doc.xref_is_stream(xref):
                 continue
             subtype = doc.xref_get_key(xref, "Subtype")[1]
-            if subtype == "/Image":
-                continue
+            if subtype == "/Image" or doc.xref_get_key(xref, "Type")[1] == "/EmbeddedFile":
+                continue  # text extraction never inflates an image or an attached file
             filters = doc.xref_get_key(xref, "Filter")[1]
             if not filters.lstrip("[ ").startswith(("/FlateDecode", "/Fl")):
                 continue
