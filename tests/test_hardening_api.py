@@ -165,7 +165,7 @@ def test_history_is_cut_to_the_context_with_few_tokenizations():
     state["history"]["internal"] = rows
     backend = Counting()
     prompt = generate_chat_prompt(backend, "x" * 1_000_000, state)
-    assert "question" not in prompt and Counting.calls <= 8
+    assert "question" not in prompt and Counting.calls <= 2
     # a short message keeps exactly the newest rows that fit, as dropping one row at a time did
     Counting.calls = 0
     prompt = generate_chat_prompt(backend, "And now?", state)

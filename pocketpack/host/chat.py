@@ -190,8 +190,11 @@ def generate_chat_prompt(backend: Backend | None, user_input: str, state: dict, 
     count = backend.count_tokens if backend else (lambda text: len(text) // 4)
     if rows and count(prompt) > budget:
         # the fewest oldest rows to drop, found by bisection: a pasted megabyte costs a few
-        # tokenizations, not one per row of history (dropping every row is the fallback)
+        # tokenizations, not one per row of history (dropping every row is the fallback, and
+        # is known at once when the new message alone is over the budget)
         low, high = 1, len(rows)
+        if count(render([])) > budget:
+            low = high
         while low < high:
             mid = (low + high) // 2
             if count(render(rows[mid:])) <= budget:
