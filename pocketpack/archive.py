@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import zipfile
 from dataclasses import dataclass
+from typing import Self
 
 from pocketpack.errors import PocketPackError
 
@@ -55,7 +56,7 @@ class Limits:
     setting_ratio: str = "rag max_unpack_ratio"
 
     @classmethod
-    def of_mb(cls, unpacked_mb: float, ratio: float, **names) -> "Limits":
+    def of_mb(cls, unpacked_mb: float, ratio: float, **names) -> Limits:
         """Limits where one size (MB) caps each member and the whole archive."""
         size = max(1, int(unpacked_mb * MB))
         return cls(max_member=size, max_total=size, max_ratio=float(ratio), **names)
@@ -90,7 +91,7 @@ class SafeZip:
     def close(self) -> None:
         self._zip.close()
 
-    def __enter__(self) -> "SafeZip":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -153,7 +154,7 @@ class SafeZip:
         except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as exc:
             raise ArchiveError(f"{self.what} is damaged: its member {name} cannot be read ({_one_line(exc)})") \
                 from exc
-        except Exception as exc:  # noqa: BLE001 - zlib/bz2/lzma raise their own error types
+        except Exception as exc:  # zlib, bz2 and lzma raise error types of their own
             raise ArchiveError(f"{self.what} is damaged: its member {name} cannot be read ({_one_line(exc)})") \
                 from exc
 

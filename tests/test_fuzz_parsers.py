@@ -23,15 +23,12 @@ import tracemalloc
 import zipfile
 from pathlib import Path
 
-import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from pocketpack.archive import Limits  # noqa: E402
-from pocketpack.rag.parsers import ParseError, Parsed, parse  # noqa: E402
-from tests.helpers.archives import MB, small_docx, small_epub  # noqa: E402
+from pocketpack.archive import Limits
+from pocketpack.rag.parsers import Parsed, ParseError, parse
+from tests.helpers.archives import MB, small_docx, small_epub
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0")) or None
 # a small cap makes any decompression blow-up show at once, and keeps each example cheap
@@ -88,7 +85,7 @@ def mutated(draw, seed: bytes, max_ops: int = 6) -> bytes:
 
 
 # -- seeds: small valid files made by the real libraries ------------------------------------------
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def seeds() -> dict[str, bytes]:
     """Made once per run (not a fixture: hypothesis would print them with every failure)."""
     import tempfile

@@ -22,10 +22,18 @@ from pocketpack.rag.ingest import Library
 from pocketpack.rag.parsers import ParseError, RefusedError, parse
 from pocketpack.rag.retrieve import retrieve
 from tests.helpers.archives import MB, deflate_zeros, docx_bomb, epub_bomb, small_docx
-from tests.helpers.rag import HARBOUR, embedder, lib  # noqa: F401 - fixtures
+from tests.helpers.embedders import CountingEmbedder
+from tests.helpers.rag import HARBOUR
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "root:x:0:0:the secret outside the folder is the word marmalade"
+
+
+@pytest.fixture()
+def lib(tmp_path):
+    library = Library(tmp_path / "store", RagSettings(chunk_size=60, chunk_overlap=10), embedder=CountingEmbedder())
+    yield library
+    library.close()
 
 
 # -- links inside an ingested folder ------------------------------------------------------------
@@ -52,8 +60,9 @@ def test_links_in_an_ingested_folder_never_lead_outside_it(tmp_path, lib):
     report = lib.ingest([str(docs)])
     lines = {Path(r.source).name: (r.status, r.line()) for r in report.results}
     assert lines["harbour.md"][0] == "added"
-    assert lines["notes.txt"] == ("error", f"skipped {docs / 'notes.txt'}: a link to"
-                                           f" {tmp_path / 'outside' / 'passwd.txt'}, outside the folder; not followed")
+    outside = tmp_path / "outside" / "passwd.txt"
+    line = f"skipped {docs / 'notes.txt'}: a link to {outside}, outside the folder; not followed"
+    assert lines["notes.txt"] == ("error", line)
     assert lines["private"][0] == "error" and "outside the folder; not followed" in lines["private"][1]
     assert lines["pipe.txt"] == ("error", f"skipped {docs / 'pipe.txt'}: not a regular file (a fifo, device or socket)")
     assert lines["up"][0] == "skipped" and "a link to a folder; not followed" in lines["up"][1]

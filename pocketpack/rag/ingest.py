@@ -25,17 +25,16 @@ id and upload folder the first time it is ingested or re-indexed again (no re-em
 
 from __future__ import annotations
 
-from pocketpack import safepath
-from pocketpack.errors import PocketPackError
-
 import hashlib
 import os
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
+from pocketpack import safepath
+from pocketpack.errors import PocketPackError
 from pocketpack.rag.chunking import chunk_blocks
 from pocketpack.rag.config import RagSettings, SettingsError  # noqa: F401 - SettingsError re-exported
 from pocketpack.rag.fetch import FetchError, fetch, is_url

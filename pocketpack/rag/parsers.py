@@ -9,14 +9,20 @@ with one line that names the problem; the caller skips that document and goes on
 
 from __future__ import annotations
 
-from pocketpack.archive import ArchiveError, ArchiveLimitError, Limits, SafeZip, inflate_size
-from pocketpack.errors import PocketPackError
-
 import csv
 import io
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePath
+
+from pocketpack.archive import (
+    ArchiveError,
+    ArchiveLimitError,
+    Limits,
+    SafeZip,
+    inflate_size,
+)
+from pocketpack.errors import PocketPackError
 
 
 class ParseError(PocketPackError, ValueError):
@@ -589,27 +595,35 @@ def _check_pdf_streams(doc, limits: Limits) -> None:
     total = 0
     try:
         count = doc.xref_length()
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - no cross-reference table to walk: MuPDF repairs or fails later
         return
     for xref in range(1, count):
-        try:
-            if not doc.xref_is_stream(xref):
-                continue
-            subtype = doc.xref_get_key(xref, "Subtype")[1]
-            if subtype == "/Image" or doc.xref_get_key(xref, "Type")[1] == "/EmbeddedFile":
-                continue  # text extraction never inflates an image or an attached file
-            filters = doc.xref_get_key(xref, "Filter")[1]
-            if not filters.lstrip("[ ").startswith(("/FlateDecode", "/Fl")):
-                continue
-            raw = doc.xref_stream_raw(xref)
-        except Exception:  # noqa: BLE001 - a damaged object: MuPDF skips it the same way
+        found = _pdf_flate_stream(doc, xref)
+        if found is None:
             continue
-        what = f"stream {xref} of the PDF" + (" (a font)" if subtype.startswith("/Type1C") or
-                                             doc.xref_get_key(xref, "Length1")[0] != "null" else "")
+        raw, what = found
         try:
-            total += inflate_size(raw or b"", limits, what=what, spent=total)
+            total += inflate_size(raw, limits, what=what, spent=total)
         except ArchiveLimitError as exc:
             raise RefusedError(str(exc)) from exc
+
+
+def _pdf_flate_stream(doc, xref: int) -> tuple[bytes, str] | None:
+    """Object ``xref``'s raw (still compressed) bytes and a name for it, when it is a Flate
+    stream text extraction may inflate; None otherwise, or when the object is damaged (MuPDF
+    then skips it the same way)."""
+    try:
+        if not doc.xref_is_stream(xref):
+            return None
+        subtype = doc.xref_get_key(xref, "Subtype")[1]
+        if subtype == "/Image" or doc.xref_get_key(xref, "Type")[1] == "/EmbeddedFile":
+            return None  # text extraction never inflates an image or an attached file
+        if not doc.xref_get_key(xref, "Filter")[1].lstrip("[ ").startswith(("/FlateDecode", "/Fl")):
+            return None
+        font = subtype.startswith("/Type1C") or doc.xref_get_key(xref, "Length1")[0] != "null"
+        return doc.xref_stream_raw(xref) or b"", f"stream {xref} of the PDF" + (" (a font)" if font else "")
+    except Exception:  # noqa: BLE001 - pymupdf raises RuntimeError/ValueError for a damaged object
+        return None
 
 
 def _pdf_paragraph(text: str) -> str:
