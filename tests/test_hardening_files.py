@@ -154,6 +154,24 @@ def test_an_html_page_is_read_in_the_charset_it_declares():
     assert "Grüße" in [b.text for b in parse(utf8_mislabelled, "q.html").blocks]
 
 
+def test_a_docx_with_a_part_of_the_wrong_shape_is_one_line(tmp_path):
+    """Found by the fuzz test: python-docx reads parts lazily, so a styles.xml or core.xml that
+    is well-formed XML of the wrong shape failed later, outside the guarded open, with an
+    AttributeError (a traceback in the CLI)."""
+    import zipfile
+
+    seed = small_docx(tmp_path / "s.docx").read_bytes()
+    for part in ("word/styles.xml", "docProps/core.xml"):
+        out = io.BytesIO()
+        with zipfile.ZipFile(io.BytesIO(seed)) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+            for info in src.infolist():
+                dst.writestr(info.filename, b'<?xml version="1.0"?><a/>' if info.filename == part else src.read(info))
+        with pytest.raises(ParseError) as err:
+            parse(out.getvalue(), "odd.docx")
+        assert str(err.value).startswith("the DOCX file is damaged: a part of it is malformed (")
+        assert "\n" not in str(err.value)
+
+
 # -- ZIP and PDF bombs -----------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["docx", "epub"])
 def test_a_zip_bomb_is_refused_without_inflating_it(tmp_path, kind):
