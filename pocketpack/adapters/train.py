@@ -291,6 +291,10 @@ def plan(cfg: TrainConfig, n_examples: int = 0) -> TrainPlan:
         from pocketpack.vram.machine import detect
 
         info = inspect_model(cfg.base)
+        if info.native and info.native.startswith(("gptq-", "awq-")):
+            # PEFT trains the adapters over the checkpoint's own quantised layers; --quant does not apply
+            fmt = info.native
+            notes.append(f"the base is a {info.native} checkpoint: sized as LoRA over its quantised layers")
         est = vram_estimate.estimate(info, fmt, ctx=cfg.seq_len, batch=cfg.batch_size, mode="training",
                                      lora_rank=cfg.rank, lora_targets=list(cfg.targets),
                                      grad_checkpointing=cfg.grad_checkpointing, optimizer="adamw")

@@ -34,10 +34,20 @@ def register(subparsers) -> None:
     est.add_argument("--gpu-layers", type=int, default=None, metavar="N", help="llama.cpp layers on the GPU")
     est.add_argument("--mode", choices=("inference", "training"), default="inference")
     est.add_argument("--lora-rank", type=int, default=8, metavar="R")
-    est.add_argument("--lora-targets", default="all-linear", metavar="q_proj,v_proj|all-linear")
+    est.add_argument("--lora-targets", default="all-linear", metavar="q_proj,v_proj|all-linear",
+                     help="PEFT target modules, all-linear, or with the output layer / embeddings: "
+                          "all-linear,lm_head,embed_tokens")
     est.add_argument("--grad-checkpointing", dest="grad_checkpointing", action="store_true", default=True)
     est.add_argument("--no-grad-checkpointing", dest="grad_checkpointing", action="store_false")
-    est.add_argument("--optimizer", choices=("adamw", "adamw8bit", "paged_adamw8bit"), default="adamw")
+    est.add_argument("--optimizer", default="adamw", metavar="NAME",
+                     help="adamw, adamw8bit, paged_adamw8bit, sgd or lion (Trainer's names too)")
+    est.add_argument("--dora", action="store_true", help="DoRA (PEFT's use_dora) instead of plain LoRA")
+    est.add_argument("--modules-to-save", default=None, metavar="LIST",
+                     help="modules trained whole beside the adapters (PEFT's modules_to_save): embed_tokens, "
+                          "wte, lm_head")
+    est.add_argument("--gpu-split", type=float, default=None, metavar="GiB",
+                     help="Transformers formats: GiB of weights on the GPU, the rest offloaded to RAM "
+                          "(TGWUI's --gpu-split; --gpu-memory before 2025-04-20)")
     est.add_argument("--json", action="store_true", help="print the estimate as JSON")
     est.set_defaults(func=_estimate)
 
@@ -98,7 +108,8 @@ def _estimate(args) -> int:
         e = estimate(info, args.format, ctx=args.ctx, batch=args.batch, cache_type=args.cache_type,
                      gpu_layers=args.gpu_layers, mode=args.mode, lora_rank=args.lora_rank,
                      lora_targets=args.lora_targets, grad_checkpointing=args.grad_checkpointing,
-                     optimizer=args.optimizer, device="cpu" if args.cpu else "gpu")
+                     optimizer=args.optimizer, device="cpu" if args.cpu else "gpu", dora=args.dora,
+                     modules_to_save=args.modules_to_save, gpu_split_gib=args.gpu_split)
     except VramError as exc:
         return _fail(exc)
     if args.json:

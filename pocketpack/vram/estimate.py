@@ -24,7 +24,13 @@ from dataclasses import asdict, dataclass, field
 
 from pocketpack.vram.arch import LLAMACPP_SWA
 from pocketpack.vram.errors import VramError
-from pocketpack.vram.formats import FLOAT_BYTES, Format, parse_format, weight_plan
+from pocketpack.vram.formats import (
+    FLOAT_BYTES,
+    Format,
+    _is_linear,
+    parse_format,
+    weight_plan,
+)
 from pocketpack.vram.ggml import RULE_SETS
 from pocketpack.vram.inspect import ModelInfo
 
@@ -42,14 +48,37 @@ LLAMACPP_RAM_RUNTIME_GIB = 0.15  # llama.cpp's own RAM beyond weights, cache and
 TRANSFORMERS_LOAD_RAM_GIB = 1.0  # loading reads the checkpoint through RAM
 CACHE_BYTES = {"fp16": 2.0, "f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 CACHE_TYPES = ("fp16", "q8_0", "q4_0")
-OPTIMIZER_BYTES = {"adamw": 8.0, "adamw8bit": 2.0, "paged_adamw8bit": 2.0}
+# Optimizer state a trainable parameter keeps, in bytes per byte of parameter precision kind:
+# (bytes for an fp32 parameter, states in the parameter's own dtype?, step temporaries in parameters)
+# - adamw (torch.optim.AdamW, Trainer's adamw_torch): exp_avg and exp_avg_sq like the parameter;
+#   its foreach step allocates one more parameter-sized tensor (the sqrt of exp_avg_sq);
+# - adamw8bit / paged_adamw8bit (bitsandbytes AdamW8bit / PagedAdamW8bit): two 1-byte states
+#   (block-wise quantised), fused kernel, no temporaries; paged states can spill to RAM;
+# - sgd (torch.optim.SGD, Trainer's "sgd": momentum 0): no state;
+# - lion (bitsandbytes Lion, Trainer's lion_32bit): one momentum state like the parameter.
+OPTIMIZERS = {"adamw": (2, 1), "adamw8bit": (0, 0), "paged_adamw8bit": (0, 0), "sgd": (0, 0), "lion": (1, 0)}
+OPTIMIZER_8BIT_STATES = {"adamw8bit": 2, "paged_adamw8bit": 2}
+OPTIMIZER_ALIASES = {"adamw_torch": "adamw", "adamw_torch_fused": "adamw", "adamw_hf": "adamw",
+                     "adamw_bnb_8bit": "adamw8bit", "adamw_8bit": "adamw8bit", "paged_adamw_8bit": "paged_adamw8bit",
+                     "lion_32bit": "lion"}
+# kept for callers that read the old table: bytes of state per fp32 trainable parameter
+OPTIMIZER_BYTES = {name: float(4 * n + OPTIMIZER_8BIT_STATES.get(name, 0)) for name, (n, _) in OPTIMIZERS.items()}
 LORA_MODULES = {
     "q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output",
     "gate_proj": "ffn_gate", "up_proj": "ffn_up", "down_proj": "ffn_down",
     "qkv_proj": "attn_qkv", "query_key_value": "attn_qkv", "dense": "attn_output",
     "fc1": "ffn_up", "fc2": "ffn_down", "gate_up_proj": "ffn_up",
+    # the output layer and the input embeddings (PEFT wraps nn.Embedding in a LoRA Embedding)
+    "lm_head": "output", "embed_out": "output",
+    "embed_tokens": "token_embd", "wte": "token_embd", "word_embeddings": "token_embd", "embed_in": "token_embd",
 }
+# modules a run can train whole (PEFT's modules_to_save): the embeddings and the output layer
+WHOLE_MODULES = {"lm_head": "output", "embed_out": "output", "embed_tokens": "token_embd", "wte": "token_embd",
+                 "word_embeddings": "token_embd", "embed_in": "token_embd"}
+LINEAR_CATEGORIES = {"attn_q", "attn_k", "attn_v", "attn_qkv", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}
 TRAINABLE_BASES = ("fp32", "fp16", "bf16", "int8", "nf4", "nf4-dq", "fp4", "fp4-dq")
+TRAINABLE_HELP = ("LoRA on fp16/bf16/fp32/int8, QLoRA on nf4/nf4-dq/fp4/fp4-dq, or on a GPTQ or AWQ checkpoint "
+                  "(gptq-<bits>bit-g<group>, awq-4bit-g<group>)")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 
 
@@ -176,7 +205,8 @@ def estimate(info: ModelInfo, fmt: Format | str, ctx: int | None = None, batch: 
              grad_checkpointing: bool = True, optimizer: str = "adamw", *,
              ubatch: int = LLAMACPP_UBATCH, flash_attn: bool = True, quant_rules: str = "current",
              attn_implementation: str = "sdpa", logits: str = "last", lora_dropout: float = 0.05,
-             device: str = "gpu") -> Estimate:
+             device: str = "gpu", dora: bool = False, modules_to_save: str | list[str] | None = None,
+             kbit_prep: bool = True, gpu_split_gib: float | None = None) -> Estimate:
     """Estimate one configuration. Raises VramError for combinations that cannot run.
 
     ``device="cpu"`` is a machine without a GPU: llama.cpp (gguf-*) only, everything in system
@@ -188,7 +218,15 @@ def estimate(info: ModelInfo, fmt: Format | str, ctx: int | None = None, batch: 
     :mod:`pocketpack.vram.ggml`); for Transformers ``attn_implementation`` (TGWUI's
     ``--attn-implementation``: sdpa, eager, flash_attention_2) and ``logits`` ("last": generate() since
     transformers 4.45 computes the last position only; "all": older versions and plain forward calls
-    compute every prompt position); for training ``lora_dropout`` (TGWUI's default 0.05).
+    compute every prompt position); for training ``lora_dropout`` (TGWUI's default 0.05), ``dora``
+    (PEFT's ``use_dora``), ``modules_to_save`` (embed_tokens/wte/lm_head trained whole) and
+    ``kbit_prep`` (a bitsandbytes base went through PEFT's ``prepare_model_for_kbit_training``, as
+    TGWUI's Training tab and ``pocketpack adapters train`` do: its unquantised tensors -- embeddings,
+    lm_head, norms -- are cast to fp32; LitGPT and ms-swift do not).
+
+    ``gpu_split_gib`` is TGWUI's ``--gpu-split`` (``--gpu-memory`` before 2025-04-20) for the
+    Transformers loader: accelerate places whole modules on the GPU up to that many GiB of weights
+    and offloads the rest to system RAM (see :func:`_offload`).
     """
     fmt = parse_format(fmt) if isinstance(fmt, str) else fmt
     _check_format(info, fmt)
@@ -226,14 +264,72 @@ def estimate(info: ModelInfo, fmt: Format | str, ctx: int | None = None, batch: 
         return _on_cpu(_llamacpp(info, fmt, ctx, batch, cache_type, 0, ubatch, flash_attn, quant_rules))
     if mode == "training":
         return _training(info, fmt, ctx, batch, lora_rank, lora_targets, grad_checkpointing, optimizer,
-                         lora_dropout)
+                         lora_dropout, dora=dora, modules_to_save=modules_to_save, kbit_prep=kbit_prep)
+    if gpu_split_gib is not None:
+        if fmt.kind not in ("float", "int8", "bnb4"):
+            raise VramError(f"--gpu-split offloads Transformers formats (fp16/bf16/fp32, int8, nf4/fp4), not {fmt.name}"
+                            + ("; use --gpu-layers for llama.cpp" if fmt.kind == "gguf" else ""))
+        if gpu_split_gib <= 0:
+            raise VramError("--gpu-split must be a positive number of GiB")
     if fmt.kind == "gguf":
         if ubatch <= 0:
             raise VramError("--ubatch-size must be positive")
         if quant_rules not in RULE_SETS:
             raise VramError(f"llama.cpp quant rules {quant_rules!r}: use one of {', '.join(RULE_SETS)}")
         return _llamacpp(info, fmt, ctx, batch, cache_type, gpu_layers, ubatch, flash_attn, quant_rules)
-    return _transformers(info, fmt, ctx, batch, cache_type, attn_implementation, logits)
+    est = _transformers(info, fmt, ctx, batch, cache_type, attn_implementation, logits)
+    return _offload(info, fmt, est, gpu_split_gib) if gpu_split_gib is not None else est
+
+
+def _offload(info: ModelInfo, fmt: Format, est: Estimate, gpu_split_gib: float) -> Estimate:
+    """Transformers with ``max_memory`` (TGWUI's --gpu-split / --cpu-memory): accelerate's
+    ``infer_auto_device_map`` puts modules on the GPU in order (embeddings, layers, norm, lm_head)
+    while they fit in ``gpu_split_gib`` less the largest layer, which it keeps free to run an
+    offloaded layer: offloaded modules stay in RAM and are copied to the GPU for their forward
+    (the KV cache and the compute stay on the GPU). bitsandbytes keeps offloaded modules
+    unquantised in fp32 (``llm_int8_enable_fp32_cpu_offload``, which TGWUI sets)."""
+    plan = _transformers_weights(info, fmt)
+    b = _compute_dtype_bytes(info, fmt)
+    params = _cached(info, ("module-params",), lambda: _module_params(info))
+    ram_bytes_per_param = 4 if fmt.kind in ("int8", "bnb4") else b
+    order = [("embed", plan.input_bytes, params["embed"])] + \
+            [(f"layer{i}", plan.per_layer.get(i, 0), params["layer"]) for i in range(info.arch.num_layers)] + \
+            [("norm", plan.other_bytes, 0), ("lm_head", plan.output_bytes, params["output"])]
+    largest = max(size for _, size, _ in order)
+    budget = gpu_split_gib * GIB - largest
+    on_gpu = 0
+    offloaded_params = 0
+    streamed = 0
+    full = False
+    for _name, size, n in order:
+        if not full and on_gpu + size <= budget:
+            on_gpu += size
+        else:
+            full = True
+            offloaded_params += n
+            streamed = max(streamed, n * ram_bytes_per_param)
+    if offloaded_params == 0:
+        est.notes.append(f"--gpu-split {gpu_split_gib:g}: every module fits on the GPU")
+        return est
+    old_weights = est.weights_gib
+    est.weights_gib = _bytes_gib(on_gpu + streamed)
+    est.total_gib += est.weights_gib - old_weights
+    parts = dict(est.ram_parts_gib)
+    parts["weights"] = parts.get("weights", 0.0) + _bytes_gib(offloaded_params * ram_bytes_per_param)
+    est.ram_parts_gib = parts
+    est.ram_gib = sum(est.ram_parts_gib.values())
+    est.notes.append(f"--gpu-split {gpu_split_gib:g}: {offloaded_params / 1e9:.2f} B parameters offloaded to RAM"
+                     + (" in fp32 (bitsandbytes keeps offloaded modules unquantised)" if ram_bytes_per_param == 4 else "")
+                     + "; each token copies them to the GPU: far slower than a model that fits")
+    return est
+
+
+def _module_params(info: ModelInfo) -> dict:
+    tensors = info.arch.tensors()
+    layer = sum(t.n_params for t in tensors if t.layer == 0)
+    embed = sum(t.n_params for t in tensors if t.category == "token_embd")
+    output = sum(t.n_params for t in tensors if t.category == "output")
+    return {"layer": layer, "embed": embed, "output": output}
 
 
 def _base(info: ModelInfo, fmt: Format, mode: str, ctx: int, batch: int, cache_type: str, gpu_layers: int
@@ -425,22 +521,69 @@ def _transformers(info: ModelInfo, fmt: Format, ctx: int, batch: int, cache_type
     return est
 
 
+def _names(value: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [t.strip() for t in value.split(",") if t.strip()]
+    return [str(t).strip() for t in value if str(t).strip()]
+
+
 def lora_targets(arch, targets: str | list[str]) -> set[str]:
-    """Tensor categories that LoRA adapts, from PEFT module names or ``all-linear``."""
-    if isinstance(targets, str):
-        names = [t.strip() for t in targets.split(",") if t.strip()]
-    else:
-        names = list(targets)
-    if not names or names == ["all-linear"]:
-        return {"attn_q", "attn_k", "attn_v", "attn_qkv", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}
-    unknown = [n for n in names if n not in LORA_MODULES]
+    """Tensor categories that LoRA adapts, from PEFT module names, ``all-linear`` (PEFT's: every
+    linear layer of the decoder, not the output layer) or both ("all-linear,lm_head")."""
+    names = _names(targets)
+    if not names:
+        return set(LINEAR_CATEGORIES)
+    out: set[str] = set()
+    unknown = []
+    for name in names:
+        if name == "all-linear":
+            out |= LINEAR_CATEGORIES
+        elif name in LORA_MODULES:
+            out.add(LORA_MODULES[name])
+        else:
+            unknown.append(name)
     if unknown:
-        raise VramError(f"unknown LoRA target(s) {', '.join(unknown)}; use all-linear or module names: "
+        raise VramError(f"unknown LoRA target(s) {', '.join(unknown)}; valid targets: all-linear, "
                         f"{', '.join(sorted(LORA_MODULES))}")
-    return {LORA_MODULES[n] for n in names}
+    return out
 
 
-def saved_per_token(arch, cats: set[str], b: int, quantized_base: bool, rank: int, dropout: float) -> int:
+def whole_modules(modules: str | list[str] | None) -> set[str]:
+    """Categories trained whole beside the adapters (PEFT's ``modules_to_save``)."""
+    out: set[str] = set()
+    unknown = []
+    for name in _names(modules):
+        if name in WHOLE_MODULES:
+            out.add(WHOLE_MODULES[name])
+        else:
+            unknown.append(name)
+    if unknown:
+        raise VramError(f"unknown module(s) to train whole {', '.join(unknown)}; valid: "
+                        f"{', '.join(sorted(WHOLE_MODULES))}")
+    return out
+
+
+def normalise_optimizer(name: str) -> str:
+    """An optimizer name (Trainer's spellings accepted) as one of OPTIMIZERS; else the valid list."""
+    key = str(name or "").strip().lower()
+    key = OPTIMIZER_ALIASES.get(key, key)
+    if key not in OPTIMIZERS:
+        raise VramError(f"unknown optimizer {str(name)[:40]!r}; valid optimizers: {', '.join(OPTIMIZERS)} "
+                        f"(also Trainer's names: {', '.join(OPTIMIZER_ALIASES)})")
+    return key
+
+
+def _out_width(arch, cat: str) -> int:
+    h, ff = arch.hidden_size, arch.intermediate_size
+    q, kv = arch.num_heads * arch.head_dim, arch.kv_dim
+    return {"attn_q": q, "attn_k": kv, "attn_v": kv, "attn_qkv": q + 2 * kv, "attn_output": h,
+            "ffn_gate": ff, "ffn_up": 2 * ff if arch.fused else ff, "ffn_down": h}.get(cat, 0)
+
+
+def saved_per_token(arch, cats: set[str], b: int, quantized_base: bool, rank: int, dropout: float,
+                    dora: bool = False) -> int:
     """Bytes autograd keeps for the backward pass, per token and decoder layer, under LoRA.
 
     - SDPA/flash attention keeps q, k, v and its output (o_proj's input, so nothing more for it);
@@ -449,9 +592,12 @@ def saved_per_token(arch, cats: set[str], b: int, quantized_base: bool, rank: in
       activation's input (fc1/fc2 models);
     - a frozen 16-bit Linear keeps no input (its weight needs no gradient), but the input of an
       adapted one is kept for its LoRA A matrix; bitsandbytes' MatMul4Bit and MatMul8bitLt keep the
-      input of every quantised Linear (``ctx.tensors = (A, B)``), so a QLoRA base keeps them all;
+      input of every quantised Linear (``ctx.tensors = (A, B)``), and so does AutoAWQ's
+      WQLinearMMFunction (``save_for_backward(x, ...)``), so such a base keeps them all;
     - LoRA dropout (PEFT applies one per adapted module) keeps its output and a byte mask, and
-      each adapter keeps its rank-wide A output.
+      each adapter keeps its rank-wide A output;
+    - DoRA (``use_dora``) scales the base output and the adapter output by the magnitude vector,
+      so both outputs of every adapted module are kept (PEFT's DoraLinearLayer.forward).
     """
     h, ff = arch.hidden_size, arch.intermediate_size
     q, kv = arch.num_heads * arch.head_dim, arch.kv_dim
@@ -468,23 +614,39 @@ def saved_per_token(arch, cats: set[str], b: int, quantized_base: bool, rank: in
     for cat in cats:
         if cat in width and (cat != "ffn_gate" or arch.gated_ffn):
             n += b * rank + ((b + 1) * width[cat] if dropout > 0 else 0)
+            if dora:
+                n += 2 * b * _out_width(arch, cat)
+    return n
+
+
+def _copies(t) -> int:
+    n = 1
+    for d in t.shape[2:]:
+        n *= int(d)
     return n
 
 
 def _training(info: ModelInfo, fmt: Format, seq: int, batch: int, rank: int, targets, checkpointing: bool,
-              optimizer: str, dropout: float = 0.05) -> Estimate:
-    """LoRA (fp16/bf16/int8 base) or QLoRA (4-bit base) fine-tuning, as PEFT + Trainer run it.
+              optimizer: str, dropout: float = 0.05, dora: bool = False, modules_to_save=None,
+              kbit_prep: bool = True) -> Estimate:
+    """LoRA/DoRA fine-tuning as PEFT + Trainer run it: on a 16-bit or LLM.int8 base (LoRA), on a
+    bitsandbytes 4-bit base (QLoRA), or on a GPTQ/AWQ checkpoint (PEFT over their quantised layers).
 
-    Adapters, their gradients and AdamW states are fp32 (PEFT's ``autocast_adapter_dtype``);
-    8-bit AdamW keeps two 1-byte states. Activations are what autograd saves for the backward
-    pass, per token and layer (see :func:`saved_per_token`); with gradient checkpointing only each
-    layer's input is kept and one layer is recomputed at a time. The loss upcasts the logits to fp32.
+    Adapters, their gradients and optimizer states are fp32 (PEFT's ``autocast_adapter_dtype``);
+    modules trained whole (``modules_to_save``: embeddings, lm_head) are a second copy in the
+    compute dtype with their gradient and optimizer states in that dtype (torch optimizers keep
+    states like the parameter). Activations are what autograd saves for the backward pass, per token
+    and layer (see :func:`saved_per_token`); with gradient checkpointing only each layer's input is
+    kept and one layer is recomputed at a time. The loss upcasts the logits to fp32. The peak is the
+    backward pass, or the optimizer step when its temporaries outgrow the activations (AdamW's
+    foreach step holds one more copy of the trainable parameters).
     """
-    if fmt.name not in TRAINABLE_BASES:
-        raise VramError(f"training takes a Transformers base format: LoRA on fp16/bf16/fp32/int8, "
-                        f"QLoRA on nf4/nf4-dq/fp4 (not {fmt.name})")
-    if optimizer not in OPTIMIZER_BYTES:
-        raise VramError(f"optimizer {optimizer!r}: use one of {', '.join(OPTIMIZER_BYTES)}")
+    if fmt.kind not in ("float", "int8", "bnb4", "gptq", "awq"):
+        if fmt.kind == "gguf":
+            raise VramError(f"training takes a Transformers base: {TRAINABLE_HELP}; a GGUF ({fmt.name}) is "
+                            "trained through its fp16/bf16 original (`pocketpack adapters to-gguf` converts the adapter)")
+        raise VramError(f"training takes a Transformers base: {TRAINABLE_HELP} (not {fmt.name})")
+    optimizer = normalise_optimizer(optimizer)
     if rank <= 0:
         raise VramError("--lora-rank must be positive")
     if not 0 <= dropout < 1:
@@ -493,37 +655,85 @@ def _training(info: ModelInfo, fmt: Format, seq: int, batch: int, rank: int, tar
     est = _base(info, fmt, "training", seq, batch, "fp16", a.num_layers)
     plan = _transformers_weights(info, fmt)
     cats = lora_targets(a, targets)
-    lora_params = 0
-    for t in a.tensors():
-        if t.category in cats and t.is_matrix:
-            copies = 1
-            for d in t.shape[2:]:
-                copies *= int(d)
-            lora_params += rank * (int(t.shape[0]) + int(t.shape[1])) * copies
-    if lora_params == 0:
+    whole = whole_modules(modules_to_save)
+    tensors = a.tensors()
+    tied = not any(t.category == "output" for t in tensors)
+    lora_params = dora_params = whole_params = 0
+    largest_adapted = 0
+    for t in tensors:
+        if not t.is_matrix:
+            continue
+        k, o, copies = int(t.shape[0]), int(t.shape[1]), _copies(t)
+        if t.category in cats:
+            lora_params += rank * (k + o) * copies
+            if dora and t.category != "token_embd":
+                dora_params += o * copies
+            if t.category in LINEAR_CATEGORIES:
+                largest_adapted = max(largest_adapted, t.n_params)
+        if t.category in whole:
+            whole_params += t.n_params
+    embd = next((t for t in tensors if t.category == "token_embd"), None)
+    if tied and embd is not None:  # lm_head is the embedding matrix: adapted or trained as a Linear
+        if "output" in cats:
+            lora_params += rank * (int(embd.shape[0]) + int(embd.shape[1]))
+            dora_params += a.vocab_size if dora else 0
+        if "output" in whole and "token_embd" not in whole:
+            whole_params += embd.n_params
+    if lora_params == 0 and whole_params == 0:
         raise VramError(f"no module of this {a.model_type} model matches the LoRA targets {targets}")
     b = _compute_dtype_bytes(info, fmt)
     tokens = batch * seq
     h, ff = a.hidden_size, a.intermediate_size
-    per_layer_token = saved_per_token(a, cats, b, quantized_base=fmt.kind in ("bnb4", "int8"), rank=rank,
-                                      dropout=dropout)
+    keeps_inputs = fmt.kind in ("bnb4", "int8", "awq")
+    per_layer_token = saved_per_token(a, cats & LINEAR_CATEGORIES, b, quantized_base=keeps_inputs, rank=rank,
+                                      dropout=dropout, dora=dora)
     # the backward pass of one layer holds the gradients of its largest activations at once
     backward_work = tokens * (3 * ff + 2 * h) * b
     logits = tokens * a.vocab_size * (b + 4 + 4)  # 16-bit logits, fp32 upcast, fp32 grad
+    head = 0
+    if "output" in cats:  # LoRA on lm_head: its dropout, A output and B output beside the logits
+        head = tokens * (((b + 1) * h if dropout > 0 else 0) + rank * b + a.vocab_size * b)
+    if "token_embd" in cats:
+        head += tokens * rank * b
     if checkpointing:
-        act = tokens * (a.num_layers * h * b + per_layer_token) + backward_work + logits
+        act = tokens * (a.num_layers * h * b + per_layer_token) + backward_work + logits + head
     else:
-        act = tokens * a.num_layers * per_layer_token + backward_work + logits
-    # 4-bit: a dequantised 16-bit copy of the weight in the forward and one in the backward pass;
-    # LLM.int8: the fp16 outlier columns and the int8 row-major copy of one weight
-    dequant = {"bnb4": 2 * plan.largest_linear_fp16, "int8": plan.largest_linear_fp16}.get(fmt.kind, 0)
-    est.weights_gib = _bytes_gib(plan.total)
-    est.adapter_gib = _bytes_gib(4 * lora_params)
-    est.gradients_gib = _bytes_gib(4 * lora_params)
-    est.optimizer_gib = _bytes_gib(OPTIMIZER_BYTES[optimizer] * lora_params)
-    est.activations_gib = _bytes_gib(act + dequant)
+        act = tokens * a.num_layers * per_layer_token + backward_work + logits + head
+    # dequantised copies of the frozen weights:
+    # - 4-bit (bitsandbytes) and AWQ: a 16-bit copy of one weight in the forward and one in the backward;
+    # - LLM.int8: the fp16 outlier columns and the int8 row-major copy of one weight;
+    # - GPTQ (auto-gptq's cuda-old/triton and gptqmodel's torch kernels for a long input): the weight is
+    #   dequantised to fp16 and multiplied with torch.matmul, which keeps it for the input's gradient:
+    #   every linear weight of the layers being differentiated (one layer under checkpointing, all without)
+    linear = plan.largest_linear_fp16
+    if fmt.kind == "gptq":
+        layer_linear = 2 * sum(t.n_params for t in tensors if t.layer == 0 and t.category in LINEAR_CATEGORIES)
+        dequant = (layer_linear if checkpointing else layer_linear * a.num_layers) + linear
+    else:
+        dequant = {"bnb4": 2 * linear, "awq": 2 * linear, "int8": linear}.get(fmt.kind, 0)
+    if dora and largest_adapted:
+        # DoRA's weight norm: B@A in fp32, W + s*BA in fp32 (and W dequantised on a quantised base)
+        dequant += largest_adapted * (8 + (2 if fmt.kind != "float" else 0))
+    states, temp_copies = OPTIMIZERS[optimizer]
+    trainable_fp32 = lora_params + dora_params
+    eight_bit = OPTIMIZER_8BIT_STATES.get(optimizer, 0)
+    optim_bytes = trainable_fp32 * (4 * states + eight_bit) + whole_params * (b * states + eight_bit)
+    step_temps = temp_copies * (4 * trainable_fp32 + b * whole_params)
+    weights = plan.total
+    if kbit_prep and fmt.kind in ("bnb4", "int8"):
+        # prepare_model_for_kbit_training casts every fp16/bf16 parameter that is not quantised to fp32
+        unquantised = sum(t.n_params for t in tensors if not _is_linear(t))
+        weights += unquantised * (4 - b)
+        est.notes.append("prepare_model_for_kbit_training keeps the embeddings, lm_head and norms in fp32 "
+                         f"(+{_bytes_gib(unquantised * (4 - b)):.2f} GiB)")
+    est.weights_gib = _bytes_gib(weights)
+    est.adapter_gib = _bytes_gib(4 * trainable_fp32 + b * whole_params)
+    est.gradients_gib = _bytes_gib(4 * trainable_fp32 + b * whole_params)
+    est.optimizer_gib = _bytes_gib(optim_bytes)
+    backward = act + dequant
+    est.activations_gib = _bytes_gib(max(backward, step_temps))
     est.compute_gib = est.activations_gib
-    est.lora_params_m = lora_params / 1e6
+    est.lora_params_m = (trainable_fp32 + whole_params) / 1e6
     est.cuda_context_gib = CUDA_CONTEXT_GIB["Transformers"]
     slack = 0.08 * (act + plan.total * 0.1)
     est.overhead_gib = est.cuda_context_gib + _bytes_gib(slack)
@@ -532,6 +742,15 @@ def _training(info: ModelInfo, fmt: Format, seq: int, batch: int, rank: int, tar
     est.file_gib = _bytes_gib(_file_bytes(info, fmt, plan.file_bytes))
     est.ram_parts_gib = {"loading": TRANSFORMERS_LOAD_RAM_GIB}
     est.ram_gib = TRANSFORMERS_LOAD_RAM_GIB
+    if step_temps > backward:
+        est.notes.append(f"the optimizer step's temporaries ({_bytes_gib(step_temps):.2f} GiB) outgrow the "
+                         "activations: the peak is at the step")
     if optimizer == "paged_adamw8bit":
         est.notes.append("paged optimizer states can spill to RAM under memory pressure")
+    if fmt.kind == "gptq":
+        est.notes.append("GPTQ base: PEFT trains adapters over the quantised layers (gptqmodel or auto-gptq, "
+                         "exllama kernels off); each weight is dequantised to fp16 for its matmul")
+    if whole:
+        est.notes.append(f"trained whole beside the adapters: {', '.join(sorted(whole))} "
+                         f"({whole_params / 1e6:.0f} M parameters)")
     return est
