@@ -170,16 +170,19 @@ def ui():
         chars = panel.characters(memory())
         return panel.counts_markdown(memory()), gr.Dropdown(choices=chars)
 
+    # callables are evaluated at every page load, so the tab never opens on a stale count
     with gr.Row():
-        counts = gr.Markdown(panel.counts_markdown(memory()))
+        counts = gr.Markdown(lambda: panel.counts_markdown(memory()))
         refresh = gr.Button("Refresh counts")
     with gr.Row():
         character = gr.Dropdown(label="Character", choices=panel.characters(memory()),
-                                value=_current_character() or None, allow_custom_value=True)
+                                value=lambda: _current_character() or None, allow_custom_value=True)
         scope = gr.Radio(["chat", "character", "global"], value="character", label="Scope")
     query = gr.Textbox(label="Search memories (empty: newest)", lines=1)
     search = gr.Button("Search")
-    results = gr.Dataframe(headers=panel.SEARCH_HEADERS, interactive=False, wrap=True, label="Memories")
+    results = gr.Dataframe(lambda: panel.search_rows(memory(), _current_character() or "", ""),
+                           headers=panel.SEARCH_HEADERS, interactive=False, wrap=True,
+                           label="Memories (click a row to pin, edit or delete it)")
 
     gr.Markdown("### Last injection")
     last_button = gr.Button("Show what was injected for the last reply")
@@ -195,7 +198,9 @@ def ui():
         unpin = gr.Button("Unpin")
         save = gr.Button("Save edit")
         delete = gr.Button("Delete", variant="stop")
+        undo = gr.Button("Undo delete")
     status = gr.Markdown("")
+    removed = gr.State(None)
 
     gr.Markdown("### Manual memories")
     with gr.Row():
@@ -218,13 +223,16 @@ def ui():
 
     gr.Markdown("### Export / import (JSONL)")
     with gr.Row():
-        export_button = gr.Button("Export")
+        export_button = gr.Button("Export the chosen character (and notes for everyone)")
+        export_all = gr.Button("Export everything")
         exported = gr.File(label="Exported file", interactive=False)
+    export_status = gr.Markdown("")
     with gr.Row():
         upload = gr.File(label="JSONL to import", file_types=[".jsonl"], type="filepath")
         import_button = gr.Button("Import")
 
     refresh.click(refresh_counts, [], [counts, character])
+    character.focus(lambda: gr.Dropdown(choices=panel.characters(memory())), [], [character])
     search.click(lambda c, q, s: panel.search_rows(memory(), c, q, s), [character, query, scope], [results])
     query.submit(lambda c, q, s: panel.search_rows(memory(), c, q, s), [character, query, scope], [results])
     def show_last():
@@ -233,10 +241,30 @@ def ui():
 
     last_button.click(show_last, [], [last_info, last_table])
     for button, action in ((pin, "pin"), (unpin, "unpin"), (save, "edit"), (delete, "delete")):
-        button.click(lambda i, t, a=action: panel.act(memory(), a, i, t), [memory_id, new_text], [status])
+        button.click(lambda i, t, c, q, s, a=action: panel.act_and_show(memory(), a, i, t, c, q, s),
+                     [memory_id, new_text, character, query, scope], [status, results, removed])
+    undo.click(lambda r, c, q, s: panel.undo_delete(memory(), r, c, q, s),
+               [removed, character, query, scope], [status, results, removed])
+
+    def pick_row(rows, evt: gr.SelectData):
+        memory_id_value, text = panel.selected_row(rows, evt.index[0])
+        return memory_id_value, text
+
+    results.select(pick_row, [results], [memory_id, new_text])
     add_note.click(lambda c, t, tr, k: (panel.add_manual(memory(), c, t, tr, k), panel.manual_rows(memory())),
                    [note_character, note_text, trigger, keywords], [status, notes])
-    export_button.click(lambda c: str(panel.export_to(memory(), _store_dir() / "exports", c)), [character], [exported])
+    def export(c):
+        if not (c or "").strip():
+            return None, "Choose a character first, or use **Export everything**."
+        path, line = panel.export_with_summary(memory(), _store_dir() / "exports", c)
+        return str(path), line
+
+    def export_everything():
+        path, line = panel.export_with_summary(memory(), _store_dir() / "exports", None)
+        return str(path), line
+
+    export_button.click(export, [character], [exported, export_status])
+    export_all.click(export_everything, [], [exported, export_status])
     import_button.click(lambda f: panel.import_from(memory(), f), [upload], [status])
 
     def consolidate(c, days, progress=gr.Progress()):

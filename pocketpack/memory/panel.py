@@ -78,6 +78,56 @@ def act(memory: MemoryStore, action: str, memory_id, text: str = "") -> str:
     return f"Memory {mid}: {action} done."
 
 
+def act_and_show(memory: MemoryStore, action: str, memory_id, text: str, character: str, query: str,
+                 scope: str = "character") -> tuple[str, list[list], dict | None]:
+    """A pin/unpin/edit/delete button: the status line, the table searched again (so the change
+    shows at once), and, for a delete, the memory as it was (what "Undo delete" puts back)."""
+    removed = None
+    if action == "delete":
+        try:
+            found = memory.get(_id(memory_id))
+        except MemoryError_:
+            found = None
+        removed = None if found is None else found.to_json()
+    status = act(memory, action, memory_id, text)
+    if removed is not None and "done" in status:
+        status = f"Deleted memory {removed['id']}: “{_short(removed['text'])}”. **Undo delete** puts it back."
+    else:
+        removed = None
+    return status, search_rows(memory, character, query, scope), removed
+
+
+def undo_delete(memory: MemoryStore, removed: dict | None, character: str, query: str,
+                scope: str = "character") -> tuple[str, list[list], None]:
+    """Put the last deleted memory back (with its text, time, chat, pin; under a new id)."""
+    if not removed:
+        return "Nothing to undo.", search_rows(memory, character, query, scope), None
+    record = {k: v for k, v in removed.items() if k not in ("id", "score")}
+    try:
+        new_id = memory.add_many([record])[0]
+    except (MemoryError_, StoreError) as exc:
+        return f"**Not restored:** {exc}", search_rows(memory, character, query, scope), removed
+    return (f"Restored “{_short(record['text'])}” as memory {new_id}.",
+            search_rows(memory, character, query, scope), None)
+
+
+def selected_row(rows, row_index: int) -> tuple[int | None, str]:
+    """The id and text of the clicked row of the memories table (for the edit boxes)."""
+    values = rows.values.tolist() if hasattr(rows, "values") else list(rows or [])
+    if not (0 <= row_index < len(values)):
+        return None, ""
+    row = values[row_index]
+    try:
+        return int(row[0]), str(row[SEARCH_HEADERS.index("text")])
+    except (TypeError, ValueError):
+        return None, ""
+
+
+def _short(text: str, limit: int = 80) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def add_manual(memory: MemoryStore, character: str, text: str, trigger: str, keywords: str) -> str:
     try:
         words = [w.strip() for w in (keywords or "").split(",") if w.strip()]
@@ -97,16 +147,35 @@ def manual_rows(memory: MemoryStore) -> list[list]:
 
 
 def export_to(memory: MemoryStore, directory: Path, character: str | None = None) -> Path:
+    """Write a JSONL export: everything, as ``pocketpack memory export`` does, or one
+    character's memories *and* the notes meant for every character (which that character sees)."""
+    return export_with_summary(memory, directory, character)[0]
+
+
+def export_with_summary(memory: MemoryStore, directory: Path, character: str | None = None) -> tuple[Path, str]:
+    """:func:`export_to` plus a line saying what the file holds."""
     import json
 
+    character = (character or "").strip() or None
     directory.mkdir(parents=True, exist_ok=True)
-    name = "memories-" + _time.strftime("%Y%m%d-%H%M%S") + ".jsonl"
+    name = "memories-" + (f"{_safe_name(character)}-" if character else "all-") + _time.strftime("%Y%m%d-%H%M%S") + ".jsonl"
     path = directory / name
+    records = list(memory.export(character))
+    if character:  # the notes for every character reach this one's prompt too
+        records += [m.to_json() for m in memory.list(None)]
     with open(path, "w", encoding="utf-8") as handle:
-        for record in memory.export((character or "").strip() or None):
+        for record in records:
             record.pop("score", None)
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return path
+    notes = sum(1 for r in records if r.get("kind") == "manual")
+    who = f"of **{character}** (with the notes for every character)" if character else "of every character"
+    return path, f"Exported {_n(len(records) - notes, 'memory', 'memories')} and {_n(notes, 'note')} {who} to `{path.name}`."
+
+
+def _safe_name(character: str) -> str:
+    import re
+
+    return re.sub(r"[^\w.-]+", "_", character).strip("._")[:40] or "character"
 
 
 def import_from(memory: MemoryStore, path) -> str:
