@@ -107,7 +107,8 @@ def test_gptq_flags_depend_on_the_version(tmp_path):
 
     entry = Entry("7-8B", "gptq-4bit-g128", "Transformers", 4096, "fp16", None, 6, 1, 2.9, "gpu")
     old_flags, _, _ = load_settings(entry, detect_version(_checkout(tmp_path / "old", False)))
-    assert old_flags == ["--wbits", "4", "--groupsize", "128"]
+    # a checkout without modules/loaders.py (before 2023-06) had the GPTQ-for-LLaMa loader
+    assert old_flags == ["--loader", "GPTQ-for-LLaMa", "--wbits", "4", "--groupsize", "128"]
     new_flags, _, notes = load_settings(entry, detect_version(_checkout(tmp_path / "new", True)))
     assert "--wbits" not in new_flags and any("quantization_config" in n for n in notes)
 
@@ -115,7 +116,9 @@ def test_gptq_flags_depend_on_the_version(tmp_path):
 def test_apply_refuses_path_names_and_unfit_classes(tmp_path):
     with pytest.raises(VramError, match="model name"):
         apply_preset("gpu-8gb", "../evil", "7-8B")
-    with pytest.raises(VramError, match="no 70B model fits"):
+    with pytest.raises(VramError, match=r"big \(gguf, 70B\) does not fit on the gpu-4gb tier"):
+        apply_preset("gpu-4gb", "big", "70B", source="gguf")
+    with pytest.raises(VramError, match="cannot tell what files big has"):
         apply_preset("gpu-4gb", "big", "70B")
 
 

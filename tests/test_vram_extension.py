@@ -41,9 +41,8 @@ def models_dir(tmp_path, monkeypatch):
 def test_ui_builds_and_estimates(models_dir):
     gr = pytest.importorskip("gradio")
     script = load_script()
-    with gr.Blocks():
-        with gr.Tab("VRAM advisor"):
-            script.ui()
+    with gr.Blocks(), gr.Tab("VRAM advisor"):
+        script.ui()
     from pocketpack.vram.report import CUSTOM_MACHINE
 
     chart, text = script._analyse("llama3-8b", "", 4096, CUSTOM_MACHINE, 8, 32)
@@ -60,20 +59,34 @@ def test_measured_says_no_gpu(models_dir):
     assert "no GPU" in script._measure()
 
 
-def test_apply_outside_a_checkout_says_why(models_dir, monkeypatch, tmp_path):
+def test_apply_in_the_standalone_host_saves_the_hosts_own_settings(models_dir, monkeypatch, tmp_path):
+    """Issue 14.3: 'Apply preset fails in the standalone host ("not a text-generation-webui checkout")'."""
+    import yaml
+
+    from pocketpack.host import shared
+
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(shared, "user_data_dir", tmp_path / "user_data")
     script = load_script()
-    assert "not a text-generation-webui checkout" in script._apply("gpu-8gb", "llama3-8b")
+    message = script._apply("gpu-8gb", "llama3-8b")
+    assert "Saved in" in message and "not a text-generation-webui checkout" not in message
+    saved = yaml.safe_load((tmp_path / "user_data" / "pocketpack" / "model-settings.yaml").read_text())
+    settings = saved["models"]["llama3-8b"]["settings"]
+    assert settings["loader"] == "Transformers" and settings["load_in_4bit"] is True  # 8B bf16 on 8 GB: NF4
 
 
 def test_apply_in_a_checkout_uses_the_installed_preset(tmp_path, monkeypatch):
+    """Inside TGWUI: config-user.yaml, from the checkout's installed preset, the entry for the model's own
+    files (a Transformers folder never gets the llama.cpp entry that made `server.py --model` fail)."""
+    import types
+
     import yaml
 
     from pocketpack.presets import PRESET_DIR
 
     root = tmp_path / "tg"
     (root / "modules").mkdir(parents=True)
-    flags = "".join(f"parser.add_argument('{f}')\n" for f in ("--gpu-layers", "--ctx-size"))
+    flags = "".join(f"parser.add_argument('{f}')\n" for f in ("--gpu-layers", "--ctx-size", "--gpu-split"))
     (root / "modules" / "shared.py").write_text(flags)
     models = root / "user_data" / "models"
     (models / "llama3-8b").mkdir(parents=True)
@@ -81,11 +94,16 @@ def test_apply_in_a_checkout_uses_the_installed_preset(tmp_path, monkeypatch):
     installed = root / "user_data" / "pocketpack" / "presets"
     installed.mkdir(parents=True)
     data = yaml.safe_load((PRESET_DIR / "gpu-8gb.yaml").read_text())
-    data["models"]["7-8B"]["ctx_size"] = 3072
+    data["sources"]["hf"]["7-8B"]["ctx_size"] = 3072
     (installed / "gpu-8gb.yaml").write_text(yaml.safe_dump(data))
     monkeypatch.chdir(root)
+    tgwui_shared = types.ModuleType("modules.shared")
+    tgwui_shared.args = types.SimpleNamespace(model_dir=str(models))
+    tgwui_shared.user_data_dir = root / "user_data"
+    monkeypatch.setitem(sys.modules, "modules.shared", tgwui_shared)
     script = load_script()
     message = script._apply("gpu-8gb", "llama3-8b")
     assert "Wrote" in message and str(installed / "gpu-8gb.yaml") in message
-    written = yaml.safe_load((models / "config-user.yaml").read_text())
-    assert written["llama3-8b$"]["ctx_size"] == 3072
+    written = yaml.safe_load((models / "config-user.yaml").read_text())["llama3-8b$"]
+    assert written["loader"] == "Transformers" and written["truncation_length"] == 3072
+    assert "ctx_size" not in written and "gpu_layers" not in written

@@ -70,17 +70,39 @@ def _chart_update(frame, title):
     return gr.update(value=frame, title=title)
 
 
+def _in_tgwui() -> bool:
+    """TGWUI is the host (its modules.shared is loaded); else the standalone ``pocketpack serve``."""
+    from pocketpack.host import shared as standalone
+    from pocketpack.tgwui import shared
+
+    return shared() is not standalone
+
+
 def _apply(tier, model):
+    """Apply the tier to the chosen model's own files: TGWUI's config-user.yaml inside TGWUI, the
+    host's model-settings.yaml in ``pocketpack serve`` (used at the model's next load there)."""
     from pocketpack.presets.apply import apply_preset
     from pocketpack.vram import VramError
 
+    if not model:
+        return "**Not applied:** choose a model in the models folder first."
     try:
-        done = apply_preset(tier, model, None, Path.cwd(), user_data=_user_data())
-    except VramError as exc:
+        if _in_tgwui():
+            done = apply_preset(tier, model, None, Path.cwd(), user_data=_user_data(), models_dir=_models_dir())
+        else:
+            from pocketpack.tgwui import shared
+
+            done = apply_preset(tier, model, None, host=True, models_dir=_models_dir(),
+                                user_data=Path(shared().user_data_dir))
+    except (VramError, ValueError) as exc:
         return f"**Not applied:** {exc}"
     notes = "".join(f"\n\n_{n}_" for n in done.notes)
-    return (f"Wrote `{done.written}` for `{model}` ({done.model_class} on {tier}, preset `{done.preset_source}`)."
-            f"\n\n`{done.command}`{notes}")
+    what = (f"`{model}` has {done.source} files: {done.entry.format}, ctx {done.entry.ctx_size} "
+            f"({done.model_class} on {tier}, preset `{done.preset_source}`)")
+    if done.host:
+        return (f"Saved in `{done.written}`: {what}. Used the next time `{model}` loads (Model tab or "
+                f"`pocketpack serve --model {model}`); flags you give there win.\n\n`{done.command}`{notes}")
+    return f"Wrote `{done.written}` for {what}.\n\n`{done.command}`{notes}"
 
 
 def _measure():

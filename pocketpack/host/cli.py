@@ -95,10 +95,17 @@ def _model_path(args) -> Path:
 def _load(runtime, args) -> None:
     from pocketpack.host.backends.base import ModelLoadError
     from pocketpack.host.flags import FlagConflict, LoadSettings
+    from pocketpack.host.model_settings import with_saved_settings
+    from pocketpack.host.settings import SettingsError
 
     try:
-        runtime.load_model(_model_path(args), LoadSettings.from_args(args))
-    except (ModelLoadError, FlagConflict, FileNotFoundError) as exc:
+        path = _model_path(args)
+        # the model's saved settings (the VRAM advisor's "Apply preset"); flags given here win, as in TGWUI
+        settings, used = with_saved_settings(LoadSettings.from_args(args), runtime.host.user_data_dir, path)
+        if used:
+            print(f"{path.name}: saved settings {', '.join(f'{k}={v}' for k, v in used.items())}", file=sys.stderr)
+        runtime.load_model(path, settings)
+    except (ModelLoadError, FlagConflict, FileNotFoundError, SettingsError) as exc:
         raise SystemExit(_fail(str(exc)))
 
 

@@ -218,14 +218,22 @@ def build_ui(runtime: Runtime, models_dir: Path, characters_dir: Path, model_nam
 
             if not name:
                 return "⚠️ Choose a model first.", gr.update()
+            from pocketpack.host.flags import _given
+            from pocketpack.host.model_settings import with_saved_settings
+
             try:
                 path = _resolve_model(models_dir, name)
                 settings = load_settings_from_form(path, layers, ctx, cache, nthreads, in8, in4, qtype, dq,
                                                    dtype, on_cpu)
+                # what "Apply preset" saved for this model fills every field the form leaves untouched
+                settings, used = with_saved_settings(settings, runtime.host.user_data_dir, path,
+                                                     given=lambda dest: _given(settings, dest))
                 runtime.load_model(path, settings)
             except (ModelLoadError, FlagConflict, ValueError) as exc:
                 return f"⚠️ {exc}", _model_banner()
-            return _model_status(), _model_banner()
+            saved = ("\n\nWith its saved settings (Apply preset): "
+                     + ", ".join(f"`{k}={v}`" for k, v in used.items())) if used else ""
+            return _model_status() + saved, _model_banner()
 
         load_button.click(do_load, [model_menu, gpu_layers, ctx_size, cache_type, threads, load_in_8bit,
                                     load_in_4bit, quant_type, use_double_quant, compute_dtype, cpu],

@@ -4,6 +4,13 @@ Not TGWUI's sampler presets (``user_data/presets``): these describe how to *load
 ``presets/<tier>.yaml`` is generated from the VRAM estimator (``python -m pocketpack.presets.generate``)
 and the tests re-check every entry against it, so a preset never recommends what does not fit.
 
+Each tier maps every model class to a recommendation twice over: ``models`` is the best format
+whatever the files (version 1's only field), and ``sources`` says what to do with the files a
+user actually has -- ``gguf``, ``gptq``, ``hf`` (fp16/bf16 safetensors: 16-bit if it fits, else
+8-bit, else NF4 with double quant, offloading with --gpu-split where partial), ``awq`` and
+``exl2`` -- each entry sized by the estimator. A version-1 file (a user's older installed copy)
+keeps its ``models`` and gets the per-source entries generated.
+
 Where a preset is read from, first found wins (:func:`preset_dirs`): the folder the installer
 copied them to in a TGWUI checkout -- ``user_data/pocketpack/presets`` (``pocketpack-data/presets``
 in checkouts before v3.1, which have no ``user_data/``), found from ``--tgwui``, TGWUI's
@@ -22,7 +29,7 @@ import yaml
 from pocketpack.vram.errors import VramError
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "presets"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # tier -> (VRAM GiB, assumed RAM GiB, description)
 TIERS = {
     "cpu-8gb": (0, 8, "CPU only, 8 GB RAM"),
@@ -54,12 +61,19 @@ class Entry:
     ram_gib: float
     quality_loss_pct: float
     placement: str
+    gpu_split: float | None = None       # Transformers offload: GiB of weights on the GPU (--gpu-split)
+    compute_dtype: str | None = None     # bitsandbytes 4-bit compute dtype (--compute_dtype)
 
     def to_dict(self) -> dict:
-        return {"format": self.format, "loader": self.loader, "ctx_size": self.ctx_size,
-                "cache_type": self.cache_type, "gpu_layers": self.gpu_layers,
-                "estimated_vram_gib": self.vram_gib, "estimated_ram_gib": self.ram_gib,
-                "quality_loss_pct": self.quality_loss_pct, "placement": self.placement}
+        d = {"format": self.format, "loader": self.loader, "ctx_size": self.ctx_size,
+             "cache_type": self.cache_type, "gpu_layers": self.gpu_layers,
+             "estimated_vram_gib": self.vram_gib, "estimated_ram_gib": self.ram_gib,
+             "quality_loss_pct": self.quality_loss_pct, "placement": self.placement}
+        if self.gpu_split is not None:
+            d["gpu_split"] = self.gpu_split
+        if self.compute_dtype is not None:
+            d["compute_dtype"] = self.compute_dtype
+        return d
 
 
 @dataclass
@@ -70,11 +84,16 @@ class Preset:
     ram_gib: float
     models: dict[str, Entry | None] = field(default_factory=dict)
     source: str = "generated"   # the file it was read from, or "generated" (built from the estimator)
+    # per kind of files (gguf, gptq, hf, awq, exl2): model class -> entry, None where nothing fits
+    sources: dict[str, dict[str, Entry | None]] = field(default_factory=dict)
+    sources_generated: bool = False   # the file predates per-source entries (version 1): they were generated
 
     def to_dict(self) -> dict:
         return {"version": FORMAT_VERSION, "kind": "pocketpack-hardware-tier", "tier": self.tier,
                 "description": self.description, "vram_gib": self.vram_gib, "ram_gib": self.ram_gib,
-                "models": {k: (v.to_dict() if v else None) for k, v in self.models.items()}}
+                "models": {k: (v.to_dict() if v else None) for k, v in self.models.items()},
+                "sources": {src: {k: (v.to_dict() if v else None) for k, v in entries.items()}
+                            for src, entries in self.sources.items()}}
 
 
 def _entry(name: str, d: dict | None) -> Entry | None:
@@ -84,7 +103,9 @@ def _entry(name: str, d: dict | None) -> Entry | None:
         return Entry(name, str(d["format"]), str(d["loader"]), int(d["ctx_size"]), str(d.get("cache_type", "fp16")),
                      None if d.get("gpu_layers") is None else int(d["gpu_layers"]),
                      float(d["estimated_vram_gib"]), float(d["estimated_ram_gib"]),
-                     float(d.get("quality_loss_pct", 0)), str(d.get("placement", "gpu")))
+                     float(d.get("quality_loss_pct", 0)), str(d.get("placement", "gpu")),
+                     None if d.get("gpu_split") is None else float(d["gpu_split"]),
+                     None if d.get("compute_dtype") is None else str(d["compute_dtype"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise VramError(f"preset entry {name}: missing or bad field ({exc})") from None
 
@@ -157,16 +178,39 @@ def load_preset(tier: str, directory: Path | None = None, tgwui: str | Path | No
     if not isinstance(models, dict):
         raise VramError(f"{path}: 'models' must map model classes to entries")
     preset.models = {k: _entry(k, v) for k, v in models.items()}
+    sources = data.get("sources")
+    if sources is None:  # a version-1 file: per-source entries from the estimator
+        from pocketpack.presets.generate import build_sources
+
+        preset.sources = build_sources(preset.tier)
+        preset.sources_generated = True
+    else:
+        from pocketpack.presets.tgwui import SOURCES
+
+        if not isinstance(sources, dict) or any(not isinstance(v, dict) for v in sources.values()):
+            raise VramError(f"{path}: 'sources' must map gguf/gptq/hf/awq/exl2 to model classes")
+        unknown = [k for k in sources if k not in SOURCES]
+        if unknown:
+            raise VramError(f"{path}: unknown source(s) {', '.join(map(str, unknown))}; sources: {', '.join(SOURCES)}")
+        preset.sources = {src: {k: _entry(f"{src} {k}", v) for k, v in entries.items()}
+                          for src, entries in sources.items()}
     return preset
+
+
+def source_entry(preset: Preset, source: str, model_class: str) -> Entry | None:
+    """The entry for files of ``source`` and a model class; a VramError names the valid sources."""
+    from pocketpack.presets.tgwui import SOURCES
+
+    if source not in SOURCES:
+        raise VramError(f"unknown source {source!r}; sources: {', '.join(SOURCES)}")
+    return preset.sources.get(source, {}).get(model_class)
 
 
 def tier_for(vram_gib: float, ram_gib: float) -> str:
     """The largest tier this machine covers."""
     best = "cpu-8gb"
     for name, (vram, ram, _) in TIERS.items():
-        if vram_gib <= 0 and vram == 0 and ram <= ram_gib + 0.5:
-            best = name
-        elif vram_gib > 0 and 0 < vram <= vram_gib + 0.3:
+        if vram_gib <= 0 and vram == 0 and ram <= ram_gib + 0.5 or vram_gib > 0 and 0 < vram <= vram_gib + 0.3:
             best = name
     return best
 
@@ -177,16 +221,28 @@ def check_preset(preset: Preset) -> list[str]:
     from pocketpack.vram.estimate import estimate
 
     problems = []
-    for name, entry in preset.models.items():
+    entries = [(name, entry, None) for name, entry in preset.models.items()]
+    entries += [(name, entry, src) for src, per_class in preset.sources.items() for name, entry in per_class.items()]
+    for name, entry, src in entries:
         if entry is None:
             continue
+        if src:
+            from pocketpack.presets.tgwui import source_of_format
+
+            if source_of_format(entry.format) != src:
+                problems.append(f"{preset.tier} {src} {name}: {entry.format} is not a {src} format")
+                continue
+            name_shown = f"{src} {name}"
+        else:
+            name_shown = name
         gguf = entry.format.startswith("gguf-")
         try:
             e = estimate(class_info(name), entry.format, ctx=entry.ctx_size, cache_type=entry.cache_type,
-                         gpu_layers=entry.gpu_layers if gguf else None)
+                         gpu_layers=entry.gpu_layers if gguf else None, gpu_split_gib=entry.gpu_split)
         except VramError as exc:
-            problems.append(f"{preset.tier} {name}: {exc}")
+            problems.append(f"{preset.tier} {name_shown}: {exc}")
             continue
+        name = name_shown
         vram = e.total_gib if preset.vram_gib > 0 else 0.0
         if preset.vram_gib <= 0 and (not gguf or entry.gpu_layers):
             problems.append(f"{preset.tier} {name}: {entry.format} needs a GPU")

@@ -291,19 +291,20 @@ def advise(info: ModelInfo, machine: Machine, min_ctx: int = 2048, formats: tupl
 MODEL_CLASSES = {
     "3B": {"model_type": "llama", "hidden_size": 3072, "intermediate_size": 8192, "num_attention_heads": 24,
            "num_key_value_heads": 8, "head_dim": 128, "num_hidden_layers": 28, "vocab_size": 128256,
-           "max_position_embeddings": 131072, "tie_word_embeddings": True},              # Llama-3.2-3B
+           "max_position_embeddings": 131072, "tie_word_embeddings": True,
+           "torch_dtype": "bfloat16"},  # Llama-3.2-3B
     "7-8B": {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336, "num_attention_heads": 32,
              "num_key_value_heads": 8, "num_hidden_layers": 32, "vocab_size": 128256,
-             "max_position_embeddings": 131072, "tie_word_embeddings": False},           # Llama-3.1-8B
+             "max_position_embeddings": 131072, "tie_word_embeddings": False, "torch_dtype": "bfloat16"},  # Llama-3.1-8B
     "13-14B": {"model_type": "qwen2", "hidden_size": 5120, "intermediate_size": 13824, "num_attention_heads": 40,
                "num_key_value_heads": 8, "num_hidden_layers": 48, "vocab_size": 152064,
-               "max_position_embeddings": 32768, "tie_word_embeddings": False},          # Qwen2.5-14B
+               "max_position_embeddings": 32768, "tie_word_embeddings": False, "torch_dtype": "bfloat16"},  # Qwen2.5-14B
     "30-34B": {"model_type": "qwen2", "hidden_size": 5120, "intermediate_size": 27648, "num_attention_heads": 40,
                "num_key_value_heads": 8, "num_hidden_layers": 64, "vocab_size": 152064,
-               "max_position_embeddings": 32768, "tie_word_embeddings": False},          # Qwen2.5-32B
+               "max_position_embeddings": 32768, "tie_word_embeddings": False, "torch_dtype": "bfloat16"},  # Qwen2.5-32B
     "70B": {"model_type": "llama", "hidden_size": 8192, "intermediate_size": 28672, "num_attention_heads": 64,
             "num_key_value_heads": 8, "num_hidden_layers": 80, "vocab_size": 128256,
-            "max_position_embeddings": 131072, "tie_word_embeddings": False},            # Llama-3.1-70B
+            "max_position_embeddings": 131072, "tie_word_embeddings": False, "torch_dtype": "bfloat16"},  # Llama-3.1-70B
 }
 
 
