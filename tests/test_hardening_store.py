@@ -156,6 +156,72 @@ def test_importing_the_same_file_twice_stores_each_line_once(tmp_path, capsys):
     assert len(texts) == distinct == len(set(texts))
 
 
+def test_importing_an_export_back_into_its_store_doubles_nothing(tmp_path, capsys):
+    """Restoring a backup over the live store: what is still there stays single, what was
+    deleted comes back."""
+    store = str(tmp_path / "mem")
+    memory = MemoryStore(store)
+    try:
+        memory.add("Ada", "user", "My boat is called Gaivota.", time="2025-03-01T12:00:00", chat="c1", row=0)
+        memory.add("Ada", "assistant", "A fine name for a boat.", chat="c1", row=0)
+        memory.add("Ada", "user", "I was born in Porto.")
+        memory.add_manual(None, "Sam prefers metric units.")
+    finally:
+        memory.close()
+    backup = tmp_path / "backup.jsonl"
+    assert run_cli(capsys, "memory", "--store", store, "export", "--out", str(backup))[0] == 0
+    code, _, err = run_cli(capsys, "memory", "--store", store, "import", str(backup))
+    assert code == 0 and "imported 0 new, 4 already present" in err
+    gone = next(json.loads(l)["id"] for l in backup.read_text().splitlines() if "Porto" in l)
+    assert run_cli(capsys, "memory", "--store", store, "forget", "--id", str(gone))[0] == 0
+    code, _, err = run_cli(capsys, "memory", "--store", store, "import", str(backup))
+    assert code == 0 and "imported 1 new, 3 already present" in err
+    assert sorted(stored_texts(tmp_path / "mem")) == sorted(json.loads(l)["text"] for l in backup.read_text().splitlines())
+
+
+def test_a_reimported_fact_still_points_at_the_memories_it_summarises(tmp_path):
+    """Consolidation markers survive a second run: nothing doubles, sources stay right."""
+    path = tmp_path / "facts.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        {"id": 7, "character": "Ada", "role": "user", "text": "I moved to Brno.", "time": "2025-01-01T10:00:00",
+         "consolidated": "2025-02-01T00:00:00"},
+        {"id": 8, "character": "Ada", "role": "user", "text": "I work at the tram depot.", "time": "2025-01-02T10:00:00",
+         "consolidated": "2025-02-01T00:00:00"},
+        {"id": 9, "character": "Ada", "role": "user", "text": "Ada lives in Brno and works at the tram depot.",
+         "kind": "manual", "pinned": True, "sources": [7, 8]},
+    ]) + "\n")
+    memory = MemoryStore(tmp_path / "mem")
+    try:
+        first = memory.import_file(path)
+        second = memory.import_file(path)
+        assert (first.new, first.present, second.new, second.present) == (3, 0, 0, 3)
+        by_text = {m.text: m for m in memory.list("Ada")}
+        assert len(by_text) == 3
+        fact = by_text["Ada lives in Brno and works at the tram depot."]
+        assert fact.sources == [by_text["I moved to Brno."].id, by_text["I work at the tram depot."].id]
+    finally:
+        memory.close()
+
+
+@pytest.mark.parametrize("bad_line, message", [
+    (json.dumps({"character": "Ada", "role": "user", "text": "x", "chat": "manual:notes"}), "not a usable chat id"),
+    (json.dumps({"character": "Ada", "role": "user", "text": "x", "kind": "manual", "trigger": "sometimes"}),
+     "trigger must be"),
+    (json.dumps({"character": "Ada", "role": "user", "text": "x", "row": "third"}), "row must be a whole number"),
+    (json.dumps({"character": "Ada", "role": "user", "text": "x", "kind": "manual", "keywords": 5}),
+     "keywords must be a list"),
+    ('{"character": "Ada", "role": "user", "text": "Latin-1 caf\xe9"}', "not UTF-8 text"),
+])
+def test_a_bad_line_anywhere_is_reported_before_anything_is_written(tmp_path, capsys, bad_line, message):
+    """Batches commit as they go, so every line is checked before the first one is written."""
+    lines, _ = import_lines(30)
+    path = tmp_path / "memories.jsonl"
+    path.write_bytes(("\n".join(lines) + "\n").encode() + bad_line.encode("latin-1") + b"\n")
+    code, _, err = run_cli(capsys, "memory", "--store", str(tmp_path / "mem"), "import", str(path), "--batch", "5")
+    assert code == 2 and message in one_line(err) and f"memories.jsonl line {len(lines) + 1}: " in err
+    assert stored_texts(tmp_path / "mem") == []
+
+
 def test_an_import_killed_part_way_is_completed_by_running_it_again(tmp_path):
     """"a re-run after a kill completes the file and nothing is doubled" (it was 70,000 rows
     after five re-runs of a 20,000-line file)."""

@@ -22,6 +22,7 @@ or a killed import run again, never doubles anything; lines are committed in bat
 from __future__ import annotations
 
 import json
+import math
 import re
 import time as _time
 from dataclasses import asdict, dataclass, field
@@ -206,50 +207,13 @@ class MemoryStore:
         already holds is not added again (its id is returned)."""
         by_character: dict[str | None, list[tuple[int, NewItem]]] = {}
         for n, rec in enumerate(records):
-            character, item = self._new_item(rec, identify=identify)
+            character, item = record_item(rec, identify=identify)
             by_character.setdefault(character, []).append((n, item))
         ids: dict[int, int] = {}
         for character, pairs in by_character.items():
             got = self.collection(character).upsert([it for _, it in pairs])
             ids.update({n: i for (n, _), i in zip(pairs, got)})
         return [ids[i] for i in sorted(ids)]
-
-    def _new_item(self, rec: dict, *, identify: bool = False) -> tuple[str | None, NewItem]:
-        """A record checked and turned into the item to write, with the character it belongs to."""
-        kind = rec.get("kind") or "message"
-        character = rec.get("character")
-        if kind == "manual" and character in (None, "", "*"):
-            character = None
-        else:
-            character = _check_character(character)
-        role = _check_role(rec.get("role") or ("user" if kind == "manual" else None))
-        text = rec.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise MemoryError_("a memory needs a non-empty text")
-        chat = rec.get("chat") or None
-        if chat is not None and (not isinstance(chat, str) or chat.startswith(MANUAL_GROUP)):
-            raise MemoryError_(f"not a usable chat id: {chat!r}")
-        row = rec.get("row")
-        key = row_key(chat, int(row), role) if (chat and row is not None and kind == "message") else None
-        meta = {"role": role, "character": character, "chat": chat, "row": row, "kind": kind}
-        if kind == "manual":
-            trigger = rec.get("trigger") or "always"
-            if trigger not in ("always", "keyword"):
-                raise MemoryError_(f"trigger must be 'always' or 'keyword', not {trigger!r}")
-            keywords = [str(k).strip() for k in (rec.get("keywords") or []) if str(k).strip()]
-            if trigger == "keyword" and not keywords:
-                raise MemoryError_("a keyword-triggered memory needs at least one keyword")
-            meta.update(trigger=trigger, keywords=keywords)
-            if rec.get("sources"):  # a consolidated fact: the memories it summarises
-                meta["sources"] = [int(i) for i in rec["sources"]]
-        elif rec.get("consolidated") not in (None, False, ""):  # already summarised into facts
-            meta["consolidated"] = parse_consolidated(rec["consolidated"])
-        context = _context(rec.get("context"))
-        item = NewItem(text=text, key=key, grp=MANUAL_GROUP if kind == "manual" else chat, context=context,
-                       time=parse_time(rec.get("time")),
-                       pinned=bool(rec.get("pinned", False)), meta=meta,
-                       fingerprint=record_fingerprint(rec, character) if identify else None)
-        return character, item
 
     def record_exchange(self, character: str, chat: str, row: int, user_text: str | None,
                         reply_text: str | None, *, time=None, previous_reply: str | None = None) -> list[int]:
@@ -463,13 +427,18 @@ class MemoryStore:
         def write() -> None:
             by_character: dict[str | None, list[tuple[int, NewItem]]] = {}
             for n, (_, _, rec) in enumerate(pending):
-                character, item = self._new_item(rec, identify=True)
+                character, item = record_item(rec, identify=True)
                 by_character.setdefault(character, []).append((n, item))
             ids: dict[int, int] = {}
             for character, pairs in by_character.items():
                 coll = self.collection(character)
                 items = [it for _, it in pairs]
                 before = coll.ids_with_fingerprints(it.fingerprint for it in items)
+                unseen = [(pending[n][2], it) for n, it in pairs if it.fingerprint not in before]
+                copies = _stored_copies(coll, character, unseen) if unseen else {}
+                if copies:  # exported from a store and imported back: the same memories
+                    coll.add_fingerprints(copies)
+                    before.update(copies)
                 got = coll.upsert(items)
                 ids.update({n: i for (n, _), i in zip(pairs, got)})
                 result.new += len({it.fingerprint for it in items} - set(before))
@@ -512,12 +481,53 @@ class ImportResult:
         return self.done - self.new
 
 
+def record_item(rec: dict, *, identify: bool = False) -> tuple[str | None, NewItem]:
+    """A record checked (``MemoryError_`` if it cannot be stored) and turned into the item to
+    write, with the character it belongs to."""
+    kind = rec.get("kind") or "message"
+    character = rec.get("character")
+    if kind == "manual" and character in (None, "", "*"):
+        character = None
+    else:
+        character = _check_character(character)
+    role = _check_role(rec.get("role") or ("user" if kind == "manual" else None))
+    text = rec.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise MemoryError_("a memory needs a non-empty text")
+    chat = rec.get("chat") or None
+    if chat is not None and (not isinstance(chat, str) or chat.startswith(MANUAL_GROUP)):
+        raise MemoryError_(f"not a usable chat id: {chat!r}")
+    row = rec.get("row")
+    key = row_key(chat, int(row), role) if (chat and row is not None and kind == "message") else None
+    meta = {"role": role, "character": character, "chat": chat, "row": row, "kind": kind}
+    if kind == "manual":
+        trigger = rec.get("trigger") or "always"
+        if trigger not in ("always", "keyword"):
+            raise MemoryError_(f"trigger must be 'always' or 'keyword', not {trigger!r}")
+        if not isinstance(rec.get("keywords") or [], list):
+            raise MemoryError_("keywords must be a list of words")
+        keywords = [str(k).strip() for k in (rec.get("keywords") or []) if str(k).strip()]
+        if trigger == "keyword" and not keywords:
+            raise MemoryError_("a keyword-triggered memory needs at least one keyword")
+        meta.update(trigger=trigger, keywords=keywords)
+        if rec.get("sources"):  # a consolidated fact: the memories it summarises
+            meta["sources"] = [int(i) for i in rec["sources"]]
+    elif rec.get("consolidated") not in (None, False, ""):  # already summarised into facts
+        meta["consolidated"] = parse_consolidated(rec["consolidated"])
+    context = _context(rec.get("context"))
+    item = NewItem(text=text, key=key, grp=MANUAL_GROUP if kind == "manual" else chat, context=context,
+                   time=parse_time(rec.get("time")),
+                   pinned=bool(rec.get("pinned", False)), meta=meta,
+                   fingerprint=record_fingerprint(rec, character) if identify else None)
+    return character, item
+
+
 def record_fingerprint(rec: dict, character: str | None) -> str:
-    """An imported record's identity: who said what, when, where. The time counts only when
-    the line gives one (else every run would stamp a new "now"); flags that change later
-    (pinned, consolidated, keywords) do not count."""
+    """An imported record's identity: who said what, when, where. The time counts (to the
+    second, as exports write it) only when the line gives one, else every run would stamp a
+    new "now"; flags that change later (pinned, consolidated, keywords) do not count."""
     t = rec.get("time")
-    seconds = None if t is None or t == "" else round(parse_time(t), 3)
+    seconds = None if t is None or t == "" else math.floor(parse_time(t))  # whole seconds, as exported
     kind = rec.get("kind") or "message"
     role = rec.get("role") or ("user" if kind == "manual" else None)
     row = rec.get("row")
@@ -526,19 +536,38 @@ def record_fingerprint(rec: dict, character: str | None) -> str:
     return content_hash(json.dumps(ident, ensure_ascii=False, separators=(",", ":")))
 
 
+def _stored_copies(coll, character: str | None, unseen: list[tuple[dict, NewItem]]) -> dict[str, int]:
+    """fingerprint -> id of items already in ``coll`` that are the same record as one of
+    ``unseen`` though stored without a fingerprint (by chat, ``add``, or an older import)."""
+    wanted = {it.fingerprint for _, it in unseen}
+    found: dict[str, int] = {}
+    timed = {rec.get("time") not in (None, "") for rec, _ in unseen}
+    for item in coll.get(sorted(coll.ids_with_texts(it.text for _, it in unseen))):
+        meta = item.meta or {}
+        for has_time in timed:
+            fp = record_fingerprint({"kind": meta.get("kind"), "role": meta.get("role"), "text": item.text,
+                                     "time": item.time if has_time else None, "chat": meta.get("chat"),
+                                     "row": meta.get("row")}, character)
+            if fp in wanted:
+                found.setdefault(fp, item.id)
+    return found
+
+
 def _read_records(path: Path) -> Iterator[tuple[int | None, list[int], dict]]:
     """(the file's id, sources, record) per line of an import file, each line checked; a bad
     line raises ``MemoryError_`` with its number."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise MemoryError_(f"{path.name} line {number}: not UTF-8 text") from None
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise MemoryError_(f"{path.name} line {number}: not JSON ({exc.msg})") from None
-            except UnicodeDecodeError:
-                raise MemoryError_(f"{path.name} line {number}: not UTF-8 text") from None
             if not isinstance(rec, dict):
                 raise MemoryError_(f"{path.name} line {number}: expected an object")
             old_id = rec.pop("id", None)
@@ -549,17 +578,12 @@ def _read_records(path: Path) -> Iterator[tuple[int | None, list[int], dict]]:
                                                             for i in sources):
                     raise MemoryError_("sources must be a list of memory ids")
                 parse_consolidated(rec.get("consolidated"))
-                if rec.get("kind") != "manual":
-                    _check_character(rec.get("character"))
-                _check_role(rec.get("role") or ("user" if rec.get("kind") == "manual" else None))
-                parse_time(rec.get("time"))
-                if not isinstance(rec.get("text"), str) or not rec["text"].strip():
-                    raise MemoryError_("a memory needs a non-empty text")
                 if rec.get("row") is not None:
                     try:
                         int(rec["row"])
                     except (TypeError, ValueError):
                         raise MemoryError_(f"row must be a whole number, not {rec['row']!r}") from None
+                record_item(rec)  # everything writing it would check (chat id, trigger...)
             except MemoryError_ as exc:
                 raise MemoryError_(f"{path.name} line {number}: {exc}") from None
             yield old_id, (sources if rec.get("kind") == "manual" else []), rec

@@ -28,10 +28,12 @@ Tables
   ``pocketpack.retrieval.lexical``.
 - ``vector_gc`` (8): embeddings that may have lost their last item (filled by triggers), so
   ``Store.prune_vectors`` checks only those.
-- ``items.fingerprint`` (9): the identity of an imported record (a hash of what it says, made
-  by the importer), unique within its collection: importing the same record again, or
-  re-running an import that was killed part-way, never adds it twice. NULL for items written
-  any other way (keys make those idempotent).
+- ``item_fingerprints`` (9): the identity of an imported record (a hash of what it says, made
+  by the importer) -> its item, unique within a collection: importing the same record again,
+  or re-running an import that was killed part-way, never adds it twice. Items written any
+  other way have none (keys make those idempotent). A table of its own, not a column of
+  ``items``: a wider ``items`` row made SQLite's planner pick the key index over the group
+  index for a chat's rows, 5 ms -> 100 ms per chat turn at 100k memories.
 """
 
 from __future__ import annotations
@@ -243,8 +245,16 @@ MIGRATIONS: list[tuple[int, str]] = [
         9,
         # an imported record's identity: the same line imported twice is one item
         """
-        ALTER TABLE items ADD COLUMN fingerprint TEXT;
-        CREATE UNIQUE INDEX items_fingerprint ON items(collection_id, fingerprint) WHERE fingerprint IS NOT NULL;
+        CREATE TABLE item_fingerprints (
+            collection_id INTEGER NOT NULL,
+            fingerprint TEXT NOT NULL,
+            item_id INTEGER NOT NULL,
+            PRIMARY KEY (collection_id, fingerprint)
+        ) WITHOUT ROWID;
+        CREATE INDEX item_fingerprints_item ON item_fingerprints(item_id);
+        CREATE TRIGGER items_fp_ad AFTER DELETE ON items BEGIN
+            DELETE FROM item_fingerprints WHERE item_id = old.id;
+        END;
         """,
     ),
 ]
