@@ -3,6 +3,8 @@
     python bench/vram_accuracy.py            # every row, then median / worst error per kind
     python bench/vram_accuracy.py --summary  # the summary tables only
     python bench/vram_accuracy.py --classic  # the README table (LLaMA 7B, Mistral 7B, Saiga 13B)
+    python bench/vram_accuracy.py --seed     # the same models with the flags for an 8 GB card and CPU-only
+    python bench/vram_accuracy.py --sets     # (always printed last) pocketpack by row set against the targets
 
 Every row is a number someone published, with its URL; nothing is invented, rounded again or
 measured by us (no GPU was lent yet: OWN_MEASUREMENTS is empty). Model shapes are the public
@@ -563,13 +565,64 @@ def classic_table(show=print) -> None:
         show(f"{label:<12} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16} {cells[3]:>18}")
 
 
+SEED_MODELS = ("LLaMA 7B", "Mistral 7B", "Saiga 13B")
+
+
+def seed_table(show=print, ctx: int = 2048) -> None:
+    """Issue 15's seed table: fp16 / 8-bit / 4-bit for LLaMA 7B, Mistral 7B and Saiga 13B (from the
+    catalogue), with the flags each needs on an 8 GB card (16 GB RAM) and on a CPU-only machine (16 GB RAM),
+    all from the estimator; VRAM is the nvidia-smi view."""
+    from pocketpack.presets.generate import _offload
+    from pocketpack.vram.advise import (
+        RAM_RESERVE_GIB,
+        VRAM_RESERVE_GIB,
+        native_float_format,
+    )
+    from pocketpack.vram.catalogue import resolve_model
+    from pocketpack.vram.machine import Machine
+
+    gpu = Machine(None, 8.0, None, 16.0, None, "8 GB card")
+    show(f"ctx {ctx}, batch 1. 8 GB card: the Transformers loader (fp16 / --load-in-8bit / --load-in-4bit NF4+DQ), "
+         "offloading with --gpu-split (--gpu-memory before 2025-04-20) where it must; CPU only: llama.cpp with the GGUF of the same precision "
+         "(F16 / Q8_0 / Q4_K_M), --gpu-layers 0.")
+    cpu_fmt = {"fp16": "gguf-F16", "int8": "gguf-Q8_0", "nf4-dq": "gguf-Q4_K_M"}
+    for name in SEED_MODELS:
+        info = resolve_model(name)
+        bf16 = native_float_format(info) == "bf16"
+        flags = {"fp16": " --bf16" if bf16 else "", "int8": " --load-in-8bit",
+                 "nf4-dq": " --load-in-4bit --use_double_quant --quant_type nf4 --compute_dtype "
+                           + ("bfloat16" if bf16 else "float16")}
+        for label, fmt in (("fp16", "fp16"), ("8-bit", "int8"), ("4-bit", "nf4-dq")):
+            e = estimate(info, fmt, ctx=ctx)
+            if e.total_gib <= gpu.vram_gib - VRAM_RESERVE_GIB:
+                on_gpu = f"fits: {e.total_gib:.1f} GiB VRAM; --loader Transformers{flags[fmt]}"
+            else:
+                split = _offload(info, fmt, gpu, ctx)
+                on_gpu = (f"partial: {split[0].vram_gib:.1f} GiB VRAM + {split[0].ram_gib:.1f} GiB RAM; --loader "
+                          f"Transformers{flags[fmt]} --gpu-split {split[0].gpu_split:g} --cpu-memory "
+                          f"{int(gpu.ram_gib - RAM_RESERVE_GIB)}" if split else
+                          f"does not fit: needs {e.total_gib:.1f} GiB VRAM; offloading needs more than 16 GB RAM "
+                          "(bitsandbytes keeps offloaded layers in fp32) or leaves under a third on the GPU")
+            c = estimate(info, cpu_fmt[fmt], ctx=ctx, device="cpu")
+            fits_cpu = "fits" if c.ram_gib <= 16 - RAM_RESERVE_GIB else "does not fit 16 GB"
+            on_cpu = (f"{cpu_fmt[fmt][5:]}: {c.ram_gib:.1f} GiB RAM ({fits_cpu}); --loader llama.cpp --gpu-layers 0 "
+                      f"--ctx-size {ctx}")
+            show(f"{name:<11} {label:<6} 8 GB card: {on_gpu}")
+            show(f"{'':<11} {'':<6} CPU only:  {on_cpu}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--summary", action="store_true", help="only the summary tables")
     parser.add_argument("--classic", action="store_true", help="only the README's classic table")
+    parser.add_argument("--seed", action="store_true", help="only the seed table: fp16/8-bit/4-bit with their flags "
+                        "on an 8 GB card and CPU-only")
     args = parser.parse_args(argv)
     if args.classic:
         classic_table()
+        return 0
+    if args.seed:
+        seed_table()
         return 0
     scores = evaluate(ROWS + OWN_MEASUREMENTS, show=(lambda *_: None) if args.summary else print)
     if not args.summary:
