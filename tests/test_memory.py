@@ -279,10 +279,11 @@ def test_panel_search_pin_edit_delete_notes_export_import(turns, memory, tmp_pat
     assert panel.manual_rows(memory) == [[panel.manual_rows(memory)[0][0], "(all)", "always", "", "Sam prefers metric units."]]
 
     path = panel.export_to(memory, tmp_path / "exports", "Aria")
-    assert path.parent == tmp_path / "exports" and len(path.read_text().splitlines()) == 1
+    # Aria's one memory and the note every character sees (which reaches Aria's prompt too)
+    assert path.parent == tmp_path / "exports" and len(path.read_text().splitlines()) == 2
     assert "delete done" in panel.act(memory, "delete", mid)
     assert panel.search_rows(memory, "Aria", "") == []
-    assert panel.import_from(memory, str(path)) == "Imported 1 memories."
+    assert panel.import_from(memory, str(path)) == "Imported 1 new memory (1 already present)."
     assert panel.search_rows(memory, "Aria", "")[0][6].endswith("and clocks.")
 
     assert panel.injection_rows(None)[0] == []

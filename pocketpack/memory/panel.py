@@ -183,10 +183,10 @@ def import_from(memory: MemoryStore, path) -> str:
         return "Choose a .jsonl file first."
     path = getattr(path, "name", path)  # gradio 4 may hand a tempfile wrapper
     try:
-        n = memory.import_jsonl(path)
+        result = memory.import_file(path)
     except (MemoryError_, StoreError) as exc:
         return f"**Not imported:** {exc}"
-    return f"Imported {n} memories."
+    return f"Imported {_n(result.new, 'new memory', 'new memories')} ({result.present} already present)."
 
 
 def consolidate_character(memory: MemoryStore, character: str, older_than_days, make_generate,
