@@ -138,4 +138,4 @@ def test_cli_list_and_inspect(loras, capsys, tmp_path):
     assert json.loads(capsys.readouterr().out)["rank"] == 4
     assert main(["adapters", "inspect", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("pocketpack adapters: error:") and "no such file" in err and err.count("\n") == 1
+    assert err.startswith("pocketpack: ") and "no such file" in err and err.count("\n") == 1

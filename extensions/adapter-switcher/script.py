@@ -235,7 +235,9 @@ def _bind(character, weights_text, combination, remove):
             b.unbind(None if chat else name, chat=chat)
             msg = f"Removed the binding of {name}."
         else:
-            b.bind(None if chat else name, parse_weights(weights_text), chat=chat, combination=combination or "live")
+            weights = parse_weights(weights_text)
+            s.check_bindable(weights)
+            b.bind(None if chat else name, weights, chat=chat, combination=combination or "live")
             msg = f"{name} now uses {weights_text.strip() or 'the base model'}; applied at its next turn."
     except AdapterError as exc:
         msg = f"**Not done:** {exc}"

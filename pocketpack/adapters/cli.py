@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -70,11 +71,15 @@ def register(subparsers) -> None:
     bd.add_argument("--remove", action="store_true", help="remove the binding")
     bd.add_argument("--combination", choices=("live", "cat", "svd", "linear"), default="live")
     bd.add_argument("--file", default="user_data/adapter_bindings.yaml")
+    bd.add_argument("--dir", dest="dirs", action="append", metavar="DIR",
+                    help="adapter folder the names are checked in (repeatable; default user_data/loras): "
+                         "an adapter there that cannot be used is refused")
     bd.set_defaults(func=_bind)
 
 
 def _fail(exc: Exception) -> int:
-    print(f"pocketpack adapters: error: {exc}", file=sys.stderr)
+    """One line, as ``pocketpack.cli.main`` prints every PocketPackError."""
+    print(f"pocketpack: {exc.one_line() if hasattr(exc, 'one_line') else exc}", file=sys.stderr)
     return 2
 
 
@@ -186,6 +191,7 @@ def _to_gguf(args) -> int:
 
 def _bind(args) -> int:
     from pocketpack.adapters.binding import Bindings
+    from pocketpack.adapters.library import check_bindable
 
     try:
         b = Bindings(args.file)
@@ -201,8 +207,11 @@ def _bind(args) -> int:
             name, _, w = item.partition("=")
             try:
                 weights[name] = float(w) if w else 1.0
+                if not math.isfinite(weights[name]):
+                    raise ValueError(w)
             except ValueError:
                 raise AdapterError(f"{item}: weight must be a number") from None
+        check_bindable(args.dirs or [DEFAULT_DIR], weights)
         b.bind(adapters=weights, combination=args.combination, **key)
     except AdapterError as exc:
         return _fail(exc)

@@ -10,16 +10,16 @@ since loading one runs code from the file.
 
 from __future__ import annotations
 
-from pocketpack.errors import PocketPackError
-
-import json
 import logging
 import math
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pocketpack import fileformats
+from pocketpack.errors import PocketPackError
+from pocketpack.safepath import PathOutsideError, resolve_within
 
 log = logging.getLogger("pocketpack.adapters")
 
@@ -31,6 +31,10 @@ METADATA_NAME = "training_metadata.json"
 
 class AdapterError(PocketPackError, ValueError):
     """Bad adapter input; ``str(error)`` is one line naming the file and the problem."""
+
+
+class AdapterNotFound(AdapterError):
+    """No adapter of that name in the library folders (binding one ahead of training is fine)."""
 
 
 @dataclass
@@ -58,9 +62,15 @@ class AdapterInfo:
     tensors: dict = field(default_factory=dict)
     problem: str | None = None       # set by scan() for entries that cannot be used
 
+    @property
+    def status(self) -> str:
+        """"ok", or "invalid" when the adapter cannot be used (``problem`` says why)."""
+        return "invalid" if self.problem else "ok"
+
     def to_json(self, tensors: bool = False) -> dict:
         d = asdict(self)
         d["path"] = str(self.path)
+        d["status"] = self.status
         if not tensors:
             d.pop("tensors")
         return d
@@ -107,21 +117,44 @@ def _read_json(path: Path) -> dict:
         raise AdapterError(str(exc)) from None
 
 
+MAX_RANK = 1 << 16
+MAX_ALPHA = 1e6
+
+
+def _field(reader, data: dict, key: str, where, **bounds):
+    """A checked field of adapter_config.json (see :mod:`pocketpack.fileformats`), as an AdapterError."""
+    try:
+        return reader(data, key, where, **bounds)
+    except fileformats.FormatError as exc:
+        raise AdapterError(str(exc)) from None
+
+
+def _pattern(cfg: dict, key: str, where, reader, **bounds) -> dict:
+    """``rank_pattern`` / ``alpha_pattern``: module name -> a checked number."""
+    pattern = _field(fileformats.dict_field, cfg, key, where)
+    return {k: _field(reader, pattern, k, f"{where}: {key}", **bounds) for k in pattern}
+
+
 def _inspect_peft(folder: Path, allow_pickle: bool) -> AdapterInfo:
-    cfg = _read_json(folder / CONFIG_NAME)
-    peft_type = str(cfg.get("peft_type") or "LORA").upper()
-    if peft_type != "LORA":
-        raise AdapterError(f"{folder}: a {peft_type} adapter, not a LoRA (only LoRA adapters can be switched)")
+    where = folder / CONFIG_NAME
+    cfg = _read_json(where)
+    peft_type = cfg.get("peft_type") or "LORA"
+    if not isinstance(peft_type, str):
+        raise AdapterError(f"{where}: peft_type must be a string")
+    if peft_type.upper() != "LORA":
+        raise AdapterError(f"{folder}: a {peft_type.upper()[:40]} adapter, not a LoRA (only LoRA adapters can be switched)")
     info = AdapterInfo(name=folder.name, path=folder, format="peft")
-    info.rank = int(cfg.get("r") or 8)
-    info.alpha = float(cfg["lora_alpha"]) if cfg.get("lora_alpha") is not None else float(info.rank)
-    targets = cfg.get("target_modules") or []
-    info.target_modules = sorted([targets] if isinstance(targets, str) else targets)
-    info.base_model = str(cfg.get("base_model_name_or_path") or "")
+    info.rank = _field(fileformats.int_field, cfg, "r", where, default=8, hi=MAX_RANK)
+    info.alpha = _field(fileformats.float_field, cfg, "lora_alpha", where, default=float(info.rank), hi=MAX_ALPHA)
+    info.target_modules = sorted(_field(fileformats.str_list_field, cfg, "target_modules", where))
+    base = cfg.get("base_model_name_or_path") or ""
+    if not isinstance(base, str):
+        raise AdapterError(f"{where}: base_model_name_or_path must be a string")
+    info.base_model = base
     info.use_rslora = bool(cfg.get("use_rslora"))
     info.use_dora = bool(cfg.get("use_dora"))
-    info.rank_pattern = dict(cfg.get("rank_pattern") or {})
-    info.alpha_pattern = dict(cfg.get("alpha_pattern") or {})
+    info.rank_pattern = _pattern(cfg, "rank_pattern", where, fileformats.int_field, hi=MAX_RANK)
+    info.alpha_pattern = _pattern(cfg, "alpha_pattern", where, fileformats.float_field, hi=MAX_ALPHA)
     weights = folder / SAFETENSORS_NAME
     if weights.is_file():
         tensors, meta = read_safetensors_header(weights)
@@ -183,13 +216,18 @@ def _inspect_gguf(path: Path) -> AdapterInfo:
     meta, tensors = read_gguf(path)
     gtype = meta.get("general.type")
     if gtype != "adapter":
-        raise AdapterError(f"{path}: a GGUF {gtype or 'model'}, not a LoRA adapter (general.type is {gtype!r})")
+        kind = fileformats.clip(gtype, 40) if isinstance(gtype, str) and gtype else "model"
+        raise AdapterError(f"{path}: a GGUF {kind}, not a LoRA adapter "
+                           f"(general.type is {fileformats.clip(repr(gtype), 40)})")
     atype = meta.get("adapter.type")
     if atype not in (None, "lora"):
-        raise AdapterError(f"{path}: a GGUF adapter of type {atype!r}, not a LoRA")
+        raise AdapterError(f"{path}: a GGUF adapter of type {fileformats.clip(repr(atype), 40)}, not a LoRA")
     info = AdapterInfo(name=path.stem, path=path, format="gguf", tensors=tensors)
     info.architecture = str(meta.get("general.architecture") or "")
     alpha = meta.get("adapter.lora.alpha")
+    if alpha is not None and not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool)
+                                  and 0 <= alpha <= MAX_ALPHA):
+        raise AdapterError(f"{path}: adapter.lora.alpha must be a number from 0 to {MAX_ALPHA:g}")
     info.alpha = float(alpha) if alpha is not None else None
     info.base_model = str(meta.get("general.base_model.0.name") or meta.get("general.basename") or "")
     info.size_bytes = path.stat().st_size
@@ -216,17 +254,27 @@ def _inspect_gguf(path: Path) -> AdapterInfo:
     raw = meta.get("pocketpack.training")
     if isinstance(raw, str):
         try:
-            info.training = json.loads(raw)
-        except ValueError:
-            pass
+            training = fileformats.parse_json(raw, path, "pocketpack.training")
+        except fileformats.FormatError as exc:  # informative only: the adapter still works
+            log.warning("%s", exc.one_line())
+        else:
+            info.training = training if isinstance(training, dict) else {}
     return info
 
 
 # --------------------------------------------------------------------------- public
 
 def inspect_adapter(path: str | Path, *, allow_pickle: bool = False) -> AdapterInfo:
-    """Read one adapter (a PEFT folder, its config file, or a GGUF file) without loading weights."""
-    path = Path(path)
+    """Read one adapter (a PEFT folder, its config file, or a GGUF file) without loading weights.
+
+    Whatever the files hold, the only error is an AdapterError whose message is one line."""
+    try:
+        return _inspect(Path(path), allow_pickle)
+    except OSError as exc:  # a folder or file that cannot be listed or read (permissions, I/O)
+        raise AdapterError(f"{exc.filename or path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _inspect(path: Path, allow_pickle: bool) -> AdapterInfo:
     if not path.exists():
         raise AdapterError(f"{path}: no such file or folder")
     if path.is_file() and path.name == CONFIG_NAME:
@@ -246,6 +294,20 @@ def inspect_adapter(path: str | Path, *, allow_pickle: bool = False) -> AdapterI
             return _inspect_peft(path.parent, allow_pickle)
         raise AdapterError(f"{path}: a pickle file, refused (it can run code when loaded); use safetensors")
     raise AdapterError(f"{path}: not an adapter (expected a PEFT folder or a .gguf LoRA)")
+
+
+def _in_library(folder: Path, entry: Path) -> None:
+    """AdapterError when ``entry`` (or the files an adapter folder is read from) leads, through a
+    link, outside the library ``folder``: a library lists what the user put in it, nothing else."""
+    entry = entry.absolute()  # resolve_within takes a relative path as relative to the folder
+    try:
+        resolve_within(folder, entry)
+        if entry.is_dir():
+            for name in (CONFIG_NAME, SAFETENSORS_NAME, METADATA_NAME):
+                if os.path.lexists(entry / name):
+                    resolve_within(folder, entry / name)
+    except PathOutsideError as exc:
+        raise AdapterError(f"{entry}: links outside the adapter folder {folder} ({exc.one_line()})") from None
 
 
 def _is_candidate(p: Path) -> bool:
@@ -271,16 +333,22 @@ def scan(dirs, *, allow_pickle: bool = False) -> list[AdapterInfo]:
         d = Path(d)
         if not d.is_dir():
             continue
-        for p in sorted(d.iterdir()):
+        try:
+            entries = sorted(d.iterdir())
+        except OSError as exc:
+            raise AdapterError(f"{d}: cannot list the adapter folder ({exc.strerror or exc})") from None
+        for p in entries:
             if not _is_candidate(p):
                 continue
             try:
+                _in_library(d, p)
                 info = inspect_adapter(p, allow_pickle=allow_pickle)
-            except AdapterError as exc:
+            except AdapterError as exc:  # listed, flagged with its reason: one bad adapter hides nothing else
                 if p.suffix.lower() == ".gguf" and "not a LoRA adapter" in str(exc):
                     continue
-                info = AdapterInfo(name=p.stem if p.is_file() else p.name, path=p,
-                                   format="gguf" if p.is_file() else "peft", problem=str(exc))
+                folder = p.is_dir()
+                info = AdapterInfo(name=p.name if folder else p.stem, path=p,
+                                   format="peft" if folder else "gguf", problem=exc.one_line())
             found.setdefault((info.name, info.format == "gguf"), info)
     return sorted(found.values(), key=lambda i: (i.name.lower(), i.format))
 
@@ -302,17 +370,30 @@ def find(dirs, name: str, *, allow_pickle: bool = False, kind: str = "") -> Adap
     'transformers') picks the one that model can use. Names never reach outside those
     folders; callers with a path use ``inspect_adapter``.
     """
-    if "/" in name or "\\" in name or name in (".", ".."):
-        raise AdapterError(f"{name}: adapter names cannot contain path separators")
+    if "/" in name or "\\" in name or "\x00" in name or name in ("", ".", ".."):
+        raise AdapterError(f"{name[:80]!r}: adapter names cannot contain path separators")
     dirs = [dirs] if isinstance(dirs, (str, Path)) else list(dirs)
     order = ("{}.gguf", "{}") if kind == "llama.cpp" else ("{}", "{}.gguf")
     for d in dirs:
         for pattern in order:
             candidate = Path(d) / pattern.format(name)
-            if candidate.exists():
+            if candidate.exists() or candidate.is_symlink():
+                _in_library(Path(d), candidate)
                 return inspect_adapter(candidate, allow_pickle=allow_pickle)
     where = ", ".join(str(d) for d in dirs) or "no folders"
-    raise AdapterError(f"no adapter named {name!r} in {where}")
+    raise AdapterNotFound(f"no adapter named {name!r} in {where}")
+
+
+def check_bindable(dirs, names, *, allow_pickle: bool = False) -> None:
+    """AdapterError (one line) when one of ``names`` is in the library but cannot be used, so a
+    binding never points at a broken adapter; a name not there yet may be bound (train it later)."""
+    for name in names:
+        try:
+            find(dirs, name, allow_pickle=allow_pickle)
+        except AdapterNotFound:
+            continue
+        except AdapterError as exc:
+            raise AdapterError(f"cannot bind {name[:80]!r}: {exc.one_line()}") from None
 
 
 def human_size(n: int) -> str:

@@ -9,13 +9,14 @@ the old manager is dropped — its adapters went with the old model.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 from pathlib import Path
 
 from pocketpack.adapters import compat
 from pocketpack.adapters.binding import Binding, Bindings
-from pocketpack.adapters.library import AdapterError, human_size, prefer, scan
+from pocketpack.adapters.library import AdapterError, check_bindable, human_size, prefer, scan
 from pocketpack.adapters.manager import AdapterManager
 
 log = logging.getLogger("pocketpack.adapters")
@@ -36,6 +37,8 @@ def parse_weights(text: str) -> dict[str, float]:
             name, _, w = part.partition("=")
             try:
                 out[name.strip()] = float(w) if w.strip() else 1.0
+                if not math.isfinite(out[name.strip()]):
+                    raise ValueError(w)
             except ValueError:
                 raise AdapterError(f"{part}: weight must be a number") from None
     return out
@@ -140,6 +143,10 @@ class AdapterSession:
             return names
 
     # -- bindings ---------------------------------------------------------------------------------
+    def check_bindable(self, names) -> None:
+        """AdapterError (one line) when one of ``names`` is in the library but cannot be used."""
+        check_bindable(self.dirs, names, allow_pickle=self.allow_pickle)
+
     def bindings(self) -> Bindings:
         with self.lock:
             mtime = self.bindings_path.stat().st_mtime if self.bindings_path.exists() else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pocketpack.fileformats import FormatError, int_field
 from pocketpack.vram.errors import VramError
 
 # model_type values whose MLP has no gate projection (fc1/fc2 or c_fc/c_proj)
@@ -149,13 +150,34 @@ class Arch:
         return sum(t.n_params for t in self.tensors())
 
 
-def _pick(cfg: dict, key: str):
+# The range each size may take. Far beyond any real model, yet small enough that the tensor list
+# (one entry per layer) and the arithmetic stay cheap for any file.
+_LIMITS = {"hidden_size": 1 << 24, "num_layers": 1 << 12, "num_heads": 1 << 16, "num_kv_heads": 1 << 16,
+           "intermediate_size": 1 << 26, "vocab_size": 1 << 26, "max_context": 1 << 40}
+_DIM = 1 << 26
+
+
+def _int(data: dict, key: str, where: str, *, default=None, lo: int = 1, hi: int = _DIM):
+    """``data[key]`` as an int in range (lists: their largest), ``default`` when absent;
+    a wrong type or an out-of-range value is a VramError naming the field."""
+    value = data.get(key)
+    try:
+        if isinstance(value, list):  # per-layer values: the largest counts
+            if not value:
+                return default
+            if any(isinstance(v, (list, dict)) for v in value):
+                raise FormatError(where, f"{key} must be a whole number or a list of them")
+            data = {key: max(int_field({key: v}, key, where, default=0, lo=min(lo, 0), hi=hi) for v in value)}
+        return int_field(data, key, where, default=default, lo=lo, hi=hi)
+    except FormatError as exc:
+        raise VramError(str(exc)) from None
+
+
+def _pick(cfg: dict, key: str, where: str):
+    """The first of a field's names that the config sets (checked), or None."""
     for name in _ALIASES[key]:
-        value = cfg.get(name)
-        if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
-            value = max(value)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-            return int(value)
+        if cfg.get(name) is not None:
+            return _int(cfg, name, where, hi=_LIMITS[key])
     return None
 
 
@@ -167,8 +189,12 @@ def from_hf_config(config: dict, where: str = "config.json") -> Arch:
         merged = {k: v for k, v in cfg.items() if k != "text_config"}
         merged.update(text)
         cfg = merged
-    model_type = str(cfg.get("model_type") or (cfg.get("architectures") or ["unknown"])[0]).lower()
-    values = {key: _pick(cfg, key) for key in _ALIASES}
+    archs = cfg.get("architectures")
+    model_type = cfg.get("model_type") or (archs[0] if isinstance(archs, list) and archs else "unknown")
+    if not isinstance(model_type, str):
+        raise VramError(f"{where}: model_type must be a string (got {type(model_type).__name__})")
+    model_type = model_type.lower()
+    values = {key: _pick(cfg, key, where) for key in _ALIASES}
     missing = [key for key in ("hidden_size", "num_layers", "num_heads", "vocab_size") if not values[key]]
     if missing:
         names = ", ".join(f"{k} (or {'/'.join(_ALIASES[k][1:3])})" for k in missing)
@@ -180,7 +206,9 @@ def from_hf_config(config: dict, where: str = "config.json") -> Arch:
             kv_heads = 1
         else:
             kv_heads = heads
-    head_dim = cfg.get("head_dim") if isinstance(cfg.get("head_dim"), int) and cfg.get("head_dim") else h // heads
+    if heads > h:
+        raise VramError(f"{where}: {heads} attention heads for a hidden size of {h}: not a real model")
+    head_dim = _int(cfg, "head_dim", where, lo=0, hi=1 << 20) or h // heads
     gated = model_type not in UNGATED
     inter = values["intermediate_size"]
     if inter is None:
@@ -188,7 +216,7 @@ def from_hf_config(config: dict, where: str = "config.json") -> Arch:
             raise VramError(f"{where}: unknown architecture fields, cannot size the model: no intermediate_size")
         inter = 4 * h
     layers = values["num_layers"]
-    window = cfg.get("sliding_window") if isinstance(cfg.get("sliding_window"), int) else None
+    window = None if cfg.get("sliding_window") is False else _int(cfg, "sliding_window", where, lo=0, hi=1 << 40)
     if cfg.get("use_sliding_window") is False:
         window = None
     sliding_layers = 0
@@ -199,11 +227,12 @@ def from_hf_config(config: dict, where: str = "config.json") -> Arch:
         elif model_type == "gemma2":
             sliding_layers = layers // 2 + layers % 2
         elif model_type in ("gemma3", "gemma3_text"):
-            pattern = int(cfg.get("sliding_window_pattern") or 6)
+            pattern = _int(cfg, "sliding_window_pattern", where, lo=0, hi=1 << 12) or 6
             sliding_layers = layers - layers // pattern
         else:
             sliding_layers = layers
-    experts = int(cfg.get("num_local_experts") or cfg.get("num_experts") or cfg.get("n_routed_experts") or 0)
+    experts = next((n for n in (_int(cfg, k, where, lo=0, hi=1 << 16)
+                                for k in ("num_local_experts", "num_experts", "n_routed_experts")) if n), 0)
     tie = cfg.get("tie_word_embeddings")
     if tie is None:  # transformers' PretrainedConfig default
         tie = True
@@ -213,8 +242,8 @@ def from_hf_config(config: dict, where: str = "config.json") -> Arch:
         tie_embeddings=bool(tie), max_context=values["max_context"] or 4096,
         sliding_window=window if sliding_layers else None, sliding_layers=sliding_layers,
         num_experts=experts if experts > 1 else 0,
-        experts_per_token=int(cfg.get("num_experts_per_tok") or 0),
-        moe_intermediate_size=int(cfg.get("moe_intermediate_size") or 0),
+        experts_per_token=_int(cfg, "num_experts_per_tok", where, default=0, lo=0, hi=1 << 16),
+        moe_intermediate_size=_int(cfg, "moe_intermediate_size", where, default=0, lo=0),
         gated_ffn=gated, qkv_bias=bool(cfg.get("attention_bias")) or model_type in QKV_BIAS,
         qk_norm=model_type in QK_NORM, post_norms=model_type in POST_NORMS, fused=model_type in FUSED,
         torch_dtype=str(cfg.get("torch_dtype") or cfg.get("dtype") or "float16"),
@@ -223,24 +252,26 @@ def from_hf_config(config: dict, where: str = "config.json") -> Arch:
 
 def from_gguf_metadata(meta: dict, vocab_size: int | None, where: str) -> Arch:
     """Read an :class:`Arch` from GGUF key/values (``{arch}.block_count`` and friends)."""
-    arch = str(meta.get("general.architecture") or "")
+    arch = meta.get("general.architecture") or ""
+    if not isinstance(arch, str):
+        raise VramError(f"{where}: general.architecture must be a string")
     if not arch:
         raise VramError(f"{where}: GGUF has no general.architecture key")
 
-    def get(key, default=None):
-        value = meta.get(f"{arch}.{key}", default)
-        if isinstance(value, list):
-            value = max(value) if value else default
-        return value
+    def get(key, default=None, lo=1, hi=_DIM):
+        return _int(meta, f"{arch}.{key}", where, default=default, lo=lo, hi=hi)
 
-    h, layers, heads = get("embedding_length"), get("block_count"), get("attention.head_count")
+    h, layers = get("embedding_length", hi=_LIMITS["hidden_size"]), get("block_count", hi=_LIMITS["num_layers"])
+    heads = get("attention.head_count", lo=0, hi=_LIMITS["num_heads"])
     missing = [k for k, v in (("embedding_length", h), ("block_count", layers),
                               ("attention.head_count", heads)) if not v]
     if missing:
         raise VramError(f"{where}: unknown architecture fields in GGUF: no {', '.join(arch + '.' + m for m in missing)}")
-    kv_heads = get("attention.head_count_kv") or heads
-    head_dim = get("attention.key_length") or h // heads
-    window = get("attention.sliding_window")
+    if heads > h:
+        raise VramError(f"{where}: {heads} attention heads for an embedding length of {h}: not a real model")
+    kv_heads = get("attention.head_count_kv", lo=0, hi=_LIMITS["num_kv_heads"]) or heads
+    head_dim = get("attention.key_length", lo=0, hi=1 << 20) or h // heads
+    window = get("attention.sliding_window", lo=0, hi=1 << 40)
     model_type = {"gemma3": "gemma3", "gemma2": "gemma2"}.get(arch, arch)
     sliding_layers = 0
     if window and arch in ("gemma2",):
@@ -249,15 +280,15 @@ def from_gguf_metadata(meta: dict, vocab_size: int | None, where: str) -> Arch:
         sliding_layers = layers - layers // 6
     elif window:
         sliding_layers = layers
-    experts = int(get("expert_count") or 0)
+    experts = get("expert_count", 0, lo=0, hi=1 << 16)
     return Arch(
         model_type=model_type, hidden_size=int(h), num_layers=int(layers), num_heads=int(heads),
         num_kv_heads=int(kv_heads), head_dim=int(head_dim),
-        intermediate_size=int(get("feed_forward_length") or 4 * h),
-        vocab_size=int(vocab_size or get("vocab_size") or 32000),
-        tie_embeddings=False, max_context=int(get("context_length") or 4096),
+        intermediate_size=get("feed_forward_length", lo=0) or 4 * h,
+        vocab_size=int(vocab_size or get("vocab_size", hi=_LIMITS["vocab_size"]) or 32000),
+        tie_embeddings=False, max_context=get("context_length", lo=0, hi=_LIMITS["max_context"]) or 4096,
         sliding_window=int(window) if window and sliding_layers else None, sliding_layers=sliding_layers,
-        num_experts=experts if experts > 1 else 0, experts_per_token=int(get("expert_used_count") or 0),
-        moe_intermediate_size=int(get("expert_feed_forward_length") or 0),
+        num_experts=experts if experts > 1 else 0, experts_per_token=get("expert_used_count", 0, lo=0, hi=1 << 16),
+        moe_intermediate_size=get("expert_feed_forward_length", 0, lo=0),
         qk_norm=model_type in QK_NORM, post_norms=model_type in POST_NORMS,
     )

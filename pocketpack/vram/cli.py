@@ -96,7 +96,8 @@ def _models(args) -> int:
 
 
 def _fail(exc: Exception) -> int:
-    print(f"pocketpack vram: error: {exc}", file=sys.stderr)
+    """One line, as ``pocketpack.cli.main`` prints every PocketPackError."""
+    print(f"pocketpack: {exc.one_line() if hasattr(exc, 'one_line') else exc}", file=sys.stderr)
     return 2
 
 

@@ -9,12 +9,18 @@ adapter folders from ``adapter_config.json``.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pocketpack.fileformats import FormatError, read_json_object
+from pocketpack.fileformats import (
+    FormatError,
+    dict_field,
+    float_field,
+    int_field,
+    read_json_object,
+    str_list_field,
+)
 from pocketpack.fileformats import read_safetensors_header as _read_safetensors_header
 from pocketpack.vram.arch import Arch, Tensor, from_gguf_metadata, from_hf_config
 from pocketpack.vram.errors import VramError
@@ -96,17 +102,24 @@ def read_safetensors_header(path: Path) -> dict:
         raise VramError(f"{exc.path.name}: {exc.problem}") from None
 
 
+MAX_SHARDS = 4096  # real checkpoints have a few hundred at most
+
+
 def _safetensors_files(folder: Path) -> tuple[list[Path], list[str]]:
     index = folder / "model.safetensors.index.json"
     missing: list[str] = []
     if index.is_file():
-        weight_map = _load_json(index).get("weight_map") or {}
+        weight_map = _field(dict_field, _load_json(index), "weight_map", index)
+        if not all(isinstance(v, str) for v in weight_map.values()):
+            raise VramError(f"{index}: weight_map must map tensor names to file names")
         names = sorted(set(weight_map.values()))
+        if len(names) > MAX_SHARDS:
+            raise VramError(f"{index}: names {len(names)} shard files; at most {MAX_SHARDS} are read")
         files = []
         for name in names:
             p = (folder / name)
-            if p.resolve().parent != folder.resolve():
-                raise VramError(f"{index.name}: shard {name!r} lies outside the model folder")
+            if "\x00" in name or name in ("", ".", "..") or p.resolve().parent != folder.resolve():
+                raise VramError(f"{index.name}: shard {name[:80]!r} lies outside the model folder")
             (files if p.is_file() else missing).append(p if p.is_file() else name)
         return files, missing
     files = sorted(p for p in folder.glob("*.safetensors") if not p.name.startswith("adapter_model"))
@@ -130,26 +143,41 @@ def _tensors_from_safetensors(files: list[Path]) -> tuple[list[Tensor], int]:
 
 # --------------------------------------------------------------------------- quantised checkpoints
 
-def _native_from_quant(cfg: dict, folder: Path | None) -> tuple[str | None, dict]:
-    qc = dict(cfg.get("quantization_config") or {})
+def _field(reader, data: dict, key: str, where, **bounds):
+    """A checked field of a JSON object (see :func:`pocketpack.fileformats.int_field`), as a VramError."""
+    try:
+        return reader(data, key, str(where), **bounds)
+    except FormatError as exc:
+        raise VramError(str(exc)) from None
+
+
+def _native_from_quant(cfg: dict, folder: Path | None, where: str = "config.json") -> tuple[str | None, dict]:
+    qc = dict(_field(dict_field, cfg, "quantization_config", where))
     if folder is not None:
         for name in ("quantize_config.json", "quant_config.json"):
             p = folder / name
             if p.is_file() and not qc:
-                qc = _load_json(p)
+                qc, where = _load_json(p), f"{folder.name}/{name}"
                 qc.setdefault("quant_method", "awq" if "w_bit" in qc else "gptq")
     if not qc:
         return None, {}
-    method = str(qc.get("quant_method") or "").lower()
+    method = qc.get("quant_method") or ""
+    method = method.lower() if isinstance(method, str) else ""
+    bits = lambda *keys, default=4: next((b for b in (_field(int_field, qc, k, where, lo=1, hi=16) for k in keys)
+                                          if b), default)
+    group = lambda *keys: next((g for g in (_field(int_field, qc, k, where, lo=-1, hi=1 << 20) for k in keys)
+                                if g is not None), 128)
     if method in ("gptq", "") and ("bits" in qc or "group_size" in qc):
-        return f"gptq-{int(qc.get('bits', 4))}bit-g{int(qc.get('group_size', 128))}", qc
+        return f"gptq-{bits('bits')}bit-g{group('group_size')}", qc
     if method == "awq":
-        return f"awq-{int(qc.get('bits') or qc.get('w_bit') or 4)}bit-g{int(qc.get('group_size') or qc.get('q_group_size') or 128)}", qc
+        return f"awq-{bits('bits', 'w_bit')}bit-g{group('group_size', 'q_group_size')}", qc
     if method == "exl2":
-        return f"exl2-{float(qc.get('bits', 4.0)):g}bpw", qc
+        return f"exl2-{_field(float_field, qc, 'bits', where, default=4.0, lo=1.0, hi=16.0):g}bpw", qc
     if method == "bitsandbytes":
         if qc.get("load_in_4bit") or qc.get("_load_in_4bit"):
-            kind = str(qc.get("bnb_4bit_quant_type", "nf4"))
+            kind = qc.get("bnb_4bit_quant_type") or "nf4"
+            if kind not in ("nf4", "fp4"):
+                raise VramError(f"{where}: bnb_4bit_quant_type must be nf4 or fp4 (got {str(kind)[:40]!r})")
             return kind + ("-dq" if qc.get("bnb_4bit_use_double_quant") else ""), qc
         return "int8", qc
     return None, qc
@@ -158,16 +186,13 @@ def _native_from_quant(cfg: dict, folder: Path | None) -> tuple[str | None, dict
 def inspect_adapter(folder: Path) -> AdapterInfo:
     """Rank, targets and size of a PEFT adapter folder."""
     p = Path(folder) / "adapter_config.json"
-    try:
-        cfg = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise VramError(f"{p}: cannot read adapter config ({exc})") from None
-    size = sum(f.stat().st_size for f in Path(folder).glob("adapter_model.*"))
-    targets = cfg.get("target_modules") or []
-    if isinstance(targets, str):
-        targets = [targets]
-    return AdapterInfo(Path(folder), int(cfg.get("r") or 8), float(cfg.get("lora_alpha") or 16), list(targets),
-                       str(cfg.get("base_model_name_or_path") or ""), size)
+    cfg = _load_json(p)
+    size = sum(f.stat().st_size for f in Path(folder).glob("adapter_model.*") if f.is_file())
+    base = cfg.get("base_model_name_or_path") or ""
+    return AdapterInfo(Path(folder), _field(int_field, cfg, "r", p, default=8, hi=1 << 16),
+                       _field(float_field, cfg, "lora_alpha", p, default=16.0, hi=1e6),
+                       _field(str_list_field, cfg, "target_modules", p),
+                       base if isinstance(base, str) else "", size)
 
 
 # --------------------------------------------------------------------------- GGUF
@@ -211,7 +236,7 @@ def inspect_gguf(path: Path) -> ModelInfo:
     where = parts[0].name
     arch = from_gguf_metadata(meta, embd.shape[1] if embd is not None and len(embd.shape) > 1 else None, where)
     arch.tie_embeddings = not any(t.category == "output" for t in tensors)
-    ftype = meta.get(f"general.file_type")
+    ftype = meta.get("general.file_type")
     ftype_name = FTYPE_NAMES.get(int(ftype)) if isinstance(ftype, int) else None
     if ftype_name is None:  # guess from the most common type of the big tensors
         counts: dict[str, int] = {}
@@ -252,7 +277,7 @@ def inspect_model(path: str | Path) -> ModelInfo:
         if p.suffix.lower() == ".json":
             cfg = _load_json(p)
             arch = from_hf_config(cfg, p.name)
-            native, qc = _native_from_quant(cfg, None)
+            native, qc = _native_from_quant(cfg, None, p.name)
             name = p.parent.name if p.stem == "config" else p.stem
             return ModelInfo(p, name, "config", arch, arch.tensors(), False,
                              None, native, qc)
@@ -261,7 +286,7 @@ def inspect_model(path: str | Path) -> ModelInfo:
     if config.is_file():
         cfg = _load_json(config)
         arch = from_hf_config(cfg, f"{p.name}/config.json")
-        native, qc = _native_from_quant(cfg, p)
+        native, qc = _native_from_quant(cfg, p, f"{p.name}/config.json")
         files, missing = _safetensors_files(p)
         info = ModelInfo(p, p.name, "config", arch, arch.tensors(), False, None, native, qc)
         if files:
