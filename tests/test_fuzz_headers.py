@@ -29,7 +29,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pocketpack.adapters import AdapterError, inspect_adapter
 from pocketpack.cli import main
+from pocketpack.fileformats import FormatError, read_gguf_header
+from pocketpack.vram import VramError, inspect_model
 from tests.helpers.header_files import (
     ARR,
     LLAMA_CONFIG,
@@ -45,7 +48,7 @@ from tests.helpers.header_files import (
     write,
 )
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "120"))
 PEAK_LIMIT = 64 * 1024 * 1024  # bytes a single read may allocate, whatever the file declares
 
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
@@ -81,6 +84,15 @@ def cli(*argv) -> tuple[int, str]:
     assert "Traceback" not in err.getvalue()
     assert peak < PEAK_LIMIT, f"{peak} bytes allocated"
     return code, out.getvalue()
+
+
+def only(error: type, fn, *args) -> None:
+    """The public reader either returns or raises ``error`` (the module's one-line error, which the
+    extension tabs catch by name), never another exception."""
+    try:
+        fn(*args)
+    except error as exc:
+        assert "\n" not in exc.one_line()
 
 
 class Scratch:
@@ -220,6 +232,9 @@ def test_fuzz_gguf(data):
     with Scratch() as tmp:
         path = write(tmp / "model.gguf", data)
         cli("vram", "estimate", path, "--format", "gguf-F32")
+        only(VramError, inspect_model, path)
+        only(FormatError, read_gguf_header, path)
+        only(AdapterError, inspect_adapter, path)
         # the same bytes as a GGUF LoRA in an adapter library: listed or flagged, never fatal
         peft_adapter(tmp / "loras" / "good")
         shutil.copy(path, tmp / "loras" / "fuzzed.gguf")
@@ -265,12 +280,14 @@ def test_fuzz_safetensors(data):
         write(tmp / "model" / "config.json", LLAMA_CONFIG)
         write(tmp / "model" / "model.safetensors", data)
         cli("vram", "estimate", tmp / "model", "--format", "nf4")
+        only(VramError, inspect_model, tmp / "model")
         peft_adapter(tmp / "loras" / "good")
         peft_adapter(tmp / "loras" / "fuzzed", weights=data)
         code, out = cli("adapters", "list", tmp / "loras", "--json")
         listed = {x["name"]: x for x in json.loads(out)}
         assert code == 0 and listed["good"]["status"] == "ok" and "fuzzed" in listed
         cli("adapters", "inspect", tmp / "loras" / "fuzzed")
+        only(AdapterError, inspect_adapter, tmp / "loras" / "fuzzed")
 
 
 # --------------------------------------------------------------------------- config.json
@@ -300,6 +317,7 @@ def config_files(draw) -> str | bytes:
 def test_fuzz_config_json(text, advise):
     with Scratch() as tmp:
         write(tmp / "model" / "config.json", text)
+        only(VramError, inspect_model, tmp / "model")
         if advise:
             cli("vram", "advise", tmp / "model", "--vram", "8", "--ram", "16")
         else:
@@ -308,7 +326,7 @@ def test_fuzz_config_json(text, advise):
 
 def test_fuzz_settings_are_bounded():
     """What makes the runs above cheap: few examples, no deadline flakiness, a fixed seed."""
-    assert FUZZ.max_examples <= max(EXAMPLES, 60) and FUZZ.deadline is None and FUZZ.derandomize
+    assert FUZZ.max_examples == EXAMPLES and FUZZ.deadline is None and FUZZ.derandomize
 
 
 # --------------------------------------------------------------------------- adapter_config.json
@@ -333,6 +351,7 @@ def test_fuzz_adapter_config(text, weights_word):
         code, _ = cli("adapters", "list", tmp / "loras")
         assert code == 0
         cli("adapters", "inspect", tmp / "loras" / "fuzzed", "--json")
+        only(AdapterError, inspect_adapter, tmp / "loras" / "fuzzed")
         cli("adapters", "bind", "Flint", "fuzzed=1", f"good={weights_word or 1}", "--dir", tmp / "loras",
             "--file", tmp / "bindings.yaml")
         # an estimate pointed at the adapter folder names its base model or the problem
