@@ -9,6 +9,8 @@ question is asked of its character with k=10 and three systems rank that charact
   pack's embedder and the vectors the store holds), exact, nothing else;
 - ``rrf``: dense + BM25 (the pack's ``search``), plain reciprocal-rank fusion, equal weights,
   no feedback, no MMR (``SearchOptions(mmr_lambda=1.0)``);
+- ``before``: ``MemoryStore.recall`` with the defaults LoCoMo chose (BM25 weighted 1.5, feedback
+  from 2 hits), kept to show what the dev-chosen defaults changed;
 - ``memory``: ``MemoryStore.recall`` with no options, i.e. the pack's current defaults, the
   function ``pocketpack memory recall`` calls (``--via-cli`` asks the CLI itself, ``recall
   --queries FILE --json`` in a subprocess).
@@ -53,8 +55,10 @@ from pocketpack.retrieval import SearchOptions  # noqa: E402
 SYSTEMS = {
     "dense": "plain dense (MiniLM cosine)",
     "rrf": "dense + BM25, plain RRF",
+    "before": "pocketpack memory, old defaults (LoCoMo-chosen)",
     "memory": "pocketpack memory (defaults)",
 }
+OLD_DEFAULTS = SearchOptions(lexical_weight=1.5, feedback_hits=2)  # recall_options() until the dev split chose
 K = (5, 10)
 MANIFEST = "longchat-ids.json"
 
@@ -262,6 +266,7 @@ def main(argv=None) -> int:
     try:
         rankings["dense"], seconds["dense"] = dense_rankings(memory, data, ids, kmax)
         rankings["rrf"], seconds["rrf"] = recall_rankings(memory, data, kmax, SearchOptions(mmr_lambda=1.0))
+        rankings["before"], seconds["before"] = recall_rankings(memory, data, kmax, OLD_DEFAULTS)
         if not args.via_cli:
             rankings["memory"], seconds["memory"] = recall_rankings(memory, data, kmax, None)
     finally:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from pocketpack.retrieval.store import Collection, Item
+from pocketpack.retrieval.lexical import _stopwords, query_terms
+from pocketpack.retrieval.store import Collection, Item, stem_terms
 
 
 @dataclass
@@ -36,6 +37,12 @@ class SearchOptions:
     min_cosine: float | None = None  # drop results this far from the query unless BM25 matched them
     feedback_hits: int = 0           # >0: pseudo-relevance feedback: search again with the query
     feedback_weight: float = 0.6     # vector moved towards the first run's top hits; fuse both runs
+    lexical_gate: bool = False       # scale each BM25 hit's fused share by the rarity of the query terms
+                                     # it matches (see ``TermStats.matched``): no fixed trust in BM25
+    min_information: float | None = None  # drop hits whose own text carries less information than
+                                     # this (``TermStats.information``: IDF mass in "unique words")
+    newer_first_cosine: float | None = None  # among the results, one at least this close to an older
+                                     # one is moved right above it (a fact that changed: see ``newer_first``)
 
 
 @dataclass
@@ -48,6 +55,56 @@ class Hit:
     lexical_rank: int | None = None
     cosine: float | None = None
     parts: dict = field(default_factory=dict)
+
+
+class TermStats:
+    """How rare words are in a store, in "unique words": a term's IDF, log(N / df), divided by
+    log N, so a word found in one row counts 1 and one found in every row 0, whatever the
+    store's size (N: the store's rows; df: rows whose searchable text holds the term, from
+    FTS5's vocabulary, which SQLite keeps in step with every write). One vocabulary read per
+    search covers the query's and every candidate's words."""
+
+    def __init__(self, store, texts: list[str]):
+        global _STOPWORDS
+        if _STOPWORDS is None:
+            _STOPWORDS = _stopwords()
+        self.words = {t: [w for w in query_terms(t) if w not in _STOPWORDS] for t in dict.fromkeys(texts)}
+        all_words = sorted({w for ws in self.words.values() for w in ws})
+        self.stem = stem_terms(all_words) if all_words else {}
+        stems = sorted(set(self.stem.values()))
+        df: dict[str, int] = {}
+        for start in range(0, len(stems), 500):  # SQLite's variable limit
+            part = stems[start:start + 500]
+            try:
+                df.update(store._q(f"SELECT term, doc FROM items_fts_vocab WHERE term IN ({','.join('?' * len(part))})",
+                                   part))
+            except Exception:  # noqa: BLE001 - no vocabulary (an old store): every word counts as rare
+                break
+        try:
+            n = int(store._q1("SELECT COUNT(*) FROM items")[0])
+        except Exception:  # noqa: BLE001
+            n = 0
+        self.n = n
+        log_n = math.log(n + 1)  # smoothed: a word in one row of one still counts 1
+        self.unit = {s: min(1.0, max(0.0, math.log((n + 1) / max(df.get(s, 1), 1)) / log_n)) for s in stems}
+
+    def stems_of(self, text: str) -> set[str]:
+        return {self.stem[w] for w in self.words.get(text, ()) if w in self.stem}
+
+    def information(self, text: str) -> float:
+        """The information a text carries: the sum of its distinct words' rarity. "And you?" and
+        "ok" carry about 0 (stopwords, or words in many rows); "I live in Brno" about 1.5."""
+        return sum(self.unit.get(s, 1.0) for s in self.stems_of(text))
+
+    def matched(self, query: str, text: str) -> float:
+        """How much lexical evidence ``text`` gives for ``query``: the rarity of the rarest
+        query word it holds (1: a word found nowhere else; near 0: only common words)."""
+        shared = self.stems_of(query) & self.stems_of(text)
+        return max((self.unit.get(s, 1.0) for s in shared), default=0.0)
+
+
+_STOPWORDS: frozenset[str] | None = None
+INFORMATION_MIN_ROWS = 200  # ``min_information`` judges rarity in stores at least this big
 
 
 def rrf(rankings: list[list[int]], weights: list[float], k: int = 60) -> dict[int, float]:
@@ -85,6 +142,30 @@ def mmr(candidates: list[int], relevance: dict[int, float], vectors: dict[int, n
         if mat is not None:
             max_sim = np.maximum(max_sim, mat @ mat[best])
     return picked
+
+
+def newer_first(chosen: list[int], items: dict[int, Item], vectors: dict[int, np.ndarray],
+                threshold: float) -> tuple[list[int], dict[int, int]]:
+    """``chosen`` with every result moved right above the first older result it is at least
+    ``threshold`` cosine close to (the newest such first): when "I live in Brno" and, later, "I
+    moved to Freiburg" both answer a question, the later one leads. Returns the new order and
+    newer id -> the older id it was moved above."""
+    order = list(chosen)
+    above: dict[int, int] = {}
+    i = 0
+    while i < len(order):
+        a = order[i]
+        va = vectors.get(a)
+        newer = [b for b in order[i + 1:] if va is not None and b in vectors and items[b].time > items[a].time
+                 and float(va @ vectors[b]) >= threshold]
+        if newer:
+            b = max(newer, key=lambda j: items[j].time)
+            order.remove(b)
+            order.insert(i, b)
+            above.setdefault(b, a)
+            continue  # b itself may have a newer one further down
+        i += 1
+    return order, above
 
 
 def search(collections: list[Collection], query: str, k: int = 10, *, options: SearchOptions | None = None,
@@ -193,6 +274,22 @@ def _search(collections: list[Collection], query: str, k: int, opts: SearchOptio
     if qv is not None:  # the true cosine of every candidate, lexical-only ones included
         cosine = {i: float(v @ qv) for i, v in vectors.items()}
     lexical_set = set(lexical_ids)
+    stats = None
+    if opts.lexical_gate or opts.min_information is not None:
+        stats = TermStats(store, [query] + [items[i].text + ("\n" + items[i].context if items[i].context else "")
+                                            for i in items] + [items[i].text for i in items])
+    if opts.lexical_gate and stats is not None and opts.fusion == "rrf":
+        lexical_rank0 = {i: r for r, i in enumerate(lexical_ids, start=1)}
+        for i in list(fused):
+            if i in lexical_rank0 and i in items:
+                it = items[i]
+                gate = stats.matched(query, it.text + ("\n" + it.context if it.context else ""))
+                fused[i] -= opts.lexical_weight * (1.0 - gate) / (opts.rrf_k + lexical_rank0[i])
+    if opts.min_information is not None and stats is not None:
+        for i in list(fused):
+            if i in items and stats.information(items[i].text) < opts.min_information and (
+                    stats.n >= INFORMATION_MIN_ROWS or not stats.stems_of(items[i].text)):
+                del fused[i]  # below that many rows, rarity means little: only content-free texts go
     if opts.fusion == "weighted" and qv is not None:
         cos = [cosine.get(i, 0.0) for i in fused]
         lo, hi = min(cos), max(cos)
@@ -222,6 +319,10 @@ def _search(collections: list[Collection], query: str, k: int, opts: SearchOptio
         ranked = [i for i in ranked if parts[i]["fused"] >= opts.min_score]
     chosen = mmr(ranked, final, vectors, k, opts.mmr_lambda, opts.duplicate_cosine)
     chosen.sort(key=lambda i: -final[i])  # MMR decides what is kept; results read best first
+    if opts.newer_first_cosine is not None:
+        chosen, above = newer_first(chosen, items, vectors, opts.newer_first_cosine)
+        for newer, older in above.items():
+            parts[newer] = {**parts[newer], "newer_than": older}
 
     dense_rank = {i: r for r, i in enumerate(dense_ids, start=1)}
     lexical_rank = {i: r for r, i in enumerate(lexical_ids, start=1)}

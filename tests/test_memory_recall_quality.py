@@ -1,0 +1,88 @@
+"""Recall quality a user notices (issue 12): a fact that changed comes back newer first, with
+both dates in the injected block, and small talk never crowds out a fact.
+
+"When a newer memory says something about the same thing as an older one ... the newer must
+be recalled and ranked above the older, and the block must show their dates"; "small talk,
+questions without content and acknowledgements ('And you?', 'ok', 'Do you like this?') are not
+worth a memory slot and never crowd out a fact".
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pocketpack.memory.format import describe
+from pocketpack.memory.store import MemoryStore
+
+pytestmark = pytest.mark.slow  # the real embedding model
+
+DAY = 86400.0
+SMALL_TALK = [
+    ("Hi!", "Hello! How are you today?"),
+    ("And you?", "I'm doing well, thanks for asking."),
+    ("ok", "Good to know!"),
+    ("Do you like this?", "Of course!"),
+    ("Haha, you're funny!", "I try my best."),
+    ("Tell me more!", "What would you like to hear about?"),
+    ("Sure thing!", "Great."),
+    ("Good night!", "Sleep well!"),
+]
+TOPICS = ["volcanoes", "jazz", "chess openings", "sourdough", "the moon landing", "origami", "penguins",
+          "tea ceremonies", "bridges", "old maps", "board games", "rainforests", "trains", "mushrooms",
+          "lighthouses", "glaciers", "bees", "castles", "comets", "deserts"]
+
+
+@pytest.fixture()
+def memory(tmp_path):
+    m = MemoryStore(tmp_path / "memory")
+    yield m
+    m.close()
+
+
+def _chat(memory: MemoryStore, facts: dict[int, tuple[str, str]], now: float) -> None:
+    """A realistic chat of 150 exchanges over 150 days: mostly small talk and chat about topics,
+    with ``facts`` (exchange number -> user message, reply) said once each."""
+    records = []
+    for n in range(150):
+        if n in facts:
+            user, reply = facts[n]
+        elif n % 3:
+            user, reply = SMALL_TALK[n % len(SMALL_TALK)]
+        else:
+            topic = TOPICS[n % len(TOPICS)]
+            user, reply = f"What do you think about {topic}?", f"I find {topic} fascinating, honestly."
+        t = now - (150 - n) * DAY
+        chat = f"chat-{n // 10}"
+        records += [{"character": "Aria", "role": "user", "text": user, "time": t, "chat": chat, "row": n % 10},
+                    {"character": "Aria", "role": "assistant", "text": reply, "time": t, "chat": chat,
+                     "row": n % 10, "context": user}]
+    memory.add_many(records)
+
+
+def test_a_changed_fact_comes_back_newer_first_with_both_dates(memory):
+    now = time.time()
+    _chat(memory, {10: ("I live in Brno with my partner.", "Brno sounds lovely!"),
+                   130: ("We moved to Freiburg last month.", "Wow, that's a big deal!")}, now)
+    found = memory.recall("Aria", "Which city do I live in?", k=6)
+    texts = [m.text for m in found]
+    assert "We moved to Freiburg last month." in texts and "I live in Brno with my partner." in texts
+    assert texts.index("We moved to Freiburg last month.") < texts.index("I live in Brno with my partner.")
+    block = "\n".join(describe(m, now=now) for m in found)
+    newer, older = block.index("Freiburg"), block.index("Brno")
+    assert newer < older
+    assert "20 days ago" in block[:newer] or "2 weeks ago" in block[:newer]  # its own date, before it
+    assert "4 months ago" in block[block.rfind("\n", 0, older):older]
+
+
+def test_an_acknowledgement_is_not_recalled_beside_a_fact(memory):
+    now = time.time()
+    _chat(memory, {40: ("My dog is called Pixel, a grumpy old dachshund.", "Good to know!"),
+                   90: ("Pixel hates the vacuum cleaner.", "Of course!")}, now)
+    found = memory.recall("Aria", "What is my dog's name?", k=6)
+    texts = [m.text for m in found]
+    assert texts[0] == "My dog is called Pixel, a grumpy old dachshund."
+    small_talk = {t for pair in SMALL_TALK for t in pair}
+    assert not small_talk & set(texts[:5]), texts  # "Good to know!" answered the fact; it is no fact
+    assert len(memory.list("Aria")) == 300  # nothing deleted: the history keeps every message
