@@ -135,7 +135,7 @@ class Values:
     def draw(self, pool: str, avoid: tuple[str, ...] = ()) -> str:
         if pool == "date":
             return self._date()
-        options = [v for v in getattr(T, "POOLS")[pool] if v not in avoid]
+        options = [v for v in T.POOLS[pool] if v not in avoid]
         if pool not in T.SHARED_POOLS:
             used = self.used.setdefault(pool, set())
             options = [v for v in options if v not in used]

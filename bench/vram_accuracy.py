@@ -46,10 +46,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pocketpack.vram import inspect_model
-from pocketpack.vram.errors import VramError
-from pocketpack.vram.estimate import estimate
-from pocketpack.vram.formats import parse_format
+from pocketpack.vram import inspect_model  # noqa: E402 - after the sys.path line, to run from a checkout
+from pocketpack.vram.errors import VramError  # noqa: E402
+from pocketpack.vram.estimate import estimate  # noqa: E402
+from pocketpack.vram.formats import parse_format  # noqa: E402
 
 CONFIGS = ROOT / "bench" / "configs"
 GB, GIB, MIB = 1e9, 1024 ** 3, 1024 ** 2
@@ -583,7 +583,8 @@ def seed_table(show=print, ctx: int = 2048) -> None:
 
     gpu = Machine(None, 8.0, None, 16.0, None, "8 GB card")
     show(f"ctx {ctx}, batch 1. 8 GB card: the Transformers loader (fp16 / --load-in-8bit / --load-in-4bit NF4+DQ), "
-         "offloading with --gpu-split (--gpu-memory before 2025-04-20) where it must; CPU only: llama.cpp with the GGUF of the same precision "
+         "offloading with --gpu-split (--gpu-memory before 2025-04-20) where it must; "
+         "CPU only: llama.cpp with the GGUF of the same precision "
          "(F16 / Q8_0 / Q4_K_M), --gpu-layers 0.")
     cpu_fmt = {"fp16": "gguf-F16", "int8": "gguf-Q8_0", "nf4-dq": "gguf-Q4_K_M"}
     for name in SEED_MODELS:

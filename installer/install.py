@@ -251,7 +251,7 @@ def read_manifest(co: Checkout) -> Optional[dict]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise InstallError(f"cannot read the install manifest {path}: {exc}")
+        raise InstallError(f"cannot read the install manifest {path}: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
         raise InstallError(f"{path} is not a Pocket Pack install manifest")
     if data.get("version") != MANIFEST_VERSION:
@@ -338,7 +338,7 @@ def probe(python: str) -> Dict[str, Optional[str]]:
         proc = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, env=clean_env(), timeout=300)
         found = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
     except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
-        raise InstallError(f"cannot run {python} as a Python: {exc}")
+        raise InstallError(f"cannot run {python} as a Python: {exc}") from None
     if not isinstance(found, dict):
         raise InstallError(f"cannot run {python} as a Python: {(proc.stderr or proc.stdout).strip()[-200:]}")
     return found
@@ -350,7 +350,7 @@ def run_pip(cmd: List[str], out) -> None:
     try:
         code = subprocess.call(cmd, env=clean_env())
     except OSError as exc:
-        raise InstallError(f"cannot run {cmd[0]}: {exc}")
+        raise InstallError(f"cannot run {cmd[0]}: {exc}") from None
     if code != 0:
         raise InstallError(f"pip failed (exit code {code}): {shlex.join(cmd)}")
 

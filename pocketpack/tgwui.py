@@ -58,7 +58,7 @@ def count_tokens(text: str) -> int | None:
         return None
     try:
         ids = tokenizer.encode(text)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a host's tokenizer may raise anything; counting then falls back to the estimate
         return None
     try:
         return len(ids)

@@ -12,8 +12,16 @@ import pytest
 from pocketpack.adapters import AdapterError, AdapterManager, check_compatible, inspect_adapter
 from pocketpack.adapters.gguf_convert import peft_to_gguf
 from pocketpack.cli import main
-from tests.helpers.tiny_adapters import (llama_cpp_logits, logits, make_adapter, tiny_gemma3, tiny_llama,
-                                        write_gemma3_gguf, write_llama_gguf, write_peft_files)
+from tests.helpers.tiny_adapters import (
+    llama_cpp_logits,
+    logits,
+    make_adapter,
+    tiny_gemma3,
+    tiny_llama,
+    write_gemma3_gguf,
+    write_llama_gguf,
+    write_peft_files,
+)
 
 llama_cpp = pytest.importorskip("llama_cpp")
 ALL = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

@@ -42,6 +42,7 @@ from pocketpack.adapters.gguf_convert import peft_to_gguf
 from pocketpack.adapters.llamaserver_driver import CACHE_NOTE, LlamaServerModel, startup_flags
 from tests.helpers.tiny_adapters import make_adapter, tiny_llama, write_llama_gguf
 
+
 class FakeLlamaServer:
     def __init__(self, model_path: str, adapters=(), *, scales=None, slot_save_path: bool = True,
                  slots_endpoint: bool = True, lora_endpoint: bool = True, n_slots: int = 1):

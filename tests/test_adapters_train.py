@@ -120,8 +120,9 @@ def memory_dir(tmp_path_factory):
 
 
 def test_memory_source_turns_a_characters_exchanges_into_chats(base, memory_dir, tmp_path):
-    from pocketpack.adapters.train import load_examples, memory_chats
     from transformers import AutoTokenizer
+
+    from pocketpack.adapters.train import load_examples, memory_chats
 
     chats = memory_chats(memory_dir, "Flint")
     assert chats == [

@@ -14,8 +14,7 @@ import shutil
 
 import pytest
 
-from pocketpack.host.backends import (FlagConflict, GenerationParams, LoadSettings, ModelLoadError,
-                                      load_model)
+from pocketpack.host.backends import FlagConflict, GenerationParams, LoadSettings, ModelLoadError, load_model
 from pocketpack.host.flags import infer_loader
 from tests.helpers.tiny_models import set_quantize_config, tiny_model
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import pytest
 
 from pocketpack.host.backends import GenerationParams, LoadSettings, ModelLoadError, load_model
-from pocketpack.host.default_model import (DEFAULT_MODEL_FILENAME, default_model_path,
-                                           ensure_default_model)
+from pocketpack.host.default_model import DEFAULT_MODEL_FILENAME, default_model_path, ensure_default_model
 
 GREEDY = dict(temperature=0, max_new_tokens=24)
 PROMPT = "The capital of France is"

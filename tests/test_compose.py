@@ -51,8 +51,10 @@ def test_two_contributors_both_appear_in_either_order(first, second):
 
 def test_the_result_is_the_same_whichever_extension_runs_first():
     a, b = chat_state(), chat_state()
-    contribute(a, memory_block()); contribute(a, rag_block())
-    contribute(b, rag_block()); contribute(b, memory_block())
+    contribute(a, memory_block())
+    contribute(a, rag_block())
+    contribute(b, rag_block())
+    contribute(b, memory_block())
     assert a["context"] == b["context"]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pocketpack.retrieval.embed import EmbeddingError, Embedder
+from pocketpack.retrieval.embed import Embedder, EmbeddingError
 
 pytestmark = pytest.mark.slow  # every test here loads the real embedding model
 

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from pocketpack.host.backends import ModelLoadError, load_model
-from pocketpack.host.flags import (FlagConflict, LoadSettings, add_model_flags, check_flags,
-                                   infer_loader, normalize_loader)
+from pocketpack.host.flags import FlagConflict, LoadSettings, add_model_flags, check_flags, infer_loader, normalize_loader
 
 
 def parse(*argv: str) -> argparse.Namespace:

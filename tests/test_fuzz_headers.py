@@ -214,8 +214,8 @@ def gguf_files(draw) -> bytes:
             draw(st.sampled_from(["token_embd.weight", "blk.0.attn_q.weight", "blk.99999999999.ffn_up.weight", "x"])),
             tuple(draw(st.lists(st.one_of(st.integers(0, 64), HUGE.map(lambda h: min(h, (1 << 64) - 1))),
                                 max_size=9))))
-    data = gguf_bytes(meta, tensors, raw_kv=extra, raw_count=len(replaced) + len(added), n_kv=draw(st.one_of(st.none(), st.none(), HUGE,
-                                                                        st.integers(0, 40))),
+    data = gguf_bytes(meta, tensors, raw_kv=extra, raw_count=len(replaced) + len(added),
+                      n_kv=draw(st.one_of(st.none(), st.none(), HUGE, st.integers(0, 40))),
                       n_tensors=draw(st.one_of(st.none(), st.none(), st.integers(0, 40), HUGE)))
     if draw(st.booleans()):
         data = data[:draw(st.integers(0, len(data)))]

@@ -172,11 +172,11 @@ def test_importing_an_export_back_into_its_store_doubles_nothing(tmp_path, capsy
     assert run_cli(capsys, "memory", "--store", store, "export", "--out", str(backup))[0] == 0
     code, _, err = run_cli(capsys, "memory", "--store", store, "import", str(backup))
     assert code == 0 and "imported 0 new, 4 already present" in err
-    gone = next(json.loads(l)["id"] for l in backup.read_text().splitlines() if "Porto" in l)
+    gone = next(json.loads(line)["id"] for line in backup.read_text().splitlines() if "Porto" in line)
     assert run_cli(capsys, "memory", "--store", store, "forget", "--id", str(gone))[0] == 0
     code, _, err = run_cli(capsys, "memory", "--store", store, "import", str(backup))
     assert code == 0 and "imported 1 new, 3 already present" in err
-    assert sorted(stored_texts(tmp_path / "mem")) == sorted(json.loads(l)["text"] for l in backup.read_text().splitlines())
+    assert sorted(stored_texts(tmp_path / "mem")) == sorted(json.loads(line)["text"] for line in backup.read_text().splitlines())
 
 
 def test_a_reimported_fact_still_points_at_the_memories_it_summarises(tmp_path):
@@ -272,7 +272,7 @@ def damage_middle(db: Path) -> None:
 
 
 def one_line(err: str) -> str:
-    lines = [l for l in err.splitlines() if l.strip()]
+    lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
 

@@ -16,10 +16,10 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 INSTALLER = REPO / "installer" / "install.py"
@@ -154,7 +154,8 @@ def test_the_last_lines_say_to_separate_extension_names_with_spaces(tmp_path):
     """Real TGWUI takes a comma list as one unknown name and silently loads nothing."""
     proc = installed_ok(make_tgwui(tmp_path / "tgwui"), "--no-deps")
     last = proc.stdout.strip().splitlines()[-2:]
-    assert last[0].startswith("Installed. TGWUI loads the pack from extensions/: start it with --extensions adapter-switcher memory")
+    assert last[0].startswith(
+        "Installed. TGWUI loads the pack from extensions/: start it with --extensions adapter-switcher memory")
     assert "spaces" in last[1] and "--extensions memory,rag-enhancer" in last[1] and "silently" in last[1]
 
 

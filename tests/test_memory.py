@@ -121,10 +121,10 @@ def test_export_import_roundtrip_and_bad_lines(memory, tmp_path):
     memory.add("Aria", "user", "I collect antique maps.", time="2025-03-01T12:00:00", chat="c1")
     memory.add_manual("Aria", "Keep answers short.")
     lines = list(memory.export())
-    assert {l["text"] for l in lines} == {"I collect antique maps.", "Keep answers short."}
+    assert {line["text"] for line in lines} == {"I collect antique maps.", "Keep answers short."}
     assert lines[0]["time"].startswith("2025-03-01T12:00:00")
     path = tmp_path / "out.jsonl"
-    path.write_text("".join(json.dumps(l) + "\n" for l in lines))
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     other = MemoryStore(tmp_path / "other")
     assert other.import_jsonl(path) == 2
     assert other.recall("Aria", "old maps", k=1)[0].text == "I collect antique maps."

@@ -54,13 +54,13 @@ def test_add_import_recall_export_forget(tmp_path):
     ]) + "\n")
     many = pocketpack("memory", "--store", store, "recall", "--queries", str(queries), "--json")
     assert many.returncode == 0, many.stderr
-    lines = [json.loads(l) for l in many.stdout.strip().splitlines()]
-    assert [len(l) for l in lines] == [1, 1, 0]
+    lines = [json.loads(line) for line in many.stdout.strip().splitlines()]
+    assert [len(line) for line in lines] == [1, 1, 0]
     assert lines[0][0]["text"] == "My dog Rex is a poodle." and lines[1][0]["text"] == "You told me you love astronomy."
     assert lines[1][0]["time"] == "2025-02-01T00:00:00+00:00" and lines[1][0]["role"] == "assistant"
 
     exported = pocketpack("memory", "--store", store, "export")
-    records = [json.loads(l) for l in exported.stdout.strip().splitlines()]
+    records = [json.loads(line) for line in exported.stdout.strip().splitlines()]
     assert exported.returncode == 0 and len(records) == 4
     assert {(r["character"], r["text"]) for r in records} >= {("Aria", "My dog Biscuit is a beagle."),
                                                               ("Bob", "My dog Rex is a poodle.")}
@@ -69,7 +69,7 @@ def test_add_import_recall_export_forget(tmp_path):
     assert forgot.returncode == 0 and "forgot 1" in forgot.stderr
     forgot = pocketpack("memory", "--store", store, "forget", "--character", "Bob")
     assert forgot.returncode == 0
-    left = [json.loads(l)["text"] for l in pocketpack("memory", "--store", store, "export").stdout.splitlines()]
+    left = [json.loads(line)["text"] for line in pocketpack("memory", "--store", store, "export").stdout.splitlines()]
     assert sorted(left) == ["My dog Biscuit is a beagle.", "You told me you love astronomy."]
 
 

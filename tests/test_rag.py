@@ -18,8 +18,8 @@ import pytest
 from pocketpack.rag.config import RagSettings
 from pocketpack.rag.ingest import Library
 from pocketpack.rag.retrieve import retrieve
-from tests.test_rag_parsing import make_docx, make_epub, make_pdf
 from tests.helpers.rag import HARBOUR, embedder, lib, script  # noqa: F401  (fixtures)
+from tests.test_rag_parsing import make_docx, make_epub, make_pdf
 
 pytestmark = pytest.mark.slow  # the real embedding model
 

@@ -20,8 +20,7 @@ import pytest
 from pocketpack.rag import config
 from pocketpack.rag.chunking import chunk_blocks
 from pocketpack.rag.config import RagSettings, SettingsError
-from pocketpack.rag.ingest import (IngestError, Library, chunker_signature, collection_name, document_items,
-                                  legacy_doc_id)
+from pocketpack.rag.ingest import IngestError, Library, chunker_signature, collection_name, document_items, legacy_doc_id
 from pocketpack.rag.parsers import kind_of, parse
 from pocketpack.rag.retrieve import retrieve
 from pocketpack.retrieval import NewItem

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from pocketpack.retrieval import NewItem, SearchOptions, Store, StoreError, search
-from pocketpack.retrieval.embed import EmbeddingError, Embedder, default_model_path, get_embedder
+from pocketpack.retrieval.embed import Embedder, EmbeddingError, default_model_path, get_embedder
 from pocketpack.retrieval.store import content_hash
 from tests.helpers.embedders import CountingEmbedder
 

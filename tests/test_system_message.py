@@ -41,7 +41,8 @@ LLAMA2 = (
     "{%- endfor -%}"
 )
 CHATML = (
-    "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' -}}{%- endfor -%}"
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' -}}{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
 )
 TEMPLATES = {"alpaca": (ALPACA, ALPACA_DEFAULT), "llama-2": (LLAMA2, LLAMA2_DEFAULT), "chatml": (CHATML, "")}

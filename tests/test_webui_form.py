@@ -72,8 +72,7 @@ def test_a_model_name_that_is_not_in_the_models_folder_says_so(tmp_path):
 
 
 def test_the_embedded_model_is_called_a_270m_base_model_where_it_is_shown(monkeypatch):
-    from pocketpack.host import shared
-    from pocketpack.host import webui
+    from pocketpack.host import shared, webui
     from pocketpack.host.default_model import DEFAULT_MODEL_FILENAME
 
     class Loaded:

@@ -267,7 +267,7 @@ def ui():
     export_all.click(export_everything, [], [exported, export_status])
     import_button.click(lambda f: panel.import_from(memory(), f), [upload], [status])
 
-    def consolidate(c, days, progress=gr.Progress()):
+    def consolidate(c, days, progress=gr.Progress()):  # noqa: B008 - gradio's way to ask for a progress bar
         def report(done, total):
             progress((done, total), desc=f"Consolidating {c}", unit="memories")
 

@@ -78,7 +78,7 @@ def _runtime(args, nowebui: bool):
         return Runtime(root=args.root or _pack_root(), user_data_dir=args.user_data_dir, extensions=names,
                        settings_file=args.settings, nowebui=nowebui, model_dir=args.model_dir)
     except (UnknownExtensionError, ExtensionImportError, SettingsError) as exc:
-        raise SystemExit(_fail(str(exc)))
+        raise SystemExit(_fail(str(exc))) from None
 
 
 def _model_path(args) -> Path:
@@ -106,7 +106,7 @@ def _load(runtime, args) -> None:
             print(f"{path.name}: saved settings {', '.join(f'{k}={v}' for k, v in used.items())}", file=sys.stderr)
         runtime.load_model(path, settings)
     except (ModelLoadError, FlagConflict, FileNotFoundError, SettingsError) as exc:
-        raise SystemExit(_fail(str(exc)))
+        raise SystemExit(_fail(str(exc))) from None
 
 
 def cmd_serve(args) -> int:

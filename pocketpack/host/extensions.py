@@ -8,8 +8,6 @@ hook was given, and carries on, so an extension can never cost the user a chat.
 
 from __future__ import annotations
 
-from pocketpack.errors import PocketPackError
-
 import importlib
 import importlib.util
 import logging
@@ -20,6 +18,8 @@ from inspect import signature
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator
+
+from pocketpack.errors import PocketPackError
 
 log = logging.getLogger("pocketpack.host")
 
@@ -183,7 +183,7 @@ class ExtensionHost:
             parameters = [p for p in signature(func).parameters if p != "is_chat"]
             args = [text, state] if len(parameters) == 2 else [text]
             kwargs = {"is_chat": is_chat} if "is_chat" in signature(func).parameters else {}
-            text = self._guarded(name, function_name, lambda: func(*args, **kwargs), text)
+            text = self._guarded(name, function_name, lambda: func(*args, **kwargs), text)  # noqa: B023 - called at once by _guarded, in this iteration
         return text
 
     def _chat_input(self, text: str, visible_text: str, state: dict) -> tuple[str, str]:
@@ -192,7 +192,7 @@ class ExtensionHost:
             if hasattr(module, "chat_input_modifier"):
                 text, visible_text = self._guarded(
                     name, "chat_input_modifier",
-                    lambda: module.chat_input_modifier(text, visible_text, state), (text, visible_text))
+                    lambda: module.chat_input_modifier(text, visible_text, state), (text, visible_text))  # noqa: B023 - called at once by _guarded, in this iteration
         return text, visible_text
 
     def _chain(self, function_name: str, value: Any) -> Any:
@@ -200,7 +200,7 @@ class ExtensionHost:
         for module, name in self.iterator():
             if hasattr(module, function_name):
                 func = getattr(module, function_name)
-                value = self._guarded(name, function_name, lambda: func(value), value)
+                value = self._guarded(name, function_name, lambda: func(value), value)  # noqa: B023 - called at once by _guarded, in this iteration
         return value
 
     def _first(self, function_name: str, *args, **kwargs) -> Any:
@@ -208,7 +208,7 @@ class ExtensionHost:
         for module, name in self.iterator():
             if hasattr(module, function_name):
                 func = getattr(module, function_name)
-                return self._guarded(name, function_name, lambda: func(*args, **kwargs), None)
+                return self._guarded(name, function_name, lambda: func(*args, **kwargs), None)  # noqa: B023 - called at once by _guarded, in this iteration
         return None
 
     def _first_function(self, function_name: str) -> tuple[str, Callable] | None:
@@ -224,7 +224,7 @@ class ExtensionHost:
             if hasattr(module, "tokenizer_modifier"):
                 prompt, input_ids, input_embeds = self._guarded(
                     name, "tokenizer_modifier",
-                    lambda: module.tokenizer_modifier(state, prompt, input_ids, input_embeds),
+                    lambda: module.tokenizer_modifier(state, prompt, input_ids, input_embeds),  # noqa: B023 - called at once by _guarded, in this iteration
                     (prompt, input_ids, input_embeds))
         return prompt, input_ids, input_embeds
 
@@ -234,7 +234,7 @@ class ExtensionHost:
         for module, name in self.iterator():
             if hasattr(module, "logits_processor_modifier"):
                 result = self._guarded(name, "logits_processor_modifier",
-                                       lambda: module.logits_processor_modifier(processor_list, input_ids), None)
+                                       lambda: module.logits_processor_modifier(processor_list, input_ids), None)  # noqa: B023 - called at once by _guarded, in this iteration
                 if type(result) is list:
                     processor_list = result
         return processor_list

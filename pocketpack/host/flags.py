@@ -14,13 +14,13 @@ presets, the tests) that loads a model directly.
 
 from __future__ import annotations
 
-from pocketpack.errors import PocketPackError
-
 import argparse
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from pocketpack.errors import PocketPackError
 
 # Loader names as TGWUI writes them; 'GPTQ' loads through gptqmodel, 'AutoGPTQ' through the
 # legacy auto-gptq package (TGWUI's own name for that loader before 2025).

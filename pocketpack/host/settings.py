@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pocketpack.errors import PocketPackError
-
 from pathlib import Path
 
 import yaml
+
+from pocketpack.errors import PocketPackError
 
 
 class SettingsError(PocketPackError, ValueError):

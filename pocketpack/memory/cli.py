@@ -24,13 +24,13 @@ input order, from one process (the model loads once).
 
 from __future__ import annotations
 
-from pocketpack.errors import PocketPackError
-
 import argparse
 import json
 import os
 import sys
 from pathlib import Path
+
+from pocketpack.errors import PocketPackError
 
 DEFAULT_STORE = os.environ.get("POCKETPACK_MEMORY_STORE", "user_data/pocketpack/memory")
 

@@ -68,7 +68,7 @@ def loaded_model_generate(shared, generate_reply=None, *,
                          do_sample=False, top_k=1, seed=0, stream=False, custom_stopping_strings="",
                          enable_thinking=False, reasoning_effort="low", grammar_string="", max_tokens_second=0)
             reply = ""
-            for reply in generate_reply(prompt, state, stopping_strings=list(STOP), is_chat=True):
+            for reply in generate_reply(prompt, state, stopping_strings=list(STOP), is_chat=True):  # noqa: B007 - the last cumulative text is the reply
                 pass
             return _cut(_final_text(reply or ""), STOP)
 

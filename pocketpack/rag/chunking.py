@@ -285,8 +285,8 @@ def chunk_blocks(blocks: list[Block], size: int = 200, overlap: int = 30,
         locs = [u.loc for u in current if u.loc]
         loc = {}
         if locs:
-            loc = {"unit": locs[0][0], "start": min(l[1] for l in locs if l[0] == locs[0][0]),
-                   "end": max(l[2] for l in locs if l[0] == locs[0][0])}
+            loc = {"unit": locs[0][0], "start": min(one[1] for one in locs if one[0] == locs[0][0]),
+                   "end": max(one[2] for one in locs if one[0] == locs[0][0])}
         chunks.append(Chunk(prefix + body, len(chunks), heading, format_location(loc, heading), len(prefix),
                             overlap_chars, loc))
         # the next chunk of this section opens with this one's trailing sentences

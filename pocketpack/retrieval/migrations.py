@@ -38,10 +38,10 @@ Tables
 
 from __future__ import annotations
 
-from pocketpack.errors import PocketPackError
-
 import sqlite3
 import time
+
+from pocketpack.errors import PocketPackError
 
 MIGRATIONS: list[tuple[int, str]] = [
     (

@@ -21,8 +21,6 @@ exact ``mv`` command given, or restore a backup). A brand-new directory is creat
 
 from __future__ import annotations
 
-from pocketpack.errors import PocketPackError
-
 import hashlib
 import json
 import shlex
@@ -31,10 +29,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
+from pocketpack.errors import PocketPackError
 from pocketpack.retrieval import lexical as lexical_cache
 from pocketpack.retrieval import migrations
 from pocketpack.retrieval.vector import VectorIndex, atomic_write
@@ -765,7 +764,8 @@ class Collection:
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
             for item_id, blob in self.store._q(
-                f"SELECT items.id, vectors.vector FROM items CROSS JOIN vectors ON vectors.model = ? AND vectors.hash = items.hash"
+                "SELECT items.id, vectors.vector FROM items CROSS JOIN vectors "
+                f"ON vectors.model = ? AND vectors.hash = items.hash"
                 f" WHERE +items.collection_id = ? AND items.id IN ({marks})", (self.model, self.id, *chunk)
             ):
                 out[item_id] = np.frombuffer(blob, dtype="<f4")
@@ -792,7 +792,7 @@ class Collection:
             return []
         match = lexical_cache.fts5_match(words)
         sql = ("SELECT items_fts.rowid, bm25(items_fts, 1.0, 0.0) AS s FROM items_fts"
-               f" WHERE items_fts MATCH ?")
+               " WHERE items_fts MATCH ?")
         args: list = [f"coll:c{self.id} AND ({match})"]
         if grp is not None:
             sql += " AND items_fts.rowid IN (SELECT id FROM items WHERE collection_id = ? AND grp = ?)"

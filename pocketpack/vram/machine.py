@@ -56,14 +56,14 @@ def _torch_cuda() -> tuple[str, float, float] | None:
     if torch is None:
         try:
             import torch  # noqa: F811
-        except Exception:
+        except Exception:  # noqa: BLE001 - a broken torch install means "no GPU known", not a crash
             return None
     try:
         if not torch.cuda.is_available():
             return None
         free, total = torch.cuda.mem_get_info(0)
         return torch.cuda.get_device_name(0), total / GIB, free / GIB
-    except Exception:
+    except Exception:  # noqa: BLE001 - a driver/CUDA failure means "no GPU usable", not a crash
         return None
 
 

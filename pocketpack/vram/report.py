@@ -307,7 +307,7 @@ def measured_usage() -> dict | None:
         if torch is not None and torch.cuda.is_available():
             out["torch_max_allocated_gib"] = torch.cuda.max_memory_allocated() / 1024 ** 3
             out["torch_reserved_gib"] = torch.cuda.memory_reserved() / 1024 ** 3
-    except Exception:
+    except Exception:  # noqa: BLE001 - the measured figures are optional; a CUDA error leaves them out
         pass
     exe = shutil.which("nvidia-smi")
     if exe:

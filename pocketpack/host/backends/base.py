@@ -7,11 +7,11 @@ same chat pipeline drive llama.cpp, Transformers (+bitsandbytes) and GPTQ models
 
 from __future__ import annotations
 
-from pocketpack.errors import PocketPackError
-
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
+
+from pocketpack.errors import PocketPackError
 
 
 class ModelLoadError(PocketPackError, RuntimeError):

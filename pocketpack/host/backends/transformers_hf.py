@@ -27,7 +27,6 @@ from pocketpack.host.backends.base import Backend, GenerationParams, ModelLoadEr
 from pocketpack.host.flags import LoadSettings
 
 
-
 class _DropCastNotice(logging.Filter):
     """bitsandbytes logs on every 8-bit matmul that fp32 inputs are cast to fp16 (as intended)."""
 
@@ -207,8 +206,7 @@ class TransformersBackend(Backend):
     def stream(self, prompt: str, params: GenerationParams, *, tokenizer_hook=None,
                logits_hook=None) -> Iterator[str]:
         import torch
-        from transformers import (LogitsProcessorList, StoppingCriteria, StoppingCriteriaList,
-                                  TextIteratorStreamer)
+        from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         if params.seed is not None and params.seed >= 0:
             torch.manual_seed(params.seed)
