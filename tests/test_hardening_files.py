@@ -284,14 +284,29 @@ def test_an_archive_is_capped_in_all_and_its_headers_are_not_trusted(tmp_path):
             assert str(err.value) == "refused: member a.xml would expand past 200 MB (limit: rag max_unpacked_mb)"
 
 
+# Runs the CLI and, on exit, writes its own peak resident memory (VmHWM: the high-water mark of
+# this program's memory since exec). Not wait4's ru_maxrss: Linux carries the forking parent's
+# peak into it at exec, so a test process that has grown to 2 GB would be counted as the child's.
+_MEASURED_CLI = """
+import atexit, os, runpy, sys
+def _peak():
+    with open('/proc/self/status') as status:
+        kb = next(line for line in status if line.startswith('VmHWM')).split()[1]
+    with open(os.environ['PP_PEAK_FILE'], 'w') as out:
+        out.write(kb)
+atexit.register(_peak)
+sys.argv = ['pocketpack', *sys.argv[1:]]
+runpy.run_module('pocketpack', run_name='__main__')
+"""
+
+
 def _peak_rss_mb(argv: list[str], cwd: Path) -> tuple[int, str, str, int]:
-    """Run ``argv``; its exit status, stdout, stderr and peak resident memory (MB) as the
-    kernel measured it for that one child (wait4), so nothing else run by the tests counts."""
-    with open(cwd / "out.txt", "w") as out, open(cwd / "err.txt", "w") as err:
-        child = subprocess.Popen(argv, stdout=out, stderr=err, cwd=REPO)
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-    return child.returncode, (cwd / "out.txt").read_text(), (cwd / "err.txt").read_text(), usage.ru_maxrss // 1024
+    """Run ``pocketpack ARGV``; its exit status, stdout, stderr and peak resident memory (MB),
+    measured by the child itself so that nothing else run by the tests counts."""
+    peak_file = cwd / "peak.txt"
+    proc = subprocess.run([sys.executable, "-c", _MEASURED_CLI, *argv], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "PP_PEAK_FILE": str(peak_file)}, timeout=600)
+    return proc.returncode, proc.stdout, proc.stderr, int(peak_file.read_text()) // 1024
 
 
 def test_a_2_gb_zip_bomb_is_refused_by_the_cli_with_one_line_under_1_5_gb(tmp_path):
@@ -304,8 +319,8 @@ def test_a_2_gb_zip_bomb_is_refused_by_the_cli_with_one_line_under_1_5_gb(tmp_pa
     docx = docx_bomb(tmp_path / "report.docx", 2048 * MB, work)
     epub = epub_bomb(tmp_path / "novel.epub", 2048 * MB, work)
     assert docx.stat().st_size < 3 * MB and epub.stat().st_size < 3 * MB
-    code, out, err, peak = _peak_rss_mb([sys.executable, "-m", "pocketpack", "rag", "--store", str(tmp_path / "store"),
-                                         "ingest", str(docx), str(epub)], tmp_path)
+    code, out, err, peak = _peak_rss_mb(["rag", "--store", str(tmp_path / "store"), "ingest", str(docx), str(epub)],
+                                        tmp_path)
     assert code == 1
     assert err.splitlines() == [
         f"skipped {docx}: refused: member word/document.xml would expand past 200 MB (limit: rag max_unpacked_mb)",
