@@ -198,14 +198,22 @@ def test_citations_leave_code_blocks_and_inline_code_untouched(tmp_path, script)
     assert out.count('<sup class="pp-cite">') == 2  # the two citations in the prose
     assert out.startswith('High tide is at 06:12 <sup class="pp-cite"><a href="#pp-src-')
     assert "06:12 on Mondays" in out.split("<details", 1)[1]
-    # [1] only inside code cites nothing: the reply is left as it is, no source block added
+    # [1] only inside code cites nothing: the reply is left as it is, with the sources under it, none marked cited
     code_only = "Use this:\n\n```\nfirst = items[1]\n```\n\nor `items[1]`."
-    assert script.output_modifier(code_only, state, is_chat=True) == code_only
+    body, row = _split(script.output_modifier(code_only, state, is_chat=True))
+    assert body == code_only and row.startswith(SOURCES) and "pp-cited" not in row
 
 
 
 
 LINK = '<sup class="pp-cite">'
+SOURCES = '<div class="pp-sources">'
+
+
+def _split(out: str) -> tuple[str, str]:
+    """(the reply as shown, the Sources row under it — "" when there is none)."""
+    body, _, row = out.partition("\n\n" + SOURCES)
+    return body, (SOURCES + row) if row else ""
 
 
 def _three_passages():
@@ -228,7 +236,7 @@ def test_citations_leave_indented_code_blocks_untouched_but_not_list_items():
     out = link_citations(reply, passages)
     assert "\n\n    tide = items[1]\n    bar = rows[2]\n\n" in out  # the indented code block is as written
     assert _linked(out) == [1, 2, 3]  # prose "[1]" and "[2][3]" still link, the code does not
-    assert out.count('<details class="pp-source"') == 3
+    assert out.count('<details class="pp-source pp-cited"') == 3
     # indented lines that continue a paragraph or a list item are prose: their citations link
     for prose in ("High tide is at 06:12\n    as the guide says [1].", "- High tide is at 06:12\n\n    see [2].",
                   "1. Tides\n2. Bar\n\n    both in [3]."):
@@ -239,7 +247,8 @@ def test_citations_leave_indented_code_blocks_untouched_but_not_list_items():
     # an indented block (spaces or a tab) holding the only [1] cites nothing: the reply is left as it is
     for code_only in ("Use this:\n\n    first = items[1]\n\nThat is all.", "    first = items[1]\n",
                       "Use this:\n\n\tfirst = items[1]\n"):
-        assert link_citations(code_only, passages) == code_only
+        body, row = _split(link_citations(code_only, passages))
+        assert body == code_only.rstrip() and "pp-cited" not in row and LINK not in body
 
 
 def test_a_streaming_code_span_is_never_linked_before_it_closes(tmp_path, script):
@@ -285,3 +294,177 @@ def test_a_bad_setting_from_the_ui_is_refused_and_changes_nothing(script):
     assert message.startswith("Settings not saved:") and "chunk" in message and "\n" not in message
     assert script.params["chunk_size"] == before["chunk_size"]
     assert not (Path(script.params["store_dir"]) / "rag-settings.json").exists()
+
+
+# -- issue 14.1: the sources used for a reply are shown under it, whatever the model writes ----
+def _chips(row: str) -> list[dict]:
+    """Each chip of a Sources row: its number, name, location, score, passage and cited mark."""
+    pattern = (r'<details class="pp-source( pp-cited)?" id="pp-src-\w+-(\d+)"><summary title="[^"]*">'
+               r'<span class="pp-n">\d+</span> <span class="pp-name">([^<]*)</span>'
+               r'(?: <span class="pp-loc">([^<]*)</span>)? <span class="pp-score">score ([\d.]+)</span></summary>'
+               r'<div class="pp-chunk">(.*?)</div></details>')
+    import html as _html
+
+    return [{"cited": bool(c), "n": int(n), "name": _html.unescape(name), "location": _html.unescape(loc or ""),
+             "score": score, "hit": re.findall(r'<mark class="pp-hit">(.*?)</mark>', text),
+             "text": _html.unescape(re.sub(r'</?mark[^>]*>', "", text).replace("<br>", "\n"))}
+            for c, n, name, loc, score, text in re.findall(pattern, row)]
+
+
+def test_a_reply_that_cites_nothing_still_shows_the_sources_it_was_given(tmp_path, script):
+    """Issue 14: "the reply only links [n] when the model writes [n], and a small model never
+    does". Every passage of the turn's prompt is listed under the reply: name, location, score,
+    and the exact text the model saw behind it."""
+    from pocketpack.rag.extension import STATE_KEY
+
+    (tmp_path / "harbour.md").write_text(HARBOUR)
+    script.engine().library.ingest([str(tmp_path / "harbour.md")])
+    state = _turn(script, "When is high tide at Port Avel?")
+    given = state[STATE_KEY]
+    assert given, "the question must retrieve the tides passage"
+    reply = "The tide comes in early on Mondays, skipper."
+    body, row = _split(script.output_modifier(reply, state, is_chat=True))
+    assert body == reply
+    assert row.startswith(SOURCES + '<span class="pp-sources-title">Sources</span>')
+    chips = _chips(row)
+    assert [c["n"] for c in chips] == list(range(1, len(given) + 1))   # numbered as in the prompt
+    for chip, passage in zip(chips, given):
+        assert chip["name"] == "harbour.md" and chip["location"] == passage.location
+        assert "Tides" in chip["location"] and re.match(r"lines? \d", chip["location"])
+        assert chip["score"] == f"{passage.score:.2f}" and chip["text"] == passage.text.strip()
+        assert f"[{chip['n']}] harbour.md, {passage.location}" in state["context"]  # what the model saw
+    assert "06:12 on Mondays" in chips[0]["text"] and not any(c["cited"] for c in chips)
+    # the passage came with its neighbouring chunk: the part that matched is marked in it
+    assert given[0].core_text.strip() != given[0].text.strip()
+    assert len(chips[0]["hit"]) == 1 and "06:12 on Mondays" in chips[0]["hit"][0]
+    assert "chandlery" in chips[0]["text"] and "chandlery" not in chips[0]["hit"][0]
+    # when the model does cite, [n] links to its chip and that chip is marked
+    out = script.output_modifier("At 06:12 [1].", state, is_chat=True)
+    body, row = _split(out)
+    anchor = re.search(r'href="#(pp-src-\w+-1)"', body).group(1)
+    assert f'id="{anchor}"' in row and _chips(row)[0]["cited"]
+
+
+def _hostile_passages():
+    from pocketpack.rag.retrieve import Passage
+
+    name = '<img src=x onerror="alert(1)">`ev“il”`.md'
+    text = ('</details></div><script>alert(2)</script>\n```\ncode\n``` “quoted” &quot;x&quot; "y"\n'
+            '<a href="javascript:alert(3)">click</a>')
+    return name, text, [Passage(text, f"/up/{name}", "p. 2 · <b>Intro</b>", 0.5, name=name),
+                        Passage("Plain passage.", "/up/plain.md", "lines 1–2", 0.4, name="plain.md")]
+
+
+def test_sources_are_inert_html_whatever_the_documents_hold():
+    """A document's name and text are the user's, not markup: they show as text, and the row
+    survives TGWUI's Markdown pass as one raw HTML block (no backtick, no &quot;, no curly
+    quote for it to turn into code or <q> tags)."""
+    from html.parser import HTMLParser
+
+    from pocketpack.rag.cite import link_citations
+
+    name, text, passages = _hostile_passages()
+    reply = 'It says &quot;hello [1]'  # the host/TGWUI escape the reply before output_modifier
+    out = link_citations(reply, passages)
+    body, row = _split(out)
+
+    class Tags(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.tags, self.text, self.open = [], [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append((tag, dict(attrs)))
+            if tag != "br":
+                self.open.append(tag)
+
+        def handle_endtag(self, tag):
+            assert self.open and self.open[-1] == tag, (tag, self.open)
+            self.open.pop()
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    parsed = Tags()
+    parsed.feed(row)
+    assert not parsed.open  # balanced: nothing the document holds closes or opens an element
+    assert {t for t, _ in parsed.tags} <= {"div", "span", "details", "summary", "br", "mark"}
+    assert {a for _, attrs in parsed.tags for a in attrs} <= {"class", "id", "title"}
+    shown = "".join(parsed.text)
+    assert name in shown and "</details></div><script>alert(2)</script>" in shown and "<b>Intro</b>" in shown
+    assert '<a href="javascript:alert(3)">click</a>' in shown
+    # TGWUI's pass (html_generator.process_markdown_content): one line, nothing it rewrites
+    assert "\n" not in row and "`" not in row and "&quot;" not in row and not set("\u201c\u201d") & set(row)
+    assert body.startswith('It says &quot;hello <sup class="pp-cite"><a href="#pp-src-')
+
+
+def test_continue_keeps_one_sources_row_and_never_nests_links(tmp_path):
+    """Continue appends to the visible reply, sources and all, and runs output_modifier on the
+    whole: the reply still has one Sources row (the last turn's), its [n] linked once."""
+    from pocketpack.host.chat import default_state
+    from pocketpack.host.runtime import Runtime
+    from tests.helpers.scripted_backend import ScriptedBackend
+
+    runtime = Runtime(root=REPO, user_data_dir=tmp_path / "user_data", extensions=["rag-enhancer"])
+    with Library(tmp_path / "user_data" / "pocketpack" / "documents") as lib:
+        (tmp_path / "harbour.md").write_text(HARBOUR)
+        lib.ingest([str(tmp_path / "harbour.md")])
+    runtime.backend = ScriptedBackend(reply="High tide is at 06:12 [1].")
+    state = default_state(mode="chat", name2="Skipper", context="You are Skipper.")
+    state["history"] = list(runtime.chat("When is high tide at Port Avel?", state))[-1]
+    runtime.backend.reply = " Wait for it [1]."
+    history = list(runtime.chat("", state, _continue=True))[-1]
+    assert history["internal"][-1][1] == "High tide is at 06:12 [1]. Wait for it [1]."
+    visible = history["visible"][-1][1]
+    assert visible.count(SOURCES) == 1 and visible.count("<details") == len(_chips(_split(visible)[1]))
+    body, row = _split(visible)
+    assert _linked(visible) == [1, 1] and body.count("<a ") == 2  # two citations, each linked once
+    assert re.sub(r"<sup[^>]*><a[^>]*>(\[\d\])</a></sup>", r"\1", body) == history["internal"][-1][1]
+
+
+def test_sources_never_come_from_another_chat_or_an_earlier_turn(tmp_path):
+    """A document added to one chat shows under that chat's replies only; a later turn that
+    retrieved nothing shows no sources, not the previous turn's."""
+    from pocketpack.host.chat import default_state
+    from pocketpack.host.runtime import Runtime
+    from tests.helpers.scripted_backend import ScriptedBackend
+
+    runtime = Runtime(root=REPO, user_data_dir=tmp_path / "user_data", extensions=["rag-enhancer"])
+    with Library(tmp_path / "user_data" / "pocketpack" / "documents") as lib:
+        (tmp_path / "harbour.md").write_text(HARBOUR)
+        lib.ingest([str(tmp_path / "harbour.md")], "chat/chat-one")
+    runtime.backend = ScriptedBackend(reply="Early.")
+
+    def ask(chat_id, question, history=None):
+        state = default_state(mode="chat", name2="Skipper", context="You are Skipper.", unique_id=chat_id)
+        if history:
+            state["history"] = history
+        return list(runtime.chat(question, state))[-1]
+
+    first = ask("chat-one", "When is high tide at Port Avel?")
+    assert "harbour.md" in _split(first["visible"][-1][1])[1]
+    other_chat = ask("chat-two", "When is high tide at Port Avel?")
+    assert other_chat["visible"][-1][1] == "Early."
+    later = ask("chat-one", "What colour is the vault door of the mountain bank?", history=first)
+    assert later["visible"][-1][1] == "Early."
+    assert "harbour.md" in later["visible"][0][1]  # the first reply keeps its own sources
+
+
+@pytest.mark.parametrize("order", [["memory", "rag-enhancer"], ["rag-enhancer", "memory"]])
+def test_memory_stores_the_reply_without_its_sources_row(tmp_path, order):
+    """Memory reads the visible reply in output_modifier; when rag-enhancer's hook ran first,
+    that reply carries the Sources row. What is remembered is what the model said."""
+    from pocketpack.host.chat import default_state
+    from pocketpack.host.runtime import Runtime
+    from tests.helpers.scripted_backend import ScriptedBackend
+
+    runtime = Runtime(root=REPO, user_data_dir=tmp_path / "user_data", extensions=order)
+    with Library(tmp_path / "user_data" / "pocketpack" / "documents") as lib:
+        (tmp_path / "harbour.md").write_text(HARBOUR)
+        lib.ingest([str(tmp_path / "harbour.md")])
+    runtime.backend = ScriptedBackend(reply="High tide is at 06:12 [1], skipper.")
+    state = default_state(mode="chat", name2="Skipper", context="You are Skipper.", character_menu="Skipper")
+    history = list(runtime.chat("When is high tide at Port Avel?", state))[-1]
+    assert SOURCES in history["visible"][-1][1]
+    stored = runtime.host.loaded["memory"].turns().memory.list("Skipper")
+    assert sorted(m.text for m in stored) == ["High tide is at 06:12 [1], skipper.", "When is high tide at Port Avel?"]

@@ -52,6 +52,12 @@ def custom_css():
     return CSS
 
 
+def custom_js():
+    from pocketpack.rag.cite import JS
+
+    return JS
+
+
 # -- the Documents tab (gradio APIs common to gradio 4.37 and 6) ------------------------------
 _DOC_HEADERS = ["id", "name", "chunks", "collection", "kind", "source"]
 _HIT_HEADERS = ["n", "score", "source", "location", "text"]
@@ -190,7 +196,8 @@ def ui():
     import gradio as gr
 
     gr.Markdown("Add files or web pages; their relevant passages are added to each reply's context, "
-                "numbered, and the reply's citations like [1] open the exact passage. In Notebook/Default "
+                "numbered, and listed under the reply as Sources (click one to read the exact passage; "
+                "a citation like [1] in the reply opens it too). In Notebook/Default "
                 "mode put `<|injection-point|>` where passages should go (and optionally the question "
                 "between `<|begin-user-input|>` and `<|end-user-input|>`).")
     with gr.Row():
@@ -221,7 +228,7 @@ def ui():
     with gr.Accordion("Settings", open=False):
         with gr.Row():
             enabled = gr.Checkbox(value=params["enabled"], label="Use documents in replies")
-            citations = gr.Checkbox(value=params["citations"], label="Link citations [n] to passages")
+            citations = gr.Checkbox(value=params["citations"], label="Show sources under replies")
             allow_private = gr.Checkbox(value=params["allow_private_urls"], label=ALLOW_PRIVATE_LABEL)
         with gr.Row():
             s_k = gr.Number(value=params["k"], precision=0, label="Passages per reply (k)")

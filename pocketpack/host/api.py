@@ -13,6 +13,11 @@ are refused: this API reads text only); ``null`` content is accepted only for an
 message (as in OpenAI's schema, it is then an empty reply); ``developer`` messages are system
 messages. ``character`` must be a plain name (``check_character_name``). Unknown fields are
 ignored, as OpenAI clients send many.
+
+Beside the message, each chat choice has ``sources``: the document passages rag-enhancer put
+in that request's prompt (``n`` as the model saw it, name, location, score, the exact text,
+and whether the reply cites ``[n]``) — ``[]`` when none were, or rag-enhancer is off. They
+come from that request's own state only, never from another request.
 """
 
 from __future__ import annotations
@@ -199,6 +204,19 @@ def _sampling(request: _Sampling) -> dict:
     return state
 
 
+RAG_STATE_KEY = "_pocketpack_rag"  # pocketpack.rag.extension.STATE_KEY: the turn's numbered passages
+
+
+def _sources(state: dict, reply: str) -> list[dict]:
+    """The passages this request's prompt held, as the ``sources`` field."""
+    passages = state.get(RAG_STATE_KEY)
+    if not passages:
+        return []
+    from pocketpack.rag.cite import source_records
+
+    return source_records(passages, reply)
+
+
 def _model_name(runtime: Runtime) -> str:
     return runtime.backend.model_name if runtime.backend else "None"
 
@@ -221,7 +239,8 @@ def chat_completion(runtime: Runtime, body: dict | bytes | str) -> dict:
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()),
         "model": _model_name(runtime),
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply}}],
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply},
+                     "sources": _sources(state, reply)}],
     }
 
 

@@ -50,12 +50,18 @@ class Runtime:
     # -- model -----------------------------------------------------------------------------
 
     def load_model(self, path: Path | str, load_settings=None):
-        """Load a model (unloading the previous one) and publish it in ``shared``."""
+        """Load a model (unloading the previous one) and publish it in ``shared``. A missing
+        model or a flag it cannot take is refused before the loaded model is unloaded."""
         from pocketpack.host.backends import load_model
-        from pocketpack.host.flags import LoadSettings
+        from pocketpack.host.backends.base import ModelLoadError
+        from pocketpack.host.flags import LoadSettings, check_flags, infer_loader
 
+        load_settings = load_settings or LoadSettings()
+        if not Path(path).expanduser().exists():
+            raise ModelLoadError(f"model not found: {Path(path).expanduser()}")
+        check_flags(load_settings, infer_loader(Path(path).expanduser(), load_settings))
         self.unload_model()
-        backend = load_model(Path(path), load_settings or LoadSettings())
+        backend = load_model(Path(path), load_settings)
         self.backend = backend
         shared.backend = backend
         shared.model = backend.model

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import html
+import json
 import logging
 import uuid
 from datetime import datetime
@@ -65,8 +66,6 @@ def build_ui(runtime: Runtime, models_dir: Path, characters_dir: Path, model_nam
     js = host.apply("js")
     blocks_kwargs = {"title": "Pocket Pack", "analytics_enabled": False}  # gradio's telemetry: off, whatever the env says
     with gr.Blocks(**blocks_kwargs) as demo:
-        if css:
-            gr.HTML(f"<style>{css}</style>", visible=False)
         initial = default_state()
         state = gr.State(initial)
         shared.gradio["interface_state"] = state
@@ -174,10 +173,16 @@ def build_ui(runtime: Runtime, models_dir: Path, characters_dir: Path, model_nam
             yield current, _messages(history), "", message
 
         outputs = [state, chatbot, textbox, notices]
-        textbox.submit(run_turn, [textbox] + state_inputs, outputs)
-        send.click(run_turn, [textbox] + state_inputs, outputs)
-        regenerate.click(lambda *v: (yield from run_turn("", *v, regenerate=True)), [textbox] + state_inputs, outputs)
-        cont.click(lambda *v: (yield from run_turn("", *v, _continue=True)), [textbox] + state_inputs, outputs)
+        # every event that writes the chat's history waits for the one before it: a New chat
+        # clicked while a reply's last step (output hooks, memory storing) still runs would
+        # otherwise be overwritten by that reply's final update, bringing the old chat back
+        in_turn = {"concurrency_id": "chat-history", "concurrency_limit": 1}
+        textbox.submit(run_turn, [textbox] + state_inputs, outputs, **in_turn)
+        send.click(run_turn, [textbox] + state_inputs, outputs, **in_turn)
+        regenerate.click(lambda *v: (yield from run_turn("", *v, regenerate=True)), [textbox] + state_inputs, outputs,
+                         **in_turn)
+        cont.click(lambda *v: (yield from run_turn("", *v, _continue=True)), [textbox] + state_inputs, outputs,
+                   **in_turn)
 
         def drop_last(current):
             current = copy.deepcopy(current)
@@ -186,7 +191,7 @@ def build_ui(runtime: Runtime, models_dir: Path, characters_dir: Path, model_nam
                     current["history"][key].pop()
             return current, _messages(current["history"])
 
-        remove_last.click(drop_last, [state], [state, chatbot])
+        remove_last.click(drop_last, [state], [state, chatbot], **in_turn)
 
         def start_new_chat(current):
             current = dict(current)
@@ -197,7 +202,7 @@ def build_ui(runtime: Runtime, models_dir: Path, characters_dir: Path, model_nam
                 current["history"]["visible"].append(["", html.escape(current["greeting"])])
             return current, _messages(current["history"])
 
-        new_chat.click(start_new_chat, [state], [state, chatbot])
+        new_chat.click(start_new_chat, [state], [state, chatbot], **in_turn)
 
         def pick_character(current, character):
             try:
@@ -210,7 +215,7 @@ def build_ui(runtime: Runtime, models_dir: Path, characters_dir: Path, model_nam
                     gr.update(label=values["name2"]), "")
 
         character_menu.change(pick_character, [state, character_menu],
-                              [state, name2, context, greeting, chatbot, chatbot, notices])
+                              [state, name2, context, greeting, chatbot, chatbot, notices], **in_turn)
 
         def do_load(name, layers, ctx, cache, nthreads, in8, in4, qtype, dq, dtype, on_cpu):
             from pocketpack.host.backends.base import ModelLoadError
@@ -240,8 +245,12 @@ def build_ui(runtime: Runtime, models_dir: Path, characters_dir: Path, model_nam
                           [model_status, model_banner])
         unload_button.click(lambda: (runtime.unload_model(), _model_status(), _model_banner())[1:], [],
                             [model_status, model_banner])
-        if js:
-            demo.load(None, None, None, js=f"() => {{ {js} }}")
+        if css or js:
+            # extensions' custom_css/custom_js, added when the page loads (current gradio renders no
+            # invisible component, so a hidden <style> block never reached the page)
+            add_css = (f"const style = document.createElement('style'); style.textContent = {json.dumps(css)}; "
+                       "document.head.appendChild(style);") if css else ""
+            demo.load(None, None, None, js=f"() => {{ {add_css} {js or ''} }}")
     return demo
 
 

@@ -190,7 +190,12 @@ class MemoryTurns:
             return reply
         rows = self._capped_rows(history_rows(state))
         character = turn.get("character") or tgwui.character_of(state)
-        raw_reply = capped(html.unescape(reply or ""), self.settings.max_message_chars, say="the reply")
+        reply_text = reply or ""
+        if 'class="pp-' in reply_text:  # rag-enhancer's output_modifier ran first: its sources are not the reply
+            from pocketpack.rag.cite import strip_sources
+
+            reply_text = strip_sources(reply_text)
+        raw_reply = capped(html.unescape(reply_text), self.settings.max_message_chars, say="the reply")
         if turn.get("new_text") is not None:      # a new message: it becomes the next row
             row, user_text = len(rows), turn["new_text"]
         elif rows:                                # regenerate / continue: the last row

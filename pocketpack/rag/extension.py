@@ -6,9 +6,11 @@ translates hooks and gradio events into calls on one ``RagEngine``.
   passages and register them with the shared composer;
 - notebook/default: ``input_modifier(is_chat=False)`` fills ``<|injection-point|>``;
 - ``output_modifier`` (chat only: in notebook mode the output is plain text, and through the
-  API it is the completion itself) links ``[n]`` to the passages the model saw in this turn's
-  prompt — only those: a turn that injected nothing (documents off, nothing relevant, a
-  greeting) links nothing, rather than pointing at an earlier turn's passages.
+  API it is the completion itself) shows under the visible reply the sources the model saw in
+  this turn's prompt, and links ``[n]`` to them — only those: a turn that injected nothing
+  (documents off, nothing relevant, a greeting) shows no sources, rather than an earlier
+  turn's. ``STATE_KEY`` holds them on the turn's state (the host's API reads it for its
+  ``sources`` field).
 
 A failure never costs the user a turn: it is logged under the extension's name, the turn goes
 on without documents, and the reply ends with a one-line notice.
@@ -34,7 +36,7 @@ STATE_KEY = "_pocketpack_rag"
 # params the extension adds to RagSettings' own
 EXTENSION_DEFAULTS = {
     "enabled": True,
-    "citations": True,          # link [n] in replies to the passages
+    "citations": True,          # sources under each reply, [n] in it linked to them
     "upload_scope": "global",   # where the UI adds documents: global | character | chat
     "store_dir": "",            # default: <user_data>/pocketpack/documents
 }
