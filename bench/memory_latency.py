@@ -15,7 +15,7 @@ timed, with queries drawn from LoCoMo's questions:
 
 Also: the approximate index's recall@10 against exact search, disk size, and process RSS.
 
-    .venv/bin/python bench/memory_latency.py [--sizes 100000 1000000] [--turns 200] [--threads 2]
+    .venv/bin/python bench/memory_latency.py [--sizes 100000 1000000] [--turns 200] [--threads 2] [--defaults new old]
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pocketpack.memory.store import MemoryStore  # noqa: E402
+from pocketpack.memory import turns as turns_module  # noqa: E402
+from pocketpack.memory.store import MemoryStore, recall_options  # noqa: E402
+from pocketpack.retrieval import SearchOptions  # noqa: E402
 from pocketpack.memory.turns import MemorySettings, MemoryTurns  # noqa: E402
 from pocketpack.retrieval.embed import DEFAULT_MODEL_NAME  # noqa: E402
 from pagecache import warm_page_cache  # noqa: E402  (bench/ is the script's folder)
@@ -51,6 +53,12 @@ WORDS = ("time person year way day thing man world life hand part child eye woma
          "guitar piano violin novel poem photo camera pottery sculpture festival museum park lake river forest").split()
 VERBS = "love visited painted bought adopted started finished planned cooked watched read wrote joined lost found met".split()
 
+
+# the recall options measured: the pack's defaults, and the LoCoMo-chosen ones they replaced
+DEFAULTS = {
+    "new": recall_options,
+    "old": lambda **overrides: SearchOptions(**{"lexical_weight": 1.5, "feedback_hits": 2, **overrides}),
+}
 
 LOCOMO = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "locomo10.json"
 
@@ -146,7 +154,7 @@ def percentiles(values: list[float]) -> tuple[float, float]:
     return statistics.median(values) * 1000, p95 * 1000
 
 
-def measure(directory: Path, size: int, turns_n: int, character: str) -> dict:
+def measure(directory: Path, size: int, turns_n: int, character: str, defaults: str = "new") -> dict:
     warm_page_cache(Path(directory))
     gc.collect()
     rss_before = rss_mib()
@@ -161,13 +169,14 @@ def measure(directory: Path, size: int, turns_n: int, character: str) -> dict:
     t_open = time.perf_counter() - start
     rss_index = rss_mib()
 
+    turns_module.recall_options = DEFAULTS[defaults]  # what chat_input_modifier recalls with
     turns = MemoryTurns(memory, MemorySettings(min_cosine=None))
     rng = random.Random(1)
     questions = real_questions()
     rng.shuffle(questions)
     history = {"internal": [[sentence(rng, -i), sentence(rng, -i - 1)] for i in range(20)], "visible": [], "metadata": {}}
     history["visible"] = [[html.escape(u), html.escape(a)] for u, a in history["internal"]]
-    recall_t, store_t, sync_t = [], [], []
+    recall_t, recall_cpu, store_t, sync_t = [], [], [], []
     for i in range(turns_n):
         state = {"mode": "chat", "character_menu": character, "name1": "Sam", "name2": character,
                  "unique_id": "bench-chat", "context": "A character.", "custom_system_message": "",
@@ -177,9 +186,10 @@ def measure(directory: Path, size: int, turns_n: int, character: str) -> dict:
         memory.sync_chat(character, "bench-chat", history["internal"], prune=True)
         sync_t.append(time.perf_counter() - t0)
         state["_pocketpack_memory"] = {"character": character, "new_text": None, "row_keys": {}, "injection": None}
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         turns.on_chat_input(query, html.escape(query), state)
         recall_t.append(time.perf_counter() - t0)
+        recall_cpu.append(time.process_time() - c0)  # CPU time (all threads): steadier on a shared machine
         t0 = time.perf_counter()
         turns.on_output(html.escape(f"Of course, the {rng.choice(WORDS)}! ({i})"), state, is_chat=True)
         store_t.append(time.perf_counter() - t0)
@@ -207,8 +217,8 @@ def measure(directory: Path, size: int, turns_n: int, character: str) -> dict:
     stats = memory.store.stats()
     memory.close()
     return {
-        "size": size, "kind": index.kind, "open_s": t_open,
-        "recall": percentiles(recall_t), "store": percentiles(store_t), "sync": percentiles(sync_t),
+        "size": size, "kind": index.kind, "open_s": t_open, "defaults": defaults,
+        "recall": percentiles(recall_t), "recall_cpu": percentiles(recall_cpu), "store": percentiles(store_t), "sync": percentiles(sync_t),
         "disk_mib": (stats["sqlite_bytes"] + stats["faiss_bytes"] + stats["lexical_bytes"]) / 2**20,
         "sqlite_mib": stats["sqlite_bytes"] / 2**20, "faiss_mib": stats["faiss_bytes"] / 2**20,
         "lexical_mib": stats["lexical_bytes"] / 2**20, "lexical_engine": stats["lexical_engine"],
@@ -224,6 +234,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch and faiss threads (the target machine has 2 cores)")
     parser.add_argument("--dir", default=None, help="where to build the stores (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--defaults", nargs="+", choices=sorted(DEFAULTS), default=["new"],
+                        help="recall options to time, each on the same store: new = the pack's defaults "
+                             "(recall_options), old = BM25 weighted 1.5 + feedback from 2 hits")
     args = parser.parse_args(argv)
 
     import faiss
@@ -240,23 +253,27 @@ def main(argv=None) -> int:
             print(f"filling {size} memories...", file=sys.stderr)
             took = fill(directory, size, character)
             print(f"  filled in {took:.0f} s", file=sys.stderr)
-        results.append(measure(directory, size, args.turns, character))
+        for defaults in args.defaults:
+            results.append(measure(directory, size, args.turns, character, defaults))
         if not args.keep and not args.dir:
             shutil.rmtree(directory, ignore_errors=True)
 
     print(f"memory cost per chat turn, {args.turns} turns, {args.threads} threads, model all-MiniLM-L6-v2 (CPU)")
-    head = (f"{'memories':>9} {'index':>5} {'recall p50':>10} {'recall p95':>10} {'store p95':>9} {'sync p95':>8} "
+    head = (f"{'memories':>9} {'defaults':>8} {'index':>5} {'recall p50':>10} {'recall p95':>10} {'cpu p50':>8} "
+            f"{'cpu p95':>8} {'store p95':>9} {'sync p95':>8} "
             f"{'disk MiB':>8} {'sqlite':>7} {'faiss':>6} {'bm25':>5} {'RSS idx':>7} {'RSS tot':>7} {'ANN R@10':>8} {'open s':>6}")
     print(head)
     print("-" * len(head))
     for r in results:
         ann = f"{r['ann_recall']:.3f}" if r["ann_recall"] is not None else "exact"
-        print(f"{r['size']:>9} {r['kind']:>5} {r['recall'][0]:>8.1f}ms {r['recall'][1]:>8.1f}ms "
+        print(f"{r['size']:>9} {r['defaults']:>8} {r['kind']:>5} {r['recall'][0]:>8.1f}ms {r['recall'][1]:>8.1f}ms "
+              f"{r['recall_cpu'][0]:>6.1f}ms {r['recall_cpu'][1]:>6.1f}ms "
               f"{r['store'][1]:>7.1f}ms {r['sync'][1]:>6.1f}ms {r['disk_mib']:>8.0f} {r['sqlite_mib']:>7.0f} "
               f"{r['faiss_mib']:>6.0f} {r['lexical_mib']:>5.0f} {r['rss_index_mib']:>7.0f} {r['rss_total_mib']:>7.0f} {ann:>8} {r['open_s']:>6.1f}")
     print(f"lexical engine: {results[0]['lexical_engine'] if results else '-'}; "
           "bm25 = its index on disk (tantivy; FTS5's lives inside sqlite)")
     print("each store's files were read once before measuring, as after a few minutes of use")
+    print("cpu = process CPU time of the recall (all threads), beside its wall time; defaults: the recall options")
     print("recall = embed query + hybrid search + compose (chat_input_modifier); store = embed + commit the "
           "exchange (output_modifier); sync = state_modifier's row check; RSS idx = memory added by opening the index")
     return 0

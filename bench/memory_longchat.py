@@ -60,6 +60,18 @@ SYSTEMS = {
 }
 OLD_DEFAULTS = SearchOptions(lexical_weight=1.5, feedback_hits=2)  # recall_options() until the dev split chose
 K = (5, 10)
+# --sweep-newer-first (dev only): the settings of "a newer close result moved above the older"
+# tried, and the rule fixed before any run: the most dev R@10 + changed-fact newer-first, ties to
+# the fewest changes to the ranking (the order below: off, then fewer swaps first)
+NEWER_FIRST_SWEEP = [
+    ("off", {"newer_first_cosine": None}),
+    ("0.65, top 5", {"newer_first_cosine": 0.65, "newer_first_top": 5}),
+    ("0.65", {"newer_first_cosine": 0.65}),
+    ("0.5, top 5", {"newer_first_cosine": 0.5, "newer_first_top": 5}),
+    ("0.5", {"newer_first_cosine": 0.5}),
+    ("0.35, top 5", {"newer_first_cosine": 0.35, "newer_first_top": 5}),
+    ("0.35", {"newer_first_cosine": 0.35}),
+]
 MANIFEST = "longchat-ids.json"
 
 
@@ -247,6 +259,27 @@ def tables(data: dict, result: dict, seconds: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def sweep_newer_first(memory: MemoryStore, data: dict, ids: dict[str, int], kmax: int) -> str:
+    """Dev-only selection of the newer-first setting (see NEWER_FIRST_SWEEP)."""
+    from pocketpack.memory.store import recall_options
+
+    rankings = {name: recall_rankings(memory, data, kmax, recall_options(**over))[0] for name, over in NEWER_FIRST_SWEEP}
+    by_kind = score(data, ids, rankings)["by_kind"]
+    kinds = [k for k in QUESTION_KINDS if k != "cross-character"]
+    lines = ["| newer first | R@5 | R@10 | changed facts newer first | R@10 + newer first |", "|---|---|---|---|---|"]
+    best, best_value = None, None
+    for name, _ in NEWER_FIRST_SWEEP:
+        r10 = mean([v for k in kinds for v in by_kind[name][k]["R@10"]])
+        r5 = mean([v for k in kinds for v in by_kind[name][k]["R@5"]])
+        nf = mean(by_kind[name]["changed-fact"]["newer_first"])
+        if best_value is None or r10 + nf > best_value + 1e-12:  # a tie keeps the earlier (fewer changes)
+            best, best_value = name, r10 + nf
+        lines.append(f"| {name} | {r5:.3f} | {r10:.3f} | {nf:.3f} | {r10 + nf:.3f} |")
+    lines.append("")
+    lines.append(f"chosen: {best}")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--split", choices=["dev", "report"], default="dev")
@@ -255,13 +288,23 @@ def main(argv=None) -> int:
     parser.add_argument("--via-cli", action="store_true",
                         help="ask the pack's defaults through `pocketpack memory recall --queries --json`")
     parser.add_argument("--details", default=None, help="write each question's ranked message ids as JSONL")
+    parser.add_argument("--sweep-newer-first", action="store_true",
+                        help="dev only: rank with each newer-first setting and name the one the fixed rule picks")
     args = parser.parse_args(argv)
+    if args.sweep_newer_first and args.split != "dev":
+        parser.error("--sweep-newer-first selects on dev only")
 
     data = generate(args.split)
     info = stats(data)
     store_dir = Path(args.store) if args.store else ROOT / ".cache" / "longchat" / f"{args.split}-{data['fingerprint']}"
     memory, ids, t_store = open_store(data, store_dir)
     kmax = max(K)
+    if args.sweep_newer_first:
+        try:
+            print(sweep_newer_first(memory, data, ids, kmax))
+        finally:
+            memory.close()
+        return 0
     rankings, seconds = {}, {}
     try:
         rankings["dense"], seconds["dense"] = dense_rankings(memory, data, ids, kmax)

@@ -86,3 +86,18 @@ def test_an_acknowledgement_is_not_recalled_beside_a_fact(memory):
     small_talk = {t for pair in SMALL_TALK for t in pair}
     assert not small_talk & set(texts[:5]), texts  # "Good to know!" answered the fact; it is no fact
     assert len(memory.list("Aria")) == 300  # nothing deleted: the history keeps every message
+
+
+def test_word_rarity_follows_writes(memory):
+    """The rarity that ``min_information`` judges by is cached between recalls (a recall must stay
+    cheap at 100k memories) but never outlives a write: once a word is in hundreds of messages, a
+    message holding nothing else is no longer worth recalling."""
+    now = time.time()
+    _chat(memory, {20: ("Zyzzyva quokka.", "Good to know!")}, now)
+    first = [m.text for m in memory.recall("Aria", "zyzzyva quokka", k=5)]
+    assert first[0] == "Zyzzyva quokka."  # two words found nowhere else: information about 2
+    memory.add_many([{"character": "Aria", "role": "user", "text": f"zyzzyva quokka again, day {n} of {topic}",
+                      "time": now + n, "chat": "chat-later", "row": n}
+                     for n, topic in enumerate(TOPICS * 15)])
+    again = [m.text for m in memory.recall("Aria", "zyzzyva quokka", k=10)]
+    assert again and "Zyzzyva quokka." not in again  # both words now common: about 0.3

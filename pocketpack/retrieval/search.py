@@ -9,7 +9,9 @@ scope is global).
 from __future__ import annotations
 
 import math
+import threading
 import time as _time
+import weakref
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -43,6 +45,8 @@ class SearchOptions:
                                      # this (``TermStats.information``: IDF mass in "unique words")
     newer_first_cosine: float | None = None  # among the results, one at least this close to an older
                                      # one is moved right above it (a fact that changed: see ``newer_first``)
+    newer_first_top: int | None = None  # only results among the first this many are moved (and only
+                                     # above one of them); None: all ``k``
 
 
 @dataclass
@@ -61,46 +65,131 @@ class TermStats:
     """How rare words are in a store, in "unique words": a term's IDF, log(N / df), divided by
     log N, so a word found in one row counts 1 and one found in every row 0, whatever the
     store's size (N: the store's rows; df: rows whose searchable text holds the term, from
-    FTS5's vocabulary, which SQLite keeps in step with every write). One vocabulary read per
-    search covers the query's and every candidate's words."""
+    FTS5's vocabulary, which SQLite keeps in step with every write).
 
-    def __init__(self, store, texts: list[str]):
-        global _STOPWORDS
-        if _STOPWORDS is None:
-            _STOPWORDS = _stopwords()
-        self.words = {t: [w for w in query_terms(t) if w not in _STOPWORDS] for t in dict.fromkeys(texts)}
-        all_words = sorted({w for ws in self.words.values() for w in ws})
-        self.stem = stem_terms(all_words) if all_words else {}
-        stems = sorted(set(self.stem.values()))
-        df: dict[str, int] = {}
-        for start in range(0, len(stems), 500):  # SQLite's variable limit
-            part = stems[start:start + 500]
-            try:
-                df.update(store._q(f"SELECT term, doc FROM items_fts_vocab WHERE term IN ({','.join('?' * len(part))})",
-                                   part))
-            except Exception:  # noqa: BLE001 - no vocabulary (an old store): every word counts as rare
-                break
-        try:
-            n = int(store._q1("SELECT COUNT(*) FROM items")[0])
-        except Exception:  # noqa: BLE001
-            n = 0
-        self.n = n
-        log_n = math.log(n + 1)  # smoothed: a word in one row of one still counts 1
-        self.unit = {s: min(1.0, max(0.0, math.log((n + 1) / max(df.get(s, 1), 1)) / log_n)) for s in stems}
+    Cheap per search (a chat turn's recall runs it): N and the document frequencies are
+    cached per store and kept until the store's searchable text changes (the ``lexical_log``
+    sequence, which a trigger advances on every insert, delete and text/context change, from
+    any process); a text's words are tokenised and stemmed once (cached by text); and only the
+    words a search reads are looked up: the query's and each candidate's own text's."""
 
-    def stems_of(self, text: str) -> set[str]:
-        return {self.stem[w] for w in self.words.get(text, ()) if w in self.stem}
+    def __init__(self, store, texts: list[str] = ()):
+        self._vocab = _vocabulary(store)
+        self._store = store
+        self.n = self._vocab.n
+        if texts:
+            self.prepare(texts)
+
+    def prepare(self, texts) -> None:
+        """Look up, in one vocabulary read, the words of ``texts`` not yet cached."""
+        wanted = set()
+        for t in texts:
+            wanted |= self.stems_of(t)
+        self._vocab.lookup(self._store, wanted)
+
+    @staticmethod
+    def stems_of(text: str) -> set[str]:
+        return _stems_of(text)
+
+    def unit(self, stem: str) -> float:
+        return self._vocab.unit(self._store, stem)
 
     def information(self, text: str) -> float:
         """The information a text carries: the sum of its distinct words' rarity. "And you?" and
         "ok" carry about 0 (stopwords, or words in many rows); "I live in Brno" about 1.5."""
-        return sum(self.unit.get(s, 1.0) for s in self.stems_of(text))
+        return sum(self.unit(s) for s in self.stems_of(text))
 
     def matched(self, query: str, text: str) -> float:
         """How much lexical evidence ``text`` gives for ``query``: the rarity of the rarest
         query word it holds (1: a word found nowhere else; near 0: only common words)."""
         shared = self.stems_of(query) & self.stems_of(text)
-        return max((self.unit.get(s, 1.0) for s in shared), default=0.0)
+        return max((self.unit(s) for s in shared), default=0.0)
+
+
+class _Vocabulary:
+    """One store's row count and the document frequencies read so far, valid at ``version``."""
+
+    def __init__(self):
+        self.version = None
+        self.n = 0
+        self.log_n = 0.0
+        self.units: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def refresh(self, store) -> None:
+        try:
+            row = store._q1("SELECT seq FROM sqlite_sequence WHERE name = 'lexical_log'")
+            version = (id(store.conn), row[0] if row else 0)
+        except Exception:  # noqa: BLE001 - no log to version by: read afresh every search
+            version = object()
+        with self.lock:
+            if version == self.version:
+                return
+        try:
+            n = int(store._q1("SELECT COUNT(*) FROM items")[0])
+        except Exception:  # noqa: BLE001
+            n = 0
+        with self.lock:
+            self.version, self.n, self.units = version, n, {}
+            self.log_n = math.log(n + 1)  # smoothed: a word in one row of one still counts 1
+
+    def lookup(self, store, stems) -> None:
+        with self.lock:
+            todo = sorted(s for s in stems if s not in self.units)
+            version, log_n, n = self.version, self.log_n, self.n
+        if not todo:
+            return
+        df: dict[str, int] = {}
+        for start in range(0, len(todo), 500):  # SQLite's variable limit
+            part = todo[start:start + 500]
+            try:
+                df.update(store._q(f"SELECT term, doc FROM items_fts_vocab WHERE term IN ({','.join('?' * len(part))})",
+                                   part))
+            except Exception:  # noqa: BLE001 - no vocabulary (an old store): every word counts as rare
+                break
+        units = {s: min(1.0, max(0.0, math.log((n + 1) / max(df.get(s, 1), 1)) / log_n)) for s in todo}
+        with self.lock:
+            if self.version == version:
+                self.units.update(units)
+
+    def unit(self, store, stem: str) -> float:
+        got = self.units.get(stem)
+        if got is None:
+            self.lookup(store, [stem])
+            got = self.units.get(stem, 1.0)
+        return got
+
+
+_VOCABULARIES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_VOCABULARIES_LOCK = threading.Lock()
+_STEMS: dict[str, set[str]] = {}  # text -> its indexed, non-stopword terms (FTS5's stems)
+_STEMS_MAX = 20_000
+
+
+def _vocabulary(store) -> _Vocabulary:
+    with _VOCABULARIES_LOCK:
+        vocab = _VOCABULARIES.get(store)
+        if vocab is None:
+            vocab = _VOCABULARIES[store] = _Vocabulary()
+    vocab.refresh(store)
+    return vocab
+
+
+def _stems_of(text: str) -> set[str]:
+    """The distinct stems of ``text``'s searchable words (``query_terms`` less stopwords), as
+    FTS5 indexes them: computed once per text."""
+    got = _STEMS.get(text)
+    if got is None:
+        global _STOPWORDS
+        if _STOPWORDS is None:
+            _STOPWORDS = _stopwords()
+        words = [w for w in query_terms(text) if w not in _STOPWORDS]
+        stem = stem_terms(words) if words else {}
+        got = {stem[w] for w in words if w in stem}
+        if len(_STEMS) >= _STEMS_MAX:
+            _STEMS.clear()
+        _STEMS[text] = got
+    return got
 
 
 _STOPWORDS: frozenset[str] | None = None
@@ -276,8 +365,9 @@ def _search(collections: list[Collection], query: str, k: int, opts: SearchOptio
     lexical_set = set(lexical_ids)
     stats = None
     if opts.lexical_gate or opts.min_information is not None:
-        stats = TermStats(store, [query] + [items[i].text + ("\n" + items[i].context if items[i].context else "")
-                                            for i in items] + [items[i].text for i in items])
+        # the words read: the query's (the gate's shared words are among them) and each
+        # candidate's own text's (its information); a context's other words never are
+        stats = TermStats(store, [query] + [items[i].text for i in fused if i in items])
     if opts.lexical_gate and stats is not None and opts.fusion == "rrf":
         lexical_rank0 = {i: r for r, i in enumerate(lexical_ids, start=1)}
         for i in list(fused):
@@ -320,7 +410,9 @@ def _search(collections: list[Collection], query: str, k: int, opts: SearchOptio
     chosen = mmr(ranked, final, vectors, k, opts.mmr_lambda, opts.duplicate_cosine)
     chosen.sort(key=lambda i: -final[i])  # MMR decides what is kept; results read best first
     if opts.newer_first_cosine is not None:
-        chosen, above = newer_first(chosen, items, vectors, opts.newer_first_cosine)
+        top = len(chosen) if opts.newer_first_top is None else max(0, opts.newer_first_top)
+        head, above = newer_first(chosen[:top], items, vectors, opts.newer_first_cosine)
+        chosen = head + chosen[top:]
         for newer, older in above.items():
             parts[newer] = {**parts[newer], "newer_than": older}
 
