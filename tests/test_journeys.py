@@ -273,7 +273,10 @@ def test_an_uploaded_pdf_is_a_clickable_source_under_the_answer(page, tmp_path):
     passage.wait_for(state="visible", timeout=10_000)
     assert "two white flashes" in passage.inner_text()
     # the end state as the reader sees it: the question at the top of the chat, the open source below
-    page.get_by_text("Who keeps the lighthouse on Gull Point?").last.evaluate(SCROLL_TO_TOP)
+    question = page.get_by_text("Who keeps the lighthouse on Gull Point?").last
+    for _ in range(2):  # again once the chat's own scrolling after the chip opened has settled
+        question.evaluate(SCROLL_TO_TOP)
+        page.wait_for_timeout(400)
     _shot(page, "pdf-source")
 
 
