@@ -233,18 +233,22 @@ def ui():
 
     refresh.click(refresh_counts, [], [counts, character])
     character.focus(lambda: gr.Dropdown(choices=panel.characters(memory())), [], [character])
-    search.click(lambda c, q, s: panel.search_rows(memory(), c, q, s), [character, query, scope], [results])
-    query.submit(lambda c, q, s: panel.search_rows(memory(), c, q, s), [character, query, scope], [results])
+    def search_and_count(c, q, s):  # the counts change as the chat goes on: refresh them with every search
+        return panel.search_rows(memory(), c, q, s), panel.counts_markdown(memory())
+
+    search.click(search_and_count, [character, query, scope], [results, counts])
+    query.submit(search_and_count, [character, query, scope], [results, counts])
     def show_last():
         rows, info = panel.injection_rows(turns().last_injection)
         return info, rows
 
     last_button.click(show_last, [], [last_info, last_table])
     for button, action in ((pin, "pin"), (unpin, "unpin"), (save, "edit"), (delete, "delete")):
-        button.click(lambda i, t, c, q, s, a=action: panel.act_and_show(memory(), a, i, t, c, q, s),
-                     [memory_id, new_text, character, query, scope], [status, results, removed])
-    undo.click(lambda r, c, q, s: panel.undo_delete(memory(), r, c, q, s),
-               [removed, character, query, scope], [status, results, removed])
+        button.click(lambda i, t, c, q, s, a=action: (*panel.act_and_show(memory(), a, i, t, c, q, s),
+                                                       panel.counts_markdown(memory())),
+                     [memory_id, new_text, character, query, scope], [status, results, removed, counts])
+    undo.click(lambda r, c, q, s: (*panel.undo_delete(memory(), r, c, q, s), panel.counts_markdown(memory())),
+               [removed, character, query, scope], [status, results, removed, counts])
 
     def pick_row(rows, evt: gr.SelectData):
         memory_id_value, text = panel.selected_row(rows, evt.index[0])
