@@ -94,6 +94,23 @@ class TermStats:
     def unit(self, stem: str) -> float:
         return self._vocab.unit(self._store, stem)
 
+    def information_below(self, text: str, threshold: float) -> bool:
+        """``information(text) < threshold``, decided from bounds where the words' frequencies
+        were read a few writes ago and the bounds settle it, else exactly (read afresh)."""
+        lo = hi = 0.0
+        for s in self.stems_of(text):
+            b = self._vocab.unit_bounds(s)
+            if b is None:
+                break
+            lo, hi = lo + b[0], hi + b[1]
+        else:
+            if lo >= threshold + 1e-9:
+                return False
+            if hi < threshold - 1e-9:
+                return True
+        self._vocab.lookup(self._store, self.stems_of(text))
+        return self.information(text) < threshold
+
     def information(self, text: str) -> float:
         """The information a text carries: the sum of its distinct words' rarity. "And you?" and
         "ok" carry about 0 (stopwords, or words in many rows); "I live in Brno" about 1.5."""
@@ -114,14 +131,17 @@ class _Vocabulary:
         self.n = 0
         self.log_n = 0.0
         self.units: dict[str, float] = {}
+        self.seq: int | None = None   # the lexical_log sequence of ``version`` (None: unversioned)
+        self.seen: dict[str, tuple[int, int]] = {}  # stem -> (df, seq when read): bounds after writes
         self.lock = threading.Lock()
 
     def refresh(self, store) -> None:
         try:
             row = store._q1("SELECT seq FROM sqlite_sequence WHERE name = 'lexical_log'")
-            version = (id(store.conn), row[0] if row else 0)
+            seq = int(row[0]) if row else 0
+            version = (id(store.conn), seq)
         except Exception:  # noqa: BLE001 - no log to version by: read afresh every search
-            version = object()
+            version, seq = object(), None
         with self.lock:
             if version == self.version:
                 return
@@ -130,27 +150,51 @@ class _Vocabulary:
         except Exception:  # noqa: BLE001
             n = 0
         with self.lock:
-            self.version, self.n, self.units = version, n, {}
+            if seq is None or not isinstance(self.version, tuple) or self.version[0] != version[0] \
+                    or self.seq is None or seq < self.seq:
+                self.seen = {}
+            self.version, self.n, self.units, self.seq = version, n, {}, seq
             self.log_n = math.log(n + 1)  # smoothed: a word in one row of one still counts 1
 
     def lookup(self, store, stems) -> None:
         with self.lock:
             todo = sorted(s for s in stems if s not in self.units)
-            version, log_n, n = self.version, self.log_n, self.n
+            version, log_n, n, seq = self.version, self.log_n, self.n, self.seq
         if not todo:
             return
         df: dict[str, int] = {}
+        complete = True
         for start in range(0, len(todo), 500):  # SQLite's variable limit
             part = todo[start:start + 500]
             try:
                 df.update(store._q(f"SELECT term, doc FROM items_fts_vocab WHERE term IN ({','.join('?' * len(part))})",
                                    part))
             except Exception:  # noqa: BLE001 - no vocabulary (an old store): every word counts as rare
+                complete = False
                 break
         units = {s: min(1.0, max(0.0, math.log((n + 1) / max(df.get(s, 1), 1)) / log_n)) for s in todo}
         with self.lock:
             if self.version == version:
                 self.units.update(units)
+                if complete and seq is not None:
+                    if len(self.seen) > 200_000:
+                        self.seen = {}
+                    self.seen.update({s: (df.get(s, 0), seq) for s in todo})
+
+    def unit_bounds(self, stem: str) -> tuple[float, float] | None:
+        """The least and most this stem's unit can be now, from its df read ``d`` writes ago
+        (each write moves a df by at most 1); None where it was never read or too long ago."""
+        got = self.units.get(stem)
+        if got is not None:
+            return got, got
+        seen = self.seen.get(stem)
+        if seen is None or self.seq is None or self.seq - seen[1] > BOUNDS_MAX_WRITES:
+            return None
+        d = self.seq - seen[1]
+        n, log_n = self.n, self.log_n
+        lo = min(1.0, max(0.0, math.log((n + 1) / max(seen[0] + d, 1)) / log_n))
+        hi = min(1.0, max(0.0, math.log((n + 1) / max(seen[0] - d, 1)) / log_n))
+        return lo, hi
 
     def unit(self, store, stem: str) -> float:
         got = self.units.get(stem)
@@ -160,6 +204,7 @@ class _Vocabulary:
         return got
 
 
+BOUNDS_MAX_WRITES = 64  # a df read more writes ago than this is read again
 _VOCABULARIES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _VOCABULARIES_LOCK = threading.Lock()
 _STEMS: dict[str, set[str]] = {}  # text -> its indexed, non-stopword terms (FTS5's stems)
@@ -365,9 +410,10 @@ def _search(collections: list[Collection], query: str, k: int, opts: SearchOptio
     lexical_set = set(lexical_ids)
     stats = None
     if opts.lexical_gate or opts.min_information is not None:
-        # the words read: the query's (the gate's shared words are among them) and each
-        # candidate's own text's (its information); a context's other words never are
-        stats = TermStats(store, [query] + [items[i].text for i in fused if i in items])
+        # the words read now: the query's (the gate's shared words are among them); a
+        # candidate's own words only where their frequencies read a few writes ago cannot settle
+        # ``min_information`` (after a chat turn's write, most can); a context's other words never
+        stats = TermStats(store, [query])
     if opts.lexical_gate and stats is not None and opts.fusion == "rrf":
         lexical_rank0 = {i: r for r, i in enumerate(lexical_ids, start=1)}
         for i in list(fused):
@@ -377,7 +423,7 @@ def _search(collections: list[Collection], query: str, k: int, opts: SearchOptio
                 fused[i] -= opts.lexical_weight * (1.0 - gate) / (opts.rrf_k + lexical_rank0[i])
     if opts.min_information is not None and stats is not None:
         for i in list(fused):
-            if i in items and stats.information(items[i].text) < opts.min_information and (
+            if i in items and stats.information_below(items[i].text, opts.min_information) and (
                     stats.n >= INFORMATION_MIN_ROWS or not stats.stems_of(items[i].text)):
                 del fused[i]  # below that many rows, rarity means little: only content-free texts go
     if opts.fusion == "weighted" and qv is not None:
