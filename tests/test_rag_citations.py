@@ -80,7 +80,7 @@ def test_an_oversized_upload_is_refused_before_it_is_read(tmp_path, script, monk
     huge.parent.mkdir()
     with open(huge, "wb") as f:  # 64 MB on disk (sparse: costs no disk space)
         f.truncate(64 * 1024 * 1024)
-    script.engine().library  # the store is open before the measurement
+    _ = script.engine().library  # the store is open before the measurement
     tracemalloc.start()
     try:
         message, rows = script.add_documents([str(huge)], "", "global")

@@ -329,7 +329,8 @@ def test_cjk_text_and_long_tokens_are_cut_to_the_chunk_size():
 
 
 
-ZH_HEADINGS = ["港口的历史和它在三百年间经历的每一次风暴以及重建的详细记录", "灯塔看守人的日记摘录包括他对天气潮汐和过往船只的观察与评论"]
+ZH_HEADINGS = ["港口的历史和它在三百年间经历的每一次风暴以及重建的详细记录",
+               "灯塔看守人的日记摘录包括他对天气潮汐和过往船只的观察与评论"]
 
 
 @pytest.mark.parametrize("script", ["zh", "en"])

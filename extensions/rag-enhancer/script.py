@@ -247,10 +247,10 @@ def ui():
         save = gr.Button("Save settings")
         saved = gr.Markdown("")
 
-    def _add(files, urls, scope, progress=gr.Progress()):
+    def _add(files, urls, scope, progress=gr.Progress()):  # noqa: B008 - gradio's way to ask for a progress bar
         return add_documents(files, urls, scope, progress)
 
-    def _reindex(doc, progress=gr.Progress()):
+    def _reindex(doc, progress=gr.Progress()):  # noqa: B008 - as above
         return reindex_documents(doc, progress)
 
     add.click(_add, [files, urls, scope], [status, docs])

@@ -233,7 +233,7 @@ def chat_completion(runtime: Runtime, body: dict | bytes | str) -> dict:
         if getattr(request, key):
             state[key] = getattr(request, key)
     history = state["history"]
-    for history in runtime.chat(state.pop("user_input"), state, loading_message=False):
+    for history in runtime.chat(state.pop("user_input"), state, loading_message=False):  # noqa: B007 - the last yield is the finished turn
         pass
     reply = history["internal"][-1][1]
     return {
@@ -248,7 +248,7 @@ def text_completion(runtime: Runtime, body: dict | bytes | str) -> dict:
     """``/v1/completions`` without streaming."""
     request = validate(CompletionRequest, body)
     reply = ""
-    for reply in runtime.complete(request.prompt, completion_state(**_sampling(request))):
+    for reply in runtime.complete(request.prompt, completion_state(**_sampling(request))):  # noqa: B007 - cumulative: the last is the reply
         pass
     return {
         "id": f"cmpl-{uuid.uuid4().hex[:12]}", "object": "text_completion", "created": int(time.time()),

@@ -18,10 +18,10 @@ from datetime import datetime
 from pathlib import Path
 
 from pocketpack.host import shared
-from pocketpack.host.characters import list_characters, load_character
 from pocketpack.host.backends.llamacpp import DEFAULT_CTX
-from pocketpack.host.flags import CACHE_TYPES, COMPUTE_DTYPES, QUANT_TYPES
+from pocketpack.host.characters import list_characters, load_character
 from pocketpack.host.chat import default_state, new_history
+from pocketpack.host.flags import CACHE_TYPES, COMPUTE_DTYPES, QUANT_TYPES
 from pocketpack.host.runtime import Runtime
 
 log = logging.getLogger("pocketpack.host")
