@@ -94,20 +94,35 @@ class TermStats:
     def unit(self, stem: str) -> float:
         return self._vocab.unit(self._store, stem)
 
-    def information_below(self, text: str, threshold: float) -> bool:
-        """``information(text) < threshold``, decided from bounds where the words' frequencies
-        were read a few writes ago and the bounds settle it, else exactly (read afresh)."""
+    def settle(self, texts: list[str], threshold: float) -> None:
+        """Read, in one vocabulary read, the words of those ``texts`` whose bounds cannot
+        settle ``information_below(text, threshold)``, so that it reads nothing more."""
+        _stems_of_many(texts)
+        wanted: set[str] = set()
+        for t in texts:
+            if self._bounded(t, threshold) is None:
+                wanted |= self.stems_of(t)
+        self._vocab.lookup(self._store, wanted)
+
+    def _bounded(self, text: str, threshold: float) -> bool | None:
         lo = hi = 0.0
         for s in self.stems_of(text):
             b = self._vocab.unit_bounds(s)
             if b is None:
-                break
+                return None
             lo, hi = lo + b[0], hi + b[1]
-        else:
-            if lo >= threshold + 1e-9:
-                return False
-            if hi < threshold - 1e-9:
-                return True
+        if lo >= threshold + 1e-9:
+            return False
+        if hi < threshold - 1e-9:
+            return True
+        return None
+
+    def information_below(self, text: str, threshold: float) -> bool:
+        """``information(text) < threshold``, decided from bounds where the words' frequencies
+        were read a few writes ago and the bounds settle it, else exactly (read afresh)."""
+        settled = self._bounded(text, threshold)
+        if settled is not None:
+            return settled
         self._vocab.lookup(self._store, self.stems_of(text))
         return self.information(text) < threshold
 
@@ -220,7 +235,20 @@ def _vocabulary(store) -> _Vocabulary:
     return vocab
 
 
-def _stems_of(text: str) -> set[str]:
+def _stems_of_many(texts) -> None:
+    """Fill the stems cache for ``texts`` with one call of the stemmer (it asks SQLite)."""
+    global _STOPWORDS
+    if _STOPWORDS is None:
+        _STOPWORDS = _stopwords()
+    todo = {t: [w for w in query_terms(t) if w not in _STOPWORDS] for t in dict.fromkeys(texts) if t not in _STEMS}
+    all_words = sorted({w for ws in todo.values() for w in ws})
+    if all_words:
+        stem_terms(all_words)  # cached per word by the stemmer: _stems_of below finds them there
+    for t in todo:
+        _stems_of(t, todo[t])
+
+
+def _stems_of(text: str, words: list[str] | None = None) -> set[str]:
     """The distinct stems of ``text``'s searchable words (``query_terms`` less stopwords), as
     FTS5 indexes them: computed once per text."""
     got = _STEMS.get(text)
@@ -228,7 +256,8 @@ def _stems_of(text: str) -> set[str]:
         global _STOPWORDS
         if _STOPWORDS is None:
             _STOPWORDS = _stopwords()
-        words = [w for w in query_terms(text) if w not in _STOPWORDS]
+        if words is None:
+            words = [w for w in query_terms(text) if w not in _STOPWORDS]
         stem = stem_terms(words) if words else {}
         got = {stem[w] for w in words if w in stem}
         if len(_STEMS) >= _STEMS_MAX:
@@ -416,12 +445,15 @@ def _search(collections: list[Collection], query: str, k: int, opts: SearchOptio
         stats = TermStats(store, [query])
     if opts.lexical_gate and stats is not None and opts.fusion == "rrf":
         lexical_rank0 = {i: r for r, i in enumerate(lexical_ids, start=1)}
+        _stems_of_many([items[i].text + ("\n" + items[i].context if items[i].context else "")
+                        for i in fused if i in lexical_rank0 and i in items])  # one stemmer call
         for i in list(fused):
             if i in lexical_rank0 and i in items:
                 it = items[i]
                 gate = stats.matched(query, it.text + ("\n" + it.context if it.context else ""))
                 fused[i] -= opts.lexical_weight * (1.0 - gate) / (opts.rrf_k + lexical_rank0[i])
     if opts.min_information is not None and stats is not None:
+        stats.settle([items[i].text for i in fused if i in items], opts.min_information)
         for i in list(fused):
             if i in items and stats.information_below(items[i].text, opts.min_information) and (
                     stats.n >= INFORMATION_MIN_ROWS or not stats.stems_of(items[i].text)):
