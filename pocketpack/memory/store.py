@@ -60,8 +60,10 @@ def recall_options(**overrides) -> SearchOptions:
       either way, R@5 0.731 -> 0.705 (top-5 only: 0.57 at R@5 0.731). The rule cannot see R@5,
       and the move costs R@5 on the report split and on LoCoMo (see the README's tables).
 
-    The word rarity behind the first two is cached per store until its text changes, so they
-    cost about nothing per recall (``bench/memory_latency.py --defaults new old``)."""
+    The word rarity behind the first two is cached per store (exact until its text changes,
+    then bounded by the writes since), so a repeated recall reads no vocabulary; but at 100k
+    memories, with a write every turn and new candidates each time, they still cost more than
+    the old defaults (``bench/memory_latency.py --defaults new old``: see the README)."""
     return SearchOptions(**{"lexical_gate": True, "min_information": 1.5, "newer_first_cosine": 0.35,
                             **overrides})
 SKIP_USER_TEXT = {"", "<|BEGIN-VISIBLE-CHAT|>"}  # TGWUI's marker for a greeting-only row
