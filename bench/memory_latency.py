@@ -218,7 +218,8 @@ def measure(directory: Path, size: int, turns_n: int, character: str, defaults: 
     memory.close()
     return {
         "size": size, "kind": index.kind, "open_s": t_open, "defaults": defaults,
-        "recall": percentiles(recall_t), "recall_cpu": percentiles(recall_cpu), "store": percentiles(store_t), "sync": percentiles(sync_t),
+        "recall": percentiles(recall_t), "recall_cpu": percentiles(recall_cpu),
+        "store": percentiles(store_t), "sync": percentiles(sync_t),
         "disk_mib": (stats["sqlite_bytes"] + stats["faiss_bytes"] + stats["lexical_bytes"]) / 2**20,
         "sqlite_mib": stats["sqlite_bytes"] / 2**20, "faiss_mib": stats["faiss_bytes"] / 2**20,
         "lexical_mib": stats["lexical_bytes"] / 2**20, "lexical_engine": stats["lexical_engine"],
