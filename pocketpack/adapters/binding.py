@@ -75,7 +75,7 @@ class Bindings:
                 import yaml
 
                 data = yaml.safe_load(text) or {}
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any read/YAML error means an unreadable bindings file: one line
             raise AdapterError(f"{self.path}: cannot read the bindings file ({str(exc).splitlines()[0]})") from None
         if not isinstance(data, dict):
             raise AdapterError(f"{self.path}: expected a mapping with 'characters' and 'chats'")

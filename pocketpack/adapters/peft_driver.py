@@ -77,7 +77,7 @@ class PeftDriver:
                 from safetensors.torch import load_file
 
                 load_file(str(path / "adapter_model.safetensors"), device="cpu")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - safetensors raises its own and torch's errors: any of them means a corrupt file
                 raise AdapterError(f"{info.name}: corrupt weights file ({_first_line(exc)})") from None
         elif info.format == "pickle":
             if not allow_pickle:
@@ -94,7 +94,7 @@ class PeftDriver:
                 pm = PeftModel(self.model, config, adapter_name=key)
                 created = True
             pm.load_adapter(str(path), adapter_name=key, is_trainable=False)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - PEFT raises many types for a bad adapter; each becomes one line
             if created:
                 try:
                     pm.unload()  # take the injected layers out again: the base is as it was
@@ -126,11 +126,11 @@ class PeftDriver:
                 layer.set_scale(k, 1.0)
         try:
             pm.add_weighted_adapter(list(weights), list(weights.values()), key, combination_type=combination)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - as above, for add_weighted_adapter
             if key in pm.peft_config:
                 try:
                     pm.delete_adapter(key)
-                except Exception:
+                except Exception:  # noqa: BLE001 - best-effort cleanup after a failed blend; the blend's own error is raised
                     pass
             self._layers = None
             raise AdapterError(f"cannot blend {', '.join(weights)} ({combination}): {_first_line(exc)}") from None
