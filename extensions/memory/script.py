@@ -109,7 +109,7 @@ def setup():
         try:
             embedder = turns().memory.store.embedder  # load the embedding model before the first turn
             getattr(embedder, "prepare", lambda: None)()  # and convert it for OpenVINO
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a warm-up failure is logged; the first turn loads the model again
             log.exception("memory: could not load the embedding model")
 
     threading.Thread(target=warm, name="memory-warmup", daemon=True).start()

@@ -160,7 +160,7 @@ def reindex_documents(doc_id, progress=None):
     try:
         report = eng.library.reindex((doc_id or "").strip() or None,
                                      progress=(lambda f, m: progress(f, desc=m)) if progress is not None else None)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - a UI action never breaks the tab: the error is shown
         return f"Not re-indexed: {exc}", eng.document_rows()
     lines = "\n".join(f"- {r.line()}" for r in report.results) or "- no documents"
     return f"Re-indexed ({report.summary()}):\n\n{lines}", eng.document_rows()
@@ -172,7 +172,7 @@ def try_query(question, k):
         return "Type a question.", []
     try:
         rows = eng.try_query(question, int(k or 5))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - as above
         return f"Query failed: {exc}", []
     return (f"{len(rows)} passage(s)." if rows else "No passage found (empty library, or nothing relevant)."), rows
 
@@ -186,7 +186,7 @@ def save_settings(*values):
     eng = engine()
     try:
         eng.save_settings(dict(zip(_SETTING_KEYS, values)))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - as above
         return f"Settings not saved: {exc}"
     return ("Settings saved. Chunk size and overlap apply to documents added or re-indexed from now on"
             " (use Re-index to apply them to existing ones).")

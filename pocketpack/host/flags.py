@@ -231,7 +231,7 @@ def _given(args: Any, dest: str) -> bool:
 def _value_problems(args: Any) -> list[str]:
     """Values no loader accepts, whatever the loader."""
     out = []
-    get = lambda dest: getattr(args, dest, None)  # noqa: E731
+    get = lambda dest: getattr(args, dest, None)
     if get("cache_type") is not None and get("cache_type") not in CACHE_TYPES:
         out.append(f"--cache-type {get('cache_type')}: valid options are {', '.join(CACHE_TYPES)}")
     if get("quant_type") is not None and get("quant_type") not in QUANT_TYPES:
@@ -261,7 +261,7 @@ def check_flags(args: Any, loader: str) -> None:
     """
     loader = normalize_loader(loader)
     problems = _value_problems(args)
-    given = lambda dest: _given(args, dest)  # noqa: E731
+    given = lambda dest: _given(args, dest)
 
     if given("load_in_8bit") and given("load_in_4bit"):
         problems.append("--load-in-8bit and --load-in-4bit cannot be used together: pick one")

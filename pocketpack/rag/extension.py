@@ -148,7 +148,7 @@ class RagEngine:
         else:
             try:
                 self._inject(text, state)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - never break a chat: the failure is logged and shown, the turn goes on
                 self._fail("chat_input_modifier", exc)
         return text, visible_text
 
@@ -164,7 +164,7 @@ class RagEngine:
             text, numbered = inject_prompt(string, passages, self.settings.budget_tokens)
             state[STATE_KEY] = numbered
             return text
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - never break a chat (as above)
             self._fail("input_modifier", exc)
             return strip_markers(string)
 
@@ -179,7 +179,7 @@ class RagEngine:
                 return string
             # only what this turn put in the prompt; no fallback to an earlier turn's passages
             return link_citations(string, state.get(STATE_KEY) or [])
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - never break a chat (as above)
             log.warning("%s: output_modifier failed: %s", NAME, exc, exc_info=True)
             return string
 

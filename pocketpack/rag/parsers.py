@@ -578,7 +578,7 @@ def _parse_pdf(data: bytes, job: _Job) -> Parsed:
                         blocks.append(Block(text, "text", loc=("page", number, number)))
         except ParseError:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - pymupdf raises many types on a damaged PDF; each becomes one line
             raise ParseError(f"the PDF is damaged: reading its pages failed ({_one_line(exc)})") from exc
         return Parsed(blocks, "pdf", title=title, pages=doc.page_count)
     finally:
@@ -658,7 +658,7 @@ def _parse_docx(data: bytes, job: _Job) -> Parsed:
         document = docx.Document(io.BytesIO(data))
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise ParseError(f"the DOCX file is damaged or not a DOCX ({_one_line(exc)})") from exc
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - python-docx raises many types on a damaged part; each becomes one line
         raise ParseError(f"cannot read the DOCX file ({_one_line(exc)})") from exc
     try:
         return _docx_blocks(document, Table)

@@ -53,7 +53,7 @@ _REBUILD_BATCH = 5000
 
 def available() -> bool:
     try:
-        import tantivy  # noqa: F401
+        import tantivy  # noqa: F401 - imported only to see whether it is installed
     except ImportError:
         return False
     return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pocketpack.fileformats import GGML_TYPE_NAMES, FormatError, GGUFHeader, GGUFTensorInfo  # noqa: F401
+from pocketpack.fileformats import GGML_TYPE_NAMES, FormatError, GGUFHeader, GGUFTensorInfo  # noqa: F401 - re-exported: this module's public names
 from pocketpack.fileformats import read_gguf_header as _read_gguf_header
 from pocketpack.vram.errors import VramError
 

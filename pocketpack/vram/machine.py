@@ -55,7 +55,7 @@ def _torch_cuda() -> tuple[str, float, float] | None:
     torch = sys.modules.get("torch")
     if torch is None:
         try:
-            import torch  # noqa: F811
+            import torch  # noqa: F811 - the real module, imported only when no one has yet
         except Exception:  # noqa: BLE001 - a broken torch install means "no GPU known", not a crash
             return None
     try:

@@ -125,7 +125,7 @@ class GPTQBackend(TransformersBackend):
             try:
                 _import_auto_gptq()
                 return "auto-gptq"
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - auto-gptq fails to import in many ways (CUDA, transformers 5); all mean 'not usable'
                 raise ModelLoadError(
                     "GPTQ models need gptqmodel: pip install gptqmodel==7.5.0 optimum "
                     f"(or the legacy auto-gptq); import failed: {_one_line(gptqmodel_error)}"

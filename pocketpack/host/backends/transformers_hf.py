@@ -86,7 +86,7 @@ class TransformersBackend(Backend):
         self.model_name = self.path.name
         try:
             import torch
-            import transformers  # noqa: F401
+            import transformers  # noqa: F401 - imported only to see whether it is installed
         except ImportError:
             raise ModelLoadError(f"the {self.loader} loader needs torch and transformers: "
                                  "pip install 'pocketpack[host]'") from None
@@ -127,7 +127,7 @@ class TransformersBackend(Backend):
         if not (s.load_in_8bit or s.load_in_4bit):
             return None
         try:
-            import bitsandbytes  # noqa: F401
+            import bitsandbytes  # noqa: F401 - imported only to see whether it is installed
             from transformers import BitsAndBytesConfig
         except ImportError:
             flag = "--load-in-4bit" if s.load_in_4bit else "--load-in-8bit"
@@ -150,7 +150,7 @@ class TransformersBackend(Backend):
         trust = self.settings.trust_remote_code
         try:
             config = AutoConfig.from_pretrained(self.path, local_files_only=True, trust_remote_code=trust)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - transformers raises many types for a bad config; each becomes one line
             raise ModelLoadError(f"cannot read {self.path / 'config.json'}: {_one_line(exc)}") from None
         params: dict[str, Any] = dict(
             local_files_only=True, use_safetensors=True, trust_remote_code=trust,
