@@ -49,16 +49,16 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from longchat_generate import QUESTION_KINDS, generate, stats  # noqa: E402
-from pocketpack.memory.store import MemoryStore  # noqa: E402
+
+from pocketpack.memory.store import FILTERED_RECALL, MemoryStore, recall_options  # noqa: E402
 from pocketpack.retrieval import SearchOptions  # noqa: E402
 
 SYSTEMS = {
     "dense": "plain dense (MiniLM cosine)",
     "rrf": "dense + BM25, plain RRF",
-    "before": "pocketpack memory, old defaults (LoCoMo-chosen)",
-    "memory": "pocketpack memory (defaults)",
+    "memory": "pocketpack memory (defaults: LoCoMo-chosen)",
+    "filtered": "pocketpack memory, opt-in FILTERED_RECALL (dev-chosen)",
 }
-OLD_DEFAULTS = SearchOptions(lexical_weight=1.5, feedback_hits=2)  # recall_options() until the dev split chose
 K = (5, 10)
 # --sweep-newer-first (dev only): the settings of "a newer close result moved above the older"
 # tried, and the rule fixed before any run: the most dev R@10 + changed-fact newer-first, ties to
@@ -261,9 +261,10 @@ def tables(data: dict, result: dict, seconds: dict[str, float]) -> str:
 
 def sweep_newer_first(memory: MemoryStore, data: dict, ids: dict[str, int], kmax: int) -> str:
     """Dev-only selection of the newer-first setting (see NEWER_FIRST_SWEEP)."""
-    from pocketpack.memory.store import recall_options
+    from pocketpack.memory.store import FILTERED_RECALL, recall_options
 
-    rankings = {name: recall_rankings(memory, data, kmax, recall_options(**over))[0] for name, over in NEWER_FIRST_SWEEP}
+    rankings = {name: recall_rankings(memory, data, kmax, recall_options(**{**FILTERED_RECALL, **over}))[0]
+                for name, over in NEWER_FIRST_SWEEP}
     by_kind = score(data, ids, rankings)["by_kind"]
     kinds = [k for k in QUESTION_KINDS if k != "cross-character"]
     lines = ["| newer first | R@5 | R@10 | changed facts newer first | R@10 + newer first |", "|---|---|---|---|---|"]
@@ -309,7 +310,8 @@ def main(argv=None) -> int:
     try:
         rankings["dense"], seconds["dense"] = dense_rankings(memory, data, ids, kmax)
         rankings["rrf"], seconds["rrf"] = recall_rankings(memory, data, kmax, SearchOptions(mmr_lambda=1.0))
-        rankings["before"], seconds["before"] = recall_rankings(memory, data, kmax, OLD_DEFAULTS)
+        rankings["filtered"], seconds["filtered"] = recall_rankings(memory, data, kmax,
+                                                                    recall_options(**FILTERED_RECALL))
         if not args.via_cli:
             rankings["memory"], seconds["memory"] = recall_rankings(memory, data, kmax, None)
     finally:

@@ -1,5 +1,6 @@
-"""Recall quality a user notices (issue 12): a fact that changed comes back newer first, with
-both dates in the injected block, and small talk never crowds out a fact.
+"""Recall quality a user notices (issue 12), with the opt-in ``FILTERED_RECALL`` options (not the
+default: see their comment in pocketpack/memory/store.py): a fact that changed comes back newer
+first, with both dates in the injected block, and small talk never crowds out a fact.
 
 "When a newer memory says something about the same thing as an older one ... the newer must
 be recalled and ranked above the older, and the block must show their dates"; "small talk,
@@ -14,11 +15,12 @@ import time
 import pytest
 
 from pocketpack.memory.format import describe
-from pocketpack.memory.store import MemoryStore
+from pocketpack.memory.store import FILTERED_RECALL, MemoryStore, recall_options
 
 pytestmark = pytest.mark.slow  # the real embedding model
 
 DAY = 86400.0
+FILTERED = recall_options(**FILTERED_RECALL)
 SMALL_TALK = [
     ("Hi!", "Hello! How are you today?"),
     ("And you?", "I'm doing well, thanks for asking."),
@@ -65,7 +67,7 @@ def test_a_changed_fact_comes_back_newer_first_with_both_dates(memory):
     now = time.time()
     _chat(memory, {10: ("I live in Brno with my partner.", "Brno sounds lovely!"),
                    130: ("We moved to Freiburg last month.", "Wow, that's a big deal!")}, now)
-    found = memory.recall("Aria", "Which city do I live in?", k=6)
+    found = memory.recall("Aria", "Which city do I live in?", k=6, options=FILTERED)
     texts = [m.text for m in found]
     assert "We moved to Freiburg last month." in texts and "I live in Brno with my partner." in texts
     assert texts.index("We moved to Freiburg last month.") < texts.index("I live in Brno with my partner.")
@@ -80,7 +82,7 @@ def test_an_acknowledgement_is_not_recalled_beside_a_fact(memory):
     now = time.time()
     _chat(memory, {40: ("My dog is called Pixel, a grumpy old dachshund.", "Good to know!"),
                    90: ("Pixel hates the vacuum cleaner.", "Of course!")}, now)
-    found = memory.recall("Aria", "What is my dog's name?", k=6)
+    found = memory.recall("Aria", "What is my dog's name?", k=6, options=FILTERED)
     texts = [m.text for m in found]
     assert texts[0] == "My dog is called Pixel, a grumpy old dachshund."
     small_talk = {t for pair in SMALL_TALK for t in pair}
@@ -94,10 +96,10 @@ def test_word_rarity_follows_writes(memory):
     message holding nothing else is no longer worth recalling."""
     now = time.time()
     _chat(memory, {20: ("Zyzzyva quokka.", "Good to know!")}, now)
-    first = [m.text for m in memory.recall("Aria", "zyzzyva quokka", k=5)]
+    first = [m.text for m in memory.recall("Aria", "zyzzyva quokka", k=5, options=FILTERED)]
     assert first[0] == "Zyzzyva quokka."  # two words found nowhere else: information about 2
     memory.add_many([{"character": "Aria", "role": "user", "text": f"zyzzyva quokka again, day {n} of {topic}",
                       "time": now + n, "chat": "chat-later", "row": n}
                      for n, topic in enumerate(TOPICS * 15)])
-    again = [m.text for m in memory.recall("Aria", "zyzzyva quokka", k=10)]
+    again = [m.text for m in memory.recall("Aria", "zyzzyva quokka", k=10, options=FILTERED)]
     assert again and "Zyzzyva quokka." not in again  # both words now common: about 0.3
