@@ -14,6 +14,7 @@ run: setup
 	$(BIN)/pocketpack serve --model $(MODEL) --extensions $(EXTENSIONS)
 
 test: setup browser
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 GRADIO_437 := .cache/gradio-4.37.2-py3-none-any.whl
