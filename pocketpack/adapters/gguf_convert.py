@@ -22,8 +22,7 @@ import math
 import re
 from pathlib import Path
 
-from pocketpack.adapters.library import (AdapterError, METADATA_NAME, inspect_adapter, peft_module_of,
-                                         read_safetensors_header)
+from pocketpack.adapters.library import METADATA_NAME, AdapterError, inspect_adapter, peft_module_of, read_safetensors_header
 
 # HF architecture -> (GGUF architecture, q/k rows permuted like convert_hf_to_gguf's LlamaModel)
 ARCHITECTURES = {

@@ -104,7 +104,7 @@ def _render(messages: list[dict], tokenizer) -> str:
     if getattr(tokenizer, "chat_template", None):
         try:
             return tokenizer.apply_chat_template(messages, tokenize=False)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a template that cannot render these turns: plain role lines instead
             pass
     return "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in messages)
 
@@ -309,7 +309,7 @@ def plan(cfg: TrainConfig, n_examples: int = 0) -> TrainPlan:
                                        notes + est.notes))
     except ImportError:
         notes.append("pocketpack.vram is not available: estimated from parameter counts")
-    except Exception as exc:  # VramError and friends: fall back, but say why
+    except Exception as exc:  # noqa: BLE001 - VramError and friends: fall back, but say why
         notes.append(f"pocketpack.vram could not size this model ({str(exc).splitlines()[0]}); "
                      "estimated from parameter counts")
     breakdown = _fallback_breakdown(cfg, fmt)
@@ -358,7 +358,7 @@ def _free_memory(device: str) -> float | None:
             for line in fh:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024 / GIB
-    except Exception:
+    except Exception:  # noqa: BLE001 - no /proc (not Linux) or an odd line: memory unknown
         return None
     return None
 
