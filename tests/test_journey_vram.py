@@ -8,76 +8,26 @@ the clicking; the end state is saved to .ci/artifacts/journey-vram.png.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
+
+from tests.helpers.browser import ARTIFACTS, chromium, serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = REPO / ".ci" / "artifacts"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, default_model):
-    if CHROMIUM is None:
-        if os.environ.get("POCKETPACK_REQUIRE_BROWSER"):
-            pytest.fail("Chromium is required (POCKETPACK_REQUIRE_BROWSER=1) but not installed")
-        pytest.skip("Debian's chromium is not installed (make browser installs it)")
-    user_data = tmp_path_factory.mktemp("user_data")
-    port = _free_port()
-    log = open(user_data / "serve.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pocketpack", "serve", "--model", str(default_model), "--threads", "1",
-         "--extensions", "vram-advisor", "--user-data-dir", str(user_data), "--listen-port", str(port)],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail("pocketpack serve exited:\n" + (user_data / "serve.log").read_text())
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("pocketpack serve did not answer:\n" + (user_data / "serve.log").read_text())
-    yield url
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with serve(tmp_path_factory.mktemp("user_data"), default_model, "--extensions", "vram-advisor") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.goto(server, wait_until="load")
         yield page
-        browser.close()
 
 
 def test_will_mistral_7b_fit_on_an_8_gb_gpu(page):

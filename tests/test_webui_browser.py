@@ -7,21 +7,14 @@ the reply stream in, and opens each extension's tab.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
+from tests.helpers.browser import REPO, chromium, serve
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 EXTENSIONS = ["memory", "rag-enhancer", "adapter-switcher", "vram-advisor"]
 
 
@@ -36,61 +29,22 @@ def _display_name(extension: str) -> str:
     return getattr(module, "params", {}).get("display_name", extension)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, default_model):
-    if CHROMIUM is None:
-        if os.environ.get("POCKETPACK_REQUIRE_BROWSER"):
-            pytest.fail("Chromium is required (POCKETPACK_REQUIRE_BROWSER=1) but not installed")
-        pytest.skip("Debian's chromium is not installed (make browser installs it)")
     user_data = tmp_path_factory.mktemp("user_data")
-    port = _free_port()
-    log = open(user_data / "serve.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pocketpack", "serve", "--model", str(default_model), "--threads", "1",
-         "--user-data-dir", str(user_data), "--listen-port", str(port)],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail("pocketpack serve exited:\n" + (user_data / "serve.log").read_text())
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("pocketpack serve did not answer:\n" + (user_data / "serve.log").read_text())
-    yield url, user_data
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with serve(user_data, default_model) as url:
+        yield url, user_data
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    from playwright.sync_api import sync_playwright
-
     url, user_data = server
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.goto(url, wait_until="load")
         page.locator("#chat-input textarea").wait_for(state="visible", timeout=60000)
         yield page
         page.screenshot(path=str(user_data / "last.png"), full_page=True)
-        browser.close()
 
 
 def test_page_loads_on_127_0_0_1(server, page):
