@@ -50,7 +50,10 @@ def test_gguf_lora_is_listed_and_a_gguf_model_is_not(tmp_path, model, loras):
     assert (g.format, g.architecture, g.rank, g.alpha) == ("gguf", "llama", 8, 32.0)
     assert g.target_modules == ["attn_k", "attn_output", "attn_q", "attn_v"]
     assert g.tensors["blk.0.attn_q.weight.lora_a"] == [64, 8]  # ggml order: [n_in, r]
-    assert g.training == {"model_type": "llama", "steps": 12}  # carried over by the conversion
+    # carried over by the conversion, with the model it was converted for (checked on switch)
+    assert g.training == {"model_type": "llama", "steps": 12,
+                          "gguf_base": {"file": "tiny-model.gguf", "name": "tiny-llama", "architecture": "llama",
+                                        "size_label": ""}}
 
 
 def test_pickle_weights_are_refused_unless_opted_in(tmp_path, loras, caplog):

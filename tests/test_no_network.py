@@ -102,9 +102,10 @@ def test_a_bare_model_name_is_not_found_and_never_looked_up(record, tmp_path, de
         line = one_line(pocketpack(record, "adapters", "train", "--base", base, "--data", str(data),
                                    "--output", out, "--plan"))
         assert f"{base}: base model not found" in line
-    # a real local GGUF is found, and refused for what it is
-    assert "a GGUF model" in one_line(pocketpack(record, "adapters", "train", "--base", str(default_model),
-                                                 "--data", str(data), "--output", out, "--plan"))
+    # a real local GGUF is found, and planned on its Transformers copy (made from the file itself)
+    planned = pocketpack(record, "adapters", "train", "--base", str(default_model), "--data", str(data),
+                         "--output", out, "--plan")
+    assert planned.returncode == 0 and planned.stdout.startswith("fits: "), planned.stderr
     # vram answers a known name from its own offline catalogue, anything else is one line; never a lookup
     assert BARE in one_line(pocketpack(record, "vram", "estimate", BARE, "--format", "fp16"))
     for name in ("google/gemma-3-270m", "no-such-org/no-such-model"):

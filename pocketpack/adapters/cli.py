@@ -30,7 +30,9 @@ def register(subparsers) -> None:
     ins.set_defaults(func=_inspect)
 
     tr = sub.add_parser("train", help="QLoRA: train a LoRA on a 4-bit NF4 base (resumes an interrupted run)")
-    tr.add_argument("--base", required=True, metavar="DIR", help="Hugging Face model folder")
+    tr.add_argument("--base", required=True, metavar="MODEL",
+                    help="a .gguf model (its weights are dequantised once and cached beside it) "
+                         "or a Hugging Face model folder")
     tr.add_argument("--data", required=True, metavar="FILE",
                     help=".txt, .jsonl of chats, or memory:CHARACTER (that character's stored conversations)")
     tr.add_argument("--memory-dir", default="user_data/pocketpack/memory", metavar="DIR",
@@ -55,6 +57,16 @@ def register(subparsers) -> None:
     tr.add_argument("--plan", action="store_true", help="only show the memory the run needs")
     tr.add_argument("--json", action="store_true")
     tr.set_defaults(func=_train)
+
+    dm = sub.add_parser("demo", help="train the three shipped demo voices (pirate, formal, poet) on the embedded model")
+    dm.add_argument("--base", default="models/gemma-3-270m-q4_k_m.gguf", metavar="MODEL",
+                    help="base model (default: %(default)s, the embedded model)")
+    dm.add_argument("--dir", default=DEFAULT_DIR, metavar="DIR", help="adapter library (default: %(default)s)")
+    dm.add_argument("--styles", default="pirate,formal,poet", metavar="LIST")
+    dm.add_argument("--steps", type=int, default=None, help="optimiser steps a voice (default 60)")
+    dm.add_argument("--quant", choices=("nf4", "none"), default=None, help="NF4 base (QLoRA, default) or float32")
+    dm.add_argument("--force", action="store_true", help="train again even if a voice is already trained")
+    dm.set_defaults(func=_demo)
 
     cv = sub.add_parser("to-gguf", help="convert a PEFT LoRA to a GGUF LoRA for llama.cpp")
     cv.add_argument("peft_dir", metavar="PEFT_DIR")
@@ -159,20 +171,57 @@ def _train(args) -> int:
                   if args.json else ("fits: " if p.fits else "DOES NOT FIT: ") + p.describe())
             return 0 if p.fits else 1
 
-        def show(pr) -> None:
-            if not args.json:
-                print(f"step {pr.step}/{pr.total}  loss {pr.loss:.4f}  {pr.elapsed_s:.0f}s", flush=True)
-
-        meta = train(cfg, show, resume=not args.no_resume)
+        meta = train(cfg, None if args.json else _progress_bar(), resume=not args.no_resume)
     except AdapterError as exc:
         return _fail(exc)
     if args.json:
         print(json.dumps(meta, indent=2))
     else:
+        if not meta["finished"]:
+            print(f"stopped at step {meta['steps']}; run the same command again to resume")
+            return 0
         print(f"saved {args.output} ({meta['steps']} steps, final loss {meta['final_loss']}); {meta['memory_plan']}")
+        if meta.get("gguf"):
+            print(f"llama.cpp LoRA: {meta['gguf']}")
         for note in meta["notes"]:
             print(f"note: {note}")
     return 0
+
+
+def _progress_bar(stream=None):
+    """A progress callback: one redrawn line on a terminal, a line a step otherwise."""
+    stream = stream or sys.stdout
+    tty = stream.isatty()
+
+    def show(pr) -> None:
+        width = 24
+        done = int(width * pr.step / max(pr.total, 1))
+        line = f"[{'#' * done}{'.' * (width - done)}] {pr.describe()}"
+        if tty:
+            stream.write("\r" + line + ("\n" if pr.step >= pr.total else ""))
+        else:
+            stream.write(line + "\n")
+        stream.flush()
+
+    return show
+
+
+def _demo(args) -> int:
+    from pocketpack.adapters import demo
+
+    styles = [s.strip() for s in args.styles.split(",") if s.strip()]
+    try:
+        for style in styles:
+            demo.corpus(style)
+        if not Path(args.base).is_file():
+            raise AdapterError(f"{args.base}: base model not found (make setup puts the embedded model there)")
+        results = demo.run(args.base, args.dir, styles, force=args.force, progress=_progress_bar(),
+                           max_steps=args.steps, quant=args.quant)
+    except AdapterError as exc:
+        return _fail(exc)
+    done = [r for r in results if r.get("finished")]
+    print(f"{len(done)} of {len(styles)} voices ready in {args.dir}: pocketpack adapters list {args.dir}")
+    return 0 if len(done) == len(styles) else 1
 
 
 def _to_gguf(args) -> int:

@@ -133,6 +133,13 @@ def _check_llama_cpp(info: AdapterInfo, model) -> str | None:
     arch = str(meta.get("general.architecture") or model_type_of(model) or "")
     if info.architecture and arch and info.architecture != arch:
         return f"{info.name}: made for a {info.architecture} model; the loaded model is {arch}"
+    made_for = info.training.get("gguf_base") if isinstance(info.training, dict) else None
+    loaded = str(meta.get("general.name") or meta.get("general.basename") or "")
+    if isinstance(made_for, dict) and made_for.get("name") and loaded and (
+            made_for["name"] != loaded or (made_for.get("size_label") or "") != str(meta.get("general.size_label") or
+                                                                                  made_for.get("size_label") or "")):
+        return (f"{info.name}: made for {made_for.get('file') or 'another model'} ({made_for['name']}); the loaded "
+                f"model is {Path(path).name if path else 'another model'} ({loaded}): train or convert it for this model")
     return check_gguf_shapes(info, tensors, arch)
 
 

@@ -59,8 +59,12 @@ def base_params(base) -> dict:
         arch = str(meta.get("general.architecture") or "")
         n_head = meta.get(f"{arch}.attention.head_count")
         n_head_kv = meta.get(f"{arch}.attention.head_count_kv", n_head)
+        from pocketpack.adapters.gguf_base import identity
+
+        ident = {k: v for k, v in identity(p).items() if k != "type"}
         return {"arch": arch, "permute": arch in _GGUF_PERMUTED, "n_head": n_head, "n_head_kv": n_head_kv,
-                "n_layers": meta.get(f"{arch}.block_count"), "tensors": tensors, "source": p.name}
+                "n_layers": meta.get(f"{arch}.block_count"), "tensors": tensors, "source": p.name,
+                "identity": ident}
     cfg_path = p / "config.json" if p.is_dir() else p
     try:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
@@ -88,8 +92,10 @@ def _pattern_value(patterns: dict, module: str, default):
 def peft_to_gguf(peft_dir, out_path, base=None, *, outtype: str = "f32") -> Path:
     """Write the GGUF LoRA of the PEFT adapter in ``peft_dir``; returns ``out_path``.
 
-    ``base``: the base model (GGUF file, HF folder or config.json); defaults to the adapter's
-    ``base_model_name_or_path`` when that is a local folder.
+    ``base``: the base model (GGUF file, HF folder or config.json); defaults to the GGUF the
+    adapter was trained from (``training_metadata.json``'s ``base_gguf``) when that file is still
+    there, else the adapter's ``base_model_name_or_path`` when that is a local folder. Converted
+    for a GGUF, the file records that model's identity (``pocketpack.training``'s ``gguf_base``).
     """
     import gguf
     import numpy as np
@@ -106,6 +112,9 @@ def peft_to_gguf(peft_dir, out_path, base=None, *, outtype: str = "f32") -> Path
     if cfg.get("modules_to_save"):
         raise AdapterError(f"{info.name}: saves whole modules ({', '.join(cfg['modules_to_save'])}); "
                            "llama.cpp LoRAs cannot carry them")
+    trained_on = (info.training.get("base_gguf") or {}).get("path") if isinstance(info.training, dict) else None
+    if base is None and trained_on and Path(str(trained_on)).is_file():
+        base = Path(str(trained_on))
     if base is None:
         guess = Path(info.base_model) if info.base_model else None
         if guess is None or not (guess / "config.json").is_file():
@@ -178,10 +187,13 @@ def peft_to_gguf(peft_dir, out_path, base=None, *, outtype: str = "f32") -> Path
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
     writer.add_name(info.name)
-    if info.base_model:
+    training = dict(info.training)
+    if params.get("identity"):  # converted for this GGUF: a switch onto another model is refused by name
+        training["gguf_base"] = params["identity"]
+        writer.add_string("general.base_model.0.name", params["identity"]["name"] or params["identity"]["file"])
+    elif info.base_model:
         writer.add_string("general.base_model.0.name", info.base_model)
     meta_file = Path(peft_dir) / METADATA_NAME
-    training = dict(info.training)
     if meta_file.is_file() or training:
         writer.add_string("pocketpack.training", json.dumps(training, sort_keys=True))
     for name, arr in tensors.items():

@@ -323,8 +323,8 @@ def scan(dirs, *, allow_pickle: bool = False) -> list[AdapterInfo]:
 
     Unusable entries are kept with ``problem`` set so a listing can say why; GGUF files that
     are whole models (not adapters) are skipped silently. A PEFT folder and a GGUF file may
-    share a name (``x/`` and its conversion ``x.gguf``); otherwise a name found twice keeps
-    the first folder's.
+    share a name (``x/`` and its conversion ``x.gguf``, beside it or inside it as ``x/x.gguf``);
+    otherwise a name found twice keeps the first folder's.
     """
     if isinstance(dirs, (str, Path)):
         dirs = [dirs]
@@ -350,6 +350,14 @@ def scan(dirs, *, allow_pickle: bool = False) -> list[AdapterInfo]:
                 info = AdapterInfo(name=p.name if folder else p.stem, path=p,
                                    format="peft" if folder else "gguf", problem=exc.one_line())
             found.setdefault((info.name, info.format == "gguf"), info)
+            inner = p / f"{p.name}.gguf"  # what `adapters train` writes: NAME/ holds NAME.gguf too
+            if p.is_dir() and (p.name, True) not in found and inner.is_file():
+                try:
+                    _in_library(d, inner)
+                    found[(p.name, True)] = inspect_adapter(inner)
+                except AdapterError as exc:
+                    found[(p.name, True)] = AdapterInfo(name=p.name, path=inner, format="gguf",
+                                                        problem=exc.one_line())
     return sorted(found.values(), key=lambda i: (i.name.lower(), i.format))
 
 
@@ -373,7 +381,7 @@ def find(dirs, name: str, *, allow_pickle: bool = False, kind: str = "") -> Adap
     if "/" in name or "\\" in name or "\x00" in name or name in ("", ".", ".."):
         raise AdapterError(f"{name[:80]!r}: adapter names cannot contain path separators")
     dirs = [dirs] if isinstance(dirs, (str, Path)) else list(dirs)
-    order = ("{}.gguf", "{}") if kind == "llama.cpp" else ("{}", "{}.gguf")
+    order = ("{}.gguf", "{0}/{0}.gguf", "{}") if kind == "llama.cpp" else ("{}", "{}.gguf", "{0}/{0}.gguf")
     for d in dirs:
         for pattern in order:
             candidate = Path(d) / pattern.format(name)

@@ -202,7 +202,7 @@ def _byte_vocab(w, vocab_size: int) -> None:
     w.add_unk_token_id(259)
 
 
-def write_gemma3_gguf(model, path: Path) -> Path:
+def write_gemma3_gguf(model, path: Path, name: str = "tiny-gemma3") -> Path:
     """The tiny HF Gemma 3 as an F32 GGUF, written the way llama.cpp's convert_hf_to_gguf
     writes Gemma 3: tensor names from gguf's TensorNameMap, 1 added to every RMSNorm weight
     (Gemma scales by 1 + w, llama.cpp by w), tied output (no output.weight), head_dim as
@@ -215,7 +215,7 @@ def write_gemma3_gguf(model, path: Path) -> Path:
     rope = getattr(cfg, "rope_parameters", None) or {}
     theta = (rope.get("full_attention") or {}).get("rope_theta") or getattr(cfg, "rope_theta", 1_000_000.0)
     w = gguf.GGUFWriter(str(path), "gemma3")
-    w.add_name("tiny-gemma3")
+    w.add_name(name)
     w.add_context_length(cfg.max_position_embeddings)
     w.add_embedding_length(cfg.hidden_size)
     w.add_block_count(cfg.num_hidden_layers)

@@ -1,0 +1,272 @@
+"""Voices trained on a GGUF model (issue 13): "`pocketpack adapters train --base MODEL.gguf` works:
+the Transformers weights are obtained from the GGUF itself … cached once on disk next to the model
+with a manifest … converted to a GGUF LoRA automatically and both forms land in user_data/loras/NAME/".
+
+Most of it runs on a tiny Gemma 3 written as an F32 GGUF (seconds); one slow test trains a few
+steps on the real embedded Gemma 3 270M Q4_K_M and switches the result in llama.cpp.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pocketpack.adapters import AdapterError, AdapterManager, inspect_adapter
+from pocketpack.adapters.gguf_base import MANIFEST, cache_folder, hf_base_from_gguf
+from pocketpack.cli import main
+from tests.helpers.tiny_adapters import llama_cpp_logits, tiny_gemma3, write_gemma3_gguf
+
+llama_cpp = pytest.importorskip("llama_cpp")
+REPO = Path(__file__).resolve().parents[1]
+PIRATE = REPO / "pocketpack" / "adapters" / "corpora" / "pirate.train.txt"
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    rc = main(list(args))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def one_line(rc: int, err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("pocketpack: "), err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """models/tiny.gguf (a Gemma 3 GGUF) with its Transformers copy already cached beside it."""
+    models = tmp_path_factory.mktemp("models")
+    gguf = write_gemma3_gguf(tiny_gemma3(), models / "tiny.gguf")
+    hf_base_from_gguf(gguf)
+    return gguf
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    p = tmp_path_factory.mktemp("data") / "pirate.txt"
+    p.write_text("\n".join(PIRATE.read_text(encoding="utf-8").splitlines()[:40]) + "\n", encoding="utf-8")
+    return p
+
+
+def test_training_on_a_gguf_writes_both_forms_that_llama_cpp_applies(tiny, corpus, tmp_path, capsys):
+    """Train on the .gguf itself; the GGUF LoRA lands inside the adapter's folder, is listed as
+    the same adapter, and in llama.cpp reproduces PEFT on the dequantised copy."""
+    out = tmp_path / "loras" / "voice"
+    rc, stdout, err = run_cli(capsys, "adapters", "train", "--base", str(tiny), "--data", str(corpus),
+                              "--output", str(out), "--rank", "4", "--seq-len", "32", "--max-steps", "4",
+                              "--save-every", "2", "--lr", "1e-2")
+    assert rc == 0, err
+    assert "steps/s" in stdout and "eta" in stdout and "step 4/4" in stdout
+    assert f"llama.cpp LoRA: {out / 'voice.gguf'}" in stdout
+    assert {p.name for p in out.iterdir()} >= {"adapter_model.safetensors", "adapter_config.json",
+                                               "training_metadata.json", "loss.png", "voice.gguf"}
+    meta = json.loads((out / "training_metadata.json").read_text())
+    assert meta["targets"] == ["q_proj", "v_proj"] and meta["quant"] == "nf4" and len(meta["losses"]) == 4
+    assert meta["base_gguf"]["file"] == "tiny.gguf" and meta["base_gguf"]["architecture"] == "gemma3"
+    assert meta["base_gguf"]["sha256"] == hashlib.sha256(tiny.read_bytes()).hexdigest()
+    gguf_info = inspect_adapter(out / "voice.gguf")
+    assert gguf_info.architecture == "gemma3" and gguf_info.rank == 4
+    assert gguf_info.training["gguf_base"]["name"] == "tiny-gemma3"
+
+    rc, listing, _ = run_cli(capsys, "adapters", "list", str(out.parent), "--json")
+    rows = json.loads(listing)
+    assert sorted((r["name"], r["format"], r["status"]) for r in rows) == [("voice", "gguf", "ok"), ("voice", "peft", "ok")]
+
+    llm = llama_cpp.Llama(str(tiny), n_ctx=64, n_threads=1, logits_all=True, verbose=False)
+    try:
+        plain = llama_cpp_logits(llm)
+        mgr = AdapterManager(llm, [out.parent])
+        assert mgr.switch("voice") == ["voice"] and mgr.resident()[0].info.path == out / "voice.gguf"
+        voiced = llama_cpp_logits(llm)
+        assert np.abs(voiced - plain).max() > 1e-3
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        from tests.helpers.tiny_adapters import IDS, logits
+
+        hf = AutoModelForCausalLM.from_pretrained(str(cache_folder(tiny)))
+        want = logits(PeftModel.from_pretrained(hf, str(out)), IDS)[0, -1].numpy()
+        assert np.abs(voiced - want).max() < 2e-3  # Gemma 3 names and layout converted right
+        assert mgr.switch(None) == [] and np.abs(llama_cpp_logits(llm) - plain).max() == 0.0
+        mgr.unload()
+    finally:
+        llm.close()
+
+
+def test_the_transformers_copy_is_reused_and_rebuilt_when_the_gguf_changes(tmp_path):
+    """The cache is keyed by the GGUF's sha256 and size in its manifest: same file, same cache;
+    another file under the same name, a new cache."""
+    gguf = write_gemma3_gguf(tiny_gemma3(seed=0), tmp_path / "m.gguf")
+    folder = hf_base_from_gguf(gguf)
+    assert folder == tmp_path / ".pocketpack-hf" / "m"
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["sha256"] == hashlib.sha256(gguf.read_bytes()).hexdigest()
+    assert manifest["size"] == gguf.stat().st_size and manifest["architecture"] == "gemma3"
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    assert hf_base_from_gguf(gguf) == folder and (folder / "model.safetensors").stat().st_mtime_ns == stamp
+    write_gemma3_gguf(tiny_gemma3(seed=1), gguf)  # another model under the same name
+    assert hf_base_from_gguf(gguf) == folder
+    rebuilt = json.loads((folder / MANIFEST).read_text())
+    assert rebuilt["sha256"] == hashlib.sha256(gguf.read_bytes()).hexdigest() != manifest["sha256"]
+
+
+def test_a_killed_training_resumes_where_it_stopped(tiny, corpus, tmp_path, capsys):
+    """kill -9 after the step-4 checkpoint; the same command again resumes at step 5 and ends
+    with the losses of an uninterrupted run."""
+    args = ["--base", str(tiny), "--data", str(corpus), "--rank", "4", "--seq-len", "32", "--max-steps", "8",
+            "--save-every", "4", "--lr", "1e-2", "--compute-dtype", "fp32"]
+    killed = tmp_path / "killed"
+    driver = ("import os, signal, sys\n"
+              "from pocketpack.cli import main\n"
+              "from pocketpack.adapters import train as t\n"
+              "real = t.train\n"
+              "def train(cfg, progress=None, **kw):\n"
+              "    def cb(p):\n"
+              "        progress(p)\n"
+              "        if p.step == 6:\n"
+              "            os.kill(os.getpid(), signal.SIGKILL)\n"
+              "    return real(cfg, cb, **kw)\n"
+              "t.train = train\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    result = subprocess.run([sys.executable, "-c", driver, "adapters", "train", *args, "--output", str(killed)],
+                            cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert result.returncode == -9, result.stderr
+    assert "step 6/8" in result.stdout
+    state = json.loads((killed / "checkpoint" / "trainer_state.json").read_text())
+    assert state["step"] == 4 and not (killed / "adapter_model.safetensors").exists()
+
+    rc, stdout, err = run_cli(capsys, "adapters", "train", *args, "--output", str(killed))
+    assert rc == 0, err
+    steps = [line.split("step ")[1].split()[0] for line in stdout.splitlines() if "steps/s" in line]
+    assert steps == ["5/8", "6/8", "7/8", "8/8"]
+    rc, _, err = run_cli(capsys, "adapters", "train", *args, "--output", str(tmp_path / "straight"))
+    assert rc == 0, err
+    resumed = json.loads((killed / "training_metadata.json").read_text())
+    straight = json.loads((tmp_path / "straight" / "training_metadata.json").read_text())
+    assert resumed["losses"] == straight["losses"] and resumed["finished"]
+    assert (killed / "killed.gguf").is_file() and not (killed / "checkpoint").exists()
+
+
+def test_bad_inputs_are_one_line(tiny, tmp_path, capsys):
+    import gguf
+
+    data = tmp_path / "notes.txt"
+    data.write_text("Arr, the kettle be whistlin'.\nAye, the tide be turnin'.\n", encoding="utf-8")
+    # an architecture transformers cannot dequantise: named, with what to do instead
+    odd = tmp_path / "odd.gguf"
+    w = gguf.GGUFWriter(str(odd), "rwkv6")
+    w.add_name("odd")
+    w.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    line = one_line(*run_cli(capsys, "adapters", "train", "--base", str(odd), "--data", str(data),
+                             "--output", str(tmp_path / "a"))[::2])
+    assert "a rwkv6 GGUF; transformers cannot dequantise rwkv6" in line and "gemma3" in line
+    assert "Hugging Face folder" in line
+    # a corpus with fewer lines than one batch
+    line = one_line(*run_cli(capsys, "adapters", "train", "--base", str(tiny), "--data", str(data),
+                             "--output", str(tmp_path / "b"), "--batch-size", "4")[::2])
+    assert "too little text" in line and "fewer than one batch of 4" in line
+    assert not (tmp_path / "b").exists()
+    # a GGUF LoRA given as the base
+    lora = tmp_path / "lora.gguf"
+    w = gguf.GGUFWriter(str(lora), "gemma3")
+    w.add_type(gguf.GGUFType.ADAPTER)
+    w.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    w.add_tensor("blk.0.attn_q.weight.lora_a", np.zeros((2, 64), dtype=np.float32))
+    w.add_tensor("blk.0.attn_q.weight.lora_b", np.zeros((128, 2), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    line = one_line(*run_cli(capsys, "adapters", "train", "--base", str(lora), "--data", str(data),
+                             "--output", str(tmp_path / "c"))[::2])
+    assert "a GGUF LoRA adapter, not a model" in line
+
+
+def test_an_adapter_converted_for_another_base_is_refused_on_switch(tmp_path, capsys):
+    """Same architecture and shapes, another model: the switch is refused with a line naming
+    both, and the model keeps the adapters it had."""
+    from tests.helpers.tiny_adapters import make_adapter
+
+    base = tiny_gemma3(seed=0)
+    a = write_gemma3_gguf(base, tmp_path / "a.gguf", name="tiny-gemma3")
+    b = write_gemma3_gguf(tiny_gemma3(seed=5), tmp_path / "b.gguf", name="other-gemma3")
+    make_adapter(base, tmp_path / "peft" / "voice", r=4, seed=1)
+    loras = tmp_path / "loras"
+    loras.mkdir()
+    rc, _, err = run_cli(capsys, "adapters", "to-gguf", str(tmp_path / "peft" / "voice"), str(loras / "voice.gguf"),
+                         "--base", str(a))
+    assert rc == 0, err
+    llm = llama_cpp.Llama(str(b), n_ctx=64, n_threads=1, logits_all=True, verbose=False)
+    try:
+        plain = llama_cpp_logits(llm)
+        mgr = AdapterManager(llm, [loras])
+        with pytest.raises(AdapterError) as exc:
+            mgr.switch("voice")
+        message = exc.value.one_line()
+        assert "voice: made for a.gguf (tiny-gemma3); the loaded model is b.gguf (other-gemma3)" in message
+        assert mgr.lora_names == [] and np.abs(llama_cpp_logits(llm) - plain).max() == 0.0
+        assert [i.problem for i in mgr.library()] == [message]  # the library row says the same
+    finally:
+        llm.close()
+    llm = llama_cpp.Llama(str(a), n_ctx=64, n_threads=1, logits_all=True, verbose=False)
+    try:
+        assert AdapterManager(llm, [loras]).switch("voice") == ["voice"]  # its own base takes it
+    finally:
+        llm.close()
+
+
+def test_demo_voices_train_only_on_their_train_lines():
+    """The shipped corpora: a few hundred self-written lines a voice, a fixed held-out split
+    that is never trained on."""
+    from pocketpack.adapters import demo
+
+    for style in demo.STYLES:
+        train, held = demo.lines(style, "train"), demo.lines(style, "heldout")
+        assert len(train) >= 150 and len(held) >= 40 and not set(train) & set(held)
+        cfg = demo.config(style, "models/gemma-3-270m-q4_k_m.gguf", "user_data/loras")
+        assert cfg.data.endswith(f"{style}.train.txt") and cfg.output.endswith(f"loras/{style}")
+        assert cfg.targets == ["q_proj", "v_proj"] and cfg.quant == "nf4"
+
+
+@pytest.mark.slow
+def test_a_voice_trained_on_the_embedded_model_changes_what_it_says(default_model, tmp_path, capsys):
+    """A handful of steps on the real Gemma 3 270M Q4_K_M: the GGUF LoRA changes llama.cpp's
+    output; a character bound to it speaks with it; unbinding gives the base back exactly."""
+    from pocketpack.adapters.binding import Bindings
+    from pocketpack.adapters.session import AdapterSession
+
+    data = tmp_path / "pirate.txt"
+    data.write_text("\n".join(PIRATE.read_text(encoding="utf-8").splitlines()[:24]) + "\n", encoding="utf-8")
+    loras = tmp_path / "loras"
+    rc, _, err = run_cli(capsys, "adapters", "train", "--base", str(default_model), "--data", str(data),
+                              "--output", str(loras / "pirate"), "--rank", "4", "--seq-len", "48",
+                              "--batch-size", "2", "--max-steps", "3", "--lr", "5e-3")
+    assert rc == 0, err
+    assert (loras / "pirate" / "pirate.gguf").is_file() and (loras / "pirate" / "loss.png").is_file()
+    llm = llama_cpp.Llama(str(default_model), n_ctx=256, n_threads=2, logits_all=True, verbose=False)
+    try:
+        ids = [llm.tokenize(b"The kettle on the stove", add_bos=True)]
+        plain = llama_cpp_logits(llm, ids)
+        session = AdapterSession([loras], tmp_path / "bindings.yaml")
+        Bindings(tmp_path / "bindings.yaml").bind("Flint", {"pirate": 1.0})
+        assert session.apply_state(llm, {"character_menu": "Flint"}) == ["pirate"]
+        voiced = llama_cpp_logits(llm, ids)
+        assert np.abs(voiced - plain).max() > 0.05
+        Bindings(tmp_path / "bindings.yaml").unbind("Flint")
+        assert session.apply_state(llm, {"character_menu": "Flint"}) == []
+        assert np.abs(llama_cpp_logits(llm, ids) - plain).max() == 0.0
+    finally:
+        llm.close()
