@@ -110,7 +110,8 @@ def test_script_builds_its_tab_with_no_model_and_no_adapters(host):
     with gr.Blocks():
         script.ui()
     lib, res, binds, hint = script._tables()
-    assert lib == [] and res == [] and "No adapters yet" in hint and "No model is loaded" in hint
+    assert lib == [] and res == [] and "No model is loaded" in hint
+    assert "No voices yet: **train a voice from a text file or a character's chats** below" in hint
     state = {"character_menu": "Flint"}
     assert script.state_modifier(state) is state
 

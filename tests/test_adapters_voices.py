@@ -270,3 +270,57 @@ def test_a_voice_trained_on_the_embedded_model_changes_what_it_says(default_mode
         assert np.abs(llama_cpp_logits(llm, ids) - plain).max() == 0.0
     finally:
         llm.close()
+
+
+def test_the_tab_tells_the_story_of_a_new_voice(tiny, corpus, tmp_path, monkeypatch):
+    """Issue 13, 4: "an empty library offers 'train a voice from a text file or a character's
+    chats' with the embedded model preselected; during training, steps/s, eta and the live loss
+    curve; after it, the adapter is listed with rank, size, base model and the loss it reached"."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from pocketpack.host import shared
+
+    llm = llama_cpp.Llama(str(tiny), n_ctx=64, n_threads=1, verbose=False)
+    monkeypatch.setattr(shared, "user_data_dir", tmp_path / "user_data")
+    monkeypatch.setattr(shared, "args", SimpleNamespace(lora_dir=str(tmp_path / "user_data" / "loras")))
+    monkeypatch.setattr(shared, "backend", SimpleNamespace(model=llm), raising=False)
+    monkeypatch.setattr(shared, "model", None)
+    monkeypatch.setattr(shared, "lora_names", [])
+    spec = importlib.util.spec_from_file_location("adapter_switcher_story", REPO / "extensions" / "adapter-switcher" / "script.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    try:
+        lib, _, _, hint = script._tables()
+        assert lib == [] and "**train a voice from a text file or a character's chats**" in hint
+        with gr.Blocks() as blocks:
+            script.ui()
+        boxes = {c.label: c for c in blocks.blocks.values() if isinstance(c, gr.Textbox)}
+        assert boxes["Base model"].value == str(tiny)  # the loaded model, preselected
+        accordion = next(c for c in blocks.blocks.values() if isinstance(c, gr.Accordion)
+                         and c.label.startswith("Train a voice from a text file or a character's chats"))
+        assert accordion.open  # open while the library is empty
+
+        updates = list(script._train(str(tiny), str(corpus), "voice", 4, 8, "q_proj,v_proj", 30, 32, "nf4", False))
+        running = [msg for msg, _ in updates[:-1] if "steps/s" in msg]
+        assert running and all(" · eta " in m and " · loss " in m for m in running)
+        curves = [img for _, img in updates if isinstance(img, np.ndarray)]
+        assert curves and curves[-1].ndim == 3 and curves[-1].shape[2] == 3
+        final, image = updates[-1]
+        assert final.startswith("Saved **voice**: 30 steps") and "rank 4" in final and "base tiny.gguf" in final
+        assert isinstance(image, np.ndarray)
+
+        lib, _, _, hint = script._tables()
+        from pocketpack.adapters.session import LIBRARY_HEADERS
+
+        rows = {r[1]: dict(zip(LIBRARY_HEADERS, r)) for r in lib if r[0] == "voice"}
+        assert set(rows) == {"gguf"}  # a llama.cpp model: the voice's GGUF LoRA
+        row = rows["gguf"]
+        meta = json.loads((tmp_path / "user_data" / "loras" / "voice" / "training_metadata.json").read_text())
+        assert row["rank"] == "4" and row["base model"] == "tiny.gguf" and row["size"].endswith("KB")
+        assert row["loss"] == f"{meta['final_loss']:.3f}" and row["status"] == "ready"
+        assert "No voices yet" not in hint
+    finally:
+        llm.close()

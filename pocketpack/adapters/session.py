@@ -21,7 +21,7 @@ from pocketpack.adapters.manager import AdapterManager
 
 log = logging.getLogger("pocketpack.adapters")
 
-LIBRARY_HEADERS = ["name", "format", "rank", "alpha", "targets", "size", "status"]
+LIBRARY_HEADERS = ["name", "format", "rank", "alpha", "targets", "size", "base model", "loss", "status"]
 RESIDENT_HEADERS = ["name", "active", "weight", "memory", "last used"]
 BINDING_HEADERS = ["character / chat", "adapters", "combination"]
 
@@ -42,6 +42,16 @@ def parse_weights(text: str) -> dict[str, float]:
             except ValueError:
                 raise AdapterError(f"{part}: weight must be a number") from None
     return out
+
+
+def trained_on(info) -> tuple[str, str]:
+    """``(base model, final loss)`` for a library row: the GGUF a voice was trained on (or the
+    base folder's name) and the loss its training reached; '-' when unknown."""
+    t = info.training if isinstance(info.training, dict) else {}
+    made_for = t.get("gguf_base") or t.get("base_gguf")
+    base = (made_for.get("file") if isinstance(made_for, dict) else None) or Path(info.base_model or "-").name
+    loss = t.get("final_loss")
+    return base or "-", f"{loss:.3f}" if isinstance(loss, (int, float)) and not isinstance(loss, bool) else "-"
 
 
 def format_weights(weights: dict) -> str:
@@ -235,7 +245,7 @@ class AdapterSession:
                 status = "ready" if mgr is not None else "load a model to use"
             rows.append([i.name, i.format, ",".join(map(str, i.ranks)) or "-",
                          f"{i.alpha:g}" if i.alpha is not None else "-", ",".join(i.target_modules) or "-",
-                         human_size(i.size_bytes) if i.size_bytes else "-", status])
+                         human_size(i.size_bytes) if i.size_bytes else "-", *trained_on(i), status])
         return rows
 
     def resident_rows(self, model) -> list[list]:
