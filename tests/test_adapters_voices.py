@@ -289,7 +289,8 @@ def test_the_tab_tells_the_story_of_a_new_voice(tiny, corpus, tmp_path, monkeypa
     monkeypatch.setattr(shared, "backend", SimpleNamespace(model=llm), raising=False)
     monkeypatch.setattr(shared, "model", None)
     monkeypatch.setattr(shared, "lora_names", [])
-    spec = importlib.util.spec_from_file_location("adapter_switcher_story", REPO / "extensions" / "adapter-switcher" / "script.py")
+    spec = importlib.util.spec_from_file_location("adapter_switcher_story",
+                                                  REPO / "extensions" / "adapter-switcher" / "script.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     try:
