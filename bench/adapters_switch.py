@@ -6,13 +6,23 @@ reload reads it from disk like a real model. Adapters: real PEFT LoRAs saved wit
 ``save_pretrained``. llama.cpp part: the embedded Gemma 3 270M Q4_K_M GGUF with random GGUF
 LoRAs of its exact shapes, switched through ``llama_set_adapters_lora``.
 
+Library part (``--library DIR``): 24 real adapters trained on the embedded model from the shipped
+style corpora (3 voices x ranks 4/8/16/32 x 2 seeds, short trainings; ``--make-library`` trains
+the missing ones, one at a time), all resident on one llama.cpp model; a chat of ``--turns`` turns
+switches among them (single adapters, blends of unequal ranks, and per-character bindings) and
+generates a few tokens after each switch. Prints switch p50/p95/max, base-model loads during the
+chat, and the process memory each resident adapter adds (RSS before/after its load).
+
 Run: .venv/bin/python bench/adapters_switch.py [--switches 40] [--skip-llama] [--device cpu|cuda]
+     .venv/bin/python bench/adapters_switch.py --skip-transformers --skip-llama --library user_data/loras-24
+         [--make-library] [--turns 120]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import math
 import statistics
 import sys
 import tempfile
@@ -225,6 +235,165 @@ def bench_llama_cpp(n: int, model_path: Path | None) -> list[tuple]:
     return rows
 
 
+LIBRARY_STYLES = ("pirate", "formal", "poet")
+LIBRARY_RANKS = (4, 8, 16, 32)
+LIBRARY_SEEDS = (0, 1)
+
+
+def library_names() -> list[tuple[str, str, int, int]]:
+    return [(f"{style}-r{r}-s{seed}", style, r, seed) for style in LIBRARY_STYLES for r in LIBRARY_RANKS
+            for seed in LIBRARY_SEEDS]
+
+
+def make_library(lib: Path, model_path: Path, steps: int) -> list[tuple]:
+    """Train the 24 adapters that are missing (short runs, one at a time); returns timing rows."""
+    from pocketpack.adapters import demo
+
+    rows = []
+    for name, style, r, seed in library_names():
+        cfg = demo.config(style, model_path, lib, rank=r, alpha=float(2 * r), seed=seed, max_steps=steps)
+        cfg.output = str(lib / name)
+        if demo.already_trained(cfg):
+            continue
+        from pocketpack.adapters.train import train
+
+        t = time.perf_counter()
+        meta = train(cfg)
+        rows.append((name, f"{time.perf_counter() - t:.0f} s, loss {meta['losses'][0]:.2f} -> {meta['final_loss']:.2f}"))
+        print(f"trained {name}: {rows[-1][1]}", flush=True)
+    return rows
+
+
+def _rss() -> int:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def pct(samples, q: float) -> float:
+    xs = sorted(samples)
+    return xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))]
+
+
+def bench_library(lib: Path, model_path: Path, turns: int, threads: int) -> str:
+    """The 24-adapter chat on the embedded model; returns Markdown."""
+    import random
+
+    import llama_cpp
+    import numpy as np
+
+    from pocketpack.adapters import AdapterManager
+    from pocketpack.adapters.binding import Bindings
+    from pocketpack.adapters.library import human_size, prefer, scan
+    from pocketpack.adapters.session import AdapterSession
+
+    names = [n for n, *_ in library_names()]
+    infos = {i.name: i for i in prefer(scan([lib]), "llama.cpp")}
+    missing = [n for n in names if n not in infos or infos[n].format != "gguf" or infos[n].problem]
+    if missing:
+        raise SystemExit(f"{lib}: {len(missing)} of the 24 adapters missing or unusable ({', '.join(missing[:4])} …): "
+                         "run with --make-library")
+    loads = {"n": 0}
+    real_init = llama_cpp.Llama.__init__
+
+    def counting_init(self, *a, **kw):
+        loads["n"] += 1
+        real_init(self, *a, **kw)
+
+    llama_cpp.Llama.__init__ = counting_init
+    try:
+        llm = llama_cpp.Llama(str(model_path), n_ctx=512, n_threads=threads, logits_all=True, verbose=False)
+        loads_at_start = loads["n"]
+        mgr = AdapterManager(llm, [lib])
+        per_adapter = []
+        for n in names:
+            before = _rss()
+            mgr.load(n)
+            per_adapter.append((n, infos[n].rank, _rss() - before, infos[n].size_bytes))
+        ids = llm.tokenize(b"The kettle on the stove", add_bos=True)
+
+        def last_logits():
+            llm.reset()
+            llm.eval(ids)
+            return np.array(llm.scores[len(ids) - 1], dtype=np.float32)
+
+        mgr.switch(None)
+        base = last_logits()
+        low, high = "pirate-r4-s0", "poet-r32-s1"
+        singles = {}
+        for n in (low, high):
+            mgr.switch(n)
+            singles[n] = last_logits()
+        mgr.switch({low: 0.5, high: 0.5})
+        blend = last_logits()
+        blend_ok = all(np.abs(blend - v).max() > 1e-3 for v in [base, *singles.values()])
+
+        bindings_file = lib.parent / "bench-adapter-bindings.yaml"
+        b = Bindings(bindings_file)
+        characters = {f"char-{i}": n for i, n in enumerate(names)}
+        for character, n in characters.items():
+            b.bind(character, {n: 1.0})
+        b.bind("blend-char", {low: 0.7, high: 0.3})
+        b.bind("plain-char", {})
+        session = AdapterSession([lib], bindings_file)
+        session._manager = mgr  # the chat's model, with its 24 residents
+        rng = random.Random(0)
+        kinds = {"single": [], "blend": [], "binding": []}
+        prompt = "Tell me about the weather."
+        for turn in range(turns):
+            kind = ("single", "blend", "binding")[turn % 3]
+            t = time.perf_counter()
+            if kind == "single":
+                mgr.switch(rng.choice(names))
+            elif kind == "blend":
+                a, c = rng.sample(names, 2)
+                mgr.switch({a: rng.uniform(0.2, 0.8), c: rng.uniform(0.2, 0.8)})
+            else:
+                who = rng.choice(list(characters) + ["blend-char", "plain-char"])
+                session.apply_state(llm, {"character_menu": who})
+            kinds[kind].append(time.perf_counter() - t)
+            llm.create_completion(prompt, max_tokens=4, temperature=0.0)  # the turn's reply
+        # a bound character answers with its adapter; unbinding gives the base voice back
+        session.apply_state(llm, {"character_menu": "char-0"})
+        bound = last_logits()
+        mgr.switch(names[0])
+        direct = last_logits()
+        b.unbind("char-0")
+        session.apply_state(llm, {"character_menu": "char-0"})
+        unbound = last_logits()
+        binding_ok = np.abs(bound - direct).max() == 0.0 and np.abs(unbound - base).max() == 0.0
+        loads_in_chat = loads["n"] - loads_at_start
+    finally:
+        llama_cpp.Llama.__init__ = real_init
+    bindings_file.unlink(missing_ok=True)
+
+    every = [x for v in kinds.values() for x in v]
+    out = [(f"### {len(names)} adapters resident on {model_path.name} (llama.cpp, {threads} threads), "
+            f"{turns} chat turns\n"),
+           "| switch | n | p50 ms | p95 ms | max ms |", "|---|---|---|---|---|"]
+    for kind, xs in [*kinds.items(), ("all", every)]:
+        out.append(f"| {kind} | {len(xs)} | {statistics.median(xs) * 1000:.2f} | {pct(xs, 0.95) * 1000:.2f} | "
+                   f"{max(xs) * 1000:.2f} |")
+    out.append(f"\nbase-model loads during the chat: {loads_in_chat}; p95 of all switches "
+               f"{pct(every, 0.95) * 1000:.2f} ms (target < 50 ms: {'met' if pct(every, 0.95) < 0.05 else 'NOT met'})")
+    out.append(f"blend of ranks 4 and 32 ({low} 0.5 + {high} 0.5) differs from base and from each part: "
+               f"{'yes' if blend_ok else 'NO'}; character bound to {names[0]} = that adapter, unbound = base: "
+               f"{'yes' if binding_ok else 'NO'}\n")
+    out += ["| rank | adapters | file size (each) | RSS added per resident adapter (mean) |", "|---|---|---|---|"]
+    for r in LIBRARY_RANKS:
+        rows = [x for x in per_adapter if x[1] == r]
+        out.append(f"| {r} | {len(rows)} | {human_size(int(statistics.mean(x[3] for x in rows)))} | "
+                   f"{human_size(int(statistics.mean(x[2] for x in rows)))} |")
+    total = sum(x[2] for x in per_adapter)
+    out.append(f"\nall {len(per_adapter)} resident: {human_size(total)} RSS added "
+               f"({human_size(sum(x[3] for x in per_adapter))} of GGUF files)")
+    mgr.unload()
+    llm.close()
+    return "\n".join(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--switches", type=int, default=40)
@@ -232,13 +401,27 @@ def main() -> int:
     ap.add_argument("--skip-llama", action="store_true")
     ap.add_argument("--skip-transformers", action="store_true")
     ap.add_argument("--gguf", type=Path, default=None, help="llama.cpp model (default: the embedded Gemma 3 270M)")
+    ap.add_argument("--library", type=Path, default=None, help="the 24-adapter library (e.g. user_data/loras-24)")
+    ap.add_argument("--make-library", action="store_true", help="train the library's missing adapters first")
+    ap.add_argument("--library-steps", type=int, default=8, help="steps per library adapter (short trainings)")
+    ap.add_argument("--turns", type=int, default=120)
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    embedded = Path("models/gemma-3-270m-q4_k_m.gguf")
+    if args.gguf is None and embedded.is_file():
+        args.gguf = embedded
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = []
     if not args.skip_transformers:
         rows += bench_transformers(args.switches, args.device)
     if not args.skip_llama:
         rows += bench_llama_cpp(args.switches, args.gguf)
+    library_md = ""
+    if args.library is not None:
+        if args.make_library:
+            for name, took in make_library(args.library, args.gguf, args.library_steps):
+                rows.append((f"trained {name}", took))
+        library_md = bench_library(args.library, args.gguf, args.turns, args.threads)
     print(f"{'measure':<52} {'median ms / value':>18}")
     print("-" * 72)
     for row in rows:
@@ -246,6 +429,8 @@ def main() -> int:
             print(f"\n[{row[0]}] {row[1]}, {row[2]} switches")
         else:
             print(f"{row[0]:<52} {row[1]:>18}")
+    if library_md:
+        print("\n" + library_md)
     return 0
 
 
