@@ -8,7 +8,7 @@ EXTENSIONS := memory rag-enhancer adapter-switcher vram-advisor
 # llama-cpp-python builds from source (~10 min on 2 cores, once: pip caches the wheel)
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: run test setup browser clean
+.PHONY: run test setup browser clean adapters
 
 run: setup
 	$(BIN)/pocketpack serve --model $(MODEL) --extensions $(EXTENSIONS)
@@ -16,6 +16,10 @@ run: setup
 test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# three demo voices (pirate, formal, poet) trained on the embedded model: ~2 min each on 2 idle cores
+adapters: setup
+	$(BIN)/pocketpack adapters demo --base $(MODEL) --dir user_data/loras
 
 GRADIO_437 := .cache/gradio-4.37.2-py3-none-any.whl
 GRADIO_437_ENV := .cache/gradio-4.37
