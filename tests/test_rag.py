@@ -18,8 +18,9 @@ import pytest
 from pocketpack.rag.config import RagSettings
 from pocketpack.rag.ingest import Library
 from pocketpack.rag.retrieve import retrieve
+from tests.helpers.archives import small_epub
 from tests.helpers.rag import HARBOUR, embedder, lib, script  # noqa: F401  (fixtures)
-from tests.test_rag_parsing import make_docx, make_epub, make_pdf
+from tests.test_rag_parsing import make_docx, make_pdf
 
 pytestmark = pytest.mark.slow  # the real embedding model
 
@@ -38,7 +39,7 @@ def test_every_format_is_ingested_and_answerable(tmp_path, lib):
     (docs / "manual.pdf").write_bytes(make_pdf(["Chapter one is about the history of knots. " * 8,
                                                 "The bowline knot forms a fixed loop at the end of a rope."]))
     make_docx(docs / "sub" / "field.docx")
-    make_epub(docs / "sub" / "farm.epub")
+    small_epub(docs / "sub" / "farm.epub")
     (docs / "sub" / "page.html").write_text(
         "<html><body><article><h1>Museum</h1><p>The maritime museum displays a brass sextant from 1790."
         "</p></article></body></html>")

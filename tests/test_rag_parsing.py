@@ -16,6 +16,7 @@ from pocketpack.rag.ingest import safe_upload_name
 from pocketpack.rag.inject import INJECTION_POINT, inject_prompt, question_of
 from pocketpack.rag.parsers import Block, ParseError, parse
 from pocketpack.rag.retrieve import Passage
+from tests.helpers.archives import small_epub
 
 
 # -- files made with the real libraries -------------------------------------------------------
@@ -59,26 +60,6 @@ def make_docx(path: Path) -> None:
     d.save(path)
 
 
-def make_epub(path: Path) -> None:
-    from ebooklib import epub
-
-    book = epub.EpubBook()
-    book.set_identifier("id-1")
-    book.set_title("Two Chapters")
-    book.set_language("en")
-    c1 = epub.EpubHtml(title="One", file_name="c1.xhtml", lang="en")
-    c1.content = "<html><body><h1>Chapter One</h1><p>The orchard had forty pear trees.</p></body></html>"
-    c2 = epub.EpubHtml(title="Two", file_name="c2.xhtml", lang="en")
-    c2.content = "<html><body><h1>Chapter Two</h1><p>The well was dug in the spring of 1802.</p></body></html>"
-    for c in (c1, c2):
-        book.add_item(c)
-    book.toc = (c1, c2)
-    book.add_item(epub.EpubNcx())
-    book.add_item(epub.EpubNav())
-    book.spine = ["nav", c1, c2]
-    epub.write_epub(str(path), book)
-
-
 def texts(parsed):
     return [b.text for b in parsed.blocks]
 
@@ -112,7 +93,7 @@ def test_docx_headings_paragraphs_and_tables(tmp_path):
 
 
 def test_epub_chapters_in_reading_order(tmp_path):
-    make_epub(tmp_path / "b.epub")
+    small_epub(tmp_path / "b.epub")
     parsed = parse((tmp_path / "b.epub").read_bytes(), "b.epub")
     body = [(b.text, b.loc) for b in parsed.blocks if b.kind == "text"]
     assert [t for t, _ in body] == ["The orchard had forty pear trees.", "The well was dug in the spring of 1802."]
@@ -404,7 +385,7 @@ def test_epub_chapter_locations_and_a_damaged_epub(tmp_path):
     import io
     import zipfile
 
-    make_epub(tmp_path / "b.epub")
+    small_epub(tmp_path / "b.epub")
     good = (tmp_path / "b.epub").read_bytes()
     chunks = chunk_blocks(parse(good, "b.epub").blocks)
     assert [c.location for c in chunks] == ["ch. 1 · Chapter One", "ch. 2 · Chapter Two"]
