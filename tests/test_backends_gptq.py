@@ -16,6 +16,7 @@ import pytest
 
 from pocketpack.host.backends import FlagConflict, GenerationParams, LoadSettings, ModelLoadError, load_model
 from pocketpack.host.flags import infer_loader
+from tests.helpers.tiny_adapters import logits
 from tests.helpers.tiny_models import set_quantize_config, tiny_model
 
 GREEDY = dict(temperature=0, max_new_tokens=16)
@@ -115,3 +116,52 @@ def test_legacy_autogptq_loader_without_auto_gptq_is_one_line(tmp_path):
         load_model(folder, LoadSettings(loader="AutoGPTQ"))
     assert str(err.value).startswith("--loader AutoGPTQ needs auto-gptq, which does not import here")
     assert "\n" not in str(err.value)
+
+
+def _legacy_copy(gptq_dir, tmp_path):
+    """The same checkpoint as an AutoGPTQ-era export: settings in quantize_config.json only."""
+    legacy = tmp_path / "legacy-gptq"
+    shutil.copytree(gptq_dir, legacy)
+    cfg = json.loads((legacy / "config.json").read_text())
+    cfg.pop("quantization_config")
+    (legacy / "config.json").write_text(json.dumps(cfg))
+    return legacy
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("legacy", [False, True], ids=["quantization_config", "quantize_config.json-only"])
+def test_qlora_on_a_gptq_base_trains_over_its_4_bit_layers_and_switches_live(gptq_dir, tmp_path, legacy):
+    """Issue 15: "QLoRA on a GPTQ base (Qwen's official Q-LoRA recipe on Int4 checkpoints)" was
+    refused; `adapters train` with its default --quant nf4 now trains the LoRA over the checkpoint's
+    own GPTQ layers, says --quant does not apply, and the adapter switches on the GPTQ-loaded model."""
+    from peft.tuners.lora.gptq import GPTQLoraLinear
+
+    from pocketpack.adapters import AdapterManager, inspect_adapter
+    from pocketpack.adapters.train import TrainConfig, train
+
+    base = _legacy_copy(gptq_dir, tmp_path) if legacy else gptq_dir
+    data = tmp_path / "voice.txt"
+    data.write_text("the cat sat on the mat, arr, and the dog sat on the log, arr.\n" * 40, encoding="utf-8")
+    out = tmp_path / "loras" / "gptq-voice"
+    meta = train(TrainConfig(base=str(base), data=str(data), output=str(out), rank=4, alpha=8, seq_len=32,
+                             batch_size=2, max_steps=6, save_every=3, lr=5e-3))
+    assert meta["quant"] == "gptq" and meta["steps"] == 6
+    assert any("--quant nf4 does not apply" in n for n in meta["notes"])
+    assert meta["losses"][-1] < meta["losses"][0]
+    info = inspect_adapter(out)
+    assert info.rank == 4 and info.target_modules == ["q_proj", "v_proj"]
+
+    backend = load_model(base, LoadSettings(wbits=4, groupsize=128, threads=1))  # as TGWUI's GPTQ flags load it
+    try:
+        plain = logits(backend.model)
+        mgr = AdapterManager(backend.model, [out.parent])
+        mgr.switch("gptq-voice")
+        layer = mgr.model.base_model.model.model.layers[0].self_attn.q_proj
+        assert isinstance(layer, GPTQLoraLinear)  # LoRA beside the 4-bit kernel, never a dequantised copy
+        voiced = logits(mgr.model)
+        mgr.switch(None)
+        back = logits(mgr.model)
+    finally:
+        backend.close()
+    assert (voiced - plain).abs().max() > 1e-3
+    assert (back - plain).abs().max() < 1e-5  # switched off in place: the base again, no reload

@@ -445,12 +445,62 @@ def _cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def native_quant(folder: Path) -> str | None:
+    """The quantisation a checkpoint ships in (``gptq``, ``awq``…) from its config.json, or None.
+
+    Such a base is already 4-bit: PEFT trains LoRA layers over its own quantised linears
+    (``GPTQLoraLinear`` over gptqmodel's kernels), so ``--quant`` cannot apply to it —
+    transformers refuses a BitsAndBytesConfig on a GPTQ checkpoint.
+    """
+    try:
+        cfg_json = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    qc = cfg_json.get("quantization_config") if isinstance(cfg_json, dict) else None
+    if not isinstance(qc, dict):
+        qc = _legacy_gptq_config(folder)
+    method = qc.get("quant_method") if isinstance(qc, dict) else None
+    return str(method).lower() if method and str(method).lower() not in ("bitsandbytes",) else None
+
+
+def _has_quantization_config(folder: Path) -> bool:
+    try:
+        cfg_json = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(cfg_json, dict) and isinstance(cfg_json.get("quantization_config"), dict)
+
+
+def _legacy_gptq_config(folder: Path) -> dict | None:
+    """AutoGPTQ-era checkpoints keep their settings in quantize_config.json only (TGWUI's
+    ``--wbits``/``--groupsize`` era); transformers needs them handed in as a GPTQConfig."""
+    try:
+        qc = json.loads((folder / "quantize_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(qc, dict) or "bits" not in qc:
+        return None
+    return dict(qc, quant_method=str(qc.get("quant_method") or "gptq"))
+
+
 def _load_model(cfg: TrainConfig, device: str, dtype):
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     kwargs: dict = {"device_map": {"": device}}
-    if cfg.quant == "nf4":
+    folder = base_folder(cfg.base)
+    if native_quant(folder):  # its own quantisation_config decides how it loads
+        kwargs["dtype"] = dtype if device.startswith("cuda") else torch.float32
+        legacy = _legacy_gptq_config(folder)
+        if legacy is not None and not _has_quantization_config(folder):
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+            config.quantization_config = {k: legacy[k] for k in ("bits", "group_size", "desc_act", "sym",
+                                                                  "quant_method", "checkpoint_format")
+                                          if k in legacy}  # as if config.json carried it: pre-quantised
+            kwargs["config"] = config
+    elif cfg.quant == "nf4":
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype)
@@ -459,7 +509,7 @@ def _load_model(cfg: TrainConfig, device: str, dtype):
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
     else:
         kwargs["dtype"] = dtype if device.startswith("cuda") else torch.float32
-    return AutoModelForCausalLM.from_pretrained(str(base_folder(cfg.base)), local_files_only=True, **kwargs)
+    return AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, **kwargs)
 
 
 def _probe(model, device: str) -> None:
@@ -482,7 +532,7 @@ def _peft_model(cfg: TrainConfig, device: str, notes: list[str]):
     for dtype in _compute_dtype(cfg, device):
         try:
             model = _load_model(cfg, device, dtype)
-            if cfg.quant in ("nf4", "int8"):
+            if cfg.quant in ("nf4", "int8") and not native_quant(base_folder(cfg.base)):
                 model = prepare_model_for_kbit_training(
                     model, use_gradient_checkpointing=cfg.grad_checkpointing,
                     gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -592,8 +642,12 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
         raise AdapterError(f"this run will not fit: it {the_plan.describe()}; lower seq_len, batch_size or rank")
     device = the_plan.device
     notes = list(the_plan.notes)
+    native = native_quant(base)
+    if native and cfg.quant != "none":
+        notes.append(f"--quant {cfg.quant} does not apply: the base is already a {native.upper()} checkpoint, "
+                     "and the LoRA trains over its own quantised layers")
     model, dtype = _peft_model(cfg, device, notes)
-    if cfg.quant == "nf4" and device == "cpu":
+    if cfg.quant == "nf4" and device == "cpu" and not native:
         notes.append(f"QLoRA on CPU with {str(dtype).replace('torch.', '')} compute")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
@@ -646,7 +700,7 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
         "format": "pocketpack-training/1", "base_model": str(base), "model_type": model.config.model_type,
         "data": str(cfg.data), "examples": len(examples), "steps": state["step"], "total_steps": total,
         "tokens": state["tokens"], "final_loss": state["losses"][-1] if state["losses"] else None,
-        "losses": state["losses"], "quant": cfg.quant, "compute_dtype": str(dtype).replace("torch.", ""),
+        "losses": state["losses"], "quant": native or cfg.quant, "compute_dtype": str(dtype).replace("torch.", ""),
         "device": device, "rank": cfg.rank, "alpha": cfg.alpha, "targets": list(cfg.targets), "lr": cfg.lr,
         "seq_len": cfg.seq_len, "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "seed": cfg.seed,
         "elapsed_s": round(state["elapsed_s"], 2), "memory_plan": the_plan.describe(), "notes": notes,
