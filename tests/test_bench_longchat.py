@@ -87,7 +87,7 @@ def test_cross_character_gold_is_absent_from_the_asked_character(data):
 
 def test_paraphrases_share_no_searchable_word_with_their_answer(data):
     """Checked with the pack's own BM25 terms (stopwords out, porter stems), not the generator's."""
-    from pocketpack.retrieval.store import query_terms, stem_terms
+    from pocketpack.retrieval.lexical import query_terms, stem_terms
 
     def terms(text):
         words = query_terms(text, max_terms=1000)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from pocketpack.retrieval.lexical import _stopwords, query_terms
-from pocketpack.retrieval.store import Collection, Item, stem_terms
+from pocketpack.retrieval.lexical import document_frequencies, query_terms, stem_terms, stopwords
+from pocketpack.retrieval.store import Collection, Item
 
 
 @dataclass
@@ -152,7 +152,7 @@ class _Vocabulary:
 
     def refresh(self, store) -> None:
         try:
-            row = store._q1("SELECT seq FROM sqlite_sequence WHERE name = 'lexical_log'")
+            row = store.read_one("SELECT seq FROM sqlite_sequence WHERE name = 'lexical_log'")
             seq = int(row[0]) if row else 0
             version = (id(store.conn), seq)
         except Exception:  # noqa: BLE001 - no log to version by: read afresh every search
@@ -161,7 +161,7 @@ class _Vocabulary:
             if version == self.version:
                 return
         try:
-            n = int(store._q1("SELECT COUNT(*) FROM items")[0])
+            n = int(store.read_one("SELECT COUNT(*) FROM items")[0])
         except Exception:  # noqa: BLE001
             n = 0
         with self.lock:
@@ -177,16 +177,10 @@ class _Vocabulary:
             version, log_n, n, seq = self.version, self.log_n, self.n, self.seq
         if not todo:
             return
-        df: dict[str, int] = {}
-        complete = True
-        for start in range(0, len(todo), 500):  # SQLite's variable limit
-            part = todo[start:start + 500]
-            try:
-                df.update(store._q(f"SELECT term, doc FROM items_fts_vocab WHERE term IN ({','.join('?' * len(part))})",
-                                   part))
-            except Exception:  # noqa: BLE001 - no vocabulary (an old store): every word counts as rare
-                complete = False
-                break
+        try:
+            df, complete = document_frequencies(store, todo), True
+        except Exception:  # noqa: BLE001 - no vocabulary (an old store): every word counts as rare
+            df, complete = {}, False
         units = {s: min(1.0, max(0.0, math.log((n + 1) / max(df.get(s, 1), 1)) / log_n)) for s in todo}
         with self.lock:
             if self.version == version:
@@ -237,10 +231,8 @@ def _vocabulary(store) -> _Vocabulary:
 
 def _stems_of_many(texts) -> None:
     """Fill the stems cache for ``texts`` with one call of the stemmer (it asks SQLite)."""
-    global _STOPWORDS
-    if _STOPWORDS is None:
-        _STOPWORDS = _stopwords()
-    todo = {t: [w for w in query_terms(t) if w not in _STOPWORDS] for t in dict.fromkeys(texts) if t not in _STEMS}
+    stop = stopwords()
+    todo = {t: [w for w in query_terms(t) if w not in stop] for t in dict.fromkeys(texts) if t not in _STEMS}
     all_words = sorted({w for ws in todo.values() for w in ws})
     if all_words:
         stem_terms(all_words)  # cached per word by the stemmer: _stems_of below finds them there
@@ -253,11 +245,9 @@ def _stems_of(text: str, words: list[str] | None = None) -> set[str]:
     FTS5 indexes them: computed once per text."""
     got = _STEMS.get(text)
     if got is None:
-        global _STOPWORDS
-        if _STOPWORDS is None:
-            _STOPWORDS = _stopwords()
         if words is None:
-            words = [w for w in query_terms(text) if w not in _STOPWORDS]
+            stop = stopwords()
+            words = [w for w in query_terms(text) if w not in stop]
         stem = stem_terms(words) if words else {}
         got = {stem[w] for w in words if w in stem}
         if len(_STEMS) >= _STEMS_MAX:
@@ -266,7 +256,6 @@ def _stems_of(text: str, words: list[str] | None = None) -> set[str]:
     return got
 
 
-_STOPWORDS: frozenset[str] | None = None
 INFORMATION_MIN_ROWS = 200  # ``min_information`` judges rarity in stores at least this big
 
 

@@ -6,11 +6,10 @@ returned survives a killed process (and a power cut). faiss indexes are caches, 
 from the change log before each search and saved now and then; a missing, damaged or stale
 file is rebuilt from the vectors in SQLite, never from re-embedding. Nothing is pickled.
 
-Lexical search (BM25) uses tantivy (``lexical.py``), a cache kept in step through a change
-log like the faiss indexes, because it ranks a query in about a millisecond at any size and
-adds documents incrementally (bm25s cannot add one without re-indexing the corpus). SQLite's
-FTS5, updated in the same transaction as the item, answers instead whenever tantivy is not
-installed, not chosen (``lexical="fts5"``) or behind and written by another process.
+Lexical search (BM25) is ``lexical.Lexical`` (tantivy, kept in step through a change log like
+the faiss indexes, or SQLite's FTS5, updated in the same transaction as the item); it reads
+the store through the public methods below (``read``, ``read_in``, ``transaction``,
+``snapshot``, ``lock``), which a collection's ``lexical`` calls.
 
 A damaged store is never written to or replaced: ``store.sqlite3`` that is not an SQLite
 file, is empty (0 bytes) or missing while the store's other files (``pocketpack-store.json``,
@@ -21,6 +20,7 @@ exact ``mv`` command given, or restore a backup). A brand-new directory is creat
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shlex
@@ -34,14 +34,17 @@ from typing import Iterable
 import numpy as np
 
 from pocketpack.errors import PocketPackError
-from pocketpack.retrieval import lexical as lexical_cache
+from pocketpack.fsutil import atomic_write
 from pocketpack.retrieval import migrations
-from pocketpack.retrieval.vector import VectorIndex, atomic_write
+from pocketpack.retrieval.lexical import DIR_NAME as LEXICAL_DIR
+from pocketpack.retrieval.lexical import Lexical, choose_engine, folder_bytes
+from pocketpack.retrieval.vector import VectorIndex
 
 DB_NAME = "store.sqlite3"
 MARKER = "pocketpack-store.json"   # written once a store has opened: its database existed
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _DAMAGE_CODES = (11, 26)           # SQLITE_CORRUPT, SQLITE_NOTADB (primary result codes)
+IN_BATCH = 500                     # values per ``IN (...)``: under SQLite's variable limit
 
 
 def content_hash(text: str) -> str:
@@ -122,7 +125,7 @@ def _has_been_a_store(directory: Path) -> bool:
     """Whether ``directory`` held a store before: its marker, index files or a WAL with data."""
     if (directory / MARKER).exists():
         return True
-    for sub in ("index", lexical_cache.DIR_NAME):
+    for sub in ("index", LEXICAL_DIR):
         folder = directory / sub
         if folder.is_dir() and not folder.is_symlink() and any(folder.iterdir()):
             return True
@@ -268,14 +271,11 @@ class Store:
         # once it has common_term_min_rows rows (below that FTS5 is fast anyway)
         self.common_term_ratio = common_term_ratio
         self.common_term_min_rows = common_term_min_rows
-        if lexical not in ("auto", "tantivy", "fts5"):
-            raise StoreError(f"lexical must be auto, tantivy or fts5, not {lexical!r}")
-        if lexical == "tantivy" and not lexical_cache.available():
-            raise StoreError("lexical='tantivy' needs the tantivy package: pip install tantivy")
-        self.lexical_engine = "fts5" if lexical == "fts5" or not lexical_cache.available() else "tantivy"
-        self._lexical: dict[int, lexical_cache.LexicalIndex] = {}
-        self._lexical_writers: list[lexical_cache.LexicalIndex] = []  # least recently used first
-        self._lock = threading.RLock()
+        try:
+            self.lexical_engine = choose_engine(lexical)
+        except ValueError as exc:
+            raise StoreError(str(exc)) from None
+        self.lock = threading.RLock()  # one connection serves every thread: reads and writes hold it
         check_store(self.directory)  # a damaged or vanished database is reported, never replaced
         self.conn = None
         try:
@@ -307,7 +307,7 @@ class Store:
                 pass  # a read-only folder: the store works, only a lost database goes unnoticed
         self._indexes: dict[int, VectorIndex] = {}
         self._collections: dict[str, Collection] = {}
-        lexical_cache.remove_store_wide_layout(self.directory)
+        self.lexical = Lexical(self, self.lexical_engine)
 
     # -- plumbing -------------------------------------------------------------------------
     @property
@@ -318,91 +318,101 @@ class Store:
             self._embedder = get_embedder(self._model_path)
         return self._embedder
 
-    def _q(self, sql: str, args=()) -> list:
-        """A read under the store's lock (one connection serves every thread)."""
-        with self._lock:
+    @property
+    def _lock(self) -> threading.RLock:
+        return self.lock  # the earlier private name (bench/memory_latency.py holds it)
+
+    def read(self, sql: str, args=()) -> list:
+        """The rows of one read, under the store's lock (one connection serves every thread)."""
+        with self.lock:
             return self.conn.execute(sql, args).fetchall()
 
-    def _q1(self, sql: str, args=()):
-        rows = self._q(sql, args)
+    def read_one(self, sql: str, args=()):
+        """The first row of a read, or None."""
+        rows = self.read(sql, args)
         return rows[0] if rows else None
 
-    def _tx(self):
-        return _Transaction(self.conn, self._lock)
+    def read_in(self, sql: str, values: Iterable, *, before=(), after=()) -> list:
+        """The rows of ``sql`` whose ``IN ({marks})`` takes ``values``, read ``IN_BATCH`` at a
+        time (SQLite limits a statement's variables); its other arguments go ``before`` and
+        ``after`` the values."""
+        values = list(values)
+        rows: list = []
+        for start in range(0, len(values), IN_BATCH):
+            chunk = values[start:start + IN_BATCH]
+            rows += self.read(sql.format(marks=",".join("?" * len(chunk))), (*before, *chunk, *after))
+        return rows
 
-    def lexical_index(self, collection_id: int) -> "lexical_cache.LexicalIndex | None":
+    def transaction(self) -> "_Transaction":
+        """``with store.transaction() as conn:`` a write (``BEGIN IMMEDIATE`` ... ``COMMIT``,
+        rolled back on error) under the store's lock."""
+        return _Transaction(self.conn, self.lock)
+
+    @contextlib.contextmanager
+    def snapshot(self):
+        """``with store.snapshot() as conn:`` reads that see one state of the database (a
+        rebuild reads its rows and the change log's head in one)."""
+        with self.lock:
+            self.conn.execute("BEGIN")
+            try:
+                yield self.conn
+            finally:
+                self.conn.execute("COMMIT")
+
+    def lexical_index(self, collection_id: int):
         """A collection's tantivy BM25 cache, opened on first use; None when FTS5 does the
         lexical search."""
-        if self.lexical_engine != "tantivy":
-            return None
-        with self._lock:
-            if collection_id not in self._lexical:
-                self._lexical[collection_id] = lexical_cache.LexicalIndex(self, collection_id)
-            return self._lexical[collection_id]
-
-    def _lexical_writer_opened(self, index: "lexical_cache.LexicalIndex") -> None:
-        """Keep at most MAX_OPEN_WRITERS tantivy writers open (a character each, in memory)."""
-        with self._lock:
-            if index in self._lexical_writers:
-                self._lexical_writers.remove(index)
-            self._lexical_writers.append(index)
-            while len(self._lexical_writers) > lexical_cache.MAX_OPEN_WRITERS:
-                self._lexical_writers.pop(0).release_writer()
+        return self.lexical.index(collection_id)
 
     def _after_write(self, collection_id: int) -> None:
         """Apply a committed write to the collection's lexical cache now, so a search need not."""
-        index = self._lexical.get(collection_id)
-        if index is not None:
-            try:
-                index.sync()
-            except Exception:  # noqa: BLE001 - the write is committed; the next search retries
-                lexical_cache.log.exception("lexical index update failed; it will be replayed")
+        self.lexical.after_write(collection_id)
 
     def collection(self, name: str, *, create: bool = True) -> "Collection":
         """The collection called ``name``; created (empty) when missing unless ``create=False``."""
         if not name or len(name) > 512:
             raise StoreError("a collection name must be 1 to 512 characters")
-        with self._lock:
+        with self.lock:
             if name in self._collections:
                 return self._collections[name]
-            row = self._q1("SELECT id, model, dim FROM collections WHERE name = ?", (name,))
+            row = self.read_one("SELECT id, model, dim FROM collections WHERE name = ?", (name,))
             if row is None:
                 if not create:
                     raise StoreError(f"no collection named {name!r} in {self.directory}")
                 embedder = self.embedder
-                with self._tx() as conn:
+                with self.transaction() as conn:
                     conn.execute(
                         "INSERT OR IGNORE INTO collections(name, model, dim, created) VALUES (?, ?, ?, ?)",
                         (name, embedder.name, embedder.dim, time.time()),
                     )
-                row = self._q1("SELECT id, model, dim FROM collections WHERE name = ?", (name,))
+                row = self.read_one("SELECT id, model, dim FROM collections WHERE name = ?", (name,))
             coll = Collection(self, row[0], name, row[1], row[2])
             self._collections[name] = coll
             return coll
 
     def collection_names(self, prefix: str = "") -> list[str]:
-        rows = self._q(
+        rows = self.read(
             "SELECT name FROM collections WHERE substr(name, 1, ?) = ? ORDER BY name", (len(prefix), prefix)
         )
         return [r[0] for r in rows]
 
     def locate(self, item_id: int) -> "Collection | None":
         """The collection holding an item id, or None."""
-        row = self._q1("SELECT collections.name FROM items JOIN collections ON collections.id = items.collection_id"
+        row = self.read_one("SELECT collections.name FROM items JOIN collections ON collections.id = items.collection_id"
                        " WHERE items.id = ?", (int(item_id),))
         return self.collection(row[0]) if row else None
 
     def has_collection(self, name: str) -> bool:
-        return self._q1("SELECT 1 FROM collections WHERE name = ?", (name,)) is not None
+        return self.read_one("SELECT 1 FROM collections WHERE name = ?", (name,)) is not None
 
     def drop_collection(self, name: str) -> int:
         """Delete a collection, its items and its saved index; returns the items removed."""
-        with self._lock:
-            row = self._q1("SELECT id FROM collections WHERE name = ?", (name,))
+        with self.lock:
+            row = self.read_one("SELECT id FROM collections WHERE name = ?", (name,))
             if row is None:
                 return 0
             cid = row[0]
-            with self._tx() as conn:
+            with self.transaction() as conn:
                 n = conn.execute("SELECT COUNT(*) FROM items WHERE collection_id = ?", (cid,)).fetchone()[0]
                 conn.execute("DELETE FROM items WHERE collection_id = ?", (cid,))
                 conn.execute("DELETE FROM changes WHERE collection_id = ?", (cid,))
@@ -414,12 +424,7 @@ class Store:
             for path in self.index_dir.glob(f"c{cid}.s*.*") if self.index_dir.is_dir() else []:
                 path.unlink(missing_ok=True)
             self.prune_vectors()
-            index = self._lexical.pop(cid, None) or (
-                lexical_cache.LexicalIndex(self, cid) if self.lexical_engine == "tantivy" else None)
-            if index is not None:
-                if index in self._lexical_writers:
-                    self._lexical_writers.remove(index)
-                index.drop()
+            self.lexical.drop(cid)
             return n
 
     def prune_vectors(self, *, full: bool = False) -> int:
@@ -430,7 +435,7 @@ class Store:
         costs milliseconds at a million items instead of a scan of every vector. ``full``
         scans everything, for stores whose candidates were lost some other way.
         """
-        with self._tx() as conn:
+        with self.transaction() as conn:
             if full:
                 n = conn.execute("DELETE FROM vectors WHERE hash NOT IN (SELECT hash FROM items)").rowcount
             else:
@@ -444,16 +449,9 @@ class Store:
     _prune_vectors = prune_vectors  # the earlier private name, still called by older code
 
     def vectors_for(self, model: str, hashes: list[str]) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
-        unique = list(dict.fromkeys(hashes))
-        for start in range(0, len(unique), 500):
-            chunk = unique[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            for h, blob in self._q(
-                f"SELECT hash, vector FROM vectors WHERE model = ? AND hash IN ({marks})", (model, *chunk)
-            ):
-                out[h] = np.frombuffer(blob, dtype="<f4")
-        return out
+        return {h: np.frombuffer(blob, dtype="<f4") for h, blob in self.read_in(
+            "SELECT hash, vector FROM vectors WHERE model = ? AND hash IN ({marks})", dict.fromkeys(hashes),
+            before=(model,))}
 
     def ensure_vectors(self, texts_by_hash: dict[str, str]) -> tuple[dict[str, np.ndarray], list[tuple]]:
         """Vectors for these texts, embedding (outside any transaction) only the unseen ones.
@@ -477,17 +475,16 @@ class Store:
 
     def flush(self) -> None:
         """Save every faiss index that has changes not yet on disk."""
-        with self._lock:
+        with self.lock:
             for coll in list(self._collections.values()):
                 coll.save_index(force=False)
 
     def close(self) -> None:
-        with self._lock:
+        with self.lock:
             try:
                 self.flush()
             finally:
-                for index in self._lexical.values():
-                    index.close()
+                self.lexical.close()
                 self.conn.close()
 
     def __enter__(self):
@@ -500,8 +497,8 @@ class Store:
         db = self.directory / DB_NAME
         size = sum(p.stat().st_size for p in self.directory.glob(DB_NAME + "*"))
         index_size = sum(p.stat().st_size for p in self.index_dir.glob("*.faiss")) if self.index_dir.is_dir() else 0
-        items = self._q1("SELECT COUNT(*) FROM items")[0]
-        lexical = lexical_cache.LexicalIndex.folder_bytes(self.directory)
+        items = self.read_one("SELECT COUNT(*) FROM items")[0]
+        lexical = folder_bytes(self.directory)
         return {"items": items, "sqlite_bytes": size, "faiss_bytes": index_size, "lexical_bytes": lexical,
                 "lexical_engine": self.lexical_engine, "path": str(db)}
 
@@ -525,7 +522,7 @@ class _Transaction:
 
 
 class Collection:
-    """Named set of items in a store, with its own faiss index and FTS5 filter token."""
+    """Named set of items in a store, with its own faiss index and lexical index."""
 
     def __init__(self, store: Store, cid: int, name: str, model: str, dim: int):
         self.store, self.id, self.name, self.model, self.dim = store, cid, name, model, dim
@@ -550,7 +547,7 @@ class Collection:
         _, new_rows = store.ensure_vectors(dict(zip(hashes, (it.text for it in items))))
         model = store.embedder.name
         ids: list[int] = []
-        with store._tx() as conn:
+        with store.transaction() as conn:
             self._check_model(conn, model)
             store._write_vectors(conn, new_rows)
             for it, h in zip(items, hashes):
@@ -611,7 +608,7 @@ class Collection:
             _, new_rows = self.store.ensure_vectors({h: text})
         else:
             text, h, new_rows = None, None, []
-        with self.store._tx() as conn:
+        with self.store.transaction() as conn:
             self.store._write_vectors(conn, new_rows)
             if text is not None:
                 conn.execute("UPDATE items SET text = ?, hash = ? WHERE id = ?", (text, h, item_id))
@@ -631,7 +628,7 @@ class Collection:
         """Delete items by id; returns how many existed."""
         ids = [int(i) for i in ids]
         n = 0
-        with self.store._tx() as conn:
+        with self.store.transaction() as conn:
             for item_id in ids:
                 cur = conn.execute("DELETE FROM items WHERE id = ? AND collection_id = ?", (item_id, self.id))
                 if cur.rowcount:
@@ -641,17 +638,11 @@ class Collection:
         return n
 
     def delete_keys(self, keys: Iterable[str]) -> int:
-        keys = list(keys)
-        ids = []
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            ids += [r[0] for r in self.store._q(
-                f"SELECT id FROM items WHERE collection_id = ? AND key IN ({marks})", (self.id, *chunk))]
-        return self.delete(ids)
+        return self.delete([r[0] for r in self.store.read_in(
+            "SELECT id FROM items WHERE collection_id = ? AND key IN ({marks})", keys, before=(self.id,))])
 
     def delete_group(self, grp: str) -> int:
-        ids = [r[0] for r in self.store._q(
+        ids = [r[0] for r in self.store.read(
             "SELECT id FROM items WHERE collection_id = ? AND grp = ?", (self.id, grp))]
         return self.delete(ids)
 
@@ -659,18 +650,12 @@ class Collection:
     def get(self, ids: Iterable[int]) -> list[Item]:
         """Items by id, in the order asked (missing ones left out)."""
         ids = [int(i) for i in ids]
-        found: dict[int, Item] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self.store._q(
-                f"SELECT {_COLUMNS} FROM items WHERE +collection_id = ? AND id IN ({marks})", (self.id, *chunk)
-            ):
-                found[row[0]] = _row_to_item(row, self.name)
+        found = {row[0]: _row_to_item(row, self.name) for row in self.store.read_in(
+            f"SELECT {_COLUMNS} FROM items WHERE +collection_id = ? AND id IN ({{marks}})", ids, before=(self.id,))}
         return [found[i] for i in ids if i in found]
 
     def by_key(self, key: str) -> Item | None:
-        row = self.store._q1(
+        row = self.store.read_one(
             f"SELECT {_COLUMNS} FROM items WHERE collection_id = ? AND key = ?", (self.id, key))
         return _row_to_item(row, self.name) if row else None
 
@@ -690,7 +675,7 @@ class Collection:
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             args += [int(limit), int(offset)]
-        return [_row_to_item(r, self.name) for r in self.store._q(sql, args)]
+        return [_row_to_item(r, self.name) for r in self.store.read(sql, args)]
 
     def keys(self, grp: str | None = None) -> dict[str, tuple[int, str]]:
         """key -> (id, content hash) for keyed items, optionally of one group."""
@@ -705,36 +690,25 @@ class Collection:
             # key index instead (a scan of every keyed row: 5 ms -> 100 ms a turn at 100k memories)
             sql = "SELECT key, id, hash, context FROM items WHERE collection_id = ? AND +key IS NOT NULL AND grp = ?"
             args.append(grp)
-        return {k: (i, h, c) for k, i, h, c in self.store._q(sql, args)}
+        return {k: (i, h, c) for k, i, h, c in self.store.read(sql, args)}
 
     def ids_with_texts(self, texts: Iterable[str]) -> set[int]:
         """Ids of the items whose text is exactly one of ``texts`` (by content hash). The ``+``
         keeps SQLite on the hash index: by collection it scanned 100k rows (39 ms a turn)."""
         hashes = list({content_hash(t) for t in texts if t})
-        out: set[int] = set()
-        for start in range(0, len(hashes), 500):
-            chunk = hashes[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            out |= {r[0] for r in self.store._q(
-                f"SELECT id FROM items WHERE hash IN ({marks}) AND +collection_id = ?", (*chunk, self.id))}
-        return out
+        return {r[0] for r in self.store.read_in(
+            "SELECT id FROM items WHERE hash IN ({marks}) AND +collection_id = ?", hashes, after=(self.id,))}
 
     def ids_with_fingerprints(self, fingerprints: Iterable[str]) -> dict[str, int]:
         """fingerprint -> id of the items of this collection that hold one of ``fingerprints``."""
-        wanted = list(dict.fromkeys(f for f in fingerprints if f))
-        out: dict[str, int] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            out.update((f, i) for f, i in self.store._q(
-                f"SELECT fingerprint, item_id FROM item_fingerprints WHERE collection_id = ?"
-                f" AND fingerprint IN ({marks})", (self.id, *chunk)))
-        return out
+        wanted = dict.fromkeys(f for f in fingerprints if f)
+        return dict(self.store.read_in("SELECT fingerprint, item_id FROM item_fingerprints WHERE collection_id = ?"
+                                       " AND fingerprint IN ({marks})", wanted, before=(self.id,)))
 
     def add_fingerprints(self, fingerprints: dict[str, int]) -> None:
         """Record that these items (of this collection) hold these fingerprints: items written
         before they had one, found to be the same record by the importer."""
-        with self.store._tx() as conn:
+        with self.store.transaction() as conn:
             conn.executemany(
                 "INSERT OR IGNORE INTO item_fingerprints(collection_id, fingerprint, item_id)"
                 " SELECT collection_id, ?, id FROM items WHERE id = ? AND collection_id = ?",
@@ -742,12 +716,12 @@ class Collection:
 
     def count(self, grp: str | None = None) -> int:
         if grp is None:
-            return self.store._q1("SELECT COUNT(*) FROM items WHERE collection_id = ?", (self.id,))[0]
-        return self.store._q1(
+            return self.store.read_one("SELECT COUNT(*) FROM items WHERE collection_id = ?", (self.id,))[0]
+        return self.store.read_one(
             "SELECT COUNT(*) FROM items WHERE collection_id = ? AND grp = ?", (self.id, grp))[0]
 
     def ids_in_group(self, grp: str) -> np.ndarray:
-        rows = self.store._q("SELECT id FROM items WHERE collection_id = ? AND grp = ?", (self.id, grp))
+        rows = self.store.read("SELECT id FROM items WHERE collection_id = ? AND grp = ?", (self.id, grp))
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
     def vectors(self, ids: list[int]) -> dict[int, np.ndarray]:
@@ -755,94 +729,30 @@ class Collection:
         index when it holds them (a random SQLite read per item cost 4-10 ms per search at
         100k items), else from SQLite."""
         out: dict[int, np.ndarray] = {}
-        with self.store._lock:  # a write replaying into the same faiss index must not interleave
+        with self.store.lock:  # a write replaying into the same faiss index must not interleave
             index = self.store._indexes.get(self.id)
             if index is not None and index.model == self.model:
                 out.update(index.reconstruct(list(ids)))
                 ids = [i for i in ids if i not in out]
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            for item_id, blob in self.store._q(
-                "SELECT items.id, vectors.vector FROM items CROSS JOIN vectors "
-                f"ON vectors.model = ? AND vectors.hash = items.hash"
-                f" WHERE +items.collection_id = ? AND items.id IN ({marks})", (self.model, self.id, *chunk)
-            ):
-                out[item_id] = np.frombuffer(blob, dtype="<f4")
+        for item_id, blob in self.store.read_in(
+                "SELECT items.id, vectors.vector FROM items CROSS JOIN vectors ON vectors.model = ?"
+                " AND vectors.hash = items.hash WHERE +items.collection_id = ? AND items.id IN ({marks})",
+                ids, before=(self.model, self.id)):
+            out[item_id] = np.frombuffer(blob, dtype="<f4")
         return out
 
     # -- dense and lexical candidates -----------------------------------------------------
     def dense(self, query_vector: np.ndarray, k: int, grp: str | None = None) -> list[tuple[int, float]]:
         """Top ``k`` (id, cosine) by the faiss index, optionally within one group."""
-        with self.store._lock:
+        with self.store.lock:
             index = self._fresh_index()
             allowed = self.ids_in_group(grp) if grp is not None else None
             return index.search(query_vector, k, allowed)
 
     def lexical(self, query: str, k: int, grp: str | None = None) -> list[tuple[int, float]]:
         """Top ``k`` (id, BM25 score, higher is better), optionally within one group: by tantivy,
-        or by FTS5 where tantivy cannot answer (see the module's docstring)."""
-        lexical = self.store.lexical_index(self.id)
-        if lexical is not None:
-            hits = lexical.search(query_terms(query), k, grp)
-            if hits is not None:
-                return hits
-        words = self._rare_terms(query_terms(query))
-        if not words:
-            return []
-        match = lexical_cache.fts5_match(words)
-        sql = ("SELECT items_fts.rowid, bm25(items_fts, 1.0, 0.0) AS s FROM items_fts"
-               " WHERE items_fts MATCH ?")
-        args: list = [f"coll:c{self.id} AND ({match})"]
-        if grp is not None:
-            sql += " AND items_fts.rowid IN (SELECT id FROM items WHERE collection_id = ? AND grp = ?)"
-            args += [self.id, grp]
-        sql += " ORDER BY s LIMIT ?"
-        args.append(int(k))
-        try:
-            rows = self.store._q(sql, args)
-        except sqlite3.OperationalError:
-            return []
-        return [(int(i), -float(s)) for i, s in rows]
-
-    def _rare_terms(self, words: list[str]) -> list[str]:
-        """``words`` less those in more than ``Store.common_term_ratio`` of this collection's rows.
-
-        A term in a tenth of 100k rows makes FTS5 score 10k rows and adds almost nothing to
-        BM25 (its idf is near zero), so it is dropped; the rarest term always stays. Document
-        frequency comes from ``items_fts_vocab`` and counts every collection: when the store
-        holds others, a term common there is re-counted in this collection (capped) first.
-        """
-        store = self.store
-        ratio = store.common_term_ratio
-        if len(words) < 2 or not ratio:
-            return words
-        stems = stem_terms(words)
-        try:
-            wanted = sorted({f"c{self.id}", *stems.values()})
-            marks = ",".join("?" * len(wanted))
-            df = dict(store._q(f"SELECT term, doc FROM items_fts_vocab WHERE term IN ({marks})", wanted))
-        except sqlite3.OperationalError:
-            return words
-        rows = df.get(f"c{self.id}", 0)
-        if rows < store.common_term_min_rows:
-            return words
-        limit = ratio * rows
-        freq = {w: df.get(stems.get(w, w), 0) for w in words}
-        common = [w for w in words if freq[w] > limit]
-        if common and store._q1("SELECT COUNT(*) > 1 FROM collections")[0]:
-            cap = int(limit) + 1
-            for w in common:  # global count overstates: count within this collection, capped
-                sub = ("SELECT COUNT(*) FROM (SELECT rowid FROM items_fts WHERE items_fts MATCH ? LIMIT ?)")
-                try:
-                    freq[w] = store._q1(sub, (f"coll:c{self.id} AND {_quote(w)}", cap))[0]
-                except sqlite3.OperationalError:
-                    pass
-            common = [w for w in common if freq[w] > limit]
-        if not common:
-            return words
-        kept = [w for w in words if w not in common]
-        return kept or [min(words, key=lambda w: freq[w])]
+        or by FTS5 where tantivy cannot answer (``pocketpack.retrieval.lexical``)."""
+        return self.store.lexical.search(self.id, query, k, grp)
 
     # -- the faiss cache ------------------------------------------------------------------
     def _check_model(self, conn, model: str) -> None:
@@ -854,7 +764,7 @@ class Collection:
             self.store._indexes.pop(self.id, None)
 
     def _log_position(self) -> tuple[int, int]:
-        row = self.store._q1(
+        row = self.store.read_one(
             "SELECT (SELECT COALESCE(MAX(seq), 0) FROM changes), pruned_seq FROM collections WHERE id = ?", (self.id,)
         )
         return int(row[0]), int(row[1])
@@ -863,7 +773,7 @@ class Collection:
         """The in-memory faiss index, loaded or rebuilt if needed, with the log replayed."""
         store = self.store
         if store.embedder.name != self.model:
-            with store._tx() as conn:
+            with store.transaction() as conn:
                 self._check_model(conn, store.embedder.name)
         index = store._indexes.get(self.id)
         head, pruned = self._log_position()
@@ -889,16 +799,14 @@ class Collection:
         """A new index over every item, from the vectors in SQLite (embedding only what a
         model change left without a vector), read in one snapshot with the log position."""
         store = self.store
-        missing = dict(store._q(
+        missing = dict(store.read(
             "SELECT items.hash, items.text FROM items LEFT JOIN vectors ON vectors.model = ? AND vectors.hash = items.hash"
             " WHERE items.collection_id = ? AND vectors.hash IS NULL", (self.model, self.id)))
         if missing:
             _, new_rows = store.ensure_vectors(missing)
-            with store._tx() as conn:
+            with store.transaction() as conn:
                 store._write_vectors(conn, new_rows)
-        conn = store.conn
-        conn.execute("BEGIN")  # a read snapshot: the log head and the rows agree
-        try:
+        with store.snapshot() as conn:  # the log head and the rows agree
             head = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
             n = conn.execute("SELECT COUNT(*) FROM items WHERE collection_id = ?", (self.id,)).fetchone()[0]
             ids = np.empty(n, dtype=np.int64)
@@ -912,14 +820,12 @@ class Collection:
                     ids[got] = item_id
                     vecs[got] = np.frombuffer(blob, dtype="<f4")
                     got += 1
-        finally:
-            conn.execute("COMMIT")
         index = VectorIndex(self.id, self.model, self.dim, approx_threshold=store.approx_threshold, nprobe=store.nprobe)
         index.build(ids[:got], vecs[:got], head)
         return index
 
     def _replay(self, index: VectorIndex) -> None:
-        rows = self.store._q(
+        rows = self.store.read(
             "SELECT seq, item_id, op FROM changes WHERE collection_id = ? AND seq > ? ORDER BY seq",
             (self.id, index.seq),
         )
@@ -945,58 +851,11 @@ class Collection:
     def save_index(self, force: bool = True) -> None:
         """Write the faiss index to disk and drop the change-log entries it now contains."""
         store = self.store
-        with store._lock:
+        with store.lock:
             index = store._indexes.get(self.id)
             if index is None or (not force and index.unsaved == 0):
                 return
             index.save(store.index_dir)
-            with store._tx() as conn:
+            with store.transaction() as conn:
                 conn.execute("DELETE FROM changes WHERE collection_id = ? AND seq <= ?", (self.id, index.seq))
                 conn.execute("UPDATE collections SET pruned_seq = MAX(pruned_seq, ?) WHERE id = ?", (index.seq, self.id))
-
-
-# the one query sanitiser of both lexical engines lives with the tantivy one (lexical.py)
-query_terms = lexical_cache.query_terms
-_quote = lexical_cache.fts5_quote
-
-
-def fts_query(text: str, max_terms: int = lexical_cache.MAX_QUERY_TERMS) -> str:
-    """An FTS5 OR-query of the words of ``text``, each quoted: user text is never FTS syntax."""
-    return lexical_cache.fts5_match(query_terms(text, max_terms))
-
-
-class _Stemmer:
-    """Words to the terms FTS5 stores for them, by FTS5's own tokenizer (an in-memory table
-    with ``items_fts``'s tokenize option), so the vocabulary lookup agrees with the index."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._conn = None
-        self._cache: dict[str, str] = {}
-
-    def __call__(self, words: list[str]) -> dict[str, str]:
-        todo = [w for w in words if w not in self._cache]
-        if todo:
-            with self._lock:
-                if self._conn is None:
-                    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-                    conn.execute("CREATE VIRTUAL TABLE tok USING fts5(t, tokenize = 'porter unicode61 remove_diacritics 2')")
-                    conn.execute("CREATE VIRTUAL TABLE tok_v USING fts5vocab(tok, 'instance')")
-                    self._conn = conn
-                conn = self._conn
-                conn.execute("BEGIN")
-                try:
-                    conn.executemany("INSERT INTO tok(rowid, t) VALUES (?, ?)", list(enumerate(todo)))
-                    found = {doc: term for term, doc, offset in conn.execute("SELECT term, doc, offset FROM tok_v")
-                             if offset == 0}
-                    conn.execute("DELETE FROM tok")
-                finally:
-                    conn.execute("COMMIT")
-                if len(self._cache) > 50_000:
-                    self._cache.clear()
-                for i, w in enumerate(todo):
-                    self._cache[w] = found.get(i, w)
-        return {w: self._cache[w] for w in words}
-
-
-stem_terms = _Stemmer()

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from pocketpack.fsutil import atomic_path, atomic_write
 
 FORMAT = 1
 _FILE = re.compile(r"^c(\d+)\.s(\d+)\.faiss$")
@@ -156,11 +157,8 @@ class VectorIndex:
         stem = f"c{self.collection_id}.s{self.seq}"
         meta = IndexMeta(self.collection_id, self.model, self.dim, self.kind, self.count, self.seq, self.trained_on)
         atomic_write(directory / f"{stem}.json", json.dumps(meta.__dict__, indent=1).encode())
-        tmp = directory / f".{stem}.faiss.tmp"
-        faiss.write_index(self.index, str(tmp))
-        _fsync_file(tmp)
-        os.replace(tmp, directory / f"{stem}.faiss")
-        _fsync_dir(directory)
+        with atomic_path(directory / f"{stem}.faiss") as tmp:
+            faiss.write_index(self.index, str(tmp))
         for path in directory.glob(f"c{self.collection_id}.s*.*"):
             match = re.match(rf"^c{self.collection_id}\.s(\d+)\.(faiss|json)$", path.name)
             if match and int(match.group(1)) != self.seq:
@@ -194,34 +192,3 @@ class VectorIndex:
                 index.nprobe = nprobe or max(8, index.nlist // 10)
             return self
         return None
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write a small file whole or not at all: a temporary beside it, fsynced, renamed over it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
