@@ -9,8 +9,9 @@ from the base text it kept aside. So:
 
 - both memory and rag-enhancer appear, whatever the ``--extensions`` order;
 - rendering twice, or re-registering a block, never duplicates anything;
-- the blocks share one token budget, counted with the loaded model's tokenizer
-  (a length-based estimate when none is loaded), each block getting a fair share first;
+- the blocks share one token budget, counted with the counter the caller passes (its script
+  builds it from the loaded model's tokenizer; a length-based estimate when none is loaded),
+  each block getting a fair share first;
 - block items are data: newlines are flattened, chat-template control tokens and the block's
   own header/footer lines are defused, so an item cannot close its block or add a turn.
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from pocketpack.system_message import template_default
+from pocketpack.turnstate import system_key
 
 STATE_KEY = "_pocketpack_compose"
 INJECTION_POINT = "<|injection-point|>"
@@ -74,13 +76,22 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 3.5) if text else 0
 
 
-def default_counter() -> Counter:
-    """The loaded model's tokenizer through ``pocketpack.tgwui``, falling back to the estimate."""
-    from pocketpack import tgwui
+def tokenizer_counter(tokenizer) -> Counter:
+    """A counter over ``tokenizer`` (anything with ``encode``), falling back to the estimate
+    when it is None or fails. Scripts build one from the host's loaded tokenizer and hand it
+    to their engine: the composer never looks for a tokenizer itself."""
 
     def count(text: str) -> int:
-        n = tgwui.count_tokens(text)
-        return estimate_tokens(text) if n is None else int(n)
+        if tokenizer is None or not hasattr(tokenizer, "encode"):
+            return estimate_tokens(text)
+        try:
+            ids = tokenizer.encode(text)
+        except Exception:  # noqa: BLE001 - a host's tokenizer may raise anything; counting then falls back to the estimate
+            return estimate_tokens(text)
+        try:
+            return len(ids)
+        except TypeError:  # a torch tensor of shape (1, n)
+            return int(ids.shape[-1])
 
     return count
 
@@ -176,8 +187,10 @@ def _select(blocks: list[Block], budget: int | None, count: Counter) -> tuple[di
 
 def compose_text(base: str, blocks: list[Block], *, budget: int | None = None,
                  count: Counter | None = None) -> Composition:
-    """``base`` with the blocks placed around it (or at its injection marker), within budget."""
-    count = count or default_counter()
+    """``base`` with the blocks placed around it (or at its injection marker), within budget.
+    ``count`` is the loaded model's counter the caller was handed (:func:`tokenizer_counter`);
+    without one, the length-based estimate."""
+    count = count or estimate_tokens
     blocks = sorted((b for b in blocks if b.items), key=lambda b: (b.order, b.name))
     chosen, used = _select(blocks, budget, count)
     rendered = {b.name: render_block(b, chosen[b.name]) for b in blocks if chosen[b.name]}
@@ -210,12 +223,6 @@ def compose_text(base: str, blocks: list[Block], *, budget: int | None = None,
 
 
 # -- the turn's state ---------------------------------------------------------------------
-def _system_key(state: dict) -> str:
-    from pocketpack.tgwui import system_key
-
-    return system_key(state)
-
-
 def turn_budget(state: dict, blocks: list[Block]) -> int | None:
     """The shared budget: ``pocketpack_context_budget`` if set, else the blocks' own caps,
     bounded by a quarter of the model's context (``truncation_length``) when known."""
@@ -250,7 +257,7 @@ def withdraw(state: dict, name: str, *, count: Counter | None = None) -> Composi
 def render(state: dict, *, count: Counter | None = None) -> Composition:
     """Write base + every registered block into the state's system key; idempotent."""
     data = state.setdefault(STATE_KEY, {"blocks": {}, "base": {}, "rendered": {}, "report": None})
-    key = _system_key(state)
+    key = system_key(state)
     # the mode's key may have changed since the last render: put the other key back
     for old_key in list(data["rendered"]):
         if old_key != key:

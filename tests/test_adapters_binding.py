@@ -109,7 +109,7 @@ def test_script_builds_its_tab_with_no_model_and_no_adapters(host):
     script.setup()
     with gr.Blocks():
         script.ui()
-    lib, res, binds, hint = script._tables()
+    lib, res, binds, hint = script.engine().tables()
     assert lib == [] and res == [] and "No model is loaded" in hint
     assert "No voices yet: **train a voice from a text file or a character's chats** below" in hint
     state = {"character_menu": "Flint"}
@@ -129,12 +129,12 @@ def test_script_applies_bindings_through_state_modifier(host, base, loras):
     script.state_modifier({"character_menu": "Flint"})
     assert host.lora_names == ["pirate"]
     assert not torch.allclose(logits(model), plain, atol=1e-3)
-    lib, res, binds, _ = script._tables()
+    lib, res, binds, _ = script.engine().tables()
     assert {r[0]: r[-1] for r in lib} == {"formal": "ready", "pirate": "active (1)"}
     assert binds == [["Flint", "pirate=1", "live"]]
-    _, _, msg = script._do("switch", ["formal"], "", "live")
+    _, _, msg = script.engine().act("switch", ["formal"], "", "live")
     assert msg == "Active: formal=1" and host.lora_names == ["formal"]
     script.state_modifier({"character_menu": "Someone else"})                 # unbound: the manual choice
     assert host.lora_names == ["formal"]
-    _, _, msg = script._do("switch", [], "ghost=1", "live")
+    _, _, msg = script.engine().act("switch", [], "ghost=1", "live")
     assert msg.startswith("**Not done:**") and host.lora_names == ["formal"]

@@ -345,17 +345,17 @@ def test_extension_switches_tgwui_llama_server_and_writes_its_flags(host, files)
     loras = Path(host.args.lora_dir)
     with FakeLlamaServer(files["model"], [loras / "a.gguf"]) as fake:
         host.model = LlamaServer(fake.port, str(files["model"]))
-        lib, _, _, hint = script._tables()
+        lib, _, _, hint = script.engine().tables()
         assert "started with a.gguf; only these can be switched" in hint
         status = {row[0]: row[-1] for row in lib}
         assert status["a"] == "loaded" and "started without it" in status["b"]  # in the server from the start
-        _, _, msg = script._do("switch", ["a"], "", "live")
+        _, _, msg = script.engine().act("switch", ["a"], "", "live")
         assert msg == "Active: a=1" and host.lora_names == ["a"]
         assert fake.posted_scales()[-1] == [{"id": 0, "scale": 1.0}]
-        _, _, msg = script._do("switch", ["b"], "", "live")
+        _, _, msg = script.engine().act("switch", ["b"], "", "live")
         assert msg.startswith("**Not done:** b: llama-server was started without it") and host.lora_names == ["a"]
 
-        flags, note = script._server_flags(["a", "b", "c"], "")  # c is PEFT: converted for the loaded model
+        flags, note = script.engine().server_flags(["a", "b", "c"], "")  # c is PEFT: converted for the loaded model
         parts = shlex.split(flags)
         assert parts[:4] == ["--lora", str((loras / "a.gguf").resolve()), "--lora", str((loras / "b.gguf").resolve())]
         assert parts[4] == "--lora" and Path(parts[5]).is_file() and parts[5].endswith(".gguf")
@@ -372,9 +372,9 @@ def test_extension_keeps_no_reference_to_tgwuis_llama_server(host, files):
     with FakeLlamaServer(files["model"], [Path(host.args.lora_dir) / "a.gguf"]) as fake:
         server = LlamaServer(fake.port, str(files["model"]))
         host.model = server
-        script._do("switch", ["a"], "", "live")
-        first = script._model()
-        assert script._model() is first  # one handle per server: the manager and its adapters persist
+        script.engine().act("switch", ["a"], "", "live")
+        first = script.engine().model()
+        assert script.engine().model() is first  # one handle per server: the manager and its adapters persist
         ref = weakref.ref(server)
         host.model = server = None  # TGWUI unloads: its LlamaServer.__del__ must be able to stop the process
         gc.collect()

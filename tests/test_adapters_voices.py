@@ -294,7 +294,7 @@ def test_the_tab_tells_the_story_of_a_new_voice(tiny, corpus, tmp_path, monkeypa
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     try:
-        lib, _, _, hint = script._tables()
+        lib, _, _, hint = script.engine().tables()
         assert lib == [] and "**train a voice from a text file or a character's chats**" in hint
         with gr.Blocks() as blocks:
             script.ui()
@@ -304,7 +304,7 @@ def test_the_tab_tells_the_story_of_a_new_voice(tiny, corpus, tmp_path, monkeypa
                          and c.label.startswith("Train a voice from a text file or a character's chats"))
         assert accordion.open  # open while the library is empty
 
-        updates = list(script._train(str(tiny), str(corpus), "voice", 4, 8, "q_proj,v_proj", 30, 32, "nf4", False))
+        updates = list(script.engine().train(str(tiny), str(corpus), "voice", 4, 8, "q_proj,v_proj", 30, 32, "nf4", False))
         running = [msg for msg, _ in updates[:-1] if "steps/s" in msg]
         assert running and all(" · eta " in m and " · loss " in m for m in running)
         curves = [img for _, img in updates if isinstance(img, np.ndarray)]
@@ -313,7 +313,7 @@ def test_the_tab_tells_the_story_of_a_new_voice(tiny, corpus, tmp_path, monkeypa
         assert final.startswith("Saved **voice**: 30 steps") and "rank 4" in final and "base tiny.gguf" in final
         assert isinstance(image, np.ndarray)
 
-        lib, _, _, hint = script._tables()
+        lib, _, _, hint = script.engine().tables()
         from pocketpack.adapters.session import LIBRARY_HEADERS
 
         rows = {r[1]: dict(zip(LIBRARY_HEADERS, r)) for r in lib if r[0] == "voice"}

@@ -9,7 +9,6 @@ import pytest
 
 from pocketpack import compose
 from pocketpack.compose import Block, compose_text, contribute, estimate_tokens, neutralise, render, withdraw
-from pocketpack.host import shared as host_shared
 
 CHARACTER = "Aria is a cheerful ship's navigator who loves star charts."
 
@@ -29,11 +28,6 @@ def chat_state(**extra):
 
 def api_state(**extra):
     return {"mode": "instruct", "context": "", "custom_system_message": "Be concise.", "name2": "AI", **extra}
-
-
-@pytest.fixture(autouse=True)
-def no_tokenizer(monkeypatch):
-    monkeypatch.setattr(host_shared, "tokenizer", None)
 
 
 @pytest.mark.parametrize("first, second", [(memory_block, rag_block), (rag_block, memory_block)])
@@ -128,15 +122,16 @@ def test_the_budget_is_shared_so_neither_block_starves():
     assert "Memory number 39" not in injected
 
 
-def test_the_loaded_models_tokenizer_counts_the_budget(monkeypatch):
+def test_the_loaded_models_tokenizer_counts_the_budget():
+    """The counter the script hands in (built from the loaded tokenizer) counts the budget."""
     class OneTokenPerCharacter:
         def encode(self, text):
             return list(range(len(text)))
 
     items = [f"Fact {i}: the galley stores {i} crates of oranges." for i in range(20)]
     estimated = compose_text("", [Block(name="memory", title="M", items=items)], budget=300)
-    monkeypatch.setattr(host_shared, "tokenizer", OneTokenPerCharacter())
-    counted = compose_text("", [Block(name="memory", title="M", items=items)], budget=300)
+    counted = compose_text("", [Block(name="memory", title="M", items=items)], budget=300,
+                           count=compose.tokenizer_counter(OneTokenPerCharacter()))
     assert len(counted.text) <= 300 < len(estimated.text)
     assert 0 < len(counted.included["memory"]) < len(estimated.included["memory"])
 

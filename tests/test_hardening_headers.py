@@ -370,13 +370,13 @@ def test_the_tab_lists_every_adapter_with_its_reason(library, tmp_path, monkeypa
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
 
-    lib, _, _, _ = script._tables()
+    lib, _, _, _ = script.engine().tables()
     status = {row[0]: row[-1] for row in lib}
     assert set(status) == {"good", "zeta-good", *BAD}
     assert status["good"] == "load a model to use"
     for name, reason in BAD.items():
         assert status[name].startswith("cannot use: ") and reason in status[name], status[name]
-    bindings, msg = script._bind("Flint", "rank-word=1", "live", False)
+    bindings, msg = script.engine().bind("Flint", "rank-word=1", "live", False)
     assert msg.startswith("**Not done:** cannot bind 'rank-word': ") and "\n" not in msg and bindings == []
 
 

@@ -261,10 +261,10 @@ def test_the_tabs_consolidation_uses_the_hosts_loaded_model(tmp_path):
     memory.add_many([{"character": "Aria", "role": "user", "text": f"I sailed to island {i}.", "chat": "c1", "row": i,
                       "time": old + i} for i in range(3)])
     shared.backend = None
-    assert "No model is loaded" in panel.consolidate_character(memory, "Aria", 7, script._generate)
+    assert "No model is loaded" in panel.consolidate_character(memory, "Aria", 7, script.turns().generate)
     shared.backend = runtime.backend = ScriptedBackend("The user sails to islands.\n- The user owns a boat.\n\nmore")
     calls = []
-    message = panel.consolidate_character(memory, "Aria", 7, script._generate,
+    message = panel.consolidate_character(memory, "Aria", 7, script.turns().generate,
                                           progress=lambda d, t: calls.append((d, t)), batch=2)
     shared.backend = None
     assert message.startswith("Consolidated 3 memories of **Aria** into 2 pinned facts in 2 batches")

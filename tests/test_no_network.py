@@ -122,7 +122,7 @@ def test_a_bare_model_name_is_not_found_and_never_looked_up(record, tmp_path, de
     code = ("from pocketpack.host.runtime import Runtime\n"
             f"rt = Runtime(root={str(REPO)!r}, user_data_dir={str(tmp_path / 'ud')!r}, extensions=['adapter-switcher'])\n"
             "script = rt.host.loaded['adapter-switcher']\n"
-            f"for message, _ in script._train({BARE!r}, {str(data)!r}, 'new', 8, 16, 'q_proj,v_proj', 10, 64, "
+            f"for message, _ in script.engine().train({BARE!r}, {str(data)!r}, 'new', 8, 16, 'q_proj,v_proj', 10, 64, "
             "'nf4', True):\n    print(message)\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=guarded_env(record), capture_output=True,
                             text=True, timeout=600)

@@ -288,9 +288,11 @@ def test_citations_link_only_this_turns_passages(tmp_path, script):
 
 def test_a_bad_setting_from_the_ui_is_refused_and_changes_nothing(script):
     before = dict(script.params)
-    values = [before.get(k, RagSettings().__dict__.get(k)) for k in script._SETTING_KEYS]
-    values[script._SETTING_KEYS.index("chunk_size")] = 8
-    message = script.save_settings(*values)
+    from pocketpack.rag.extension import SETTING_KEYS
+
+    values = dict(zip(SETTING_KEYS, [before.get(k, RagSettings().__dict__.get(k)) for k in SETTING_KEYS]))
+    values["chunk_size"] = 8
+    message = script.engine().apply_settings(values)
     assert message.startswith("Settings not saved:") and "chunk" in message and "\n" not in message
     assert script.params["chunk_size"] == before["chunk_size"]
     assert not (Path(script.params["store_dir"]) / "rag-settings.json").exists()

@@ -186,11 +186,11 @@ def load_script():
 def test_the_tab_takes_a_pasted_config_json():
     script = load_script()
     pasted = (DATA / "mistral-7b-v0.1.json").read_text()
-    chart_pasted, text_pasted = script._analyse("", pasted, 4096, tier_label("gpu-8gb"), 0, 0)
-    chart_named, text_named = script._analyse("Mistral 7B", "", 4096, tier_label("gpu-8gb"), 0, 0)
-    assert chart_pasted["value"].equals(chart_named["value"])
+    chart_pasted, _, text_pasted = script.engine().analyse("", pasted, 4096, tier_label("gpu-8gb"), 0, 0)
+    chart_named, _, text_named = script.engine().analyse("Mistral 7B", "", 4096, tier_label("gpu-8gb"), 0, 0)
+    assert chart_pasted.equals(chart_named)
     assert table(text_pasted) == table(text_named)
-    _, error = script._analyse("", '{"hidden_size": 1e400}', 4096, tier_label("gpu-8gb"), 0, 0)
+    _, _, error = script.engine().analyse("", '{"hidden_size": 1e400}', 4096, tier_label("gpu-8gb"), 0, 0)
     assert error.startswith("**Cannot estimate:**") and "out of range" in error
 
 

@@ -45,18 +45,17 @@ def test_ui_builds_and_estimates(models_dir):
         script.ui()
     from pocketpack.vram.report import CUSTOM_MACHINE
 
-    chart, text = script._analyse("llama3-8b", "", 4096, CUSTOM_MACHINE, 8, 32)
-    frame = chart["value"]
+    frame, _, text = script.engine().analyse("llama3-8b", "", 4096, CUSTOM_MACHINE, 8, 32)
     assert set(frame["part"]) >= {"weights", "KV cache", "CUDA context + runtime"}
     assert "gguf-Q4_K_M" in set(frame["format"]) and "| 1 |" in text
-    _, error = script._analyse("empty", "", 4096, CUSTOM_MACHINE, 8, 32)
+    _, _, error = script.engine().analyse("empty", "", 4096, CUSTOM_MACHINE, 8, 32)
     assert "Cannot estimate" in error and "neither config.json" in error
 
 
 @pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="a GPU is present: measured numbers differ")
 def test_measured_says_no_gpu(models_dir):
     script = load_script()
-    assert "no GPU" in script._measure()
+    assert "no GPU" in script.engine().measure()
 
 
 def test_apply_in_the_standalone_host_saves_the_hosts_own_settings(models_dir, monkeypatch, tmp_path):
@@ -68,7 +67,7 @@ def test_apply_in_the_standalone_host_saves_the_hosts_own_settings(models_dir, m
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(shared, "user_data_dir", tmp_path / "user_data")
     script = load_script()
-    message = script._apply("gpu-8gb", "llama3-8b")
+    message = script.engine().apply("gpu-8gb", "llama3-8b")
     assert "Saved in" in message and "not a text-generation-webui checkout" not in message
     saved = yaml.safe_load((tmp_path / "user_data" / "pocketpack" / "model-settings.yaml").read_text())
     settings = saved["models"]["llama3-8b"]["settings"]
@@ -102,7 +101,7 @@ def test_apply_in_a_checkout_uses_the_installed_preset(tmp_path, monkeypatch):
     tgwui_shared.user_data_dir = root / "user_data"
     monkeypatch.setitem(sys.modules, "modules.shared", tgwui_shared)
     script = load_script()
-    message = script._apply("gpu-8gb", "llama3-8b")
+    message = script.engine().apply("gpu-8gb", "llama3-8b")
     assert "Wrote" in message and str(installed / "gpu-8gb.yaml") in message
     written = yaml.safe_load((models / "config-user.yaml").read_text())["llama3-8b$"]
     assert written["loader"] == "Transformers" and written["truncation_length"] == 3072

@@ -1,8 +1,9 @@
 """memory: long-term memory across chats, per character, persistent and editable.
 
-Thin TGWUI adapter over ``pocketpack.memory``: hooks forward to ``MemoryTurns`` (recall and
-injection through the shared context composer, storage of each completed exchange), and the
-tab wires gradio components to ``pocketpack.memory.panel``. Works through the API too (no UI,
+Thin TGWUI adapter over ``pocketpack.memory`` (see docs/extensions.md): hooks forward to
+``MemoryTurns``, the memory engine (recall and injection through the shared context composer,
+storage of each completed exchange), and the tab wires gradio components to
+``pocketpack.memory.panel``. Works through the API too (no UI,
 no ``character_menu``/``unique_id`` in the state). A failure here is logged and the turn goes on
 without memories. Memories of a chat deleted in TGWUI are forgotten (``pocketpack.memory.chats``);
 consolidation runs only from the tab's button, on the loaded model.
@@ -12,6 +13,9 @@ import atexit
 import logging
 import threading
 from pathlib import Path
+
+from pocketpack import tgwui
+from pocketpack.hooks import never_break
 
 params = {
     "display_name": "Memory",
@@ -35,11 +39,9 @@ _turns = None
 
 
 def _store_dir() -> Path:
-    from pocketpack.tgwui import shared
-
     if params.get("store_dir"):
         return Path(params["store_dir"]).expanduser()
-    return Path(getattr(shared(), "user_data_dir", "user_data")) / "pocketpack" / "memory"
+    return Path(getattr(tgwui.shared(), "user_data_dir", "user_data")) / "pocketpack" / "memory"
 
 
 def _settings():
@@ -65,14 +67,14 @@ def turns():
             from pocketpack.memory.chats import ChatFiles
             from pocketpack.memory.store import MemoryStore
             from pocketpack.memory.turns import MemoryTurns
-            from pocketpack.tgwui import shared
 
             memory = MemoryStore(directory, model_path=params.get("embedding_model") or None,
                                  approx_threshold=int(params.get("approx_threshold", 50000)))
-            host = shared()
+            host = tgwui.shared()
             chat_files = ChatFiles(memory, Path(getattr(host, "user_data_dir", "user_data")) / "logs",
                                    enabled=not getattr(getattr(host, "args", None), "multi_user", False))
-            _turns = MemoryTurns(memory, _settings(), chat_files=chat_files)
+            _turns = MemoryTurns(memory, _settings(), chat_files=chat_files, count=tgwui.counter(),
+                                 generate=_generate)
             atexit.register(_flush, memory)
         else:
             _turns.settings = _settings()
@@ -97,11 +99,10 @@ def reset():
 
 def setup():
     import pocketpack.memory  # noqa: F401  (fails early with a clear ModuleNotFoundError if not installed)
-    from pocketpack.tgwui import shared
 
     preload = params.get("preload", "auto")
     if preload == "auto":
-        preload = shared().__name__ == "modules.shared"  # TGWUI itself, not a test host
+        preload = tgwui.in_tgwui()  # TGWUI itself, not a test host
     if not preload or preload == "false":
         return
 
@@ -115,47 +116,36 @@ def setup():
     threading.Thread(target=warm, name="memory-warmup", daemon=True).start()
 
 
-def _guarded(what, fallback, fn):
-    try:
-        return fn()
-    except Exception as exc:  # noqa: BLE001 - an extension never breaks a chat
-        from pocketpack.memory.turns import report_failure
-
-        report_failure(what, exc)  # a damaged store: one line, once; anything else: its traceback
-        return fallback
-
-
+@never_break("memory")
 def state_modifier(state):
-    return _guarded("state_modifier", state, lambda: turns().on_state(state))
+    return turns().on_state(state, tgwui.turn(state))
 
 
+@never_break("memory")
 def chat_input_modifier(text, visible_text, state):
-    return _guarded("chat_input_modifier", (text, visible_text),
-                    lambda: turns().on_chat_input(text, visible_text, state))
+    return turns().on_chat_input(text, visible_text, state, tgwui.turn(state))
 
 
+@never_break("memory")
 def output_modifier(string, state, is_chat=False):
-    return _guarded("output_modifier", string, lambda: turns().on_output(string, state, is_chat=is_chat))
-
-
-# -- the tab ------------------------------------------------------------------------------
-def _current_character():
-    from pocketpack.tgwui import shared
-
-    component = (getattr(shared(), "gradio", None) or {}).get("character_menu")
-    return getattr(component, "value", None) or ""
+    return turns().on_output(string, state, is_chat=is_chat, turn=tgwui.turn(state))
 
 
 def _generate():
     """The loaded model's generate(prompt) -> str, from TGWUI or Pocket Pack's host."""
     from pocketpack.memory.generate import loaded_model_generate
-    from pocketpack.tgwui import shared
 
-    host = shared()
+    host = tgwui.shared()
     generate_reply = None
-    if host.__name__ == "modules.shared":  # inside text-generation-webui
+    if tgwui.in_tgwui():  # inside text-generation-webui
         from modules.text_generation import generate_reply
     return loaded_model_generate(host, generate_reply)
+
+
+# -- the tab ------------------------------------------------------------------------------
+def _current_character():
+    component = (getattr(tgwui.shared(), "gradio", None) or {}).get("character_menu")
+    return getattr(component, "value", None) or ""
 
 
 def ui():
@@ -275,7 +265,7 @@ def ui():
         def report(done, total):
             progress((done, total), desc=f"Consolidating {c}", unit="memories")
 
-        return panel.consolidate_character(memory(), c, days, _generate, progress=report)
+        return panel.consolidate_character(memory(), c, days, turns().generate, progress=report)
 
     consolidate_button.click(consolidate, [character, older_than], [consolidate_status])
 

@@ -1,13 +1,17 @@
 """rag-enhancer: ask questions of your own documents, with citations.
 
-A thin adapter: TGWUI hooks and the Documents tab call ``pocketpack.rag`` (all logic lives
-there). Documents are stored under ``user_data/pocketpack/documents`` (SQLite + faiss), so
-they persist across restarts and are shared with ``pocketpack rag --store ...`` on the CLI.
+A thin adapter: TGWUI hooks and the Documents tab call ``pocketpack.rag.extension.RagEngine``
+(all logic lives there; see docs/extensions.md). Documents are stored under
+``user_data/pocketpack/documents`` (SQLite + faiss), so they persist across restarts and are
+shared with ``pocketpack rag --store ...`` on the CLI.
 """
 
+from pathlib import Path
+
+from pocketpack import tgwui
+from pocketpack.hooks import never_break
 from pocketpack.rag.config import RagSettings
-from pocketpack.rag.extension import EXTENSION_DEFAULTS, RagEngine
-from pocketpack.rag.ingest import plural
+from pocketpack.rag.extension import ALLOW_PRIVATE_LABEL, EXTENSION_DEFAULTS, MAX_MB_LABEL, SETTING_KEYS, RagEngine
 
 params = {
     "display_name": "Documents",
@@ -22,7 +26,7 @@ _engine = None
 def engine() -> RagEngine:
     global _engine
     if _engine is None:
-        _engine = RagEngine(params)
+        _engine = RagEngine(params, user_data_dir=lambda: Path(tgwui.shared().user_data_dir), count=tgwui.counter())
     return _engine
 
 
@@ -30,18 +34,22 @@ def setup():
     engine()  # params already carry settings.yaml overrides here; the model loads on first use
 
 
+@never_break("rag-enhancer", without="documents", logger="pocketpack.rag")
 def state_modifier(state):
-    return engine().state_modifier(state)
+    return engine().state_modifier(state, tgwui.turn(state))
 
 
+@never_break("rag-enhancer", without="documents", logger="pocketpack.rag")
 def chat_input_modifier(text, visible_text, state):
-    return engine().chat_input_modifier(text, visible_text, state)
+    return engine().chat_input_modifier(text, visible_text, state, tgwui.turn(state))
 
 
+@never_break("rag-enhancer", without="documents", logger="pocketpack.rag")
 def input_modifier(string, state, is_chat=False):
     return engine().input_modifier(string, state, is_chat)
 
 
+@never_break("rag-enhancer", without="documents", logger="pocketpack.rag")
 def output_modifier(string, state, is_chat=False):
     return engine().output_modifier(string, state, is_chat)
 
@@ -64,132 +72,36 @@ _HIT_HEADERS = ["n", "score", "source", "location", "text"]
 
 
 def _paths(files):
+    """gradio's uploads (paths, or file objects in older gradio) as paths."""
     out = []
     for f in files or []:
         out.append(f if isinstance(f, str) else getattr(f, "name", None) or getattr(f, "path", ""))
     return [p for p in out if p]
 
 
-# the Settings labels that messages name (so a message and the checkbox it points at agree)
-ALLOW_PRIVATE_LABEL = "Allow local/LAN URLs"
-MAX_MB_LABEL = "Max file size (MB)"
+def _progress(progress):
+    """gradio's progress bar as the engine's ``progress(fraction, message)``."""
+    return (lambda f, m: progress(f, desc=m)) if progress is not None else None
 
 
 def add_documents(files, urls, scope, progress=None):
-    """The Add button: uploaded files, then the URLs box. The box takes web addresses only: a
-    shared UI must not read this machine's files or folders (a path there is refused; files
-    come through the file picker). An upload over the size limit is refused from its size on
-    disk, before it is read. One line per item; a bad item never stops the rest."""
-    import html
-    from pathlib import Path
-
-    from pocketpack import safepath
-    from pocketpack.rag.fetch import is_url
-
-    eng = engine()
-    collection, where = eng.upload_collection(scope)
-    lib = eng.library
-    settings = lib.settings
-    outcomes: list[tuple[str, str]] = []  # (status, line)
-
-    def tick(fraction, message):
-        if progress is not None:
-            progress(fraction, desc=message)
-
-    paths = _paths(files)
-    entries = [u.strip() for u in (urls or "").splitlines() if u.strip()]
-    url_list = [u for u in entries if is_url(u)]
-    total = len(paths) + (1 if url_list else 0)
-    for n, path in enumerate(paths):
-        p = Path(path)
-        try:  # refused from its size before a byte is read; never more than the limit read; no fifo
-            data = safepath.read_within(None, p, settings.max_bytes)
-        except safepath.TooLargeError as exc:
-            what = f"is {exc.size / 1048576:.1f} MB" if exc.size is not None else "grew while it was read"
-            outcomes.append(("error", f"skipped {p.name}: the file {what}, over the"
-                                      f" {settings.max_file_mb:g} MB limit ('{MAX_MB_LABEL}' in the settings)"))
-            continue
-        except (OSError, safepath.NotRegularFileError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            outcomes.append(("error", f"skipped {p.name}: cannot read the upload ({reason})"))
-            continue
-        # gradio keeps the original name as the temp file's name
-        result = lib.add_upload(p.name, data, collection,
-                                progress=lambda f, m, n=n: tick((n + f) / max(total, 1), m))
-        outcomes.append((result.status, result.line()))
-    fetched = iter(lib.ingest(url_list, collection,
-                              progress=lambda f, m: tick((len(paths) + f) / max(total, 1), m)).results
-                   if url_list else [])
-    for entry in entries:  # in the order typed: each URL's result, or why the line was skipped
-        if not is_url(entry):
-            outcomes.append(("error", f"not a URL: {html.escape(entry)} — add files with the file picker"))
-        elif (result := next(fetched, None)) is not None:
-            outcomes.append((result.status, result.line()))
-    outcomes += [(r.status, r.line()) for r in fetched]
-    if not outcomes:
-        return "Nothing to add: choose files or enter URLs.", eng.document_rows()
-    return _summary(outcomes, where) + "\n\n" + "\n".join(f"- {line}" for _, line in outcomes), eng.document_rows()
-
-
-def _summary(outcomes, where):
-    """The first line of the Add report: what actually happened."""
-    new = sum(status in ("added", "updated") for status, _ in outcomes)
-    unchanged = sum(status == "unchanged" for status, _ in outcomes)
-    skipped = sum(status == "error" for status, _ in outcomes)
-    tail = f" ({skipped} skipped)" if skipped else ""
-    if new:
-        return f"Added to {where}{tail}:"
-    if unchanged:
-        return f"Nothing new: already in {where}{tail}:"
-    return f"Nothing added: {'the item was' if skipped == 1 else f'all {skipped} items were'} skipped:"
+    return engine().add_documents(_paths(files), urls, scope, _progress(progress))
 
 
 def remove_document(doc_id):
-    eng = engine()
-    if not (doc_id or "").strip():
-        return "Enter a document id (first column) or name.", eng.document_rows()
-    try:
-        doc = eng.library.remove(doc_id.strip())
-        return f"Removed {doc.name or doc.source} ({plural(doc.chunks, 'chunk')}).", eng.document_rows()
-    except Exception as exc:  # noqa: BLE001 - shown to the user as one line
-        return f"Not removed: {exc}", eng.document_rows()
+    return engine().remove_document(doc_id)
 
 
 def reindex_documents(doc_id, progress=None):
-    eng = engine()
-    try:
-        report = eng.library.reindex((doc_id or "").strip() or None,
-                                     progress=(lambda f, m: progress(f, desc=m)) if progress is not None else None)
-    except Exception as exc:  # noqa: BLE001 - a UI action never breaks the tab: the error is shown
-        return f"Not re-indexed: {exc}", eng.document_rows()
-    lines = "\n".join(f"- {r.line()}" for r in report.results) or "- no documents"
-    return f"Re-indexed ({report.summary()}):\n\n{lines}", eng.document_rows()
+    return engine().reindex_documents(doc_id, _progress(progress))
 
 
 def try_query(question, k):
-    eng = engine()
-    if not (question or "").strip():
-        return "Type a question.", []
-    try:
-        rows = eng.try_query(question, int(k or 5))
-    except Exception as exc:  # noqa: BLE001 - as above
-        return f"Query failed: {exc}", []
-    return (f"{len(rows)} passage(s)." if rows else "No passage found (empty library, or nothing relevant)."), rows
-
-
-_SETTING_KEYS = ["enabled", "citations", "k", "budget_tokens", "min_score", "neighbours", "mode", "chunk_size",
-                 "chunk_overlap", "max_file_mb", "url_timeout", "allow_private_urls", "reranker_path",
-                 "max_unpacked_mb"]
+    return engine().ask(question, k)
 
 
 def save_settings(*values):
-    eng = engine()
-    try:
-        eng.save_settings(dict(zip(_SETTING_KEYS, values)))
-    except Exception as exc:  # noqa: BLE001 - as above
-        return f"Settings not saved: {exc}"
-    return ("Settings saved. Chunk size and overlap apply to documents added or re-indexed from now on"
-            " (use Re-index to apply them to existing ones).")
+    return engine().apply_settings(dict(zip(SETTING_KEYS, values)))
 
 
 def ui():

@@ -1,57 +1,56 @@
 """vram-advisor: a TGWUI tab over pocketpack.vram (estimate, advise, presets, measured usage).
 
-Thin adapter: the models folder and the loaded model come from TGWUI's shared module; every
-number comes from pocketpack. Works with --nowebui too: nothing here runs until ui() is called.
+Thin adapter over ``pocketpack.vram.engine.VramEngine``: the models folder and the loaded model
+come from TGWUI's shared module; every number comes from pocketpack. Works with --nowebui too:
+nothing here runs until ui() is called.
 """
 
 from pathlib import Path
+
+from pocketpack import tgwui
 
 params = {
     "display_name": "VRAM advisor",
     "is_tab": True,
 }
 
-_state = {"last_estimate": None}
+_engine = None
 
 
 def setup():
     import pocketpack.vram  # noqa: F401  (fails early with a clear ModuleNotFoundError if not installed)
 
 
-def _models_dir() -> Path:
-    from pocketpack.tgwui import shared
+# -- the edge: the models folder and user data folder of TGWUI (or of the standalone host) --------
 
-    s = shared()
+def _models_dir() -> Path:
+    s = tgwui.shared()
     return Path(getattr(s.args, "model_dir", None) or Path(getattr(s, "user_data_dir", "user_data")) / "models")
 
 
-def _user_data():
-    """TGWUI's user data folder (v3.1+), where the installer put the presets; None before v3.1."""
-    from pocketpack.tgwui import shared
-
-    folder = getattr(shared(), "user_data_dir", None)
-    return Path(folder) if folder and Path(folder).is_dir() else None
-
-
 def _loaded_model() -> str | None:
-    from pocketpack.tgwui import shared
-
-    name = getattr(shared(), "model_name", "None")
+    name = getattr(tgwui.shared(), "model_name", "None")
     return None if name in (None, "None", "") else name
 
 
-def _analyse(model, pasted, ctx, machine, vram, ram):
-    """Chart rows and the answer, both from one pocketpack comparison."""
-    import pandas as pd
+def engine():
+    """The process-wide VramEngine (pocketpack.vram.engine)."""
+    global _engine
+    if _engine is None:
+        from pocketpack.vram.engine import VramEngine
 
-    from pocketpack.vram.report import analyse_for_tab, chart_title
+        _engine = VramEngine(models_dir=_models_dir, user_data_dir=lambda: getattr(tgwui.shared(), "user_data_dir", None),
+                             in_tgwui=tgwui.in_tgwui)
+    return _engine
 
-    result, text = analyse_for_tab(model, pasted, ctx, machine, vram, ram, _models_dir())
-    rows = result.chart_rows() if result else []
-    frame = pd.DataFrame(rows or {"format": [], "part": [], "GiB": []})
-    best = next((r for r in result.rows if r.fits), None) if result else None
-    _state["last_estimate"] = best.estimate if best else None
-    return _chart_update(frame, chart_title(result)), text
+
+# -- UI -------------------------------------------------------------------------------------------
+
+def _analyse(*fields):
+    import gradio as gr
+
+    frame, title, text = engine().analyse(*fields)
+    return gr.update(value=frame, title=title), text
 
 
 def _preset_tier(choice):
@@ -62,53 +61,6 @@ def _preset_tier(choice):
 
     tier = tier_for_choice(choice)
     return gr.update(value=tier) if tier else gr.update()
-
-
-def _chart_update(frame, title):
-    import gradio as gr
-
-    return gr.update(value=frame, title=title)
-
-
-def _in_tgwui() -> bool:
-    """TGWUI is the host (its modules.shared is loaded); else the standalone ``pocketpack serve``."""
-    from pocketpack.host import shared as standalone
-    from pocketpack.tgwui import shared
-
-    return shared() is not standalone
-
-
-def _apply(tier, model):
-    """Apply the tier to the chosen model's own files: TGWUI's config-user.yaml inside TGWUI, the
-    host's model-settings.yaml in ``pocketpack serve`` (used at the model's next load there)."""
-    from pocketpack.presets.apply import apply_preset
-    from pocketpack.vram import VramError
-
-    if not model:
-        return "**Not applied:** choose a model in the models folder first."
-    try:
-        if _in_tgwui():
-            done = apply_preset(tier, model, None, Path.cwd(), user_data=_user_data(), models_dir=_models_dir())
-        else:
-            from pocketpack.tgwui import shared
-
-            done = apply_preset(tier, model, None, host=True, models_dir=_models_dir(),
-                                user_data=Path(shared().user_data_dir))
-    except (VramError, ValueError) as exc:
-        return f"**Not applied:** {exc}"
-    notes = "".join(f"\n\n_{n}_" for n in done.notes)
-    what = (f"`{model}` has {done.source} files: {done.entry.format}, ctx {done.entry.ctx_size} "
-            f"({done.model_class} on {tier}, preset `{done.preset_source}`)")
-    if done.host:
-        return (f"Saved in `{done.written}`: {what}. Used the next time `{model}` loads (Model tab or "
-                f"`pocketpack serve --model {model}`); flags you give there win.\n\n`{done.command}`{notes}")
-    return f"Wrote `{done.written}` for {what}.\n\n`{done.command}`{notes}"
-
-
-def _measure():
-    from pocketpack.vram.report import compare_markdown, measured_usage
-
-    return compare_markdown(_state["last_estimate"], measured_usage())
 
 
 def ui():
@@ -147,5 +99,5 @@ def ui():
     measured = gr.Markdown()
     go.click(_analyse, [model, pasted, ctx, where, vram, ram], [chart, advice])
     where.change(_preset_tier, where, tier)
-    apply.click(_apply, [tier, model], applied)
-    measure.click(_measure, None, measured)
+    apply.click(lambda t, m: engine().apply(t, m), [tier, model], applied)
+    measure.click(lambda: engine().measure(), None, measured)

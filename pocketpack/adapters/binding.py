@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pocketpack.adapters.library import AdapterError
+from pocketpack.turnstate import TurnState, as_turn
 
 FILE_NAME = "adapter_bindings.yaml"
 VERSION = 1
@@ -117,11 +118,9 @@ class Bindings:
             self.save()
         return found
 
-    def adapters_for(self, state: dict) -> Binding | None:
+    def adapters_for(self, state: TurnState | dict) -> Binding | None:
         """The binding for this turn's chat or character, or None when neither has one."""
-        from pocketpack.tgwui import character_of, chat_id_of
-
-        chat = chat_id_of(state)
-        if chat and chat in self.chats:
-            return self.chats[chat]
-        return self.characters.get(character_of(state))
+        turn = as_turn(state)
+        if turn.chat_id and turn.chat_id in self.chats:
+            return self.chats[turn.chat_id]
+        return self.characters.get(turn.character)

@@ -165,7 +165,7 @@ class AdapterSession:
                 self._bindings_mtime = mtime
             return self._bindings
 
-    def apply_state(self, model, state: dict) -> list[str] | None:
+    def apply_state(self, model, state) -> list[str] | None:  # a state dict or its TurnState
         """Before a turn: activate the chat's or character's binding (or the manual choice when
         it has none). Returns the new ``lora_names`` when something changed, else None; cheap
         when nothing changes."""

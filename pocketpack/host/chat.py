@@ -20,7 +20,7 @@ from typing import Iterator
 from pocketpack.host import shared
 from pocketpack.host.backends.base import Backend, GenerationParams
 from pocketpack.host.extensions import ExtensionHost
-from pocketpack.tgwui import system_key
+from pocketpack.turnstate import system_key
 
 CHAT_MODES = ("chat", "chat-instruct")
 

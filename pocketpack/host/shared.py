@@ -3,6 +3,8 @@
 Extension scripts reach TGWUI's globals through :func:`pocketpack.tgwui.shared`, which
 returns TGWUI's real module inside TGWUI and this one inside ``pocketpack serve``; the
 host keeps these names filled the way TGWUI does, so a script needs no second code path.
+Only the standalone host (``pocketpack.host``) and the scripts, through ``pocketpack.tgwui``,
+read it: the core is handed what it needs (a token counter, the model, paths) by the scripts.
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pocketpack import tgwui
 from pocketpack.memory.store import MemoryStore
+from pocketpack.turnstate import TurnState, as_turn
 
 log = logging.getLogger("pocketpack.memory")
 
@@ -93,14 +93,15 @@ class ChatFiles:
             return {c: dict(chats) for c, chats in self._seen.items()}
 
     # -- hooks ----------------------------------------------------------------------------
-    def observe(self, state: dict) -> Pruned | None:
+    def observe(self, state: TurnState | dict) -> Pruned | None:
         """Called on every chat turn (state_modifier): record this chat's file once it exists;
         on a switch to another chat, forget the memories of chats whose file is gone."""
-        chat = tgwui.chat_id_of(state)
-        if not self.enabled or not chat or tgwui.is_incognito(state):
+        turn = as_turn(state)
+        chat = turn.chat_id
+        if not self.enabled or not chat or turn.incognito:
             return None
-        character = tgwui.character_of(state)
-        relative = history_file(chat, character, state.get("mode"))
+        character = turn.character
+        relative = history_file(chat, character, turn.mode)
         if not (self.logs_dir / relative).resolve().is_relative_to(self.logs_dir):
             return None  # a chat id or character name with "..": never look outside the logs
         key = (character, chat)

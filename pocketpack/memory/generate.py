@@ -52,7 +52,8 @@ def loaded_model_generate(shared, generate_reply=None, *,
                           max_new_tokens: int = MAX_NEW_TOKENS) -> Callable[[str], str]:
     """A greedy ``generate(prompt) -> str`` on the host's loaded model.
 
-    ``shared`` is what :func:`pocketpack.tgwui.shared` returns; ``generate_reply`` is TGWUI's
+    ``shared`` is the host's shared module, handed in by the script (TGWUI's ``modules.shared``
+    or the standalone host's stand-in); ``generate_reply`` is TGWUI's
     ``modules.text_generation.generate_reply`` when TGWUI is the host, None in Pocket Pack's
     own host. Raises :class:`NoModelLoaded` when no model is loaded.
     """

@@ -29,13 +29,12 @@ import re
 import time as _time
 from dataclasses import dataclass, field
 
-from pocketpack import compose, tgwui
-from pocketpack.errors import PocketPackError
+from pocketpack import compose, hooks
 from pocketpack.memory.format import describe
 from pocketpack.memory.store import SKIP_USER_TEXT, Memory, MemoryStore, parse_row_key, parse_time, recall_options
+from pocketpack.turnstate import TurnState, as_turn
 
 log = logging.getLogger("pocketpack.memory")
-_reported: set[tuple] = set()   # user-facing failures already logged by this process
 
 TURN_KEY = "_pocketpack_memory"
 BLOCK_NAME = "memory"
@@ -88,38 +87,30 @@ def report_failure(what: str, exc: BaseException) -> None:
     """Log a failure of the memory extension, which never breaks a chat. One the user can act
     on (a ``PocketPackError``: a damaged or missing store...) is logged once per process, as
     its one line; it would otherwise repeat every hook of every turn. Anything else is logged
-    with its traceback each time."""
-    if isinstance(exc, PocketPackError):
-        key = (type(exc).__name__, str(getattr(exc, "directory", "")), getattr(exc, "what", "") or str(exc))
-        if key not in _reported:
-            _reported.add(key)
-            log.error("memory: %s; chats go on without memory until this is fixed", exc.one_line())
-        return
-    log.error("memory: %s failed; this turn goes on without memory", what, exc_info=exc)
+    with its traceback each time (:func:`pocketpack.hooks.report_failure`)."""
+    hooks.report_failure("memory", what, exc)
 
 
-def is_chat_state(state: dict) -> bool:
+def is_chat_state(state: TurnState | dict) -> bool:
     """Chat turns carry a history and a mode; /v1/completions and notebook turns do not."""
-    return isinstance(state.get("history"), dict) and "mode" in state
+    return as_turn(state).is_chat
 
 
-def history_rows(state: dict) -> list:
-    history = state.get("history") or {}
-    rows = history.get("internal") or []
-    return [r for r in rows if isinstance(r, (list, tuple))]
+def history_rows(state: TurnState | dict) -> list:
+    return list(as_turn(state).rows)
 
 
 def _normal(text: str) -> str:
     return re.sub(r"\s+", " ", html.unescape(text or "")).strip()[:300]
 
 
-def chat_key(state: dict, first_user: str | None = None, first_reply: str | None = None) -> str | None:
+def chat_key(state: TurnState | dict, first_user: str | None = None, first_reply: str | None = None) -> str | None:
     """The chat's id: TGWUI's ``unique_id``, or for API requests one derived from the first
     exchange (the API sends the whole conversation each time, so it is stable)."""
-    chat = tgwui.chat_id_of(state)
-    if chat:
-        return chat
-    rows = [r for r in history_rows(state) if r and r[0] not in SKIP_USER_TEXT]
+    turn = as_turn(state)
+    if turn.chat_id:
+        return turn.chat_id
+    rows = [r for r in turn.rows if r and r[0] not in SKIP_USER_TEXT]
     if rows:
         first_user, first_reply = rows[0][0], rows[0][1] if len(rows[0]) > 1 else ""
     if not first_user:
@@ -143,82 +134,97 @@ def _row_times(state: dict) -> dict[tuple[int, str], float]:
 
 
 class MemoryTurns:
-    """The per-turn behaviour of the memory extension, host-independent."""
+    """The per-turn behaviour of the memory extension, host-independent: the memory engine.
 
-    def __init__(self, memory: MemoryStore, settings: MemorySettings | None = None, chat_files=None):
+    Each hook takes TGWUI's ``state`` dict (the composer writes the prompt into it) and the
+    hook's one reading of it, ``turn`` (a :class:`~pocketpack.turnstate.TurnState`; read here
+    from ``state`` when the caller has none). ``count`` counts tokens with the loaded model's
+    tokenizer; the script hands it in (``tgwui.counter()``), and without one the
+    composer estimates. ``generate`` makes a ``generate(prompt) -> str`` on the host's loaded
+    model for the tab's consolidation (:func:`pocketpack.memory.generate.loaded_model_generate`).
+    """
+
+    def __init__(self, memory: MemoryStore, settings: MemorySettings | None = None, chat_files=None,
+                 count: compose.Counter | None = None, generate=None):
         self.memory = memory
         self.settings = settings or MemorySettings()
         self.chat_files = chat_files    # a ChatFiles, where the host saves chats as TGWUI does
+        self.count = count
+        self.generate = generate        # () -> generate(prompt) -> str on the loaded model (consolidation)
         self.last_injection: Injection | None = None
 
     # -- hooks ----------------------------------------------------------------------------
-    def on_state(self, state: dict) -> dict:
-        if not self.settings.enabled or not is_chat_state(state):
+    def on_state(self, state: dict, turn: TurnState | None = None) -> dict:
+        now = turn or TurnState.of(state)
+        if not self.settings.enabled or not now.is_chat:
             return state
-        character = tgwui.character_of(state)
-        rows = self._capped_rows(history_rows(state))
-        turn = {"character": character, "new_text": None, "row_keys": {}, "injection": None}
-        state[TURN_KEY] = turn
+        character = now.character
+        rows = self._capped_rows(now.rows)
+        state[TURN_KEY] = {"character": character, "new_text": None, "row_keys": {}, "injection": None}
         if self.chat_files is not None:
             try:
-                self.chat_files.observe(state)
+                self.chat_files.observe(now)
             except Exception:  # noqa: BLE001 - pruning deleted chats must never break a turn
                 log.exception("memory: checking for deleted chats failed; this turn goes on")
-        chat = chat_key(state)
-        if chat and rows and not tgwui.is_incognito(state):
-            prune = tgwui.chat_id_of(state) is not None
+        chat = chat_key(now)
+        if chat and rows and not now.incognito:
+            prune = now.chat_id is not None
             self.memory.sync_chat(character, chat, rows, prune=prune, times=_row_times(state))
         last_user = next((r[0] for r in reversed(rows) if r and r[0] not in SKIP_USER_TEXT), None)
         if last_user:  # what a regenerate / continue answers
-            self._inject(state, last_user, current_rows=len(rows))
+            self._inject(state, now, last_user, current_rows=len(rows))
         return state
 
-    def on_chat_input(self, text: str, visible_text: str, state: dict) -> tuple[str, str]:
-        if not self.settings.enabled or not is_chat_state(state):
+    def on_chat_input(self, text: str, visible_text: str, state: dict,
+                      turn: TurnState | None = None) -> tuple[str, str]:
+        now = turn or TurnState.of(state)
+        if not self.settings.enabled or not now.is_chat:
             return text, visible_text
-        turn = state.setdefault(TURN_KEY, {"character": tgwui.character_of(state), "row_keys": {}})
-        turn["new_text"] = stored = capped(text, self.settings.max_message_chars, say="the new message")
-        self._inject(state, stored, current_rows=len(history_rows(state)))  # the model still gets all of text
+        record = state.setdefault(TURN_KEY, {"character": now.character, "row_keys": {}})
+        record["new_text"] = stored = capped(text, self.settings.max_message_chars, say="the new message")
+        self._inject(state, now, stored, current_rows=len(now.rows))  # the model still gets all of text
         return text, visible_text
 
-    def on_output(self, reply: str, state: dict, is_chat: bool = False) -> str:
-        if not self.settings.enabled or not is_chat or not is_chat_state(state):
+    def on_output(self, reply: str, state: dict, is_chat: bool = False, turn: TurnState | None = None) -> str:
+        now = turn or TurnState.of(state)
+        if not self.settings.enabled or not is_chat or not now.is_chat:
             return reply
-        turn = state.get(TURN_KEY) or {}
-        self._remember_injection(state, turn)
-        if tgwui.is_incognito(state):
+        record = state.get(TURN_KEY) or {}
+        self._remember_injection(state, record)
+        if now.incognito:
             return reply
-        rows = self._capped_rows(history_rows(state))
-        character = turn.get("character") or tgwui.character_of(state)
+        rows = self._capped_rows(now.rows)
+        character = record.get("character") or now.character
         reply_text = reply or ""
         if 'class="pp-' in reply_text:  # rag-enhancer's output_modifier ran first: its sources are not the reply
             from pocketpack.rag.cite import strip_sources
 
             reply_text = strip_sources(reply_text)
         raw_reply = capped(html.unescape(reply_text), self.settings.max_message_chars, say="the reply")
-        if turn.get("new_text") is not None:      # a new message: it becomes the next row
-            row, user_text = len(rows), turn["new_text"]
+        if record.get("new_text") is not None:      # a new message: it becomes the next row
+            row, user_text = len(rows), record["new_text"]
         elif rows:                                # regenerate / continue: the last row
             row, user_text = len(rows) - 1, rows[-1][0]
         else:
             return reply
-        chat = chat_key(state, first_user=user_text, first_reply=raw_reply) if row == 0 else chat_key(state)
+        chat = chat_key(now, first_user=user_text, first_reply=raw_reply) if row == 0 else chat_key(now)
         if chat:
             previous = rows[row - 1][1] if 0 < row <= len(rows) and len(rows[row - 1]) > 1 else None
             self.memory.record_exchange(character, chat, row, user_text, raw_reply, previous_reply=previous)
         return reply
 
-    def _capped_rows(self, rows: list) -> list:
+    def _capped_rows(self, rows) -> list:
         """History rows with each message cut as it is stored (``capped``), so that a row's
         stored text, its change check and the in-prompt exclusion all see the same text."""
         limit = self.settings.max_message_chars
         return [[capped(t, limit) for t in r[:2]] + list(r[2:]) for r in rows]
 
     # -- recall and injection -------------------------------------------------------------
-    def recall_for(self, state: dict, query: str, *, current_rows: int) -> list[Memory]:
+    def recall_for(self, state: TurnState | dict, query: str, *, current_rows: int) -> list[Memory]:
         s = self.settings
-        character = tgwui.character_of(state)
-        chat = chat_key(state)
+        now = as_turn(state)
+        character = now.character
+        chat = chat_key(now)
         exclude: set[int] = set()
         if chat:  # the newest rows of this chat are in the prompt already
             first_excluded = max(0, current_rows - s.exclude_recent_rows)
@@ -232,18 +238,18 @@ class MemoryTurns:
                                  min_cosine=s.min_cosine)
         # the prompt's own recent rows, by content: through the API a client resends its history
         # and a changed reply makes it a new chat, so the row keys above do not catch them
-        recent = self._capped_rows(history_rows(state)[-s.exclude_recent_rows:]) if s.exclude_recent_rows > 0 else []
+        recent = self._capped_rows(now.rows[-s.exclude_recent_rows:]) if s.exclude_recent_rows > 0 else []
         in_prompt = [query] + [t for row in recent for t in row[:2] if isinstance(t, str)]
         return self.memory.recall(character, query, s.k, scope=s.scope, chat=chat, exclude=exclude, options=options,
                                   exclude_texts=in_prompt)
 
-    def _inject(self, state: dict, query: str, *, current_rows: int) -> None:
+    def _inject(self, state: dict, now: TurnState, query: str, *, current_rows: int) -> None:
         s = self.settings
-        character = tgwui.character_of(state)
+        character = now.character
         try:
             pinned = self.memory.pinned(character)
             manual = self.memory.manual_for(character, query)
-            recalled = self.recall_for(state, query, current_rows=current_rows)
+            recalled = self.recall_for(now, query, current_rows=current_rows)
         except Exception as exc:  # noqa: BLE001 - memory must never break a chat turn
             report_failure("recall", exc)
             return
@@ -256,7 +262,7 @@ class MemoryTurns:
         lines = [describe(m, user_name=state.get("name1")) for m in chosen]
         block = compose.Block(name=BLOCK_NAME, title=s.title, template=s.template, items=lines, position=s.position,
                               order=10, max_tokens=s.max_tokens)
-        compose.contribute(state, block)
+        compose.contribute(state, block, count=self.count)
         turn = state.setdefault(TURN_KEY, {})
         turn["injection"] = Injection(character=character, query=query, memories=chosen, lines=lines)
         self._remember_injection(state, turn)

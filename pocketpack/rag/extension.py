@@ -1,5 +1,6 @@
-"""What rag-enhancer does at each TGWUI hook, without TGWUI: ``extensions/rag-enhancer``
-translates hooks and gradio events into calls on one ``RagEngine``.
+"""What rag-enhancer does at each TGWUI hook and tab button, without TGWUI: the rag engine.
+``extensions/rag-enhancer`` translates hooks and gradio events into calls on one ``RagEngine``
+and hands it what it needs from the host: the user data folder and a token counter.
 
 - chat modes: ``chat_input_modifier`` (new messages) and ``state_modifier`` (regenerate and
   continue, where the question is the last user message already in the history) retrieve
@@ -18,16 +19,22 @@ on without documents, and the reply ends with a one-line notice.
 
 from __future__ import annotations
 
+import html
 import logging
 import threading
 from pathlib import Path
+from typing import Callable
 
+from pocketpack import safepath
+from pocketpack.compose import Counter
 from pocketpack.rag import config
 from pocketpack.rag.cite import link_citations
 from pocketpack.rag.config import RagSettings
-from pocketpack.rag.ingest import Library, scope_collections
+from pocketpack.rag.fetch import is_url
+from pocketpack.rag.ingest import Library, plural, scope_collections
 from pocketpack.rag.inject import INJECTION_POINT, inject_chat, inject_prompt, question_of, strip_markers
 from pocketpack.rag.retrieve import Passage, retrieve
+from pocketpack.turnstate import TurnState
 
 log = logging.getLogger("pocketpack.rag")
 NAME = "rag-enhancer"
@@ -41,18 +48,32 @@ EXTENSION_DEFAULTS = {
     "store_dir": "",            # default: <user_data>/pocketpack/documents
 }
 
+# the Settings labels that messages name (so a message and the checkbox it points at agree)
+ALLOW_PRIVATE_LABEL = "Allow local/LAN URLs"
+MAX_MB_LABEL = "Max file size (MB)"
 
-def _tgwui():
-    from pocketpack import tgwui
+# the Settings form's fields, in the order the tab passes them to ``apply_settings``
+SETTING_KEYS = ["enabled", "citations", "k", "budget_tokens", "min_score", "neighbours", "mode", "chunk_size",
+                "chunk_overlap", "max_file_mb", "url_timeout", "allow_private_urls", "reranker_path",
+                "max_unpacked_mb"]
 
-    return tgwui
+Progress = Callable[[float, str], None]  # (fraction done, what is happening)
 
 
 class RagEngine:
-    """One library; what a turn injected is kept on that turn's state (for its citations)."""
+    """One library; what a turn injected is kept on that turn's state (for its citations).
 
-    def __init__(self, params: dict):
+    ``user_data_dir``: the host's user data folder (documents go in
+    ``<it>/pocketpack/documents`` unless ``params["store_dir"]`` says otherwise) — a path, or a
+    callable asked each time, as a host may change it. ``count``: tokens with the loaded
+    model's tokenizer (the script passes ``tgwui.counter()``); None estimates.
+    """
+
+    def __init__(self, params: dict, *, user_data_dir: Path | str | Callable[[], Path] = "user_data",
+                 count: Counter | None = None):
         self.params = params
+        self._user_data_dir = user_data_dir
+        self.count = count
         self._library: Library | None = None
         self._lock = threading.RLock()
         self.last_context: tuple[str | None, str | None] = (None, None)  # (character, chat id) last seen
@@ -68,7 +89,8 @@ class RagEngine:
         configured = str(self.params.get("store_dir") or "").strip()
         if configured:
             return Path(configured).expanduser()
-        return Path(_tgwui().shared().user_data_dir) / "pocketpack" / "documents"
+        user_data = self._user_data_dir() if callable(self._user_data_dir) else self._user_data_dir
+        return Path(user_data) / "pocketpack" / "documents"
 
     @property
     def library(self) -> Library:
@@ -95,9 +117,8 @@ class RagEngine:
                 self._library = None
 
     # -- retrieval ------------------------------------------------------------------------
-    def collections_for(self, state: dict) -> list[str]:
-        tg = _tgwui()
-        character, chat = tg.character_of(state), tg.chat_id_of(state)
+    def collections_for(self, turn: TurnState) -> list[str]:
+        character, chat = turn.character, turn.chat_id
         self.last_context = (character, chat)
         return scope_collections("all", character, chat)
 
@@ -119,13 +140,13 @@ class RagEngine:
         self.notice = f"{NAME}: documents were not used for this reply ({type(exc).__name__}: {exc})"
 
     # -- hooks ----------------------------------------------------------------------------
-    def _inject(self, question: str, state: dict) -> None:
+    def _inject(self, question: str, state: dict, turn: TurnState | None) -> None:
         state[STATE_KEY] = []  # until this turn's passages are in the prompt, nothing is citable
-        passages = self.passages(question, self.collections_for(state), turn=state)
-        numbered = inject_chat(state, passages, self.settings.budget_tokens)
+        passages = self.passages(question, self.collections_for(turn or TurnState.of(state)), turn=state)
+        numbered = inject_chat(state, passages, self.settings.budget_tokens, self.count)
         state[STATE_KEY] = numbered
 
-    def state_modifier(self, state: dict) -> dict:
+    def state_modifier(self, state: dict, turn: TurnState | None = None) -> dict:
         """Regenerate/continue: the question is the history's last user message. (For a new
         message chat_input_modifier runs next and replaces this with the new question.)"""
         if not self.params.get("enabled", True):
@@ -137,17 +158,18 @@ class RagEngine:
             rows = (state.get("history") or {}).get("internal") or []
             question = rows[-1][0] if rows and rows[-1] and isinstance(rows[-1][0], str) else ""
             if question.strip() and not state.get("textbox"):
-                self._inject(question, state)
+                self._inject(question, state, turn)
         except Exception as exc:  # noqa: BLE001 - never break a turn
             self._fail("state_modifier", exc)
         return state
 
-    def chat_input_modifier(self, text: str, visible_text: str, state: dict) -> tuple[str, str]:
+    def chat_input_modifier(self, text: str, visible_text: str, state: dict,
+                            turn: TurnState | None = None) -> tuple[str, str]:
         if not self.params.get("enabled", True):
             state.pop(STATE_KEY, None)
         else:
             try:
-                self._inject(text, state)
+                self._inject(text, state, turn)
             except Exception as exc:  # noqa: BLE001 - never break a chat: the failure is logged and shown, the turn goes on
                 self._fail("chat_input_modifier", exc)
         return text, visible_text
@@ -161,7 +183,7 @@ class RagEngine:
             return strip_markers(string)
         try:
             passages = self.passages(question_of(string), None)
-            text, numbered = inject_prompt(string, passages, self.settings.budget_tokens)
+            text, numbered = inject_prompt(string, passages, self.settings.budget_tokens, self.count)
             state[STATE_KEY] = numbered
             return text
         except Exception as exc:  # noqa: BLE001 - never break a chat (as above)
@@ -206,3 +228,102 @@ class RagEngine:
             return []
         found = retrieve(self.library, question, int(k), None, self.settings)
         return [[n, round(p.score, 3), p.name or p.source, p.location, p.text] for n, p in enumerate(found, start=1)]
+
+    # -- the Documents tab's buttons (plain data in: paths and text; out: a message and rows) --
+    def add_documents(self, paths: list[str], urls: str | None, scope: str | None,
+                      progress: Progress | None = None) -> tuple[str, list[list]]:
+        """The Add button: uploaded files, then the URLs box. The box takes web addresses only: a
+        shared UI must not read this machine's files or folders (a path there is refused; files
+        come through the file picker). An upload over the size limit is refused from its size on
+        disk, before it is read. One line per item; a bad item never stops the rest."""
+        collection, where = self.upload_collection(scope)
+        lib = self.library
+        settings = lib.settings
+        outcomes: list[tuple[str, str]] = []  # (status, line)
+
+        def tick(fraction, message):
+            if progress is not None:
+                progress(fraction, message)
+
+        entries = [u.strip() for u in (urls or "").splitlines() if u.strip()]
+        url_list = [u for u in entries if is_url(u)]
+        total = len(paths) + (1 if url_list else 0)
+        for n, path in enumerate(paths):
+            p = Path(path)
+            try:  # refused from its size before a byte is read; never more than the limit read; no fifo
+                data = safepath.read_within(None, p, settings.max_bytes)
+            except safepath.TooLargeError as exc:
+                what = f"is {exc.size / 1048576:.1f} MB" if exc.size is not None else "grew while it was read"
+                outcomes.append(("error", f"skipped {p.name}: the file {what}, over the"
+                                          f" {settings.max_file_mb:g} MB limit ('{MAX_MB_LABEL}' in the settings)"))
+                continue
+            except (OSError, safepath.NotRegularFileError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                outcomes.append(("error", f"skipped {p.name}: cannot read the upload ({reason})"))
+                continue
+            # gradio keeps the original name as the temp file's name
+            result = lib.add_upload(p.name, data, collection,
+                                    progress=lambda f, m, n=n: tick((n + f) / max(total, 1), m))
+            outcomes.append((result.status, result.line()))
+        fetched = iter(lib.ingest(url_list, collection,
+                                  progress=lambda f, m: tick((len(paths) + f) / max(total, 1), m)).results
+                       if url_list else [])
+        for entry in entries:  # in the order typed: each URL's result, or why the line was skipped
+            if not is_url(entry):
+                outcomes.append(("error", f"not a URL: {html.escape(entry)} — add files with the file picker"))
+            elif (result := next(fetched, None)) is not None:
+                outcomes.append((result.status, result.line()))
+        outcomes += [(r.status, r.line()) for r in fetched]
+        if not outcomes:
+            return "Nothing to add: choose files or enter URLs.", self.document_rows()
+        lines = "\n".join(f"- {line}" for _, line in outcomes)
+        return _summary(outcomes, where) + "\n\n" + lines, self.document_rows()
+
+    def remove_document(self, doc_id: str | None) -> tuple[str, list[list]]:
+        if not (doc_id or "").strip():
+            return "Enter a document id (first column) or name.", self.document_rows()
+        try:
+            doc = self.library.remove(doc_id.strip())
+            return f"Removed {doc.name or doc.source} ({plural(doc.chunks, 'chunk')}).", self.document_rows()
+        except Exception as exc:  # noqa: BLE001 - shown to the user as one line
+            return f"Not removed: {exc}", self.document_rows()
+
+    def reindex_documents(self, doc_id: str | None, progress: Progress | None = None) -> tuple[str, list[list]]:
+        try:
+            report = self.library.reindex((doc_id or "").strip() or None, progress=progress)
+        except Exception as exc:  # noqa: BLE001 - a UI action never breaks the tab: the error is shown
+            return f"Not re-indexed: {exc}", self.document_rows()
+        lines = "\n".join(f"- {r.line()}" for r in report.results) or "- no documents"
+        return f"Re-indexed ({report.summary()}):\n\n{lines}", self.document_rows()
+
+    def ask(self, question: str | None, k) -> tuple[str, list[list]]:
+        """The "Try a query" button: a line saying what was found, and the passages."""
+        if not (question or "").strip():
+            return "Type a question.", []
+        try:
+            rows = self.try_query(question, int(k or 5))
+        except Exception as exc:  # noqa: BLE001 - as above
+            return f"Query failed: {exc}", []
+        return (f"{len(rows)} passage(s)." if rows else "No passage found (empty library, or nothing relevant)."), rows
+
+    def apply_settings(self, values: dict) -> str:
+        """The "Save settings" button: a line saying whether they were saved."""
+        try:
+            self.save_settings(values)
+        except Exception as exc:  # noqa: BLE001 - as above
+            return f"Settings not saved: {exc}"
+        return ("Settings saved. Chunk size and overlap apply to documents added or re-indexed from now on"
+                " (use Re-index to apply them to existing ones).")
+
+
+def _summary(outcomes, where):
+    """The first line of the Add report: what actually happened."""
+    new = sum(status in ("added", "updated") for status, _ in outcomes)
+    unchanged = sum(status == "unchanged" for status, _ in outcomes)
+    skipped = sum(status == "error" for status, _ in outcomes)
+    tail = f" ({skipped} skipped)" if skipped else ""
+    if new:
+        return f"Added to {where}{tail}:"
+    if unchanged:
+        return f"Nothing new: already in {where}{tail}:"
+    return f"Nothing added: {'the item was' if skipped == 1 else f'all {skipped} items were'} skipped:"

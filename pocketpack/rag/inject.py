@@ -54,7 +54,7 @@ def fit(passages: list[Passage], budget: int | None, count=None) -> list[Passage
     while the budget allows."""
     if budget is None or not passages:
         return passages
-    count = count or compose.default_counter()
+    count = count or compose.estimate_tokens
     frame = count(compose.render_block(make_block([], budget), []))
     room = budget - frame
 
