@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "pocketpack.presets.cli",    # presets
     "pocketpack.memory.cli",     # memory
     "pocketpack.rag.cli",        # rag
+    "pocketpack.retrieval.cli",  # store (copy between SQLite and PostgreSQL)
     "pocketpack.adapters.cli",   # adapters
 )
 

@@ -1,7 +1,7 @@
 """``pocketpack memory``: add, import, recall, export and forget memories from scripts.
 
 Forms (scripts depend on them):
-  pocketpack memory --store DIR add --character C --role user|assistant --text T [--time ISO8601] [--chat ID]
+  pocketpack memory --store DIR|postgresql://… add --character C --role user|assistant --text T [--time ISO8601] [--chat ID]
   pocketpack memory --store DIR import FILE.jsonl [--batch 500]
   pocketpack memory --store DIR recall --character C --query Q [--k 10] [--json]
   pocketpack memory --store DIR recall --queries FILE.jsonl --json
@@ -38,7 +38,9 @@ DEFAULT_STORE = os.environ.get("POCKETPACK_MEMORY_STORE", "user_data/pocketpack/
 def register(subparsers) -> None:
     parser = subparsers.add_parser("memory", help="long-term chat memory: add, import, recall, export, forget",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--store", default=DEFAULT_STORE, help=f"memory store directory (default: {DEFAULT_STORE})")
+    parser.add_argument("--store", default=None,
+                        help="memory store directory, or a postgresql://user:password@host:port/db URL"
+                             f" (default: $POCKETPACK_STORE_URL, else {DEFAULT_STORE})")
     parser.add_argument("--model", default=None, help="local sentence-transformers model directory "
                                                       "(default: the bundled all-MiniLM-L6-v2)")
     sub = parser.add_subparsers(dest="memory_command", metavar="ACTION")
@@ -111,8 +113,13 @@ class UsageError(PocketPackError, ValueError):
 
 def _open(args):
     from pocketpack.memory.store import MemoryStore
+    from pocketpack.retrieval.backend import looks_like_url
 
-    return MemoryStore(args.store, model_path=args.model)
+    if args.store is None:  # POCKETPACK_STORE_URL when set, else the default folder
+        return MemoryStore(DEFAULT_STORE, model_path=args.model)
+    if looks_like_url(args.store):  # the folder keeps only side files (the chat import record)
+        return MemoryStore(DEFAULT_STORE, model_path=args.model, store_url=args.store)
+    return MemoryStore(args.store, model_path=args.model, store_url="")
 
 
 def _add(args) -> int:

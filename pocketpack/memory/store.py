@@ -30,7 +30,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from pocketpack.retrieval import NewItem, SearchOptions, Store, StoreError, content_hash, search
+from pocketpack.retrieval import NewItem, SearchOptions, StoreError, content_hash, search
+from pocketpack.retrieval.backend import open_store, store_location
 from pocketpack.retrieval.store import Item
 
 PREFIX = "memory/"
@@ -193,8 +194,12 @@ def _check_role(role: str) -> str:
 class MemoryStore:
     """The memory of every character, in one store directory."""
 
-    def __init__(self, directory: str | Path, *, embedder=None, model_path: str | None = None, **store_options):
-        self.store = Store(directory, embedder=embedder, model_path=model_path, **store_options)
+    def __init__(self, directory: str | Path, *, embedder=None, model_path: str | None = None,
+                 store_url: str | None = None, **store_options):
+        """``directory``: the SQLite store's folder; ``store_url`` (or ``POCKETPACK_STORE_URL``):
+        a ``postgresql://`` store instead, ``directory`` then holding only side files."""
+        self.store = open_store(store_location(directory, store_url), directory=directory, embedder=embedder,
+                                model_path=model_path, **store_options)
 
     # -- plumbing -------------------------------------------------------------------------
     def collection(self, character: str | None, *, create: bool = True):

@@ -1,6 +1,6 @@
 """``pocketpack rag``: the document library from the command line.
 
-    pocketpack rag --store DIR ingest PATH_OR_URL... [--collection NAME] [--force]
+    pocketpack rag --store DIR|postgresql://… ingest PATH_OR_URL... [--collection NAME] [--force]
     pocketpack rag --store DIR query "QUESTION" [--k 5] [--collection NAME] [--json]
     pocketpack rag --store DIR query --queries FILE.jsonl --json
     pocketpack rag --store DIR list [--collection NAME] [--json]
@@ -39,7 +39,9 @@ def register(subparsers) -> None:
     rag = subparsers.add_parser("rag", help="ask questions of your documents (ingest, query, list, remove)",
                                 description="Index documents (txt, md, html, pdf, docx, epub, csv, code, URLs, "
                                             "folders) and retrieve passages from them.")
-    rag.add_argument("--store", default=DEFAULT_STORE, help=f"library folder (default: {DEFAULT_STORE})")
+    rag.add_argument("--store", default=None,
+                     help=f"library folder, or a postgresql://user:password@host:port/db URL (then the settings and"
+                          f" uploads stay in {DEFAULT_STORE}); default: $POCKETPACK_STORE_URL, else {DEFAULT_STORE}")
     rag.add_argument("--model", default=None, help="local sentence-transformers model folder "
                                                   "(default: the bundled all-MiniLM-L6-v2)")
     rag.set_defaults(func=lambda args: (rag.print_help(), 2)[1])
@@ -99,15 +101,28 @@ def _settings(store: Path):
     return settings
 
 
+def _where(args) -> tuple[Path, str]:
+    """The library's local folder and its store URL ("" for the folder's own SQLite store)."""
+    from pocketpack.retrieval.backend import looks_like_url, store_location
+
+    if args.store is None:
+        location = store_location(DEFAULT_STORE)
+    else:
+        location = args.store if looks_like_url(args.store) else Path(args.store)
+    if isinstance(location, str):
+        return Path(DEFAULT_STORE).expanduser(), location
+    return Path(location).expanduser(), ""
+
+
 def _library(args, *, must_exist: bool = True, settings=None):
     from pocketpack.rag.ingest import Library
     from pocketpack.retrieval.store import DB_NAME, check_store
 
-    store = Path(args.store).expanduser()
-    if must_exist and not (store / DB_NAME).is_file():
+    store, url = _where(args)
+    if must_exist and not url and not (store / DB_NAME).is_file():
         check_store(store)  # a store that lost its database says so (one line, exit 2)
         raise SystemExit(_fail(f"no document store at {store} (add documents with `ingest` first)"))
-    return Library(store, settings or _settings(store), model_path=args.model)
+    return Library(store, settings or _settings(store), model_path=args.model, store_url=url)
 
 
 def _fail(message: str) -> int:
@@ -139,7 +154,7 @@ def _guard(fn):
 def cmd_ingest(args) -> int:
     from pocketpack.rag import config
 
-    store = Path(args.store).expanduser()
+    store, _ = _where(args)
     s = _settings(store)
     for name, value in (("chunk_size", args.chunk_size), ("chunk_overlap", args.chunk_overlap),
                         ("max_file_mb", args.max_file_mb), ("max_unpacked_mb", args.max_unpacked_mb),

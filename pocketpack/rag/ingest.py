@@ -40,6 +40,7 @@ from pocketpack.rag.config import RagSettings, SettingsError  # noqa: F401 - Set
 from pocketpack.rag.fetch import FetchError, fetch, is_url
 from pocketpack.rag.parsers import SUPPORTED, ParseError, kind_of, parse
 from pocketpack.retrieval import NewItem, Store, StoreError
+from pocketpack.retrieval.backend import open_store, store_location
 
 COLLECTION_PREFIX = "rag/"
 CHUNKER_VERSION = 3
@@ -256,11 +257,14 @@ class Library:
     """Documents in collections, on the shared retrieval store at ``directory``."""
 
     def __init__(self, directory: str | os.PathLike, settings: RagSettings | None = None, *,
-                 embedder=None, model_path: str | None = None, store: Store | None = None):
+                 embedder=None, model_path: str | None = None, store: Store | None = None,
+                 store_url: str | None = None):
         self.directory = Path(directory).expanduser()
         self.settings = settings or RagSettings()
         self.embedder = _ReportingEmbedder(model_path, embedder)
-        self.store = store or Store(self.directory, embedder=self.embedder)
+        # ``store_url`` (or POCKETPACK_STORE_URL): a postgresql:// store; ``directory`` keeps uploads
+        self.store = store or open_store(store_location(self.directory, store_url), directory=self.directory,
+                                         embedder=self.embedder)
         self.uploads = self.directory / "uploads"
         self._stale_vectors = False  # an update replaced chunk texts: embeddings may be orphaned
 

@@ -280,6 +280,9 @@ def apply(conn: sqlite3.Connection) -> int:
         # executescript would COMMIT on its own; run statement by statement in one transaction
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if conn.execute("SELECT 1 FROM _migrations WHERE number = ?", (number,)).fetchone():
+                conn.execute("COMMIT")  # another process opening the same new store applied it first
+                continue
             for statement in _statements(sql):
                 conn.execute(statement)
             conn.execute("INSERT INTO _migrations(number, applied) VALUES (?, ?)", (number, time.time()))

@@ -1,0 +1,710 @@
+"""The store on PostgreSQL + pgvector: for several TGWUI instances or machines sharing one store.
+
+Same collections, items, keys, groups and fingerprints as the SQLite store (``store.py``), and
+the same search interface (``dense``, ``lexical``), so ``search.search`` fuses them the same
+way. Everything lives in schema ``pocketpack`` of the URL's database:
+
+- ``collections``, ``items`` (text, metadata, the embedding in a ``vector(dim)`` column with
+  an HNSW cosine index), ``fingerprints`` (an imported record's identity, as in SQLite), made
+  by the numbered migrations below (recorded in ``migrations``; never edit a shipped one).
+- lexical search is PostgreSQL's full-text search: ``items.tsv`` (a generated ``tsvector`` of
+  the text and its context, English stemming, GIN index) matched by ``websearch_to_tsquery``
+  of the words ``terms.query_terms`` keeps, joined by ``or``: user text is never query
+  syntax. Ranked by ``ts_rank`` (fusion uses the ranks).
+- dense search: the HNSW index over the collection's rows (``hnsw.ef_search`` raised to the
+  number asked); where a filter leaves fewer than asked (a small collection in a big table,
+  or one group) an exact scan of the collection's rows answers instead.
+
+A write returns once PostgreSQL committed it (durable with the server's default
+``synchronous_commit``). Writers to one collection take a transaction-scoped advisory lock,
+so an upsert by key from two processes at once is one item, as in SQLite. The embedding
+dimension is fixed by the first collection made (the column's type); a model with another
+dimension is refused by name. The URL's password is never printed or logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from pocketpack.retrieval.backend import mask_url, scrub
+from pocketpack.retrieval.store import Item, NewItem, StoreError, content_hash
+from pocketpack.retrieval.terms import query_terms
+
+log = logging.getLogger("pocketpack.retrieval")
+
+SCHEMA = "pocketpack"
+LOCK_SPACE = 7207                # advisory lock class: (LOCK_SPACE, collection id)
+EXACT_BELOW = 20_000             # collections smaller than this are searched exactly
+CONNECT_TIMEOUT = 10
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, f"""
+        CREATE TABLE {SCHEMA}.collections (
+            id BIGSERIAL PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            model TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            created DOUBLE PRECISION NOT NULL,
+            meta TEXT NOT NULL DEFAULT '{{}}'
+        );
+        CREATE TABLE {SCHEMA}.items (
+            id BIGSERIAL PRIMARY KEY,
+            collection_id BIGINT NOT NULL REFERENCES {SCHEMA}.collections(id) ON DELETE CASCADE,
+            key TEXT,
+            grp TEXT,
+            text TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            time DOUBLE PRECISION NOT NULL,
+            importance DOUBLE PRECISION NOT NULL DEFAULT 0,
+            pinned BOOLEAN NOT NULL DEFAULT FALSE,
+            meta TEXT NOT NULL DEFAULT '{{}}',
+            context TEXT,
+            embedding vector,
+            tsv tsvector GENERATED ALWAYS AS
+                (to_tsvector('english', text || COALESCE(E'\\n' || context, ''))) STORED
+        );
+        CREATE UNIQUE INDEX items_key ON {SCHEMA}.items(collection_id, key) WHERE key IS NOT NULL;
+        CREATE INDEX items_grp ON {SCHEMA}.items(collection_id, grp);
+        CREATE INDEX items_hash ON {SCHEMA}.items(hash);
+        CREATE INDEX items_tsv ON {SCHEMA}.items USING gin(tsv);
+        CREATE TABLE {SCHEMA}.fingerprints (
+            collection_id BIGINT NOT NULL REFERENCES {SCHEMA}.collections(id) ON DELETE CASCADE,
+            fingerprint TEXT NOT NULL,
+            item_id BIGINT NOT NULL REFERENCES {SCHEMA}.items(id) ON DELETE CASCADE,
+            PRIMARY KEY (collection_id, fingerprint)
+        );
+        CREATE INDEX fingerprints_item ON {SCHEMA}.fingerprints(item_id);
+        CREATE TABLE {SCHEMA}.settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """),
+]
+
+
+class StoreUnavailable(StoreError):
+    """The PostgreSQL store cannot be used (bad URL, server down, no pgvector, no access); one
+    line naming what is missing, the password masked."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return "; ".join(lines[:2])
+
+
+def _vec_text(v) -> str:
+    return "[" + ",".join(map(repr, np.asarray(v, dtype=np.float32).tolist())) + "]"
+
+
+def _parse_vec(text: str) -> np.ndarray:
+    return np.array(text[1:-1].split(","), dtype=np.float32)
+
+
+def _without_nul(it: NewItem) -> NewItem:
+    """PostgreSQL's text cannot hold NUL (SQLite's can): it becomes U+FFFD, the rest is kept."""
+    if "\x00" not in it.text and "\x00" not in (it.context or ""):
+        return it
+    return replace(it, text=it.text.replace("\x00", "\ufffd"),
+                   context=it.context.replace("\x00", "\ufffd") if it.context else it.context)
+
+
+def _row_to_item(row, collection: str) -> Item:
+    return Item(id=int(row[0]), text=row[1], key=row[2], grp=row[3], time=float(row[4]),
+                importance=float(row[5]), pinned=bool(row[6]), meta=json.loads(row[7] or "{}"),
+                collection=collection, context=row[8])
+
+
+_COLUMNS = "id, text, key, grp, time, importance, pinned, meta, context"
+
+
+class PgStore:
+    """Collections in a PostgreSQL database (``postgresql://user:password@host:port/db``)."""
+
+    lexical_engine = "postgres-fts"
+
+    def __init__(self, url: str, *, embedder=None, model_path: str | None = None,
+                 directory: str | Path | None = None):
+        try:
+            import psycopg
+        except ImportError:
+            raise StoreUnavailable("a postgresql:// store needs psycopg: pip install 'pocketpack[postgres]'") from None
+        self._psycopg = psycopg
+        self.url = url.strip()
+        self.masked = mask_url(self.url)
+        self.directory = Path(directory).expanduser() if directory is not None else Path(".")
+        self._embedder = embedder
+        self._model_path = model_path
+        self._lock = threading.RLock()
+        self._collections: dict[str, PgCollection] = {}
+        self._dim: int | None = None
+        self.conn = self._connect()
+        try:
+            self._migrate()
+        except BaseException:
+            self.conn.close()
+            raise
+
+    # -- connection and schema ---------------------------------------------------------------
+    def _where(self) -> str:
+        try:
+            info = self._psycopg.conninfo.conninfo_to_dict(self.url)
+        except Exception:  # noqa: BLE001 - an unparsable URL is reported by connect itself
+            return self.masked
+        host = info.get("host") or "localhost"
+        port = info.get("port") or "5432"
+        return f"{host}:{port}" if not str(host).startswith("/") else str(host)
+
+    def _fail(self, what: str, exc: BaseException | None = None) -> StoreUnavailable:
+        detail = f": {scrub(_first_line(exc), self.url)}" if exc is not None else ""
+        return StoreUnavailable(scrub(f"{what} ({self.masked}){detail}", self.url))
+
+    def _connect(self):
+        psycopg = self._psycopg
+        try:
+            psycopg.conninfo.conninfo_to_dict(self.url)
+        except psycopg.ProgrammingError as exc:
+            raise self._fail("the store URL is not a valid PostgreSQL URL", exc) from None
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+                                   application_name="pocketpack", options=f"-c search_path={SCHEMA},public")
+        except psycopg.OperationalError as exc:
+            message = _first_line(exc)
+            lowered = message.lower()
+            if "does not exist" in lowered and "database" in lowered:
+                what = f"the PostgreSQL server at {self._where()} has no such database"
+            elif "password authentication failed" in lowered or "authentication" in lowered:
+                what = f"the PostgreSQL server at {self._where()} refused the user name or password"
+            else:
+                what = f"cannot reach the PostgreSQL server at {self._where()} (is it running?)"
+            raise self._fail(what, exc) from None
+        except Exception as exc:  # noqa: BLE001 - any other driver failure is one line too
+            raise self._fail("cannot connect to the PostgreSQL store", exc) from None
+        return conn
+
+    def _migrate(self) -> None:
+        psycopg = self._psycopg
+        conn = self.conn
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_SPACE,))  # one migrator at a time
+                has_vector = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
+                if not has_vector:
+                    available = conn.execute(
+                        "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone()
+                    if not available:
+                        raise self._fail(f"the PostgreSQL server at {self._where()} lacks the pgvector extension"
+                                         " (install pgvector there, or use a store folder)")
+                    try:
+                        with conn.transaction():
+                            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                    except psycopg.Error as exc:
+                        raise self._fail(f"pgvector is installed on {self._where()} but not enabled in this database"
+                                         " and this user may not enable it (run CREATE EXTENSION vector as an"
+                                         " administrator)", exc) from None
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA}.migrations"
+                             " (version INTEGER PRIMARY KEY, applied DOUBLE PRECISION NOT NULL)")
+                done = {r[0] for r in conn.execute(f"SELECT version FROM {SCHEMA}.migrations")}
+                newest = max(v for v, _ in MIGRATIONS)
+                if done and max(done) > newest:
+                    raise StoreUnavailable(f"the PostgreSQL store ({self.masked}) was written by a newer Pocket Pack"
+                                           f" (schema {max(done)}, this one knows {newest}); upgrade pocketpack")
+                for version, sql in MIGRATIONS:
+                    if version not in done:
+                        conn.execute(sql)
+                        conn.execute(f"INSERT INTO {SCHEMA}.migrations(version, applied) VALUES (%s, %s)",
+                                     (version, time.time()))
+                row = conn.execute(f"SELECT value FROM {SCHEMA}.settings WHERE name = 'dim'").fetchone()
+                self._dim = int(row[0]) if row else None
+        except StoreUnavailable:
+            raise
+        except psycopg.Error as exc:
+            raise self._fail("cannot prepare the PostgreSQL store", exc) from None
+
+    def _set_dim(self, dim: int) -> None:
+        """Fix the embedding column's dimension (and make its HNSW index) on first use."""
+        if self._dim == dim:
+            return
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_SPACE,))
+            row = self.conn.execute(f"SELECT value FROM {SCHEMA}.settings WHERE name = 'dim'").fetchone()
+            if row is None:
+                self.conn.execute(f"ALTER TABLE {SCHEMA}.items ALTER COLUMN embedding TYPE vector({int(dim)})")
+                self.conn.execute(f"CREATE INDEX IF NOT EXISTS items_embedding ON {SCHEMA}.items"
+                                  " USING hnsw (embedding vector_cosine_ops)")
+                self.conn.execute(f"INSERT INTO {SCHEMA}.settings(name, value) VALUES ('dim', %s)", (str(int(dim)),))
+                self._dim = int(dim)
+            else:
+                self._dim = int(row[0])
+        if self._dim != dim:
+            raise StoreError(f"the PostgreSQL store ({self.masked}) holds {self._dim}-dimensional embeddings;"
+                             f" the model {self.embedder.name} makes {dim}: use the store's model or another store")
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from pocketpack.retrieval.embed import get_embedder
+
+            self._embedder = get_embedder(self._model_path)
+        return self._embedder
+
+    def _q(self, sql: str, args=()) -> list:
+        with self._lock:
+            try:
+                return self.conn.execute(sql, args).fetchall()
+            except self._psycopg.OperationalError as exc:
+                raise self._fail("lost the connection to the PostgreSQL store", exc) from None
+
+    def _q1(self, sql: str, args=()):
+        rows = self._q(sql, args)
+        return rows[0] if rows else None
+
+    read, read_one = _q, _q1  # the SQLite store's public names for a read
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    def _tx(self, collection_id: int | None = None):
+        return _Transaction(self, collection_id)
+
+    # -- collections ---------------------------------------------------------------------------
+    def collection(self, name: str, *, create: bool = True) -> "PgCollection":
+        if not name or len(name) > 512:
+            raise StoreError("a collection name must be 1 to 512 characters")
+        with self._lock:
+            if name in self._collections:
+                return self._collections[name]
+            row = self._q1(f"SELECT id, model, dim FROM {SCHEMA}.collections WHERE name = %s", (name,))
+            if row is None:
+                if not create:
+                    raise StoreError(f"no collection named {name!r} in {self.masked}")
+                embedder = self.embedder
+                self._set_dim(int(embedder.dim))
+                with self._tx():
+                    self.conn.execute(f"INSERT INTO {SCHEMA}.collections(name, model, dim, created)"
+                                      " VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
+                                      (name, embedder.name, int(embedder.dim), time.time()))
+                row = self._q1(f"SELECT id, model, dim FROM {SCHEMA}.collections WHERE name = %s", (name,))
+            coll = PgCollection(self, int(row[0]), name, row[1], int(row[2]))
+            self._collections[name] = coll
+            return coll
+
+    def collection_names(self, prefix: str = "") -> list[str]:
+        rows = self._q(f"SELECT name FROM {SCHEMA}.collections WHERE left(name, %s) = %s ORDER BY name",
+                       (len(prefix), prefix))
+        return [r[0] for r in rows]
+
+    def has_collection(self, name: str) -> bool:
+        return self._q1(f"SELECT 1 FROM {SCHEMA}.collections WHERE name = %s", (name,)) is not None
+
+    def locate(self, item_id: int) -> "PgCollection | None":
+        row = self._q1(f"SELECT c.name FROM {SCHEMA}.items i JOIN {SCHEMA}.collections c ON c.id = i.collection_id"
+                       " WHERE i.id = %s", (int(item_id),))
+        return self.collection(row[0]) if row else None
+
+    def drop_collection(self, name: str) -> int:
+        with self._lock:
+            row = self._q1(f"SELECT id FROM {SCHEMA}.collections WHERE name = %s", (name,))
+            if row is None:
+                return 0
+            with self._tx(row[0]) as conn:
+                n = conn.execute(f"SELECT COUNT(*) FROM {SCHEMA}.items WHERE collection_id = %s", (row[0],)).fetchone()[0]
+                conn.execute(f"DELETE FROM {SCHEMA}.collections WHERE id = %s", (row[0],))
+            self._collections.pop(name, None)
+            return int(n)
+
+    def prune_vectors(self, *, full: bool = False) -> int:
+        """Embeddings live on their items here: nothing is left over to prune."""
+        return 0
+
+    _prune_vectors = prune_vectors
+
+    # -- embeddings ------------------------------------------------------------------------
+    def vectors_for(self, model: str, hashes: list[str]) -> dict[str, np.ndarray]:
+        """Stored embeddings by text hash (any collection of ``model``): a text is embedded once."""
+        unique = list(dict.fromkeys(hashes))
+        out: dict[str, np.ndarray] = {}
+        for start in range(0, len(unique), 1000):
+            chunk = unique[start:start + 1000]
+            for h, vec in self._q(
+                    f"SELECT DISTINCT ON (i.hash) i.hash, i.embedding::text FROM {SCHEMA}.items i"
+                    f" JOIN {SCHEMA}.collections c ON c.id = i.collection_id"
+                    " WHERE i.hash = ANY(%s) AND c.model = %s AND i.embedding IS NOT NULL", (chunk, model)):
+                out[h] = _parse_vec(vec)
+        return out
+
+    def ensure_vectors(self, texts_by_hash: dict[str, str]) -> tuple[dict[str, np.ndarray], list]:
+        embedder = self.embedder
+        have = self.vectors_for(embedder.name, list(texts_by_hash))
+        missing = [h for h in texts_by_hash if h not in have]
+        if missing:
+            vecs = embedder.embed([texts_by_hash[h] for h in missing])
+            have.update(zip(missing, (np.asarray(v, dtype=np.float32) for v in vecs)))
+        return have, []
+
+    def flush(self) -> None:
+        """Nothing to save: PostgreSQL holds every committed write and its indexes."""
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self.conn.close()
+            except Exception:  # noqa: BLE001 - closing a dead connection is not an error
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def stats(self) -> dict:
+        items = self._q1(f"SELECT COUNT(*) FROM {SCHEMA}.items")[0]
+        size = self._q1(
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'm')",
+            (SCHEMA,))[0]
+        return {"items": int(items), "postgres_bytes": int(size), "sqlite_bytes": 0, "faiss_bytes": 0,
+                "lexical_bytes": 0, "lexical_engine": self.lexical_engine, "path": self.masked}
+
+
+class _Transaction:
+    """A transaction under the store's lock; with a collection, its writers' advisory lock."""
+
+    def __init__(self, store: PgStore, collection_id: int | None):
+        self.store, self.collection_id = store, collection_id
+
+    def __enter__(self):
+        store = self.store
+        store._lock.acquire()
+        try:
+            self._tx = store.conn.transaction()
+            self._tx.__enter__()
+            if self.collection_id is not None:
+                store.conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, int(self.collection_id)))
+        except store._psycopg.OperationalError as exc:
+            store._lock.release()
+            raise store._fail("lost the connection to the PostgreSQL store", exc) from None
+        except BaseException:
+            store._lock.release()
+            raise
+        return store.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            self._tx.__exit__(exc_type, exc, tb)
+        except self.store._psycopg.OperationalError as err:
+            raise self.store._fail("the PostgreSQL store did not confirm a write", err) from None
+        finally:
+            self.store._lock.release()
+        if isinstance(exc, self.store._psycopg.OperationalError):
+            raise self.store._fail("lost the connection to the PostgreSQL store", exc) from None
+        return False
+
+
+class PgCollection:
+    """A named set of items in a ``PgStore``; the same methods as ``store.Collection``."""
+
+    def __init__(self, store: PgStore, cid: int, name: str, model: str, dim: int):
+        self.store, self.id, self.name, self.model, self.dim = store, cid, name, model, dim
+
+    def _check_model(self) -> None:
+        """Vectors of another model cannot be compared: re-embed this collection's texts."""
+        store = self.store
+        embedder = store.embedder
+        if embedder.name == self.model:
+            return
+        store._set_dim(int(embedder.dim))
+        rows = store._q(f"SELECT DISTINCT hash, text FROM {SCHEMA}.items WHERE collection_id = %s", (self.id,))
+        for start in range(0, len(rows), 256):
+            part = rows[start:start + 256]
+            vecs = embedder.embed([t for _, t in part])
+            with store._tx(self.id) as conn:
+                with conn.cursor() as cur:
+                    cur.executemany(f"UPDATE {SCHEMA}.items SET embedding = %s::vector WHERE collection_id = %s"
+                                    " AND hash = %s", [(_vec_text(v), self.id, h) for (h, _), v in zip(part, vecs)])
+        with store._tx(self.id) as conn:
+            conn.execute(f"UPDATE {SCHEMA}.collections SET model = %s, dim = %s WHERE id = %s",
+                         (embedder.name, int(embedder.dim), self.id))
+        self.model, self.dim = embedder.name, int(embedder.dim)
+
+    # -- writes -------------------------------------------------------------------------------
+    def upsert(self, items: Iterable[NewItem]) -> list[int]:
+        """Write items in one transaction; their ids, in order, once committed (see
+        ``store.Collection.upsert``: a key replaces, a held fingerprint is left out)."""
+        items = list(items)
+        if not items:
+            return []
+        for it in items:
+            if not isinstance(it.text, str) or not it.text.strip():
+                raise StoreError("cannot store an empty text")
+        items = [_without_nul(it) for it in items]
+        store = self.store
+        self._check_model()
+        now = time.time()
+        hashes = [content_hash(it.text) for it in items]
+        vectors, _ = store.ensure_vectors(dict(zip(hashes, (it.text for it in items))))
+        ids: list[int] = []
+        with store._tx(self.id) as conn:
+            # runs in which no key or fingerprint repeats, each looked up and written in bulk
+            run: list[int] = []
+            seen: set = set()
+            for n, it in enumerate(items):
+                marks = {("k", it.key) if it.key is not None else None,
+                         ("f", it.fingerprint) if it.fingerprint is not None else None} - {None}
+                if marks & seen:
+                    ids += self._write_run(conn, [items[i] for i in run], [hashes[i] for i in run], vectors, now)
+                    run, seen = [], set()
+                run.append(n)
+                seen |= marks
+            ids += self._write_run(conn, [items[i] for i in run], [hashes[i] for i in run], vectors, now)
+        return ids
+
+    def _write_run(self, conn, items: list[NewItem], hashes: list[str], vectors, now: float) -> list[int]:
+        if not items:
+            return []
+        fps = [it.fingerprint for it in items if it.fingerprint is not None]
+        held = dict(conn.execute(f"SELECT fingerprint, item_id FROM {SCHEMA}.fingerprints WHERE collection_id = %s"
+                                 " AND fingerprint = ANY(%s)", (self.id, fps)).fetchall()) if fps else {}
+        keys = [it.key for it in items if it.key is not None]
+        old = {k: (i, h, c) for k, i, h, c in conn.execute(
+            f"SELECT key, id, hash, context FROM {SCHEMA}.items WHERE collection_id = %s AND key = ANY(%s)",
+            (self.id, keys)).fetchall()} if keys else {}
+        out: list[int | None] = [None] * len(items)
+        inserts, updates, new_fps = [], [], []
+        for n, (it, h) in enumerate(zip(items, hashes)):
+            if it.fingerprint is not None and it.fingerprint in held:
+                out[n] = int(held[it.fingerprint])
+                continue
+            meta = json.dumps(it.meta, ensure_ascii=False) if it.meta is not None else None
+            prev = old.get(it.key) if it.key is not None else None
+            if prev is None:
+                inserts.append((n, (self.id, it.key, it.grp, it.text, h, float(it.time) if it.time is not None else now,
+                                    float(it.importance or 0.0), bool(it.pinned), meta or "{}", it.context or None,
+                                    _vec_text(vectors[h]))))
+            else:
+                out[n] = int(prev[0])
+                changed = prev[1] != h
+                updates.append((it.grp, it.time, it.importance, it.pinned, meta, changed, it.text, h,
+                                _vec_text(vectors[h]) if changed else None, it.context or None, int(prev[0])))
+        with conn.cursor() as cur:
+            if inserts:
+                cur.executemany(
+                    f"INSERT INTO {SCHEMA}.items(collection_id, key, grp, text, hash, time, importance, pinned, meta,"
+                    " context, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::vector) RETURNING id",
+                    [row for _, row in inserts], returning=True)
+                n_result = 0
+                while True:
+                    out[inserts[n_result][0]] = int(cur.fetchone()[0])
+                    n_result += 1
+                    if not cur.nextset():
+                        break
+            if updates:
+                cur.executemany(
+                    f"UPDATE {SCHEMA}.items SET grp = %s, time = COALESCE(%s, time),"
+                    " importance = COALESCE(%s, importance), pinned = COALESCE(%s, pinned), meta = COALESCE(%s, meta),"
+                    " text = CASE WHEN %s THEN %s ELSE text END, hash = CASE WHEN %s THEN %s ELSE hash END,"
+                    " embedding = COALESCE(%s::vector, embedding), context = %s WHERE id = %s",
+                    [(g, t, imp, p, m, ch, tx, ch, h, v, ctx, i) for g, t, imp, p, m, ch, tx, h, v, ctx, i in updates])
+            for n, it in enumerate(items):
+                if it.fingerprint is not None and it.fingerprint not in held:
+                    new_fps.append((self.id, it.fingerprint, out[n]))
+            if new_fps:
+                cur.executemany(f"INSERT INTO {SCHEMA}.fingerprints(collection_id, fingerprint, item_id)"
+                                " VALUES (%s, %s, %s) ON CONFLICT (collection_id, fingerprint)"
+                                " DO UPDATE SET item_id = EXCLUDED.item_id", new_fps)
+        return [int(i) for i in out]
+
+    def add(self, text: str, **fields) -> int:
+        return self.upsert([NewItem(text=text, **fields)])[0]
+
+    def update(self, item_id: int, *, text: str | None = None, pinned: bool | None = None,
+               importance: float | None = None, meta: dict | None = None, time_: float | None = None) -> bool:
+        """Change one item in place; False when it does not exist in this collection."""
+        current = self.get([item_id])
+        if not current:
+            return False
+        vec = None
+        if text is not None and text != current[0].text:
+            if not text.strip():
+                raise StoreError("cannot store an empty text")
+            self._check_model()
+            h = content_hash(text)
+            vec = _vec_text(self.store.ensure_vectors({h: text})[0][h])
+        else:
+            text, h = None, None
+        with self.store._tx(self.id) as conn:
+            conn.execute(
+                f"UPDATE {SCHEMA}.items SET text = COALESCE(%s, text), hash = COALESCE(%s, hash),"
+                " embedding = COALESCE(%s::vector, embedding), pinned = COALESCE(%s, pinned),"
+                " importance = COALESCE(%s, importance), meta = COALESCE(%s, meta), time = COALESCE(%s, time)"
+                " WHERE id = %s AND collection_id = %s",
+                (text, h, vec, pinned, None if importance is None else float(importance),
+                 None if meta is None else json.dumps(meta, ensure_ascii=False),
+                 None if time_ is None else float(time_), int(item_id), self.id))
+        return True
+
+    def delete(self, ids: Iterable[int]) -> int:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return 0
+        with self.store._tx(self.id) as conn:
+            cur = conn.execute(f"DELETE FROM {SCHEMA}.items WHERE collection_id = %s AND id = ANY(%s)", (self.id, ids))
+            return int(cur.rowcount)
+
+    def delete_keys(self, keys: Iterable[str]) -> int:
+        keys = list(keys)
+        if not keys:
+            return 0
+        with self.store._tx(self.id) as conn:
+            cur = conn.execute(f"DELETE FROM {SCHEMA}.items WHERE collection_id = %s AND key = ANY(%s)", (self.id, keys))
+            return int(cur.rowcount)
+
+    def delete_group(self, grp: str) -> int:
+        with self.store._tx(self.id) as conn:
+            cur = conn.execute(f"DELETE FROM {SCHEMA}.items WHERE collection_id = %s AND grp = %s", (self.id, grp))
+            return int(cur.rowcount)
+
+    # -- reads ------------------------------------------------------------------------------
+    def get(self, ids: Iterable[int]) -> list[Item]:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return []
+        found = {int(r[0]): _row_to_item(r, self.name) for r in self.store._q(
+            f"SELECT {_COLUMNS} FROM {SCHEMA}.items WHERE collection_id = %s AND id = ANY(%s)", (self.id, ids))}
+        return [found[i] for i in ids if i in found]
+
+    def by_key(self, key: str) -> Item | None:
+        row = self.store._q1(f"SELECT {_COLUMNS} FROM {SCHEMA}.items WHERE collection_id = %s AND key = %s",
+                             (self.id, key))
+        return _row_to_item(row, self.name) if row else None
+
+    def items(self, *, grp: str | None = None, pinned: bool | None = None, limit: int | None = None,
+              offset: int = 0, newest_first: bool = False, where_meta: tuple[str, str] | None = None) -> list[Item]:
+        sql = f"SELECT {_COLUMNS} FROM {SCHEMA}.items WHERE collection_id = %s"
+        args: list = [self.id]
+        if grp is not None:
+            sql += " AND grp = %s"
+            args.append(grp)
+        if pinned is not None:
+            sql += " AND pinned" if pinned else " AND NOT pinned"
+        if where_meta is not None:
+            sql += " AND (meta::jsonb ->> %s) = %s"
+            args += [where_meta[0], str(where_meta[1])]
+        sql += " ORDER BY time DESC, id DESC" if newest_first else " ORDER BY time, id"
+        if limit is not None:
+            sql += " LIMIT %s OFFSET %s"
+            args += [int(limit), int(offset)]
+        return [_row_to_item(r, self.name) for r in self.store._q(sql, args)]
+
+    def keys(self, grp: str | None = None) -> dict[str, tuple[int, str]]:
+        return {k: (i, h) for k, (i, h, _) in self.key_states(grp).items()}
+
+    def key_states(self, grp: str | None = None) -> dict[str, tuple[int, str, str | None]]:
+        sql = f"SELECT key, id, hash, context FROM {SCHEMA}.items WHERE collection_id = %s AND key IS NOT NULL"
+        args: list = [self.id]
+        if grp is not None:
+            sql += " AND grp = %s"
+            args.append(grp)
+        return {k: (int(i), h, c) for k, i, h, c in self.store._q(sql, args)}
+
+    def ids_with_texts(self, texts: Iterable[str]) -> set[int]:
+        hashes = list({content_hash(t) for t in texts if t})
+        if not hashes:
+            return set()
+        return {int(r[0]) for r in self.store._q(
+            f"SELECT id FROM {SCHEMA}.items WHERE collection_id = %s AND hash = ANY(%s)", (self.id, hashes))}
+
+    def ids_with_fingerprints(self, fingerprints: Iterable[str]) -> dict[str, int]:
+        wanted = list(dict.fromkeys(f for f in fingerprints if f))
+        if not wanted:
+            return {}
+        return {f: int(i) for f, i in self.store._q(
+            f"SELECT fingerprint, item_id FROM {SCHEMA}.fingerprints WHERE collection_id = %s"
+            " AND fingerprint = ANY(%s)", (self.id, wanted))}
+
+    def fingerprints(self) -> dict[str, int]:
+        """Every fingerprint of this collection -> its item (for ``store copy``)."""
+        return {f: int(i) for f, i in self.store._q(
+            f"SELECT fingerprint, item_id FROM {SCHEMA}.fingerprints WHERE collection_id = %s", (self.id,))}
+
+    def add_fingerprints(self, fingerprints: dict[str, int]) -> None:
+        if not fingerprints:
+            return
+        with self.store._tx(self.id) as conn:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    f"INSERT INTO {SCHEMA}.fingerprints(collection_id, fingerprint, item_id)"
+                    f" SELECT collection_id, %s, id FROM {SCHEMA}.items WHERE id = %s AND collection_id = %s"
+                    " ON CONFLICT DO NOTHING", [(f, int(i), self.id) for f, i in fingerprints.items()])
+
+    def count(self, grp: str | None = None) -> int:
+        if grp is None:
+            return int(self.store._q1(f"SELECT COUNT(*) FROM {SCHEMA}.items WHERE collection_id = %s", (self.id,))[0])
+        return int(self.store._q1(f"SELECT COUNT(*) FROM {SCHEMA}.items WHERE collection_id = %s AND grp = %s",
+                                  (self.id, grp))[0])
+
+    def ids_in_group(self, grp: str) -> np.ndarray:
+        rows = self.store._q(f"SELECT id FROM {SCHEMA}.items WHERE collection_id = %s AND grp = %s", (self.id, grp))
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def vectors(self, ids: list[int]) -> dict[int, np.ndarray]:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return {}
+        return {int(i): _parse_vec(v) for i, v in self.store._q(
+            f"SELECT id, embedding::text FROM {SCHEMA}.items WHERE collection_id = %s AND id = ANY(%s)"
+            " AND embedding IS NOT NULL", (self.id, ids))}
+
+    # -- search --------------------------------------------------------------------------------
+    def dense(self, query_vector: np.ndarray, k: int, grp: str | None = None) -> list[tuple[int, float]]:
+        """Top ``k`` (id, cosine): by the HNSW index, or exactly where a filter would starve it."""
+        k = int(k)
+        if k <= 0:
+            return []
+        self._check_model()
+        store = self.store
+        q = _vec_text(query_vector)
+        exact = (f"WITH c AS MATERIALIZED (SELECT id, embedding FROM {SCHEMA}.items WHERE collection_id = %s"
+                 + (" AND grp = %s" if grp is not None else "") +
+                 ") SELECT id, 1 - (embedding <=> %s::vector) FROM c ORDER BY embedding <=> %s::vector LIMIT %s")
+        exact_args = [self.id] + ([grp] if grp is not None else []) + [q, q, k]
+        with store._lock:
+            if grp is None:
+                with store._tx() as conn:
+                    n = conn.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM {SCHEMA}.items WHERE collection_id = %s"
+                                     " LIMIT %s) x", (self.id, EXACT_BELOW)).fetchone()[0]
+                    if n >= EXACT_BELOW:
+                        conn.execute(f"SET LOCAL hnsw.ef_search = {min(1000, max(40, 2 * k))}")
+                        rows = conn.execute(
+                            f"SELECT id, 1 - (embedding <=> %s::vector) FROM {SCHEMA}.items WHERE collection_id = %s"
+                            " ORDER BY embedding <=> %s::vector LIMIT %s", (q, self.id, q, k)).fetchall()
+                        if len(rows) >= k:
+                            return [(int(i), float(s)) for i, s in rows]
+            rows = store._q(exact, exact_args)
+        return [(int(i), float(s)) for i, s in rows]
+
+    def lexical(self, query: str, k: int, grp: str | None = None) -> list[tuple[int, float]]:
+        """Top ``k`` (id, ts_rank) by PostgreSQL's full-text search over the query's plain words."""
+        words = [w for w in query_terms(query) if w != "or"]
+        if not words or int(k) <= 0:
+            return []
+        sql = (f"SELECT id, ts_rank(tsv, q) AS s FROM {SCHEMA}.items, websearch_to_tsquery('english', %s) q"
+               " WHERE collection_id = %s AND tsv @@ q")
+        args: list = [" or ".join(words), self.id]
+        if grp is not None:
+            sql += " AND grp = %s"
+            args.append(grp)
+        sql += " ORDER BY s DESC, id LIMIT %s"
+        args.append(int(k))
+        return [(int(i), float(s)) for i, s in self.store._q(sql, args)]
+
+    def save_index(self, force: bool = True) -> None:
+        """Nothing to save: the HNSW and GIN indexes are PostgreSQL's."""
