@@ -12,13 +12,15 @@ first run from Debian's ``bash`` package (the installed /usr/share/man/man1/bash
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import hashlib
-import re
+import json
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,5 +81,140 @@ def bash_manual() -> Path:
     return path
 
 
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def load_set(name: str) -> tuple[Path, list[dict]]:
+    if name == "dev":
+        doc, qfile = DATA / "kjv_narratives.md", DATA / "kjv_questions.jsonl"
+    else:
+        doc, qfile = bash_manual(), DATA / "bash_manual" / "questions.jsonl"
+    return doc, [json.loads(line) for line in qfile.read_text().splitlines() if line.strip()]
+
+
+class Windows:
+    """superbooga's expanded windows over the source text: each hit chunk's body found in the
+    (whitespace-collapsed) document, then 250 characters before and 800 after it."""
+
+    def __init__(self, coll, doc_id: str, n: int, source: str, before: int = 250, after: int = 800):
+        self.src = _flat(source)
+        self.before, self.after = before, after
+        self.spans: dict[int, tuple[int, int]] = {}
+        pos = 0
+        for i in range(n):
+            item = coll.by_key(f"{doc_id}#{i}")
+            body = _flat(item.text[int(item.meta.get("body_start", 0)):])
+            at = self.src.find(body, max(0, pos - 2000))
+            if at < 0:
+                at = self.src.find(body[:80], max(0, pos - 2000))
+            if at >= 0:
+                self.spans[i] = (at, at + len(body))
+                pos = at
+        self.found = len(self.spans)
+
+    def window(self, ordinal: int, fallback: str) -> str:
+        if ordinal not in self.spans:
+            return fallback
+        a, b = self.spans[ordinal]
+        return self.src[max(0, a - self.before):b + self.after]
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def run_set(name: str, budgets: list[int], chunk_size: int, overlap: int, fresh: bool) -> None:
+    from pocketpack import compose
+    from pocketpack.rag import retrieve as retrieve_module
+    from pocketpack.rag.config import RagSettings
+    from pocketpack.rag.ingest import Library
+    from pocketpack.rag.inject import fit, make_block
+    from pocketpack.rag.retrieve import existing_collections, retrieve
+    from pocketpack.retrieval import SearchOptions, search
+
+    doc, questions = load_set(name)
+    # the store is kept in the cache (a re-run costs a hash check); --fresh starts it anew
+    folder = CACHE / f"store-{name}-{chunk_size}-{overlap}"
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    settings = RagSettings(chunk_size=chunk_size, chunk_overlap=overlap)
+    with Library(folder, settings) as lib:
+        t0 = time.perf_counter()
+        lib.ingest([str(doc)])
+        ingest_s = time.perf_counter() - t0
+        coll = existing_collections(lib, None)[0]
+        info = lib.documents()[0]
+        doc_id, n = info.id, info.chunks
+        windows = Windows(coll, doc_id, n, doc.read_text(encoding="utf-8"))
+        chunk_text = " ".join(_flat(coll.by_key(f"{doc_id}#{i}").text) for i in range(n)).lower()
+        present = sum(_flat(q["answer"]).lower() in chunk_text for q in questions)
+        print(f"== {name}: {doc.name}, {_words(doc.read_text(encoding='utf-8')):,} words, {n} chunks of <= "
+              f"{chunk_size} tokens (overlap {overlap}), ingest {ingest_s:.0f} s; {len(questions)} questions, "
+              f"answer inside the ingested chunks for {present}; superbooga windows located for {windows.found} "
+              f"of {n} chunks\n")
+
+        def plain(mode: str, expand: bool):
+            def run(question: str) -> str:
+                hits = search([coll], question, 5, options=SearchOptions(mode=mode, candidates=50))
+                texts = [windows.window(int(h.item.meta.get("ordinal", 0)), h.item.text) if expand else h.item.text
+                         for h in hits]
+                return "\n\n".join(texts)
+            return run
+
+        def packed(budget: int, sentences: bool = True):
+            def run(question: str) -> str:
+                retrieve_module.PACK_SENTENCES = sentences
+                try:
+                    passages = retrieve(lib, question, 5, settings=settings)
+                finally:
+                    retrieve_module.PACK_SENTENCES = True
+                offered = fit(passages, budget, compose.estimate_tokens)
+                return compose.compose_text("", [make_block(offered, budget)], budget=budget,
+                                            count=compose.estimate_tokens).text
+            return run
+
+        methods = [("dense chunks (top 5)", plain("dense", False)),
+                   ("superbooga windows (dense top 5, +250/+800 chars)", plain("dense", True)),
+                   ("hybrid chunks (top 5)", plain("hybrid", False))]
+        for b in budgets:
+            methods += [(f"rag-enhancer, whole chunks, {b} tokens", packed(b, False)),
+                        (f"rag-enhancer, sentence packing, {b} tokens", packed(b))]
+        rows = []
+        for label, run in methods:
+            hits, words, lat = 0, 0, []
+            for q in questions:
+                t = time.perf_counter()
+                text = run(q["question"])
+                lat.append((time.perf_counter() - t) * 1000)
+                hits += _flat(q["answer"]).lower() in _flat(text).lower()
+                words += _words(text)
+            lat.sort()
+            rows.append((label, hits / len(questions), words / len(questions), lat[len(lat) // 2],
+                         lat[int(0.95 * (len(lat) - 1))]))
+        header = f"{'method':<52}{'hit@5':>7}{'words/query':>13}{'p50 ms':>8}{'p95 ms':>8}"
+        print(header)
+        print("-" * len(header))
+        for label, hit, words, p50, p95 in rows:
+            print(f"{label:<52}{hit:>7.2f}{words:>13.0f}{p50:>8.1f}{p95:>8.1f}")
+        print()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", nargs="+", default=["dev", "report"], choices=["dev", "report"])
+    parser.add_argument("--budgets", nargs="+", type=int, default=[900, 1600])
+    parser.add_argument("--chunk-size", type=int, default=200)
+    parser.add_argument("--overlap", type=int, default=30)
+    parser.add_argument("--fresh", action="store_true", help="ingest again into a new store")
+    args = parser.parse_args()
+    for name in args.sets:
+        run_set(name, args.budgets, args.chunk_size, args.overlap, args.fresh)
+    print("hit@5: the answer span (case-insensitive, whitespace collapsed) inside what is injected for the top 5 "
+          "hits; words/query: whitespace-separated words of that text (rag-enhancer's includes its [n] labels, "
+          "sources and frame); latency: retrieval and packing per query, embedding included.")
+    return 0
+
+
 if __name__ == "__main__":
-    print(bash_manual())
+    sys.exit(main())

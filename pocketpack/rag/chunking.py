@@ -361,15 +361,57 @@ def join_chunks(parts: list[tuple[str, str, int, int]]) -> str:
     ``parts`` are ``(text, heading, body_start, overlap_chars)`` in document order; the repeated
     overlap is dropped and a heading line is kept only where the section changes.
     """
+    return join_chunk_spans(parts)[0]
+
+
+def join_chunk_spans(parts: list[tuple[str, str, int, int]]) -> tuple[str, list[tuple[int, int, int]]]:
+    """``join_chunks``, plus where each part landed in the joined text: ``(start, body, end)``
+    per part, ``start..body`` its heading line when it has one there, ``body..end`` the text it
+    adds (its overlap with the part before left out)."""
     out = ""
+    spans: list[tuple[int, int, int]] = []
     last_heading = None
     for text, heading, body_start, overlap_chars in parts:
         body = text[body_start:]
         if last_heading is None:
+            spans.append((0, body_start, len(text)))
             out = text
         elif heading == last_heading:
-            out += "\n" + body[overlap_chars:]
+            out += "\n"
+            spans.append((len(out), len(out), len(out) + len(body) - overlap_chars))
+            out += body[overlap_chars:]
         else:
-            out += "\n\n" + text
+            out += "\n\n"
+            spans.append((len(out), len(out) + body_start, len(out) + len(text)))
+            out += text
         last_heading = heading
-    return out
+    return out, spans
+
+
+_UNIT_BREAK = re.compile(r"\n+")
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """The sentences of ``text[start:end]`` as ``(start, end)`` offsets into ``text``, each line
+    cut at sentence ends, surrounding whitespace left out: the units a passage is packed by."""
+    end = len(text) if end is None else end
+    out: list[tuple[int, int]] = []
+    pos = start
+    for line in [*_UNIT_BREAK.finditer(text, start, end), None]:
+        stop = line.start() if line else end
+        cut = pos
+        for m in _SENTENCE_END.finditer(text, pos, stop):
+            g = 1 if m.group(1) is not None else 2
+            if m.end(g) >= stop:
+                break
+            out.append((cut, m.start(g)))
+            cut = m.end(g)
+        out.append((cut, stop))
+        pos = line.end() if line else end
+    trimmed = []
+    for a, b in out:
+        piece = text[a:b]
+        a, b = a + len(piece) - len(piece.lstrip()), b - len(piece) + len(piece.rstrip())
+        if b > a:
+            trimmed.append((a, b))
+    return trimmed

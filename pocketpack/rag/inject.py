@@ -61,14 +61,16 @@ def fit(passages: list[Passage], budget: int | None, count=None) -> list[Passage
     def cost(p: Passage) -> int:
         return count(ITEM_TEMPLATE.replace("{text}", " ".join(item_text(p).split()))) + 1
 
-    # Each passage offers its versions narrowest first, each adding one hit (then the context).
-    # Take them in the rank of the hit they add, across passages: a passage's best hit first
-    # (a new passage: best first, skipping what cannot fit), its second hit when no better hit
-    # elsewhere is waiting, ..., and the neighbouring context last, best passage first.
+    # Each passage offers its versions narrowest first, each adding some of its text: retrieved
+    # passages a few sentences at a time (``Passage.ladder``: each hit's best sentences, the rest
+    # of its chunk, then the context nearest it), others one hit at a time, then the context.
+    # Take them in the priority of what they add, across passages: every passage's best
+    # sentences first (a new passage: best first, skipping what cannot fit), the rest of the
+    # hits when nothing better is waiting elsewhere, and context last, nearest first.
     offers = [p.scored_variants() for p in passages]
     at: dict[int, int] = {}  # passage index -> version offered
     used = 0
-    queue = [(-p.score, i, 0) for i, p in enumerate(passages)]
+    queue = [(-offers[i][0][1], i, 0) for i, p in enumerate(passages)]
     heapq.heapify(queue)
     while queue:
         _, i, level = heapq.heappop(queue)

@@ -5,6 +5,12 @@ optionally re-scored by a local cross-encoder, cut at a score threshold, then ea
 widened by its neighbouring chunks, and passages of one document whose chunk ranges overlap or
 touch are merged (keeping the better one's place and score), so the model reads whole passages
 rather than fragments and the same text is never quoted twice.
+
+Each passage also carries a packing ladder (``Passage.ladder``): its text sentence by sentence,
+in the order a tight budget should take it — the sentences of each hit that share most words
+with the question (with the one after), then the rest of its hit chunks, then the neighbouring
+context nearest the hits, the text after a hit before the text ahead of it — so that
+``inject.fit`` spends the budget's words where answers are, across all passages.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pocketpack.errors import PocketPackError
-from pocketpack.rag.chunking import join_chunks
+from pocketpack.rag.chunking import join_chunk_spans, join_chunks, sentence_spans
 from pocketpack.rag.config import RagSettings
 from pocketpack.rag.ingest import COLLECTION_PREFIX, Library, collection_name
 from pocketpack.retrieval import SearchOptions, search
@@ -46,6 +52,7 @@ class Passage:
     hit_span: tuple[int, int] = (0, 0)  # first and last hit chunk (``ordinals`` adds the context)
     hit_scores: dict[int, float] = field(default_factory=dict)  # hit chunk number -> its score
     steps: list[tuple[str, str]] = field(default_factory=list)  # (text, location): best hits, one more each
+    ladder: list[tuple[str, str, float]] = field(default_factory=list)  # (text, location, priority), narrowest first
 
     def variants(self) -> list["Passage"]:
         """Narrowest first: the best hit alone, then one more of its hits at a time (best
@@ -58,6 +65,8 @@ class Passage:
         rank order across passages."""
         from dataclasses import replace
 
+        if self.ladder:
+            return self._ladder_variants()
         ranked = sorted(self.hit_scores.values(), reverse=True) or [self.score]
         offered = [(self.core_text, self.core_location), *self.steps, (self.span_text, self.span_location)]
         out: list[tuple[Passage, float]] = []
@@ -71,6 +80,19 @@ class Passage:
                 continue
             out.append((replace(self, text=text, location=location or self.location), score))
         return out + [(self, self.score if not out else whole)]
+
+    def _ladder_variants(self) -> list[tuple["Passage", float]]:
+        """The ladder's steps as passages, each with the priority of the sentences it adds;
+        its last step is this passage itself."""
+        from dataclasses import replace
+
+        out: list[tuple[Passage, float]] = []
+        for text, location, priority in self.ladder:
+            if text == self.text:
+                break
+            out.append((replace(self, text=text, location=location or self.location, ladder=[]), priority))
+        last = self.ladder[len(out)][2] if len(out) < len(self.ladder) else -1.0
+        return out + [(self, last if out else self.score)]
 
     def narrowed(self) -> "Passage":
         """This passage at its narrowest (for a tight budget)."""
@@ -173,12 +195,12 @@ def retrieve(library: Library, question: str, k: int | None = None, collections:
             hit_scores={ordinal: float(score)},
         ))
     for p in passages:
-        _expand(owner[p.collection], p, s.neighbours)
+        _expand(owner[p.collection], p, s.neighbours, question)
     # After expansion, the chunk ranges themselves: passages of one document that overlap or
     # touch (adjacent chunks share their overlap sentences) become one, so no text is quoted
     # twice. (The spans above were merged with the same widening, so this is a safeguard.)
     for p in _merge(passages, 0, key=lambda p: p.ordinals):
-        _expand(owner[p.collection], p, s.neighbours)
+        _expand(owner[p.collection], p, s.neighbours, question)
     return passages
 
 
@@ -217,7 +239,7 @@ def _merge(passages: list[Passage], widen: int, key) -> list[Passage]:
     return grew
 
 
-def _expand(coll, p: Passage, neighbours: int) -> None:
+def _expand(coll, p: Passage, neighbours: int, question: str = "") -> None:
     """Widen ``p`` to its hits' span plus ``neighbours`` chunks each side, in document order.
     Narrower versions are kept for when the budget cannot hold it all: the best hit's chunk
     alone (``core``), then the best hits one more at a time (``steps``), then every hit
@@ -269,6 +291,123 @@ def _expand(coll, p: Passage, neighbours: int) -> None:
     p.core_text, p.core_location = hits_only(ranked[:1])
     p.steps = [hits_only(ranked[:n]) for n in range(2, len(ranked))]
     p.span_text, p.span_location = hits_only(ranked)
+    p.ladder = _ladder(p, present, ranked, scores, question) if PACK_SENTENCES else []
+
+
+# packing: words that say nothing about what is asked, and how far the text ahead of a hit
+# counts against the text after it (superbooga widens a hit 250 characters back, 800 on)
+_WORD = re.compile(r"[^\W_]+")
+_STOP = frozenset("a an and are as at be but by can could did do does for from had has have he her him his how i if in"
+                  " into is it its me my no not of on or she should so such than that the their them then there"
+                  " these they this to was we were what when where which who whom why will with would you your".split())
+BEHIND_COST = 3
+WINDOW = (2, 2)  # a hit's best sentence, with this many before and after it, comes first
+PACK_SENTENCES = True  # False: widen by whole hit chunks, then all the context at once
+
+
+def _terms(text: str) -> set[str]:
+    """The content words of ``text``, lowercased and cut to six letters (a crude stem)."""
+    return {w[:6] for w in (m.group(0).lower() for m in _WORD.finditer(text)) if len(w) > 2 and w not in _STOP}
+
+
+def _ladder(p: Passage, present: list, ranked: list[int], scores: dict[int, float],
+            question: str) -> list[tuple[str, str, float]]:
+    """``p.text`` sentence by sentence, most useful first (see the module's docstring): each
+    step ``(text, location, priority)``, priority in tiers (a hit's best sentences, then the
+    rest of its chunk, both by the hit's score; then context, nearest first), so that a
+    budget can take steps across passages in that order. The last step is all of ``p.text``."""
+    parts = [(it.text, it.meta.get("heading", ""), int(it.meta.get("body_start", 0)),
+              int(it.meta.get("overlap_chars", 0))) for _, it in present]
+    text, spans = join_chunk_spans(parts)
+    if text != p.text:  # not this passage's chunks (never expected): offered whole
+        return [(p.text, p.location, 30 + p.score)]
+    ordinals = [o for o, _ in present]
+    locations = [it.meta.get("location", "") for _, it in present]
+    units: list[tuple[int, int, int]] = []  # (start, end, index into present)
+    heads: list[tuple[int, int] | None] = []  # each present chunk's heading line in ``text``
+    for n, (start, body, end) in enumerate(spans):
+        heads.append((start, body) if body > start else None)
+        units += [(a, b, n) for a, b in sentence_spans(text, body, end)]
+    if not units:
+        return [(p.text, p.location, 30 + p.score)]
+    wanted = _terms(question)
+    order: list[tuple[float, int]] = []  # (priority, unit)
+    taken: set[int] = set()
+
+    def take(priority: float, u: int) -> None:
+        if u not in taken:
+            taken.add(u)
+            order.append((priority, u))
+
+    by_chunk = {n: [u for u, unit in enumerate(units) if unit[2] == n] for n in range(len(present))}
+    hit_chunks = [ordinals.index(o) for o in ranked if o in ordinals]
+    for n in hit_chunks:  # tier 3: the best sentence of each hit (with the one after it)
+        mine = by_chunk[n]
+        if not mine:
+            continue
+        overlap = [len(wanted & _terms(text[units[u][0]:units[u][1]])) for u in mine]
+        top = max(overlap)
+        score = scores.get(ordinals[n], p.score)
+        if top == 0:  # nothing to go by (a hit on meaning alone): its whole chunk
+            for u in mine:
+                take(30 + score, u)
+            continue
+        at = overlap.index(top)
+        for u in mine[max(0, at - WINDOW[0]):at + WINDOW[1] + 1]:
+            take(30 + score, u)
+    def distance(u: int, near: list[int]) -> int:
+        """How far sentence ``u`` is from the nearest of ``near``, text ahead of them counting
+        ``BEHIND_COST`` times its distance."""
+        after = min((u - h for h in near if h < u), default=None)
+        before = min((h - u for h in near if h > u), default=None)
+        costs = ([after] if after is not None else []) + ([before * BEHIND_COST] if before is not None else [])
+        return min(costs) if costs else len(units)
+
+    best_units = sorted(taken)
+    for n in hit_chunks:  # tier 2: the rest of each hit's chunk, nearest its best sentences first
+        score = scores.get(ordinals[n], p.score)
+        for u in sorted(by_chunk[n], key=lambda u: (distance(u, best_units), u)):
+            take(20 + score, u)
+    hit_units = sorted(taken)
+    rest = [u for u in range(len(units)) if u not in taken]
+
+    for u in sorted(rest, key=lambda u: (distance(u, hit_units), u)):  # tier 1: context, nearest first
+        take(10 - min(distance(u, hit_units), 999) / 1000, u)
+
+    def section_head(n: int) -> tuple[int, int] | None:
+        return next((heads[m] for m in range(n, -1, -1) if heads[m] is not None), None)
+
+    def render(chosen: set[int]) -> tuple[str, str]:
+        """The chosen sentences in document order: runs of consecutive ones as they stand in
+        the text, runs apart joined by "[…]", each section's heading line before its first run."""
+        runs: list[list[int]] = []  # [start, end, first chunk, last chunk]
+        prev = None
+        for u in sorted(chosen):
+            a, b, n = units[u]
+            if prev is not None and u == prev + 1:
+                runs[-1][1], runs[-1][3] = b, n
+            else:
+                runs.append([a, b, n, n])
+            prev = u
+        out, shown = "", set()
+        for k, (a, b, n0, n1) in enumerate(runs):
+            piece = text[a:b]
+            head = section_head(n0)
+            if head is not None and head not in shown:
+                piece = text[head[0]:head[1]] + piece
+            shown.update(h for m in range(n0, n1 + 1) if (h := section_head(m)) is not None)
+            out += piece if k == 0 else "\n[…]\n" + piece
+        return out, _span_location([locations[runs[0][2]], locations[runs[-1][3]]])
+
+    ladder: list[tuple[str, str, float]] = []
+    chosen: set[int] = set()
+    for priority, u in order:
+        chosen.add(u)
+        if len(chosen) == len(units):
+            break
+        ladder.append((*render(chosen), priority))
+    ladder.append((p.text, p.location, order[-1][0]))
+    return ladder
 
 
 # a chunk's location: "<unit> <n>[–<m>]<rest>", e.g. "lines 12–30 · Intro" or "p. 3"
