@@ -1,13 +1,21 @@
 """How much answer rag-enhancer packs into the words it injects, on two documents of two kinds.
 
-    .venv/bin/python bench/rag_docs.py
+    .venv/bin/python bench/rag_docs.py [--sets dev report] [--budgets 900 1600] [--fresh]
 
 Sets (bench/data/README.md): ``dev`` is the project's own document set (KJV narratives, 44
 questions), on which every setting was chosen; ``report`` is the Bash 5.2 manual page (a
-manual, ~50k words), whose 60 questions were written and committed before any retrieval ran
-over it (bench/data/bash_manual/). The manual is not committed (340 KB): it is rendered on
+manual, ~51,600 words), whose 70 questions were written and committed before any retrieval
+ran over it (bench/data/bash_manual/). The manual is not committed (313 KB): it is rendered on
 first run from Debian's ``bash`` package (the installed /usr/share/man/man1/bash.1.gz, else
-``apt-get download bash``) into ``.cache/bench/`` at the repository root.
+``apt-get download bash``) into ``.cache/bench/`` at the repository root, with groff.
+
+Methods, all on the same chunks (200 tokens, overlap 30) and the same all-MiniLM-L6-v2:
+plain dense chunks (top 5 as stored); superbooga-style windows (the dense top 5, each widened
+to 250 characters before and 800 after it in the document, as superbooga v2 does); plain
+hybrid chunks (dense + BM25, top 5); rag-enhancer's injected block (hybrid top 5 passages with
+one neighbouring chunk each side, packed into a token budget by the shared composer), packed
+by whole chunks (before) and sentence by sentence (now). The stores are kept in
+``.cache/bench/store-*`` so a re-run costs a hash check.
 """
 
 from __future__ import annotations

@@ -53,6 +53,7 @@ class Passage:
     hit_scores: dict[int, float] = field(default_factory=dict)  # hit chunk number -> its score
     steps: list[tuple[str, str]] = field(default_factory=list)  # (text, location): best hits, one more each
     ladder: list[tuple[str, str, float]] = field(default_factory=list)  # (text, location, priority), narrowest first
+    core_window: str = ""      # the best hit's best sentences, the first step of ``ladder``
 
     def variants(self) -> list["Passage"]:
         """Narrowest first: the best hit alone, then one more of its hits at a time (best
@@ -90,9 +91,12 @@ class Passage:
         for text, location, priority in self.ladder:
             if text == self.text:
                 break
-            out.append((replace(self, text=text, location=location or self.location, ladder=[]), priority))
-        last = self.ladder[len(out)][2] if len(out) < len(self.ladder) else -1.0
-        return out + [(self, last if out else self.score)]
+            # the part marked as the hit (Sources) is the best hit's sentences when its whole chunk is not there
+            core = self.core_text if " ".join(self.core_text.split()) in " ".join(text.split()) else self.core_window
+            out.append((replace(self, text=text, location=location or self.location, ladder=[], core_text=core),
+                        priority))
+        last = self.ladder[len(out)][2] if len(out) < len(self.ladder) else self.score
+        return out + [(self, last)]
 
     def narrowed(self) -> "Passage":
         """This passage at its narrowest (for a tight budget)."""
@@ -341,7 +345,7 @@ def _ladder(p: Passage, present: list, ranked: list[int], scores: dict[int, floa
 
     by_chunk = {n: [u for u, unit in enumerate(units) if unit[2] == n] for n in range(len(present))}
     hit_chunks = [ordinals.index(o) for o in ranked if o in ordinals]
-    for n in hit_chunks:  # tier 3: the best sentence of each hit (with the one after it)
+    for n in hit_chunks:  # tier 3: the best sentence of each hit, with WINDOW sentences around it
         mine = by_chunk[n]
         if not mine:
             continue
@@ -355,6 +359,9 @@ def _ladder(p: Passage, present: list, ranked: list[int], scores: dict[int, floa
         at = overlap.index(top)
         for u in mine[max(0, at - WINDOW[0]):at + WINDOW[1] + 1]:
             take(30 + score, u)
+    first = sorted(u for _, u in order if units[u][2] == hit_chunks[0]) if hit_chunks else []
+    p.core_window = text[units[first[0]][0]:units[first[-1]][1]] if first else ""
+
     def distance(u: int, near: list[int]) -> int:
         """How far sentence ``u`` is from the nearest of ``near``, text ahead of them counting
         ``BEHIND_COST`` times its distance."""
