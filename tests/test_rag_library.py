@@ -20,7 +20,7 @@ import pytest
 from pocketpack.rag import config
 from pocketpack.rag.chunking import chunk_blocks
 from pocketpack.rag.config import RagSettings, SettingsError
-from pocketpack.rag.ingest import IngestError, Library, chunker_signature, collection_name, document_items, legacy_doc_id
+from pocketpack.rag.ingest import IngestError, Library
 from pocketpack.rag.parsers import kind_of, parse
 from pocketpack.rag.retrieve import retrieve
 from pocketpack.retrieval import NewItem
@@ -102,113 +102,6 @@ def test_same_file_in_two_collections_has_two_ids(tmp_path, lib):
     assert len(set(ids.values())) == 2
     lib.remove(ids["character/Bob"])
     assert [d.collection for d in lib.documents()] == ["global"]
-
-
-# -- stores written before ids named the collection -------------------------------------------
-def _old_ingest(lib: Library, origin: str, source: str, name: str, data: bytes, collection: str = "global") -> str:
-    """Write a document exactly as the library did before per-collection ids and upload
-    folders: id from ``origin:source`` alone, uploads directly in uploads/."""
-    s = lib.settings
-    doc_id = legacy_doc_id(origin, source)
-    parsed = parse(data, name, kind=kind_of(name))
-    chunks = chunk_blocks(parsed.blocks, s.chunk_size, s.chunk_overlap)
-    items = document_items(doc_id, source, name, origin, hashlib.sha256(data).hexdigest(), len(data), parsed, chunks,
-                           chunker_signature(s))
-    lib.store.collection(collection_name(collection)).upsert(items)
-    if origin == "upload":
-        Path(source).parent.mkdir(parents=True, exist_ok=True)
-        Path(source).write_bytes(data)
-    return doc_id
-
-
-def test_documents_from_an_older_store_stay_unchanged_and_removable(tmp_path, lib, embedder):
-    doc = tmp_path / "harbour.md"
-    doc.write_text("# Harbour\n\nHigh tide at Port Avel is at 06:12 on Mondays.\n")
-    old_file = _old_ingest(lib, "file", str(doc.resolve()), doc.name, doc.read_bytes())
-    flat = (tmp_path / "store" / "uploads" / "notes.txt").resolve()
-    old_upload = _old_ingest(lib, "upload", str(flat), "notes.txt", VAULT)
-    assert {d.id for d in lib.documents()} == {old_file, old_upload}
-    calls = embedder.calls
-    # re-ingested unchanged: "unchanged", no duplicate, nothing embedded again
-    assert lib.ingest([str(doc)]).results[0].status == "unchanged"
-    assert lib.add_upload("notes.txt", VAULT, "global").status == "unchanged"
-    assert embedder.calls == calls
-    docs = lib.documents()
-    assert sorted(d.name for d in docs) == ["harbour.md", "notes.txt"]
-    # ... now under per-collection ids, the upload's copy moved into its collection's folder
-    assert not {d.id for d in docs} & {old_file, old_upload}
-    moved = next(d for d in docs if d.name == "notes.txt")
-    assert not flat.exists() and Path(moved.source).read_bytes() == VAULT and Path(moved.source).parent != flat.parent
-    assert "06:12" in texts(retrieve(lib, "when is high tide at Port Avel", 1))
-    assert lib.remove("notes.txt").name == "notes.txt" and not Path(moved.source).exists()
-
-
-def test_older_documents_are_found_by_reindex_and_remove(tmp_path, lib):
-    flat = (tmp_path / "store" / "uploads" / "notes.txt").resolve()
-    old_upload = _old_ingest(lib, "upload", str(flat), "notes.txt", VAULT)
-    doc = tmp_path / "plan.md"
-    doc.write_text("# Plan\n\nThe boat leaves at dawn.\n")
-    old_file = _old_ingest(lib, "file", str(doc.resolve()), doc.name, doc.read_bytes(), "character/Bob")
-    report = lib.reindex()
-    assert sorted(r.status for r in report.results) == ["updated", "updated"], report.results
-    assert len(lib.documents()) == 2 and not flat.exists()
-    assert "1111" in texts(retrieve(lib, "what is the vault code", 1))
-    # an older document still under its old id is removed by that id, copy included
-    again = _old_ingest(lib, "upload", str(flat), "notes.txt", DIARY, "character/Alice")
-    assert again == old_upload and lib.remove(old_upload).collection == "character/Alice" and not flat.exists()
-    assert old_file not in {d.id for d in lib.documents()}
-
-
-def test_a_failed_reupload_of_an_older_upload_keeps_a_copy_of_what_is_indexed(tmp_path, lib):
-    flat = (tmp_path / "store" / "uploads" / "notes.txt").resolve()
-    _old_ingest(lib, "upload", str(flat), "notes.txt", VAULT)
-    bad = lib.add_upload("notes.txt", b"   \n\n  \n", "global")
-    assert bad.status == "error" and "no text found" in bad.message
-    # the document still holds the old text, and its copy (now in the collection's folder)
-    # holds the bytes it was indexed from; the flat copy no document uses is gone
-    (doc,) = lib.documents()
-    assert Path(doc.source).read_bytes() == VAULT and not flat.exists()
-    assert "1111" in texts(retrieve(lib, "what is the vault code", 1))
-    (again,) = lib.reindex().results
-    assert again.status == "updated", again.line()
-    assert "1111" in texts(retrieve(lib, "what is the vault code", 1))
-    lib.remove(again.doc_id)
-    assert not [p for p in (tmp_path / "store" / "uploads").rglob("*") if p.is_file()]
-
-
-def test_reindex_never_rebuilds_a_document_from_another_collections_upload(tmp_path, lib):
-    # an older store: "notes.txt" uploaded to global, then another "notes.txt" to Alice, which
-    # overwrote the one flat copy; both documents got the same id
-    flat = (tmp_path / "store" / "uploads" / "notes.txt").resolve()
-    _old_ingest(lib, "upload", str(flat), "notes.txt", VAULT, "global")
-    old = _old_ingest(lib, "upload", str(flat), "notes.txt", DIARY, "character/Alice")
-    with pytest.raises(IngestError) as exc:
-        lib.remove(old)
-    assert "name the collection" in str(exc.value) and "re-index everything" not in str(exc.value)
-    lines = sorted(r.line() for r in lib.reindex().results)
-    assert lines[0].startswith("skipped notes.txt: kept its chunks: its upload copy belongs to another collection")
-    assert lines[1] == "updated notes.txt: 1 chunk", lines
-    # global keeps its own text, Alice hers; each now has its own id
-    assert "1111" in texts(retrieve(lib, "what is the vault code", 3, ["global"]))
-    assert "diary" not in texts(retrieve(lib, "where is the diary hidden", 3, ["global"]))
-    assert "diary" in texts(retrieve(lib, "where is the diary hidden", 3, ["character/Alice"]))
-    docs = {d.collection: d for d in lib.documents()}
-    assert docs["global"].id != docs["character/Alice"].id and old not in {d.id for d in docs.values()}
-    assert Path(docs["character/Alice"].source).read_bytes() == DIARY and not flat.exists()
-    # re-indexing again still never touches global's text, and remove by id works
-    lib.reindex()
-    assert "1111" in texts(retrieve(lib, "what is the vault code", 3, ["global"]))
-    lib.remove(docs["global"].id)
-    assert [d.collection for d in lib.documents()] == ["character/Alice"]
-    assert Path(docs["character/Alice"].source).read_bytes() == DIARY
-
-
-def test_an_older_upload_named_with_a_leading_dot_is_found_again(tmp_path, lib):
-    flat = (tmp_path / "store" / "uploads" / "x.txt").resolve()  # the name rule of then: ".x.txt" -> "x.txt"
-    _old_ingest(lib, "upload", str(flat), "x.txt", VAULT)
-    assert lib.add_upload(".x.txt", VAULT, "global").status == "unchanged"
-    (doc,) = lib.documents()
-    assert Path(doc.source).read_bytes() == VAULT and not flat.exists()
 
 
 # -- 2. settings are checked before they are used or saved ------------------------------------
@@ -341,16 +234,17 @@ def test_an_interrupted_update_finished_on_reingest_leaves_no_orphan_embeddings(
 
 
 def test_an_upload_survives_its_folder_removed_just_before_the_write(lib, monkeypatch):
-    real = Path.write_bytes
+    real = os.open
     raced = []
 
-    def racing(self, data):
-        if self.name.endswith(".part") and not raced:  # another upload's clean-up, just now
-            raced.append(self.parent)
-            self.parent.rmdir()
-        return real(self, data)
+    def racing(path, flags, *args):
+        path = Path(path)
+        if path.name.endswith(".tmp") and flags & os.O_CREAT and not raced:  # another upload's clean-up, just now
+            raced.append(path.parent)
+            path.parent.rmdir()
+        return real(path, flags, *args)
 
-    monkeypatch.setattr(Path, "write_bytes", racing)
+    monkeypatch.setattr(os, "open", racing)
     assert lib.add_upload("notes.txt", VAULT, "global").status == "added" and raced
     (doc,) = lib.documents()
     assert Path(doc.source).read_bytes() == VAULT

@@ -18,9 +18,7 @@ fully the old version or fully the new one. Re-ingesting:
 - a folder: files deleted from it since are removed from the collection.
 
 Doc ids hash the collection with the source, so one file in two collections is two
-documents. Stores written before that (ids from the source alone, uploads directly in
-``uploads/``) keep working: such a document is found under its old id and moved to its new
-id and upload folder the first time it is ingested or re-indexed again (no re-embedding).
+documents.
 """
 
 from __future__ import annotations
@@ -35,6 +33,7 @@ from pathlib import Path
 
 from pocketpack import safepath
 from pocketpack.errors import PocketPackError
+from pocketpack.fsutil import atomic_write
 from pocketpack.rag.chunking import chunk_blocks
 from pocketpack.rag.config import RagSettings, SettingsError  # noqa: F401 - SettingsError re-exported
 from pocketpack.rag.fetch import FetchError, fetch, is_url
@@ -151,18 +150,6 @@ def safe_upload_name(name: str) -> str:
     return base if base and base not in (".", "..") else "upload"
 
 
-def _legacy_upload_name(name: str) -> str:
-    """The name ``safe_upload_name`` gave before it kept a bare extension: leading dots were
-    stripped (".x.txt" was "x.txt"), so an older store's copy is found under that name."""
-    base = str(name).replace("\\", "/").split("/")[-1]
-    base = "".join(ch for ch in base if ch.isprintable())
-    base = _SAFE.sub("_", base).strip(" .")
-    if len(base) > 150:
-        stem, dot, ext = base.rpartition(".")
-        base = (stem[:140] + dot + ext[:9]) if dot else base[:150]
-    return base if base and base not in (".", "..") else "upload"
-
-
 def chunker_signature(settings: RagSettings) -> str:
     """What a document's chunks depend on besides its bytes: a change re-chunks it on re-ingest."""
     return f"v{CHUNKER_VERSION}/size{settings.chunk_size}/overlap{settings.chunk_overlap}"
@@ -195,11 +182,6 @@ def doc_id_for(collection: str | None, origin: str, source: str) -> str:
     """A document's id: distinct per collection, so the same file or upload name in two
     collections is two documents that never share an id."""
     return _doc_id(f"{collection_name(collection)}\n{origin}:{source}")
-
-
-def legacy_doc_id(origin: str, source: str) -> str:
-    """The id stores written before ids named the collection gave the same source."""
-    return _doc_id(f"{origin}:{source}")
 
 
 def upload_folder_name(collection: str | None) -> str:
@@ -341,7 +323,7 @@ class Library:
         return result
 
     def _add_upload(self, name: str, data: bytes, collection: str | None, force: bool,
-                    progress: Progress | None, previous: Iterable[tuple[str, str]] = ()) -> DocResult:
+                    progress: Progress | None) -> DocResult:
         safe = safe_upload_name(name)
         folder = self.uploads / upload_folder_name(collection)
         dest = folder / safe
@@ -351,69 +333,25 @@ class Library:
             real = None
         if real is None or real.parent.parent != safepath.real_root(self.uploads) or real.name != safe:
             return DocResult(name, "error", message="refusing an upload name that points outside the store")
-        # where this name's copy lived before uploads had a folder per collection (under the
-        # name rule of then too, which stripped leading dots)
-        flats = dict.fromkeys(str((self.uploads / n).resolve()) for n in (safe, _legacy_upload_name(name)))
-        earlier = [*((legacy_doc_id("upload", f), f) for f in flats), *previous]
-        # an older document is moved to ``dest`` before its new bytes are parsed: its copy
-        # goes there first, so whatever happens next it never points at a missing file
-        seeded = self._seed_copy(dest, earlier, collection)
-        indexed = False
-        try:
-            result = self._ingest_bytes(data, "upload", str(dest.resolve()), safe, collection, force,
-                                        lambda f, m: progress(f, m) if progress else None, previous=earlier)
-            indexed = result.status in ("added", "updated", "unchanged")
-            if indexed:
-                self._write_copy(dest, data)
-        finally:  # also when embedding raised: the copies must match what the store says
-            if seeded and not indexed:
-                self._drop_upload_copy(dest)  # kept while the moved document uses it
-            for _, old in earlier:  # copies no document uses any more (kept while one does)
-                if Path(old).resolve() != dest.resolve():
-                    self._drop_upload_copy(old)
+        result = self._ingest_bytes(data, "upload", str(dest.resolve()), safe, collection, force,
+                                    lambda f, m: progress(f, m) if progress else None)
+        if result.status in ("added", "updated", "unchanged"):
+            self._write_copy(dest, data)
         return result
 
     @staticmethod
     def _write_copy(dest: Path, data: bytes) -> None:
-        """Write an upload's copy atomically (a ``.part`` file, then a rename). Another upload
-        may remove the collection's folder once it looks empty, between our mkdir and our
-        write: the folder is then made again and the write tried once more."""
-        tmp = dest.parent / f".{dest.name}.part"
+        """Write an upload's copy atomically. Another upload may remove the collection's folder
+        once it looks empty, between our mkdir and our write: the folder is then made again and
+        the write tried once more."""
         for attempt in range(2):
             try:
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                tmp.write_bytes(data)
-                os.replace(tmp, dest)
+                atomic_write(dest, data)
                 return
             except FileNotFoundError:
                 if attempt:
                     raise
-
-    def _seed_copy(self, dest: Path, earlier: Iterable[tuple[str, str]], collection: str | None) -> bool:
-        """Copy an older store's flat upload copy (directly in ``uploads/``) to ``dest``, when
-        ``dest`` is not there yet and the copy holds the bytes this collection's document was
-        indexed from (an older store shared one copy between collections: then it is another
-        collection's, and is not copied). True when a copy was written."""
-        full = collection_name(collection)
-        if dest.exists() or not self.store.has_collection(full):
-            return False
-        coll = self.store.collection(full)
-        uploads = safepath.real_root(self.uploads)
-        for old_id, old in earlier:
-            path = Path(old).resolve()
-            if path.parent != uploads or not path.is_file():
-                continue
-            head = coll.by_key(f"{old_id}#0")
-            if head is None or head.grp != old_id or head.meta.get("source") != old:
-                continue
-            try:
-                data = safepath.read_within(self.uploads, path, self.settings.max_bytes)
-            except (OSError, PocketPackError):
-                continue
-            if hashlib.sha256(data).hexdigest() == head.meta.get("doc_hash"):
-                self._write_copy(dest, data)
-                return True
-        return False
 
     def _walk(self, folder: Path) -> Iterable[safepath.WalkEntry]:
         """The folder's files of a supported kind, through the one safe walk (never a file
@@ -491,8 +429,7 @@ class Library:
             raise IngestError(f"refused: {exc}") from exc
 
     def _ingest_one(self, origin: str, target: str, collection: str | None, force: bool,
-                    progress: Progress | None, n: int, total: int,
-                    previous: Iterable[tuple[str, str]] = (), root: Path | None = None) -> DocResult:
+                    progress: Progress | None, n: int, total: int, root: Path | None = None) -> DocResult:
         limit = self.settings.max_bytes
 
         def sub(fraction: float, message: str) -> None:
@@ -503,45 +440,18 @@ class Library:
                 got = fetch(target, timeout=self.settings.url_timeout, max_bytes=limit,
                             allow_private=self.settings.allow_private_urls)
                 name = target.rstrip("/").rsplit("/", 1)[-1] or target
-                return self._ingest_bytes(got.data, "url", target, name, collection, force, sub, got.content_type,
-                                          previous=previous)
+                return self._ingest_bytes(got.data, "url", target, name, collection, force, sub, got.content_type)
             path = Path(target)
             real = Path(os.path.realpath(path))
             data = self._read_limited(real, root)
-            return self._ingest_bytes(data, "file", str(real), path.name, collection, force, sub,
-                                      previous=previous)
+            return self._ingest_bytes(data, "file", str(real), path.name, collection, force, sub)
         except (IngestError, FetchError, ParseError, StoreError) as exc:
             return DocResult(target, "error", message=str(exc))
         except OSError as exc:
             return DocResult(target, "error", message=f"cannot read it ({exc.strerror or exc})")
 
-    def _adopt(self, coll, doc_id: str, source: str, earlier: Iterable[tuple[str, str]]) -> None:
-        """Move a document stored under an earlier id (a store from before ids named the
-        collection, or an upload from before per-collection folders) to ``doc_id`` and
-        ``source``: same texts, so nothing is embedded again; the old keys go."""
-        seen = {doc_id}
-        for old_id, old_source in earlier:
-            if old_id in seen:
-                continue
-            seen.add(old_id)
-            old_head = coll.by_key(f"{old_id}#0")
-            if old_head is None or old_head.grp != old_id or old_head.meta.get("source") != old_source:
-                continue
-            if coll.by_key(f"{doc_id}#0") is None:
-                moved = []
-                for it in coll.items(grp=old_id):
-                    if not it.key or "#" not in it.key:
-                        continue
-                    meta = dict(it.meta, doc=doc_id, source=source)
-                    moved.append(NewItem(it.text, key=f"{doc_id}#{it.key.rsplit('#', 1)[1]}", grp=doc_id,
-                                         time=it.time, importance=it.importance, pinned=it.pinned, meta=meta,
-                                         context=it.context))
-                coll.upsert(moved)
-            coll.delete_group(old_id)  # also ends a move that was interrupted before this step
-
     def _ingest_bytes(self, data: bytes, origin: str, source: str, name: str, collection: str | None,
-                      force: bool, progress: Progress | None, content_type: str | None = None,
-                      previous: Iterable[tuple[str, str]] = ()) -> DocResult:
+                      force: bool, progress: Progress | None, content_type: str | None = None) -> DocResult:
         display = name if origin == "upload" else source
         try:
             if len(data) > self.settings.max_bytes:
@@ -552,7 +462,6 @@ class Library:
             signature = chunker_signature(s)
             doc_id = doc_id_for(collection, origin, source)
             coll = self.store.collection(collection_name(collection))
-            self._adopt(coll, doc_id, source, [(legacy_doc_id(origin, source), source), *previous])
             head = coll.by_key(f"{doc_id}#0")
             if head is not None and not force:
                 m = head.meta
@@ -637,18 +546,11 @@ class Library:
             raise IngestError(f"no document matches {ref!r} (see `list` for ids and names)")
         if len(found) > 1:
             ids = ", ".join(f"{d.id} ({d.collection})" for d in found)
-            if len({d.id for d in found}) == len(found):
-                hint = "give the id of the one you mean"
-            else:  # ids from a store written before ids named the collection
-                hint = ("they share an id from an older version of the store: name the collection too, or"
-                        " re-index once (each then gets an id of its own, and no document is rebuilt from"
-                        " another collection's upload) and remove by the new id")
-            raise IngestError(f"{ref!r} matches {len(found)} documents: {ids}; {hint}")
+            raise IngestError(f"{ref!r} matches {len(found)} documents: {ids}; give the id of the one you mean")
         return found[0]
 
     def _drop_upload_copy(self, path: str | os.PathLike) -> None:
-        """Delete an upload's copy unless it lies outside ``uploads/`` or a document still
-        uses it (stores from before per-collection folders could share one copy)."""
+        """Delete an upload's copy unless it lies outside ``uploads/`` or a document still uses it."""
         uploads = safepath.real_root(self.uploads)
         try:
             p = safepath.resolve_within(uploads, path)
@@ -689,7 +591,6 @@ class Library:
                 report.results.append(DocResult(doc.source, "error", doc.chunks, doc.id,
                                                 "the source file no longer exists; its chunks were kept"))
                 continue
-            earlier = [(doc.id, doc.source)]
             if doc.origin == "upload":
                 try:
                     data = self._read_limited(Path(doc.source), self.uploads)
@@ -698,41 +599,17 @@ class Library:
                 except OSError as exc:
                     result = DocResult(doc.name, "error", message=f"cannot read it ({exc.strerror or exc})")
                 else:
-                    if self._copy_is_another_collections(doc, data):
-                        result = self._adopt_only(doc)
-                    else:
-                        result = self._add_upload(doc.name, data, doc.collection, True, None, previous=earlier)
+                    result = self._add_upload(doc.name, data, doc.collection, True, None)
             else:
                 origin = "url" if doc.origin == "url" else "file"
                 # a file's source is its real path when it was added: re-read only that file, not
                 # whatever a link put there since
-                result = self._ingest_one(origin, doc.source, doc.collection, True, None, 0, 1, previous=earlier,
+                result = self._ingest_one(origin, doc.source, doc.collection, True, None, 0, 1,
                                           root=Path(doc.source).parent if origin == "file" else None)
             report.results.append(result)
         self._tick(progress, len(docs), len(docs), "done")
         self._finish()
         return report
-
-    def _copy_is_another_collections(self, doc: DocInfo, data: bytes) -> bool:
-        """An older store kept one flat copy per upload name for every collection, so the
-        copy of a name uploaded to two collections holds the last upload's bytes: for the
-        other collection's document they are not its text, and must not rebuild it."""
-        if Path(doc.source).resolve().parent != self.uploads.resolve():
-            return False
-        head = self.store.collection(collection_name(doc.collection)).by_key(f"{doc.id}#0")
-        return head is not None and head.meta.get("doc_hash") != hashlib.sha256(data).hexdigest()
-
-    def _adopt_only(self, doc: DocInfo) -> DocResult:
-        """Give an older upload whose copy is another collection's its own id and folder
-        path, keeping its chunks as they are (its own bytes are gone: nothing to re-parse)."""
-        dest = (self.uploads / upload_folder_name(doc.collection) / safe_upload_name(doc.name)).resolve()
-        new_id = doc_id_for(doc.collection, "upload", str(dest))
-        self._adopt(self.store.collection(collection_name(doc.collection)), new_id, str(dest),
-                    [(doc.id, doc.source)])
-        self._drop_upload_copy(doc.source)  # once the other collection's document has moved too
-        return DocResult(doc.name, "error", doc.chunks, new_id,
-                         "kept its chunks: its upload copy belongs to another collection"
-                         " (upload the file again to this collection to re-index it)", stored=str(dest))
 
 
 def supported_extensions() -> list[str]:
