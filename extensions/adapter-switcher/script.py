@@ -30,6 +30,9 @@ _engine = None
 
 def setup():
     import pocketpack.adapters  # noqa: F401  (fails early with a clear ModuleNotFoundError if not installed)
+    from pocketpack.adapters.settings import AdapterParams
+
+    AdapterParams.warn_unknown_settings(getattr(tgwui.shared(), "settings", None), "adapter-switcher")
 
 
 # -- the edge: TGWUI's (or the host's) globals, handed to the engine -----------------------------

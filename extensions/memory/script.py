@@ -45,14 +45,9 @@ def _store_dir() -> Path:
 
 
 def _settings():
-    from pocketpack.memory.turns import MemorySettings
+    from pocketpack.memory.settings import MemoryParams
 
-    return MemorySettings(
-        enabled=bool(params.get("enabled", True)), scope=str(params.get("scope", "character")),
-        k=int(params.get("k", 6)), max_tokens=int(params.get("max_tokens", 400)),
-        min_cosine=float(params.get("min_cosine", 0.3)), exclude_recent_rows=int(params.get("exclude_recent_rows", 12)),
-        max_message_chars=int(params.get("max_message_chars", 8000)),
-    )
+    return MemoryParams.from_params(params).turn_settings()
 
 
 def turns():
@@ -65,11 +60,12 @@ def turns():
             _turns = None
         if _turns is None:
             from pocketpack.memory.chats import ChatFiles
+            from pocketpack.memory.settings import MemoryParams
             from pocketpack.memory.store import MemoryStore
             from pocketpack.memory.turns import MemoryTurns
 
             memory = MemoryStore(directory, model_path=params.get("embedding_model") or None,
-                                 approx_threshold=int(params.get("approx_threshold", 50000)))
+                                 approx_threshold=MemoryParams.from_params(params).approx_threshold)
             host = tgwui.shared()
             chat_files = ChatFiles(memory, Path(getattr(host, "user_data_dir", "user_data")) / "logs",
                                    enabled=not getattr(getattr(host, "args", None), "multi_user", False))
@@ -99,6 +95,9 @@ def reset():
 
 def setup():
     import pocketpack.memory  # noqa: F401  (fails early with a clear ModuleNotFoundError if not installed)
+    from pocketpack.memory.settings import MemoryParams
+
+    MemoryParams.warn_unknown_settings(getattr(tgwui.shared(), "settings", None), "memory")
 
     preload = params.get("preload", "auto")
     if preload == "auto":

@@ -32,6 +32,7 @@ def engine() -> RagEngine:
 
 def setup():
     engine()  # params already carry settings.yaml overrides here; the model loads on first use
+    RagSettings.warn_unknown_settings(getattr(tgwui.shared(), "settings", None), "rag-enhancer")
 
 
 @never_break("rag-enhancer", without="documents", logger="pocketpack.rag")

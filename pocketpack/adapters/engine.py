@@ -67,16 +67,16 @@ class AdapterEngine:
 
     def session(self):
         from pocketpack.adapters.session import AdapterSession
+        from pocketpack.adapters.settings import AdapterParams
 
         user_data = Path(self.host.user_data_dir())
-        dirs = [Path(self.host.lora_dir())] + [Path(p.strip()).expanduser()
-                                               for p in str(self.params.get("folders") or "").split(",") if p.strip()]
+        settings = AdapterParams.from_params(self.params)
+        dirs = [Path(self.host.lora_dir())] + settings.folder_paths()
         with self._lock:
             if self._session is None or self._session.dirs != dirs:
-                budget = self.params.get("budget_mb")
                 self._session = AdapterSession(dirs, user_data / "adapter_bindings.yaml",
-                                               budget_bytes=int(float(budget) * 1024 * 1024) if budget else None,
-                                               allow_pickle=bool(self.params.get("allow_pickle")),
+                                               budget_bytes=settings.budget_bytes,
+                                               allow_pickle=settings.allow_pickle,
                                                convert_dir=user_data / "pocketpack" / "gguf-loras")
             return self._session
 
@@ -99,7 +99,9 @@ class AdapterEngine:
         and the turn goes on with the adapters the model had."""
         import logging
 
-        if not self.params.get("auto_bind", True):
+        from pocketpack.adapters.settings import AdapterParams
+
+        if not AdapterParams.from_params(self.params).auto_bind:
             return state
         try:
             names = self.session().apply_state(self.model(), turn or TurnState.of(state))

@@ -1,99 +1,81 @@
-"""rag-enhancer's settings: one dataclass shared by the library, the CLI and the extension.
+"""rag-enhancer's settings: one model shared by the library, the CLI and the extension.
 
 The extension's ``params`` carry the same names, so a value in TGWUI's settings.yaml
 (``rag-enhancer-chunk_size: 300``) reaches here unchanged.
 
-Values are checked where they enter (``from_dict(strict=True)``, ``validate``, ``save``), so a
-bad chunk size is one clear :class:`SettingsError` line instead of a traceback deep in the
+``RagSettings`` is the extension's model on the shared base (``pocketpack.settings``): values
+are coerced and checked where they enter (``from_dict(strict=True)``, ``validate``, ``save``),
+so a bad chunk size is one clear :class:`SettingsError` line instead of a traceback deep in the
 chunker, and it is never written to ``rag-settings.json``. A bad value in a saved file falls
 back to its default alone, with a one-line warning (``load``), instead of breaking every later
-command or discarding the good values saved beside it.
+command or discarding the good values saved beside it. An unknown key in the extension's
+params is warned about once.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Callable
+from typing import Callable, ClassVar
 
-from pocketpack.errors import PocketPackError
+from pocketpack import settings as _settings
+from pocketpack.fsutil import atomic_write
+from pocketpack.settings import Bool, ExtensionSettings, Float, Int, Str
 
 MIN_CHUNK_SIZE = 16     # the chunker's floor: smaller chunks carry no usable context
 MAX_CHUNK_SIZE = 4096   # far past the embedding model's window; larger is a typo
 MODES = ("hybrid", "dense", "lexical")
 
 
-class SettingsError(PocketPackError, ValueError):
+class SettingsError(_settings.SettingsError):
     """A setting out of range or of the wrong type; the message is one line for the user
     (the UI shows it as is, the CLI prints it and exits with status 2)."""
 
 
-@dataclass
-class RagSettings:
+class RagSettings(ExtensionSettings):
+    extension: ClassVar[str] = "rag-enhancer"
+    # the extension's own keys in its params (pocketpack.rag.extension.EXTENSION_DEFAULTS)
+    also_known: ClassVar[frozenset[str]] = frozenset({"enabled", "citations", "upload_scope", "store_dir"})
+
     # ingestion
-    chunk_size: int = 200            # tokens (estimated at ~3.5 characters each)
-    chunk_overlap: int = 30          # tokens of trailing sentences repeated in the next chunk
-    max_file_mb: float = 50.0        # larger files and downloads are refused
-    max_unpacked_mb: float = 200.0   # what a DOCX/EPUB (ZIP) or a PDF's streams may expand to
-    max_unpack_ratio: float = 100.0  # and how many times their packed size a part may expand
-    url_timeout: float = 15.0        # seconds
-    allow_private_urls: bool = False  # fetch from localhost / the LAN (the CLI allows it)
+    chunk_size: Int = 200            # tokens (estimated at ~3.5 characters each)
+    chunk_overlap: Int = 30          # tokens of trailing sentences repeated in the next chunk
+    max_file_mb: Float = 50.0        # larger files and downloads are refused
+    max_unpacked_mb: Float = 200.0   # what a DOCX/EPUB (ZIP) or a PDF's streams may expand to
+    max_unpack_ratio: Float = 100.0  # and how many times their packed size a part may expand
+    url_timeout: Float = 15.0        # seconds
+    allow_private_urls: Bool = False  # fetch from localhost / the LAN (the CLI allows it)
     # retrieval
-    k: int = 5                       # passages returned / injected at most
-    mode: str = "hybrid"             # "hybrid" | "dense" | "lexical"
-    candidates: int = 50             # per retriever, before fusion
-    min_score: float = 0.0           # drop passages below this score (0..1)
-    min_cosine: float = 0.25         # drop dense-only candidates this far from the question
-    neighbours: int = 1              # chunks added on each side of a hit
-    reranker_path: str = ""          # a local sentence-transformers CrossEncoder directory
+    k: Int = 5                       # passages returned / injected at most
+    mode: Str = "hybrid"             # "hybrid" | "dense" | "lexical"
+    candidates: Int = 50             # per retriever, before fusion
+    min_score: Float = 0.0           # drop passages below this score (0..1)
+    min_cosine: Float = 0.25         # drop dense-only candidates this far from the question
+    neighbours: Int = 1              # chunks added on each side of a hit
+    reranker_path: Str = ""          # a local sentence-transformers CrossEncoder directory
     # injection
-    budget_tokens: int = 900         # the documents' share of the prompt
+    budget_tokens: Int = 900         # the documents' share of the prompt
+
+    @classmethod
+    def error_class(cls) -> type[Exception]:
+        return SettingsError
 
     @classmethod
     def from_dict(cls, values: dict, *, strict: bool = False) -> "RagSettings":
-        """Settings from a dict (the extension's params), ignoring unknown keys and coercing
-        types so that a string from a settings file still works.
+        """Settings from a dict (the extension's params), coercing types so that a string from
+        a settings file still works; an unknown key is warned about once.
 
         ``strict``: a value that cannot be coerced or is out of range raises
         :class:`SettingsError` (for input a person just typed: the UI's Save, the CLI).
         Otherwise such values fall back to their defaults, so settings built on every chat
         turn from TGWUI's params can never break the turn."""
-        return cls._build(values, strict)[0]
+        return cls.from_params(values, strict=strict)
 
-    @classmethod
-    def _build(cls, values: dict, strict: bool) -> tuple["RagSettings", list[tuple[str, str]]]:
-        """``from_dict``, plus (field, reason) for each value that went back to its default
-        (lenient only), so ``load`` can name just the bad fields."""
-        out = cls()
-        bad: list[tuple[str, str]] = []
-        for f in fields(cls):
-            if f.name in values and values[f.name] is not None:
-                default = getattr(out, f.name)
-                value = values[f.name]
-                try:
-                    if isinstance(default, bool):
-                        value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
-                    elif isinstance(default, int):
-                        number = float(value)
-                        if not number.is_integer():
-                            raise ValueError
-                        value = int(number)
-                    elif isinstance(default, float):
-                        value = float(value)
-                    else:
-                        value = str(value)
-                except (TypeError, ValueError, OverflowError):
-                    reason = f"{f.name} must be {_kind(default)}, not {values[f.name]!r}"
-                    if strict:
-                        raise SettingsError(reason) from None
-                    bad.append((f.name, reason))
-                    continue
-                setattr(out, f.name, value)
-        if strict:
-            out.validate()
-            return out, []
-        defaults = cls()
-        for _ in range(3):  # lenient: each bad value goes back to its default
+    def settle(self, bad: list[tuple[str, str]]) -> tuple["RagSettings", list[tuple[str, str]]]:
+        """Lenient: each bad value goes back to its default; an overlap too large for the chunk
+        size is made to fit it instead."""
+        out = self
+        defaults = type(self)()
+        for _ in range(3):
             found = out.problems()
             if not found:
                 return out, bad
@@ -103,7 +85,7 @@ class RagSettings:
                     out.chunk_overlap = min(defaults.chunk_overlap, out.chunk_size // 2)  # fit the size
                 else:
                     setattr(out, name, getattr(defaults, name))
-        return defaults, bad + [(f.name, f"{f.name} could not be made valid") for f in fields(cls)]
+        return defaults, bad + [(name, f"{name} could not be made valid") for name in type(self).model_fields]
 
     def problems(self) -> list[tuple[str, str]]:
         """(field, one-line reason) for every value out of range."""
@@ -144,16 +126,6 @@ class RagSettings:
              "must be a whole number of tokens, 0 or more")
         return out
 
-    def validate(self) -> "RagSettings":
-        """Raise :class:`SettingsError` naming every bad value (one line); else return self."""
-        found = self.problems()
-        if found:
-            raise SettingsError("; ".join(reason for _, reason in found))
-        return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     @property
     def max_bytes(self) -> int:
         return int(self.max_file_mb * 1024 * 1024)
@@ -164,16 +136,6 @@ class RagSettings:
         from pocketpack.archive import Limits
 
         return Limits.of_mb(self.max_unpacked_mb, self.max_unpack_ratio)
-
-
-def _kind(default) -> str:
-    if isinstance(default, bool):
-        return "true or false"
-    if isinstance(default, int):
-        return "a whole number"
-    if isinstance(default, float):
-        return "a number"
-    return "text"
 
 
 SETTINGS_FILE = "rag-settings.json"
@@ -205,9 +167,9 @@ def load(directory, warn: Callable[[str], None] | None = None) -> RagSettings:
             problem = f"not valid JSON ({exc})"
         else:
             if isinstance(values, dict):
-                settings, bad = RagSettings._build(values, strict=False)
+                settings, bad = RagSettings.build(values, strict=False)
                 if bad:
-                    order = [f.name for f in fields(RagSettings)]  # named in the file's usual order
+                    order = list(RagSettings.model_fields)  # named in the file's usual order
                     bad.sort(key=lambda item: order.index(item[0]) if item[0] in order else len(order))
                     names = list(dict.fromkeys(name for name, _ in bad))
                     reasons = "; ".join(dict.fromkeys(reason for _, reason in bad))
@@ -223,12 +185,9 @@ def save(directory, settings: RagSettings) -> None:
     """Write the settings beside the library; invalid ones raise :class:`SettingsError` and
     nothing is written."""
     import json
-    import os
     from pathlib import Path
 
     settings.validate()
     path = Path(directory).expanduser()
     path.mkdir(parents=True, exist_ok=True)
-    tmp = path / f".{SETTINGS_FILE}.tmp"
-    tmp.write_text(json.dumps(settings.to_dict(), indent=1), encoding="utf-8")
-    os.replace(tmp, path / SETTINGS_FILE)
+    atomic_write(path / SETTINGS_FILE, json.dumps(settings.to_dict(), indent=1))
