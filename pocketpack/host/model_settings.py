@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from pocketpack.fsutil import atomic_write
 from pocketpack.host.settings import SettingsError
 
 FILE = Path("pocketpack") / "model-settings.yaml"
@@ -90,12 +91,9 @@ def save_model_settings(user_data_dir: str | Path, model_name: str, settings: di
     models = load_all(user_data_dir)
     models[model_name] = {"settings": dict(settings), **({"preset": dict(preset)} if preset else {})}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text("# Pocket Pack: load settings per model for `pocketpack serve` (written by Apply preset).\n"
-                   "# Flags given on the command line or in the Model tab win over these.\n"
-                   + yaml.safe_dump({"version": 1, "kind": KIND, "models": models}, sort_keys=False),
-                   encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, "# Pocket Pack: load settings per model for `pocketpack serve` (written by Apply preset).\n"
+                       "# Flags given on the command line or in the Model tab win over these.\n"
+                       + yaml.safe_dump({"version": 1, "kind": KIND, "models": models}, sort_keys=False))
     return path
 
 

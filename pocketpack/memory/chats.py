@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,10 +81,11 @@ class ChatFiles:
         return logs if isinstance(logs, dict) else {}
 
     def _save(self) -> None:
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"version": VERSION, "logs": self._all}, ensure_ascii=False, indent=1),
-                       encoding="utf-8")
-        os.replace(tmp, self.path)
+        from pocketpack.fsutil import atomic_write
+
+        # every turn may save it, and it is rebuilt from TGWUI's chat files: no fsync
+        atomic_write(self.path, json.dumps({"version": VERSION, "logs": self._all}, ensure_ascii=False, indent=1),
+                     fsync=False)
 
     def known(self) -> dict[str, dict[str, str]]:
         """character -> {chat id: history file} of the chats seen with a file (a copy)."""

@@ -180,22 +180,17 @@ def _read_queries(path: str) -> list[dict]:
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"no such file: {path}")
+    from pocketpack.jsonl import read_jsonl
+
     queries = []
-    with open(file, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                q = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{file.name} line {number}: not JSON ({exc.msg})") from None
-            if not isinstance(q, dict) or not isinstance(q.get("character"), str) or not isinstance(q.get("query"), str):
-                raise UsageError(f"{file.name} line {number}: expected {{\"character\": ..., \"query\": ..., \"k\": ...}}")
-            k = q.get("k", 10)
-            if not isinstance(k, int) or k < 1:
-                raise UsageError(f"{file.name} line {number}: k must be a positive integer")
-            queries.append({"character": q["character"], "query": q["query"], "k": k,
-                            "scope": q.get("scope", "character"), "chat": q.get("chat")})
+    for number, q in read_jsonl(file, error=UsageError, objects=False, not_json="not JSON"):
+        if not isinstance(q, dict) or not isinstance(q.get("character"), str) or not isinstance(q.get("query"), str):
+            raise UsageError(f"{file.name} line {number}: expected {{\"character\": ..., \"query\": ..., \"k\": ...}}")
+        k = q.get("k", 10)
+        if not isinstance(k, int) or k < 1:
+            raise UsageError(f"{file.name} line {number}: k must be a positive integer")
+        queries.append({"character": q["character"], "query": q["query"], "k": k,
+                        "scope": q.get("scope", "character"), "chat": q.get("chat")})
     return queries
 
 

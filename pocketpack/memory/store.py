@@ -581,37 +581,26 @@ def _stored_copies(coll, character: str | None, unseen: list[tuple[dict, NewItem
 def _read_records(path: Path) -> Iterator[tuple[int | None, list[int], dict]]:
     """(the file's id, sources, record) per line of an import file, each line checked; a bad
     line raises ``MemoryError_`` with its number."""
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise MemoryError_(f"{path.name} line {number}: not UTF-8 text") from None
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise MemoryError_(f"{path.name} line {number}: not JSON ({exc.msg})") from None
-            if not isinstance(rec, dict):
-                raise MemoryError_(f"{path.name} line {number}: expected an object")
-            old_id = rec.pop("id", None)
-            rec.pop("score", None)
-            try:
-                sources = rec.pop("sources", None) or []
-                if not isinstance(sources, list) or not all(isinstance(i, int) and not isinstance(i, bool)
-                                                            for i in sources):
-                    raise MemoryError_("sources must be a list of memory ids")
-                parse_consolidated(rec.get("consolidated"))
-                if rec.get("row") is not None:
-                    try:
-                        int(rec["row"])
-                    except (TypeError, ValueError):
-                        raise MemoryError_(f"row must be a whole number, not {rec['row']!r}") from None
-                record_item(rec)  # everything writing it would check (chat id, trigger...)
-            except MemoryError_ as exc:
-                raise MemoryError_(f"{path.name} line {number}: {exc}") from None
-            yield old_id, (sources if rec.get("kind") == "manual" else []), rec
+    from pocketpack.jsonl import read_jsonl
+
+    for number, rec in read_jsonl(path, error=MemoryError_, not_json="not JSON"):
+        old_id = rec.pop("id", None)
+        rec.pop("score", None)
+        try:
+            sources = rec.pop("sources", None) or []
+            if not isinstance(sources, list) or not all(isinstance(i, int) and not isinstance(i, bool)
+                                                        for i in sources):
+                raise MemoryError_("sources must be a list of memory ids")
+            parse_consolidated(rec.get("consolidated"))
+            if rec.get("row") is not None:
+                try:
+                    int(rec["row"])
+                except (TypeError, ValueError):
+                    raise MemoryError_(f"row must be a whole number, not {rec['row']!r}") from None
+            record_item(rec)  # everything writing it would check (chat id, trigger...)
+        except MemoryError_ as exc:
+            raise MemoryError_(f"{path.name} line {number}: {exc}") from None
+        yield old_id, (sources if rec.get("kind") == "manual" else []), rec
 
 
 def _context(text) -> str | None:

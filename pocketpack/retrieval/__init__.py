@@ -1,8 +1,9 @@
 """The retrieval core shared by memory and rag-enhancer.
 
 - ``embed``: a local sentence-transformers model (default all-MiniLM-L6-v2, offline).
-- ``store``: SQLite (WAL) for text, metadata and vectors; FTS5 for BM25; a faiss index per
-  collection rebuilt from SQLite when missing or stale. Crash-safe, no pickle.
+- ``store``: SQLite (WAL) for text, metadata and vectors; a faiss index per collection rebuilt
+  from SQLite when missing or stale. Crash-safe, no pickle.
+- ``lexical``: BM25 (tantivy, or SQLite's FTS5), its query words, stop words and stems.
 - ``search``: dense + BM25 fused by reciprocal rank, recency/importance weighting, MMR.
 """
 

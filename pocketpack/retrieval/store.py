@@ -21,6 +21,7 @@ exact ``mv`` command given, or restore a backup). A brand-new directory is creat
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import shlex
@@ -164,6 +165,21 @@ def _is_damage(exc: sqlite3.Error) -> bool:
     return code is not None and (code & 0xFF) in _DAMAGE_CODES
 
 
+def _checked(method):
+    """``method`` of a cursor, its corruption errors turned into ``StoreDamaged``."""
+
+    @functools.wraps(method)
+    def run(self, *args):
+        try:
+            return method(self, *args)
+        except sqlite3.DatabaseError as exc:
+            if _is_damage(exc):
+                raise self._damage(exc) from exc
+            raise
+
+    return run
+
+
 class _Cursor(sqlite3.Cursor):
     """A cursor whose corruption errors ("database disk image is malformed") become
     ``StoreDamaged`` with the store's path, wherever in a read or write SQLite notices them."""
@@ -171,53 +187,12 @@ class _Cursor(sqlite3.Cursor):
     def _damage(self, exc):
         return store_damaged(getattr(self.connection, "store_directory", Path(".")), f"{DB_NAME}: {exc}")
 
-    def execute(self, *args):
-        try:
-            return super().execute(*args)
-        except sqlite3.DatabaseError as exc:
-            if _is_damage(exc):
-                raise self._damage(exc) from exc
-            raise
-
-    def executemany(self, *args):
-        try:
-            return super().executemany(*args)
-        except sqlite3.DatabaseError as exc:
-            if _is_damage(exc):
-                raise self._damage(exc) from exc
-            raise
-
-    def fetchone(self):
-        try:
-            return super().fetchone()
-        except sqlite3.DatabaseError as exc:
-            if _is_damage(exc):
-                raise self._damage(exc) from exc
-            raise
-
-    def fetchmany(self, *args):
-        try:
-            return super().fetchmany(*args)
-        except sqlite3.DatabaseError as exc:
-            if _is_damage(exc):
-                raise self._damage(exc) from exc
-            raise
-
-    def fetchall(self):
-        try:
-            return super().fetchall()
-        except sqlite3.DatabaseError as exc:
-            if _is_damage(exc):
-                raise self._damage(exc) from exc
-            raise
-
-    def __next__(self):
-        try:
-            return super().__next__()
-        except sqlite3.DatabaseError as exc:
-            if _is_damage(exc):
-                raise self._damage(exc) from exc
-            raise
+    execute = _checked(sqlite3.Cursor.execute)
+    executemany = _checked(sqlite3.Cursor.executemany)
+    fetchone = _checked(sqlite3.Cursor.fetchone)
+    fetchmany = _checked(sqlite3.Cursor.fetchmany)
+    fetchall = _checked(sqlite3.Cursor.fetchall)
+    __next__ = _checked(sqlite3.Cursor.__next__)
 
 
 class _Connection(sqlite3.Connection):

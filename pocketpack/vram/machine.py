@@ -1,4 +1,4 @@
-"""This machine's GPU memory and RAM: nvidia-smi first, torch.cuda second, /proc/meminfo for RAM."""
+"""This machine's GPU memory and RAM: nvidia-smi first, torch.cuda second, psutil for RAM."""
 
 from __future__ import annotations
 
@@ -25,12 +25,14 @@ class Machine:
         return self.vram_gib > 0
 
 
-def _meminfo() -> tuple[float, float | None]:
+def ram() -> tuple[float, float | None]:
+    """(total, available) RAM in GiB; available is None where it cannot be known."""
     try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            values = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in fh if ":" in line}
-        return values["MemTotal"] / GIB, values.get("MemAvailable", 0) / GIB or None
-    except (OSError, KeyError, ValueError, IndexError):
+        import psutil
+
+        memory = psutil.virtual_memory()
+        return memory.total / GIB, memory.available / GIB or None
+    except Exception:  # noqa: BLE001 - psutil missing or unsupported here: the page count, free unknown
         pass
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB, None
@@ -69,7 +71,7 @@ def _torch_cuda() -> tuple[str, float, float] | None:
 
 def detect(vram_gib: float | None = None, ram_gib: float | None = None, use_torch: bool = True) -> Machine:
     """Detect, or take what the user gave (a given value wins; ``vram_gib=0`` means CPU only)."""
-    ram_total, ram_free = _meminfo()
+    ram_total, ram_free = ram()
     if ram_gib is not None:
         ram_total, ram_free = float(ram_gib), None
     if vram_gib is not None:
