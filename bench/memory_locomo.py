@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pocketpack.memory.store import MemoryStore, recall_options  # noqa: E402
+from pocketpack.memory.store import FILTERED_RECALL, MemoryStore, recall_options  # noqa: E402
 from pocketpack.retrieval import SearchOptions  # noqa: E402
 
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
             records = [{"character": character, "role": "user", "text": t["text"], "time": t["time"],
                         "chat": t["chat"], "row": t["row"], "context": t["context"] if with_context else None}
                        for t in turns]
-            ids = memory.add_many(records)
+            ids = memory.add_many(records)  # links made again: storing a row again replaces its meta
             entry[with_context] = (character, {i: t["dia_id"] for i, t in zip(ids, turns)})
         plan.append((entry, questions))
     t_store = time.perf_counter() - t0
@@ -108,6 +108,7 @@ def main(argv=None) -> int:
         "hybrid-noctx": (False, SearchOptions()),
         "hybrid": (True, SearchOptions()),
         "memory": (True, recall_options()),
+        "filtered": (True, recall_options(**FILTERED_RECALL)),  # the opt-in set, its links brought in
     }
     recall: dict[str, dict[int, dict[int, list[float]]]] = {v: defaultdict(lambda: defaultdict(list)) for v in variants}
     t_query = defaultdict(float)
@@ -119,7 +120,9 @@ def main(argv=None) -> int:
             for name, (with_context, options) in variants.items():
                 character, id_to_dia = entry[with_context]
                 start = time.perf_counter()
-                found = memory.recall(character, q["question"], kmax, options=options)
+                found = memory.recall(character, q["question"], kmax, options=options,
+                                      follow_links=name in ("memory", "filtered"),
+                                      bring_linked=name == "filtered")
                 t_query[name] += time.perf_counter() - start
                 ranked = [id_to_dia.get(m.id) for m in found]
                 for k in args.k:

@@ -15,6 +15,11 @@ question is asked of its character with k=10 and three systems rank that charact
   function ``pocketpack memory recall`` calls (``--via-cli`` asks the CLI itself, ``recall
   --queries FILE --json`` in a subprocess).
 
+Every store is linked as storing each message would link it (``pocketpack.memory.links``; made
+again when the rule changes): ``memory`` puts a linked newer memory above the older when both
+are recalled, ``filtered`` also brings the newer in (``bring_linked``); ``dense`` and ``rrf``
+ignore links.
+
 Measured per question kind: R@5 and R@10 (share of the gold messages among the first k; the
 newer message for changed facts and corrections, both messages for multi-hop); for changed
 facts and corrections, "newer first" (the newer message is in the top 10 and above the older
@@ -50,6 +55,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from longchat_generate import QUESTION_KINDS, generate, stats  # noqa: E402
 
+from pocketpack.memory.links import RULE, LinkRule  # noqa: E402
+from pocketpack.memory.links import VERSION as LINKS_VERSION  # noqa: E402
 from pocketpack.memory.store import FILTERED_RECALL, MemoryStore, recall_options  # noqa: E402
 from pocketpack.retrieval import SearchOptions  # noqa: E402
 
@@ -93,22 +100,33 @@ def records_of(data: dict) -> list[dict]:
     return out
 
 
-def open_store(data: dict, directory: Path) -> tuple[MemoryStore, dict[str, int], float]:
-    """The store holding ``data``'s messages (built once, then reused) and turn id -> memory id."""
+def open_store(data: dict, directory: Path, rule: LinkRule = RULE) -> tuple[MemoryStore, dict[str, int], float]:
+    """The store holding ``data``'s messages (built once, then reused) and turn id -> memory id;
+    its changed-fact links are made with ``rule`` (made again when the rule differs)."""
     manifest = directory / MANIFEST
     if manifest.is_file():
         saved = json.loads(manifest.read_text())
         if saved.get("fingerprint") == data["fingerprint"]:
-            return MemoryStore(directory), saved["ids"], 0.0
+            memory = MemoryStore(directory)
+            if saved.get("links") != f"{LINKS_VERSION} {rule!r}":  # stored before links, or with another rule
+                start = time.perf_counter()
+                for character in data["characters"]:
+                    memory.relink(character, rule, reset=True)
+                saved["links"] = f"{LINKS_VERSION} {rule!r}"
+                manifest.write_text(json.dumps(saved))
+                return memory, saved["ids"], time.perf_counter() - start
+            return memory, saved["ids"], 0.0
     if directory.exists():
         shutil.rmtree(directory)  # another data version: start again
     directory.mkdir(parents=True)
     start = time.perf_counter()
     memory = MemoryStore(directory)
-    ids = memory.add_many(records_of(data))
+    ids = memory.add_many(records_of(data), link=False)
+    for character in data["characters"]:
+        memory.relink(character, rule)  # as storing them one by one would have linked them
     memory.flush()
     mapping = {t["id"]: i for t, i in zip(data["turns"], ids)}
-    manifest.write_text(json.dumps({"fingerprint": data["fingerprint"], "ids": mapping}))
+    manifest.write_text(json.dumps({"fingerprint": data["fingerprint"], "ids": mapping, "links": f"{LINKS_VERSION} {rule!r}"}))
     return memory, mapping, time.perf_counter() - start
 
 
@@ -133,9 +151,11 @@ def dense_rankings(memory: MemoryStore, data: dict, ids: dict[str, int], k: int)
     return out, time.perf_counter() - start
 
 
-def recall_rankings(memory: MemoryStore, data: dict, k: int, options: SearchOptions | None) -> tuple[list[list[int]], float]:
+def recall_rankings(memory: MemoryStore, data: dict, k: int, options: SearchOptions | None,
+                    follow_links: bool = True, bring_linked: bool = False) -> tuple[list[list[int]], float]:
     start = time.perf_counter()
-    out = [[m.id for m in memory.recall(q["character"], q["question"], k, options=options)]
+    out = [[m.id for m in memory.recall(q["character"], q["question"], k, options=options, follow_links=follow_links,
+                                        bring_linked=bring_linked)]
            for q in data["questions"]]
     return out, time.perf_counter() - start
 
@@ -309,9 +329,11 @@ def main(argv=None) -> int:
     rankings, seconds = {}, {}
     try:
         rankings["dense"], seconds["dense"] = dense_rankings(memory, data, ids, kmax)
-        rankings["rrf"], seconds["rrf"] = recall_rankings(memory, data, kmax, SearchOptions(mmr_lambda=1.0))
+        rankings["rrf"], seconds["rrf"] = recall_rankings(memory, data, kmax, SearchOptions(mmr_lambda=1.0),
+                                                              follow_links=False)
         rankings["filtered"], seconds["filtered"] = recall_rankings(memory, data, kmax,
-                                                                    recall_options(**FILTERED_RECALL))
+                                                                    recall_options(**FILTERED_RECALL),
+                                                                    bring_linked=True)
         if not args.via_cli:
             rankings["memory"], seconds["memory"] = recall_rankings(memory, data, kmax, None)
     finally:

@@ -188,6 +188,8 @@ def ui():
         save = gr.Button("Save edit")
         delete = gr.Button("Delete", variant="stop")
         undo = gr.Button("Undo delete")
+        unlink = gr.Button("Unlink changed fact")
+        why = gr.Button("Why not recalled?")
     status = gr.Markdown("")
     removed = gr.State(None)
 
@@ -232,7 +234,8 @@ def ui():
         return info, rows
 
     last_button.click(show_last, [], [last_info, last_table])
-    for button, action in ((pin, "pin"), (unpin, "unpin"), (save, "edit"), (delete, "delete")):
+    why.click(lambda i: panel.why_not(memory(), turns().last_injection, i), [memory_id], [status])
+    for button, action in ((pin, "pin"), (unpin, "unpin"), (save, "edit"), (delete, "delete"), (unlink, "unlink")):
         button.click(lambda i, t, c, q, s, a=action: (*panel.act_and_show(memory(), a, i, t, c, q, s),
                                                        panel.counts_markdown(memory())),
                      [memory_id, new_text, character, query, scope], [status, results, removed, counts])

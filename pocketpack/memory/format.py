@@ -67,7 +67,9 @@ def quoted(text: str) -> str:
 
 def describe(memory: Memory, *, user_name: str | None = None, now: float | None = None) -> str:
     """One line for the prompt, from the character's point of view:
-    ``3 days ago (2025-05-01), Sam said: "…"`` / ``…, you said: "…"`` / ``Note: …``."""
+    ``3 days ago (2025-05-01), Sam said: "…"`` / ``…, you said: "…"`` / ``Note: …``; a fact that
+    changed (``memory.before``, see ``MemoryStore.recall``): ``Since 2 weeks ago (…), Sam said:
+    "We moved to Freiburg." (before that, 8 months ago (…): "I live in Brno.")``."""
     if memory.kind == "manual":
         return f"Note: {one_line(memory.text, MAX_QUOTED_CHARS)}"
     when = relative_time(memory.time, now)
@@ -78,5 +80,17 @@ def describe(memory: Memory, *, user_name: str | None = None, now: float | None 
         who = one_line(user_name, MAX_NAME_CHARS).translate(_NESTED)
     else:
         who = "the user"
+    if memory.before:  # a fact that changed: say since when, and what it was before
+        then = memory.before.get("time") or 0.0
+        before = (f" (before that, {relative_time(then, now)} ({_date(then)}): "
+                  f"{quoted(memory.before.get('text') or '')})")
+        return f"Since {when} ({date}), {who} said: {quoted(memory.text)}{before}"
+    after = ""
+    if memory.after:  # its newer replacement is recalled too (the line above it)
+        after = f" (no longer current: changed {relative_time(memory.after.get('time') or 0.0, now)})"
     when = when[0].upper() + when[1:]
-    return f"{when} ({date}), {who} said: {quoted(memory.text)}"
+    return f"{when} ({date}), {who} said: {quoted(memory.text)}{after}"
+
+
+def _date(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d")

@@ -11,7 +11,8 @@ from pocketpack.memory.store import MemoryError_, MemoryStore
 from pocketpack.memory.turns import Injection
 from pocketpack.retrieval.store import StoreError
 
-SEARCH_HEADERS = ["id", "score", "when", "role", "chat", "pinned", "text"]
+SEARCH_HEADERS = ["id", "score", "when", "role", "chat", "pinned", "text", "changed fact"]
+LINK_HEADERS = ["newer id", "since", "newer", "older id", "older"]
 INJECTION_HEADERS = ["injected", "id", "score", "role", "line"]
 MANUAL_HEADERS = ["id", "character", "trigger", "keywords", "text"]
 
@@ -38,7 +39,61 @@ def search_rows(memory: MemoryStore, character: str, query: str, scope: str = "c
     else:
         found = memory.list(character, limit=k)
     return [[m.id, None if m.score is None else round(m.score, 3), relative_time(m.time, now), m.role,
-             m.chat or "", "yes" if m.pinned else "", m.text] for m in found]
+             m.chat or "", "yes" if m.pinned else "", m.text, _link_cell(m)] for m in found]
+
+
+def _link_cell(m) -> str:
+    """What the "changed fact" column says: the link a memory is part of (Unlink undoes it)."""
+    if m.supersedes is not None:
+        return f"replaces {m.supersedes}"
+    if m.superseded_by is not None:
+        return f"replaced by {m.superseded_by}"
+    return ""
+
+
+def link_rows(memory: MemoryStore, character: str) -> list[list]:
+    """Every changed-fact link of ``character``: the newer memory, since when, and the older."""
+    character = (character or "").strip()
+    if not character:
+        return []
+    now = _time.time()
+    return [[n.id, relative_time(n.time, now), n.text, o.id, o.text] for n, o in memory.links(character)]
+
+
+WHY_NOT = {"recalled": "recalled", "low_information": "low information", "far": "unrelated",
+           "not_candidate": "not a candidate", "below_cut": "below the cut", "in_prompt": "already in the prompt",
+           "note": "a note", "other_character": "another character's", "missing": "no such memory"}
+
+
+def why_not(memory: MemoryStore, injection: Injection | None, memory_id, k: int | None = None) -> str:
+    """The tab's "Why not recalled?": for the chosen memory and the last reply's query, which
+    step left it out (see ``MemoryStore.why_not``), or that the token budget dropped it."""
+    if injection is None:
+        return "No recall yet in this session: chat first, then ask why a memory was not recalled."
+    try:
+        mid = _id(memory_id)
+    except MemoryError_ as exc:
+        return f"**Not done:** {exc}"
+    from pocketpack.memory.turns import MemorySettings
+
+    settings = MemorySettings()
+    k = k or settings.k
+    if mid in [m.id for m in injection.memories]:
+        at = [m.id for m in injection.memories].index(mid)
+        if at in set(injection.included):
+            return f"Memory {mid} **was injected** for the last reply."
+        return (f"Memory {mid}: **token budget** - recalled (rank {at + 1}) but the block's "
+                f"{settings.max_tokens}-token share had no room left for it.")
+    from pocketpack.memory.store import recall_options
+
+    options = recall_options(recency_weight=settings.recency_weight, half_life_days=settings.half_life_days,
+                             min_cosine=settings.min_cosine)
+    try:
+        got = memory.why_not(injection.character, mid, injection.query, k, options=options,
+                             exclude_texts=[injection.query])
+    except (MemoryError_, StoreError) as exc:
+        return f"**Not done:** {exc}"
+    return f"Memory {mid}: **{WHY_NOT.get(got['reason'], got['reason'])}** - {got['detail']}."
 
 
 def injection_rows(injection: Injection | None) -> tuple[list[list], str]:
@@ -71,6 +126,9 @@ def act(memory: MemoryStore, action: str, memory_id, text: str = "") -> str:
             memory.edit(mid, text)
         elif action == "delete":
             memory.delete(mid)
+        elif action == "unlink":
+            older = memory.unlink(mid)
+            return f"Memory {mid}: unlinked from {older}; neither replaces the other now."
         else:
             return f"Unknown action {action!r}."
     except (MemoryError_, StoreError) as exc:

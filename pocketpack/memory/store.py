@@ -52,6 +52,10 @@ SCOPES = ("chat", "character", "global")
 # recall p95 at 100k memories 45 -> 79 ms (bench/memory_latency.py --defaults new old, a loaded
 # machine). It loses more than it wins off its own data, so it is not the default.
 #  - with BM25 unweighted and no pseudo-relevance feedback (neither helped on dev).
+#  - with ``recall(..., bring_linked=True)``: a changed fact's newer memory linked at store time
+#    (pocketpack.memory.links) is brought in above the older one. Report split with it: R@5
+#    0.74, R@10 0.84, changed facts newer first 0.67 / in the top 10 0.77, corrections 0.94 /
+#    0.94; LoCoMo R@5 0.281, R@10 0.579 (bench/memory_longchat.py, bench/memory_locomo.py).
 FILTERED_RECALL = {"lexical_gate": True, "min_information": 1.5, "newer_first_cosine": 0.35,
                    "lexical_weight": 1.0, "feedback_hits": 0}
 
@@ -96,6 +100,10 @@ class Memory:
     context: str | None = None     # the message this one answers (searchable, not injected)
     consolidated: float | None = None  # message: when consolidation summarised it (None: not yet)
     sources: list[int] = field(default_factory=list)  # consolidated fact: the memories it summarises
+    supersedes: int | None = None      # a fact that changed: the older memory this one replaces
+    superseded_by: int | None = None   # ... and, on the older, the newer one (pocketpack.memory.links)
+    before: dict | None = None         # recall only: the older memory's {id, text, time} (shown in the prompt)
+    after: dict | None = None          # recall only, on the older: the newer's {id, time}, recalled above it
 
     def iso_time(self) -> str:
         return _iso(self.time)
@@ -155,7 +163,15 @@ def _to_memory(item: Item, score: float | None = None) -> Memory:
         kind=meta.get("kind", "message"), trigger=meta.get("trigger"), keywords=list(meta.get("keywords") or []),
         score=score, context=item.context,
         consolidated=_stamp(meta.get("consolidated")), sources=[int(i) for i in meta.get("sources") or []],
+        supersedes=_int_or_none(meta.get("supersedes")), superseded_by=_int_or_none(meta.get("superseded_by")),
     )
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _stamp(value) -> float | None:
@@ -224,21 +240,53 @@ class MemoryStore:
         return self.add_many([{"character": character, "role": role, "text": text, "time": time,
                                "chat": chat, "row": row, "pinned": pinned}])[0]
 
-    def add_many(self, records: Iterable[dict], *, identify: bool = False) -> list[int]:
+    def add_many(self, records: Iterable[dict], *, identify: bool = False, link: bool = True) -> list[int]:
         """Store records (dicts with character, role, text and optional time, chat, row,
         pinned, kind, trigger, keywords), grouped per character, one transaction each.
 
         With ``identify`` each record carries its ``record_fingerprint``: a record the store
-        already holds is not added again (its id is returned)."""
+        already holds is not added again (its id is returned). With ``link`` a user message
+        that changes an older fact is linked to it (:mod:`pocketpack.memory.links`)."""
         by_character: dict[str | None, list[tuple[int, NewItem]]] = {}
         for n, rec in enumerate(records):
             character, item = record_item(rec, identify=identify)
             by_character.setdefault(character, []).append((n, item))
         ids: dict[int, int] = {}
         for character, pairs in by_character.items():
-            got = self.collection(character).upsert([it for _, it in pairs])
+            coll = self.collection(character)
+            got = coll.upsert([it for _, it in pairs])
             ids.update({n: i for (n, _), i in zip(pairs, got)})
+            if link and character is not None:
+                self._link(coll, [i for (_, it), i in zip(pairs, got) if (it.meta or {}).get("kind") == "message"])
         return [ids[i] for i in sorted(ids)]
+
+    def _link(self, coll, ids: list[int]) -> None:
+        """Link new user messages to the older facts they change (never fails a write)."""
+        from pocketpack.memory.links import link_new
+
+        try:
+            link_new(coll, ids)
+        except StoreError:
+            raise
+        except Exception:  # noqa: BLE001 - a link is a hint; the memory itself is stored
+            import logging
+
+            logging.getLogger("pocketpack.memory").exception("memory: linking changed facts failed")
+
+    def relink(self, character: str, rule=None, *, reset: bool = False) -> int:
+        """Link every memory of ``character`` to the older fact it changes, oldest first (for
+        memories stored before links existed, or imported); with ``reset`` the links made
+        before are dropped first (a link the user undid stays undone). Returns how many links
+        it made."""
+        from pocketpack.memory.links import RULE, clear_links, link_new
+
+        coll = self.collection(character, create=False)
+        if coll is None:
+            return 0
+        if reset:
+            clear_links(coll)
+        ids = [it.id for it in coll.items(where_meta=("role", "user"))]
+        return len(link_new(coll, ids, rule or RULE))
 
     def record_exchange(self, character: str, chat: str, row: int, user_text: str | None,
                         reply_text: str | None, *, time=None, previous_reply: str | None = None) -> list[int]:
@@ -278,7 +326,9 @@ class MemoryStore:
                 meta={"role": rec["role"], "character": rec["character"], "chat": rec["chat"], "row": rec["row"],
                       "kind": "message"},
             ))
-        return coll.upsert(items)
+        ids = coll.upsert(items)
+        self._link(coll, [i for it, i in zip(items, ids) if it.meta["role"] == "user"])
+        return ids
 
     def sync_chat(self, character: str, chat: str, rows: list, *, prune: bool = True,
                   times: dict[tuple[int, str], float] | None = None) -> dict:
@@ -310,6 +360,7 @@ class MemoryStore:
                                  time=t if old is not None else (t or _time.time()),
                                  meta={"role": role, "character": character, "chat": chat, "row": r, "kind": "message"}))
         ids = coll.upsert(items)
+        self._link(coll, [i for it, i in zip(items, ids) if it.meta["role"] == "user"])
         gone = [k for k in existing if k not in wanted] if prune else []
         removed = coll.delete_keys(gone) if gone else 0
         return {"written": len(ids), "removed": removed, "kept": len(wanted) - len(ids)}
@@ -351,7 +402,8 @@ class MemoryStore:
 
     def recall(self, character: str, query: str, k: int = 10, *, scope: str = "character", chat: str | None = None,
                exclude: set[int] | None = None, options: SearchOptions | None = None,
-               now: float | None = None, exclude_texts: Iterable[str] = ()) -> list[Memory]:
+               now: float | None = None, exclude_texts: Iterable[str] = (), follow_links: bool = True,
+               bring_linked: bool = False) -> list[Memory]:
         """The ``k`` memories most relevant to ``query``, best first (manual notes excluded:
         ``manual_for`` decides those)."""
         if scope not in SCOPES:
@@ -371,9 +423,135 @@ class MemoryStore:
             manual |= set(coll.ids_in_group(MANUAL_GROUP).tolist())
             if texts:  # already in the prompt (an API client resends its history): not a memory
                 manual |= coll.ids_with_texts(texts)
-        hits = search(collections, query, k, options=options or recall_options(),
-                      grp=chat if scope == "chat" else None, exclude=(exclude or set()) | manual, now=now)
-        return [_to_memory(h.item, h.score) for h in hits]
+        opts = options or recall_options()
+        qv = self.store.embedder.embed([query])[0] if opts.mode != "lexical" and query and query.strip() else None
+        excluded = (exclude or set()) | manual
+        hits = search(collections, query, k, options=opts, grp=chat if scope == "chat" else None,
+                      exclude=excluded, now=now, query_vector=qv)
+        found = [_to_memory(h.item, h.score) for h in hits]
+        if follow_links and qv is not None:
+            found = self._follow_links(collections, found, qv, k, excluded, chat if scope == "chat" else None,
+                                       bring=bring_linked)
+        return found
+
+    def why_not(self, character: str, memory_id: int, query: str, k: int = 6, *,
+                options: SearchOptions | None = None, exclude: set[int] | None = None,
+                exclude_texts: Iterable[str] = (), chat: str | None = None) -> dict:
+        """Why ``memory_id`` was (not) recalled for ``query``: plain data for the Memory tab.
+
+        ``reason`` is one of: ``missing`` (no such memory), ``other_character``, ``note``
+        (manual notes are injected by their trigger, not recalled), ``in_prompt`` (its row or
+        its text is already in the prompt), ``low_information`` (its words carry less than
+        ``min_information``), ``far`` (cosine under ``min_cosine`` and no BM25 match),
+        ``not_candidate`` (neither the dense nor the BM25 list's first ``candidates`` holds it),
+        ``below_cut`` (ranked after the first ``k``) or ``recalled`` (then only the token budget
+        can have dropped it: see the turn's injection). With its cosine, dense and BM25 ranks,
+        information, fused rank and a one-line ``detail``."""
+        from pocketpack.retrieval.search import TermStats
+
+        opts = options or recall_options()
+        out = {"id": int(memory_id), "query": query, "k": k, "reason": None, "detail": "", "rank": None,
+               "cosine": None, "dense_rank": None, "lexical_rank": None, "information": None}
+        coll = self.store.locate(int(memory_id))
+        if coll is None or not (coll.name.startswith(PREFIX) or coll.name == GLOBAL):
+            return {**out, "reason": "missing", "detail": f"no memory with id {memory_id}"}
+        item = coll.get([int(memory_id)])[0]
+        mem = _to_memory(item)
+        if mem.kind == "manual":
+            return {**out, "reason": "note", "detail": "a note: its trigger (always / keywords) injects it, not recall"}
+        if coll.name != PREFIX + str(character):
+            return {**out, "reason": "other_character",
+                    "detail": f"it is {mem.character}'s memory; {character}'s recall never searches it"}
+        texts = {v for t in exclude_texts if isinstance(t, str) for v in (t, t.strip())}
+        if int(memory_id) in (exclude or set()) or item.text in texts or item.text.strip() in texts:
+            return {**out, "reason": "in_prompt", "detail": "its message is already in the prompt (a recent row)"}
+        n = max(opts.candidates, k * 3)
+        qv = self.store.embedder.embed([query])[0]
+        vec = coll.vectors([item.id]).get(item.id)
+        cosine = None if vec is None else float(vec @ qv)
+        dense = [i for i, _ in coll.dense(qv, n + len(exclude or ()), chat)]
+        lexical = [i for i, _ in coll.lexical(query, n + len(exclude or ()), chat)]
+        stats = TermStats(coll.store, [query, item.text])
+        info = stats.information(item.text)
+        out.update(cosine=None if cosine is None else round(cosine, 3), information=round(info, 2),
+                   dense_rank=dense.index(item.id) + 1 if item.id in dense else None,
+                   lexical_rank=lexical.index(item.id) + 1 if item.id in lexical else None)
+        found = self.recall(character, query, max(k, 50), scope="chat" if chat else "character", chat=chat,
+                            exclude=exclude, options=opts, exclude_texts=exclude_texts)
+        rank = next((r for r, m in enumerate(found, start=1) if m.id == item.id), None)
+        out["rank"] = rank
+        if rank is not None and rank <= k:
+            return {**out, "reason": "recalled", "detail": f"recalled at rank {rank} of {k}; if it is not in the "
+                                                             "prompt, the block's token budget dropped it"}
+        if opts.min_information is not None and stats.information_below(item.text, opts.min_information):
+            return {**out, "reason": "low_information",
+                    "detail": f"its words carry {info:.2f} of information, under {opts.min_information:g}: "
+                              "small talk is never recalled (the chat history keeps it)"}
+        if opts.min_cosine is not None and cosine is not None and cosine < opts.min_cosine \
+                and out["lexical_rank"] is None:
+            return {**out, "reason": "far", "detail": f"cosine {cosine:.2f} to the query, under {opts.min_cosine:g}, "
+                                                      "and no word of the query matched it"}
+        if rank is None and out["dense_rank"] is None and out["lexical_rank"] is None:
+            return {**out, "reason": "not_candidate",
+                    "detail": f"neither among the {n} closest by meaning (cosine {cosine:.2f}) nor among the "
+                              f"{n} best word matches"}
+        where = f"ranked {rank}" if rank is not None else "ranked after the first 50"
+        return {**out, "reason": "below_cut",
+                "detail": f"{where}; only {k} are recalled (dense rank {out['dense_rank'] or '-'}, "
+                          f"word-match rank {out['lexical_rank'] or '-'})"}
+
+    def _follow_links(self, collections, found: list[Memory], qv, k: int, excluded: set[int],
+                      grp: str | None, *, bring: bool = False) -> list[Memory]:
+        """A recalled memory that a newer one replaces (``superseded_by``, see
+        :mod:`pocketpack.memory.links`): the newer, when recalled too, goes right above it and
+        carries the older as ``before`` for the prompt. With ``bring`` (the opt-in
+        ``FILTERED_RECALL`` set) a newer one not recalled is brought in (the last result then
+        drops out) if it is close enough to the query (``RULE.follow_cosine``): on LoCoMo, whose
+        links the loose rule makes by the hundred, that cost R@5 0.608 -> 0.447 as a default.
+        Costs nothing unless a result is linked."""
+        from pocketpack.memory.links import RULE
+
+        if not any(m.superseded_by is not None for m in found):
+            return found
+        owner = {c.name: c for c in collections}
+        order = list(found)
+        i = 0
+        steps = 0
+        while i < len(order) and steps < 4 * k:
+            steps += 1
+            old = order[i]
+            newer_id = old.superseded_by
+            if newer_id is None or newer_id in excluded:
+                i += 1
+                continue
+            at = next((j for j, m in enumerate(order) if m.id == newer_id), None)
+            if at is not None and at < i:
+                i += 1
+                continue
+            if at is not None:
+                newer = order.pop(at)
+            elif not bring:
+                i += 1
+                continue
+            else:
+                coll = owner.get(PREFIX + old.character) if old.character else None
+                items = coll.get([newer_id]) if coll is not None else []
+                if not items or (grp is not None and items[0].grp != grp):
+                    i += 1
+                    continue
+                vec = coll.vectors([newer_id]).get(newer_id)
+                if vec is None or float(vec @ qv) < RULE.follow_cosine:
+                    i += 1
+                    continue
+                newer = _to_memory(items[0], old.score)
+            if newer.time <= old.time:
+                order.insert(at if at is not None else i + 1, newer)
+                i += 1
+                continue
+            newer.before = {"id": old.id, "text": old.text, "time": old.time}
+            old.after = {"id": newer.id, "time": newer.time}
+            order.insert(i, newer)  # the newer, then the older; the newer may itself be replaced
+        return order[:k]
 
     def counts(self) -> dict[str, int]:
         """Memories per character (``*`` for global manual notes)."""
@@ -399,6 +577,26 @@ class MemoryStore:
 
     def delete(self, memory_id: int) -> None:
         self._owned(memory_id).delete([int(memory_id)])
+
+    def unlink(self, memory_id: int) -> int:
+        """Undo a changed-fact link (either memory's id): the two are ranked and shown as
+        unrelated again, and the link is never made again. Returns the older memory's id."""
+        from pocketpack.memory.links import remove_link
+
+        coll = self._owned(memory_id)
+        mem = self.get(int(memory_id))
+        newer = mem.id if mem.supersedes is not None else mem.superseded_by
+        older = remove_link(coll, newer) if newer is not None else None
+        if older is None:
+            raise MemoryError_(f"memory {memory_id} is not linked to an older or newer one")
+        return older
+
+    def links(self, character: str) -> list[tuple[Memory, Memory]]:
+        """(newer, older) of every changed-fact link of ``character``, newest first."""
+        from pocketpack.memory.links import links_of
+
+        coll = self.collection(character, create=False)
+        return [] if coll is None else [(_to_memory(n), _to_memory(o)) for n, o in links_of(coll)]
 
     def pinned(self, character: str) -> list[Memory]:
         coll = self.collection(character, create=False)
