@@ -59,6 +59,7 @@ DEFAULTS = {
     "default": recall_options,
     "filtered": lambda **overrides: recall_options(**{**FILTERED_RECALL, **overrides}),
 }
+DEFAULTS["dense"] = lambda **overrides: recall_options(**{**overrides, "mode": "dense", "feedback_hits": 0})
 DEFAULTS["old"], DEFAULTS["new"] = DEFAULTS["default"], DEFAULTS["filtered"]
 
 LOCOMO = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "locomo10.json"
@@ -131,7 +132,8 @@ def fill(directory: Path, size: int, character: str) -> float:
         n = min(batch, size - offset)
         memory.add_many([{"character": character, "role": "user" if i % 2 == 0 else "assistant",
                           "text": f"{base[(offset + i) % len(base)]} #{offset + i}", "chat": f"chat-{(offset + i) // 400}",
-                          "row": ((offset + i) % 400) // 2, "time": 1.6e9 + offset + i} for i in range(n)])
+                          "row": ((offset + i) % 400) // 2, "time": 1.6e9 + offset + i} for i in range(n)],
+                        link=False)  # noise copies: no fact changes; a turn's store still links
         print(f"  filled {offset + n}/{size}", file=sys.stderr, flush=True)
     coll = memory.collection(character)
     with memory.store._lock:
