@@ -177,7 +177,7 @@ def run_set(name: str, budgets: list[int], chunk_size: int, overlap: int, fresh:
                     passages = retrieve(lib, question, 5, settings=settings)
                 finally:
                     retrieve_module.PACK_SENTENCES = True
-                offered = fit(passages, budget, compose.estimate_tokens)
+                offered = fit(passages, budget, compose.estimate_tokens, sentences=sentences)
                 text = compose.compose_text("", [make_block(offered, budget)], budget=budget,
                                             count=compose.estimate_tokens).text
                 overhead[0] += _words(text) - sum(_words(p.text) for p in offered)

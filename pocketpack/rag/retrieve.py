@@ -60,13 +60,13 @@ class Passage:
         first; hits apart are joined with "[…]"), all its hits, then with neighbouring context."""
         return [v for v, _ in self.scored_variants()]
 
-    def scored_variants(self) -> list[tuple["Passage", float]]:
+    def scored_variants(self, sentences: bool = True) -> list[tuple["Passage", float]]:
         """``variants()``, each with the score of the hit it adds (the first: the passage's
         score; the neighbouring context: -1, as it adds no hit), so a budget can take hits in
-        rank order across passages."""
+        rank order across passages. ``sentences``: offer the sentence ladder where there is one."""
         from dataclasses import replace
 
-        if self.ladder:
+        if self.ladder and sentences:
             return self._ladder_variants()
         ranked = sorted(self.hit_scores.values(), reverse=True) or [self.score]
         offered = [(self.core_text, self.core_location), *self.steps, (self.span_text, self.span_location)]
