@@ -13,7 +13,7 @@ import sys
 from types import ModuleType
 
 from pocketpack.compose import Counter, tokenizer_counter
-from pocketpack.turnstate import TurnState
+from pocketpack.turnstate import REQUEST_USER, TurnState
 
 
 def shared() -> ModuleType:
@@ -41,6 +41,37 @@ def counter() -> Counter:
     return count
 
 
+def multi_user() -> bool:
+    """The host runs with ``--multi-user`` (TGWUI's flag; ``pocketpack serve`` has the same)."""
+    return bool(getattr(getattr(shared(), "args", None), "multi_user", False))
+
+
+def request_user() -> str | None:
+    """Who sent the request this hook or event runs for, where the host can tell.
+
+    - ``pocketpack serve``'s API: the user its request's API key (or configured header) maps to
+      (:data:`pocketpack.turnstate.REQUEST_USER`, set for the request).
+    - Web UI events, in TGWUI and in ``pocketpack serve``: gradio sets
+      ``gradio.context.LocalContext.request`` around every event handler it runs (each step of a
+      streaming one included), and TGWUI calls the extension hooks inside its chat handler; the
+      request's ``username`` is the ``--gradio-auth`` login, None without auth.
+    TGWUI's own API (``modules/api/script.py``) checks one shared ``--api-key`` and hands the
+    hooks only the request body: no identity there, so None.
+    """
+    user = REQUEST_USER.get()
+    if user:
+        return user
+    if "gradio" not in sys.modules:  # the API-only host never imports gradio
+        return None
+    try:
+        from gradio.context import LocalContext
+
+        request = LocalContext.request.get(None)
+    except (ImportError, AttributeError):  # a gradio without request-local context
+        return None
+    return getattr(request, "username", None) or None
+
+
 def turn(state: dict) -> TurnState:
-    """This hook's reading of ``state``. ``user`` stays None until the host has users."""
-    return TurnState.of(state)
+    """This hook's reading of ``state``, with the user who sent it where the host has users."""
+    return TurnState.of(state, user=request_user(), multi_user=multi_user())

@@ -11,7 +11,16 @@ Pure: no import of TGWUI or of the standalone host.
 
 from __future__ import annotations
 
+import hashlib
+import re
+from contextvars import ContextVar
 from dataclasses import dataclass
+
+#: The user a request belongs to, where the host that received it knows one: ``pocketpack
+#: serve``'s API sets it from the request's API key (or the header the admin named), for the
+#: duration of that request. Context-local, so concurrent requests never see each other's user.
+#: Read by :func:`pocketpack.tgwui.turn` (with gradio's signed-in user for web UI events).
+REQUEST_USER: ContextVar[str | None] = ContextVar("pocketpack_request_user", default=None)
 
 
 def system_key(state: dict) -> str:
@@ -39,7 +48,10 @@ class TurnState:
     ``chat_id`` is TGWUI's ``unique_id``; the API sends none, so API turns have None here.
     ``rows`` are the history's internal rows (lists: user text, reply, maybe more).
     ``is_chat``: chat turns carry a history and a mode; /v1/completions and notebook turns do
-    not. ``user`` names the signed-in user where the host has users; None until it does.
+    not. ``user`` names the signed-in user where the host has users (``--multi-user`` with
+    ``--gradio-auth``, or an API key mapped to a user), None otherwise. ``multi_user``: the
+    host runs with ``--multi-user``; then a turn with no ``user`` has no identity, and no
+    per-user data (memories, private documents, bindings) may be read or written for it.
     """
 
     character: str = "Assistant"
@@ -50,9 +62,15 @@ class TurnState:
     incognito: bool = False
     is_chat: bool = False
     user: str | None = None
+    multi_user: bool = False
+
+    @property
+    def anonymous(self) -> bool:
+        """Under ``--multi-user`` with nobody signed in: per-user data is off for this turn."""
+        return self.multi_user and not self.user
 
     @classmethod
-    def of(cls, state: dict, *, user: str | None = None) -> TurnState:
+    def of(cls, state: dict, *, user: str | None = None, multi_user: bool = False) -> TurnState:
         history = state.get("history")
         internal = (history or {}).get("internal") if isinstance(history, dict) else None
         chat = state.get("unique_id")
@@ -65,10 +83,23 @@ class TurnState:
             system_key=system_key(state),
             incognito=(chat_id or "").startswith("incognito-"),  # TGWUI never saves these chats
             is_chat=isinstance(history, dict) and "mode" in state,
-            user=user,
+            user=user or None,
+            multi_user=bool(multi_user),
         )
 
 
 def as_turn(value: TurnState | dict) -> TurnState:
     """A TurnState from either a TurnState or a raw state dict (read once, here)."""
     return value if isinstance(value, TurnState) else TurnState.of(value)
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def user_folder(user: str) -> str:
+    """A folder name for ``user``'s own data: the name itself where it is a plain file name,
+    else a digest of it (``u-…``), so that no user name can point outside its folder or land
+    in another user's (``../bob``, ``bob/``, ``bob `` and ``bob`` are distinct folders)."""
+    if _PLAIN_NAME.fullmatch(user) and not user.startswith("u-"):
+        return user
+    return "u-" + hashlib.sha256(user.encode("utf-8")).hexdigest()[:16]

@@ -225,14 +225,23 @@ def test_the_current_chat_and_multi_user_hosts_are_never_pruned(tmp_path):
     chat(runtime, "And she is grey.", state)
     assert memories(runtime).counts()["Aria"] == 4
 
-    runtime.host.loaded["memory"].reset()
+    from pocketpack.turnstate import REQUEST_USER
+
+    script = runtime.host.loaded["memory"]
+    script.reset()
     shared.args.multi_user = True      # TGWUI saves no chat files: nothing is ever pruned
+    token = REQUEST_USER.set("sam")    # a signed-in user (memory is off for nobody under --multi-user)
     try:
-        other = ui_state("Aria", "20260102-10-00-00")
+        first = ui_state("Aria", "20260102-10-00-00")
+        gone = save_history(runtime, first)
+        chat(runtime, "Hi.", first)
+        gone.unlink()
+        other = ui_state("Aria", "20260103-10-00-00")
         save_history(runtime, other)
-        chat(runtime, "Hi.", other)
-        assert memories(runtime).counts()["Aria"] == 6
+        chat(runtime, "Hello again.", other)
+        assert script.turns("sam").memory.counts()["Aria"] == 4
     finally:
+        REQUEST_USER.reset(token)
         shared.args.multi_user = False
 
 

@@ -35,13 +35,20 @@ params = {
 
 log = logging.getLogger("pocketpack.memory")
 _lock = threading.Lock()
-_turns = None
+_turns: dict = {}  # store folder -> MemoryTurns (one per user under --multi-user)
 
 
-def _store_dir() -> Path:
+def _store_dir(user: str | None = None) -> Path:
+    """The store's folder; under ``--multi-user`` each signed-in user has their own below it."""
     if params.get("store_dir"):
-        return Path(params["store_dir"]).expanduser()
-    return Path(getattr(tgwui.shared(), "user_data_dir", "user_data")) / "pocketpack" / "memory"
+        base = Path(params["store_dir"]).expanduser()
+    else:
+        base = Path(getattr(tgwui.shared(), "user_data_dir", "user_data")) / "pocketpack" / "memory"
+    if user is None:
+        return base
+    from pocketpack.turnstate import user_folder
+
+    return base / "users" / user_folder(user)
 
 
 def _settings():
@@ -50,31 +57,38 @@ def _settings():
     return MemoryParams.from_params(params).turn_settings()
 
 
-def turns():
-    """The process-wide MemoryTurns, opened on first use with the current params."""
-    global _turns
-    directory = _store_dir()
+def turns(user: str | None = None):
+    """The MemoryTurns of ``user`` (None: the one store of a single-user host), opened on first
+    use with the current params; one per store folder, so users never share one."""
+    directory = _store_dir(user)
     with _lock:
-        if _turns is not None and _turns.memory.store.directory != directory:
-            _turns.memory.close()  # the user data folder changed (another host, a test)
-            _turns = None
-        if _turns is None:
+        current = _turns.get(directory)
+        if current is None:
             from pocketpack.memory.chats import ChatFiles
             from pocketpack.memory.settings import MemoryParams
             from pocketpack.memory.store import MemoryStore
-            from pocketpack.memory.turns import MemoryTurns
+            from pocketpack.memory.turns import MemoryTurns, check_per_user_store
 
+            if user is not None:
+                check_per_user_store(directory)
             memory = MemoryStore(directory, model_path=params.get("embedding_model") or None,
                                  approx_threshold=MemoryParams.from_params(params).approx_threshold)
             host = tgwui.shared()
             chat_files = ChatFiles(memory, Path(getattr(host, "user_data_dir", "user_data")) / "logs",
-                                   enabled=not getattr(getattr(host, "args", None), "multi_user", False))
-            _turns = MemoryTurns(memory, _settings(), chat_files=chat_files, count=tgwui.counter(),
-                                 generate=_generate)
+                                   enabled=not tgwui.multi_user())
+            current = _turns[directory] = MemoryTurns(memory, _settings(), chat_files=chat_files,
+                                                      count=tgwui.counter(), generate=_generate)
             atexit.register(_flush, memory)
         else:
-            _turns.settings = _settings()
-        return _turns
+            current.settings = _settings()
+        return current
+
+
+def _for(turn):
+    """The memory engine of this turn's user; None under --multi-user with nobody signed in."""
+    from pocketpack.memory.turns import owner
+
+    return None if turn.anonymous else turns(owner(turn))
 
 
 def _flush(memory):
@@ -86,11 +100,10 @@ def _flush(memory):
 
 def reset():
     """Close the store (tests, or after changing store_dir)."""
-    global _turns
     with _lock:
-        if _turns is not None:
-            _turns.memory.close()
-        _turns = None
+        for current in _turns.values():
+            current.memory.close()
+        _turns.clear()
 
 
 def setup():
@@ -117,17 +130,33 @@ def setup():
 
 @never_break("memory")
 def state_modifier(state):
-    return turns().on_state(state, tgwui.turn(state))
+    turn = tgwui.turn(state)
+    engine = _for(turn)
+    if engine is None:
+        from pocketpack.memory.turns import mark_off
+
+        if turn.is_chat and _settings().enabled:
+            mark_off(state)
+        return state
+    return engine.on_state(state, turn)
 
 
 @never_break("memory")
 def chat_input_modifier(text, visible_text, state):
-    return turns().on_chat_input(text, visible_text, state, tgwui.turn(state))
+    turn = tgwui.turn(state)
+    engine = _for(turn)
+    return (text, visible_text) if engine is None else engine.on_chat_input(text, visible_text, state, turn)
 
 
 @never_break("memory")
 def output_modifier(string, state, is_chat=False):
-    return turns().on_output(string, state, is_chat=is_chat, turn=tgwui.turn(state))
+    turn = tgwui.turn(state)
+    engine = _for(turn)
+    if engine is None:
+        from pocketpack.memory.turns import off_notice
+
+        return off_notice(string) if is_chat and turn.is_chat and _settings().enabled else string
+    return engine.on_output(string, state, is_chat=is_chat, turn=turn)
 
 
 def _generate():
@@ -151,25 +180,42 @@ def ui():
     import gradio as gr
 
     from pocketpack.memory import panel
+    from pocketpack.memory.turns import NO_IDENTITY
+
+    def tab():
+        """The memory engine of the page's signed-in user (gradio's request, in every event and
+        page load); under --multi-user with nobody signed in, gradio shows why there is none."""
+        user = tgwui.request_user()
+        if tgwui.multi_user() and not user:
+            raise gr.Error(NO_IDENTITY)
+        return turns(user if tgwui.multi_user() else None)
 
     def memory():
-        return turns().memory
+        return tab().memory
+
+    def anonymous():
+        return tgwui.multi_user() and not tgwui.request_user()
+
+    def counts_text():
+        return f"**Memory is off.** {NO_IDENTITY[0].upper()}{NO_IDENTITY[1:]}." if anonymous() else \
+            panel.counts_markdown(memory())
 
     def refresh_counts():
-        chars = panel.characters(memory())
-        return panel.counts_markdown(memory()), gr.Dropdown(choices=chars)
+        chars = [] if anonymous() else panel.characters(memory())
+        return counts_text(), gr.Dropdown(choices=chars)
 
     # callables are evaluated at every page load, so the tab never opens on a stale count
     with gr.Row():
-        counts = gr.Markdown(lambda: panel.counts_markdown(memory()))
+        counts = gr.Markdown(counts_text)
         refresh = gr.Button("Refresh counts")
     with gr.Row():
-        character = gr.Dropdown(label="Character", choices=panel.characters(memory()),
+        # built once for every page: under --multi-user, no one's characters are listed until a page asks
+        character = gr.Dropdown(label="Character", choices=[] if tgwui.multi_user() else panel.characters(memory()),
                                 value=lambda: _current_character() or None, allow_custom_value=True)
         scope = gr.Radio(["chat", "character", "global"], value="character", label="Scope")
     query = gr.Textbox(label="Search memories (empty: newest)", lines=1)
     search = gr.Button("Search")
-    results = gr.Dataframe(lambda: panel.search_rows(memory(), _current_character() or "", ""),
+    results = gr.Dataframe(lambda: [] if anonymous() else panel.search_rows(memory(), _current_character() or "", ""),
                            headers=panel.SEARCH_HEADERS, interactive=False, wrap=True,
                            label="Memories (click a row to pin, edit or delete it)")
 
@@ -223,18 +269,18 @@ def ui():
         import_button = gr.Button("Import")
 
     refresh.click(refresh_counts, [], [counts, character])
-    character.focus(lambda: gr.Dropdown(choices=panel.characters(memory())), [], [character])
+    character.focus(lambda: gr.Dropdown(choices=[] if anonymous() else panel.characters(memory())), [], [character])
     def search_and_count(c, q, s):  # the counts change as the chat goes on: refresh them with every search
         return panel.search_rows(memory(), c, q, s), panel.counts_markdown(memory())
 
     search.click(search_and_count, [character, query, scope], [results, counts])
     query.submit(search_and_count, [character, query, scope], [results, counts])
     def show_last():
-        rows, info = panel.injection_rows(turns().last_injection)
+        rows, info = panel.injection_rows(tab().last_injection)
         return info, rows
 
     last_button.click(show_last, [], [last_info, last_table])
-    why.click(lambda i: panel.why_not(memory(), turns().last_injection, i), [memory_id], [status])
+    why.click(lambda i: panel.why_not(memory(), tab().last_injection, i), [memory_id], [status])
     for button, action in ((pin, "pin"), (unpin, "unpin"), (save, "edit"), (delete, "delete"), (unlink, "unlink")):
         button.click(lambda i, t, c, q, s, a=action: (*panel.act_and_show(memory(), a, i, t, c, q, s),
                                                        panel.counts_markdown(memory())),
@@ -252,11 +298,11 @@ def ui():
     def export(c):
         if not (c or "").strip():
             return None, "Choose a character first, or use **Export everything**."
-        path, line = panel.export_with_summary(memory(), _store_dir() / "exports", c)
+        path, line = panel.export_with_summary(memory(), Path(memory().store.directory) / "exports", c)
         return str(path), line
 
     def export_everything():
-        path, line = panel.export_with_summary(memory(), _store_dir() / "exports", None)
+        path, line = panel.export_with_summary(memory(), Path(memory().store.directory) / "exports", None)
         return str(path), line
 
     export_button.click(export, [character], [exported, export_status])
@@ -267,12 +313,12 @@ def ui():
         def report(done, total):
             progress((done, total), desc=f"Consolidating {c}", unit="memories")
 
-        return panel.consolidate_character(memory(), c, days, turns().generate, progress=report)
+        return panel.consolidate_character(memory(), c, days, tab().generate, progress=report)
 
     consolidate_button.click(consolidate, [character, older_than], [consolidate_status])
 
     def forget_deleted_chats():
-        message = panel.forget_deleted_chats(turns().chat_files)
+        message = panel.forget_deleted_chats(tab().chat_files)
         return message, panel.counts_markdown(memory())
 
     forget_deleted.click(forget_deleted_chats, [], [forget_status, counts])

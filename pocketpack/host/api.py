@@ -18,6 +18,12 @@ Beside the message, each chat choice has ``sources``: the document passages rag-
 in that request's prompt (``n`` as the model saw it, name, location, score, the exact text,
 and whether the reply cites ``[n]``) — ``[]`` when none were, or rag-enhancer is off. They
 come from that request's own state only, never from another request.
+
+Users (``--multi-user``): settings.yaml's ``users: {name: {api_key: …}}`` maps each request's
+``Authorization: Bearer <key>`` to its user, and ``user_header`` (off unless named) trusts a
+header a proxy sets; the request's hooks then see that user (``TurnState.user``). A key that
+is given but unknown is a 401; a request with no key has no user (under ``--multi-user``,
+memory is off for it).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from starlette.requests import Request  # at module level: FastAPI resolves anno
 from pocketpack.host.characters import CharacterNameError, check_character_name
 from pocketpack.host.chat import api_chat_state, completion_state
 from pocketpack.host.runtime import Runtime
+from pocketpack.turnstate import REQUEST_USER
 
 log = logging.getLogger("pocketpack.host")
 
@@ -257,6 +264,38 @@ def text_completion(runtime: Runtime, body: dict | bytes | str) -> dict:
     }
 
 
+class UnknownKey(ValueError):
+    """An API key was sent that no configured user has."""
+
+
+def request_user(headers) -> str | None:
+    """The user a request comes from: its Bearer key's user in settings.yaml's ``users``, else
+    the ``user_header`` the admin named (never a header that was not named), else None."""
+    from pocketpack.host import shared
+    from pocketpack.host.settings import api_users
+
+    keys, header = api_users(shared.settings or {})
+    auth = headers.get("authorization") or ""
+    if keys and auth.lower().startswith("bearer "):
+        key = auth[7:].strip()
+        if key not in keys:
+            raise UnknownKey("unknown API key (settings.yaml 'users' has none like it)")
+        return keys[key]
+    if header:
+        return (headers.get(header.lower()) or "").strip() or None
+    return None
+
+
+def as_user(user: str | None, handler, *args):
+    """Run ``handler`` with ``user`` as the request's user (:data:`REQUEST_USER`), for this
+    worker thread's call only."""
+    token = REQUEST_USER.set(user)
+    try:
+        return handler(*args)
+    finally:
+        REQUEST_USER.reset(token)
+
+
 def make_app(runtime: Runtime, app=None):
     """Add the API routes to a FastAPI app (a new one when none is given)."""
     from fastapi import FastAPI
@@ -267,9 +306,14 @@ def make_app(runtime: Runtime, app=None):
 
     async def _call(handler, request: Request):
         """Validation and generation run in a worker thread, so the server keeps answering."""
+        try:
+            user = request_user(request.headers)
+        except UnknownKey as exc:
+            return JSONResponse({"error": {"message": str(exc), "type": "invalid_request_error", "param": None,
+                                           "code": "invalid_api_key"}}, status_code=401)
         body = await request.body()
         try:
-            return await run_in_threadpool(handler, runtime, body)
+            return await run_in_threadpool(as_user, user, handler, runtime, body)
         except InvalidRequest as exc:
             return JSONResponse(exc.body(), status_code=400)
         except RuntimeError as exc:

@@ -42,6 +42,13 @@ def register(subparsers) -> None:
     serve.add_argument("--nowebui", action="store_true", help="no web UI (extensions' ui() is never called)")
     serve.add_argument("--api", action="store_true", help="serve an OpenAI-compatible API")
     serve.add_argument("--api-port", type=int, default=5000)
+    serve.add_argument("--multi-user", action="store_true",
+                       help="several people on one server (TGWUI's flag): memories, private documents and "
+                            "adapter bindings are kept per signed-in user; with nobody signed in, memory is off")
+    serve.add_argument("--gradio-auth", default=None, metavar="USER:PASS,...",
+                       help="web UI logins (TGWUI's flag): 'u1:p1,u2:p2'; the login names the user")
+    serve.add_argument("--gradio-auth-path", default=None, metavar="FILE",
+                       help="a file of user:password pairs (comma- or line-separated), as TGWUI's flag")
     serve.set_defaults(func=cmd_serve)
 
     chat = subparsers.add_parser("chat", help="send one message and print the streamed reply")
@@ -109,11 +116,38 @@ def _load(runtime, args) -> None:
         raise SystemExit(_fail(str(exc))) from None
 
 
+def gradio_logins(auth: str | None, path: str | None) -> list[tuple[str, str]]:
+    """``--gradio-auth`` and ``--gradio-auth-path`` as gradio's ``auth`` list, read as TGWUI's
+    server.py reads them (comma-separated ``user:password``; the file may use lines too)."""
+    entries = [x.strip() for x in (auth or "").strip('"').replace("\n", "").split(",") if x.strip()]
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SystemExit(_fail(f"--gradio-auth-path {path}: {exc.strerror or exc}")) from None
+        entries += [x.strip() for line in text.splitlines() for x in line.split(",") if x.strip()]
+    logins = []
+    for entry in entries:
+        user, sep, password = entry.partition(":")
+        if not sep or not user.strip():
+            raise SystemExit(_fail(f"--gradio-auth: expected user:password, got {user.strip() or '(empty)'!r}…"))
+        logins.append((user.strip(), password))
+    return logins
+
+
 def cmd_serve(args) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    runtime = _runtime(args, nowebui=args.nowebui)
-    _load(runtime, args)
+    logins = gradio_logins(args.gradio_auth, args.gradio_auth_path)
     from pocketpack.host import shared
+    from pocketpack.host.settings import SettingsError, api_users
+
+    shared.args.multi_user = bool(args.multi_user)  # before the extensions' setup(), as in TGWUI
+    runtime = _runtime(args, nowebui=args.nowebui)
+    try:
+        api_users(shared.settings or {})  # a broken users: entry is one line now, not a 500 per request
+    except SettingsError as exc:
+        return _fail(str(exc))
+    _load(runtime, args)
 
     shared.args.verbose = args.verbose
     host = "0.0.0.0" if args.listen else (args.listen_host or "127.0.0.1")
@@ -136,7 +170,8 @@ def cmd_serve(args) -> int:
         serve_api_in_background(runtime, host, args.api_port)
     print(f"Pocket Pack web UI on http://{host}:{args.listen_port} "
           f"(model: {runtime.backend.model_name}; extensions: {', '.join(runtime.host.loaded) or 'none'})", flush=True)
-    demo.queue().launch(server_name=host, server_port=args.listen_port, show_error=True, share=False)
+    demo.queue().launch(server_name=host, server_port=args.listen_port, show_error=True, share=False,
+                        auth=logins or None)
     return 0
 
 

@@ -29,3 +29,33 @@ def load_settings(path: Path | str | None) -> dict:
     if not isinstance(data, dict):
         raise SettingsError(f"{path}: expected a mapping of setting: value, found {type(data).__name__}")
     return data
+
+
+def api_users(settings: dict) -> tuple[dict[str, str], str | None]:
+    """Who an API request comes from: ``({api_key: user}, header)`` from settings.yaml's
+
+    .. code-block:: yaml
+
+        users:
+          alice: {api_key: "sk-alice-…"}
+          bob: {api_key: "sk-bob-…"}
+        user_header: X-Pocketpack-User   # only behind a proxy that sets it; off unless named
+
+    A header is trusted only when the admin names it here (a client could send any header).
+    Two users with one key would be one identity for both: refused, as is an empty key.
+    """
+    users = settings.get("users") or {}
+    if not isinstance(users, dict):
+        raise SettingsError(f"settings 'users': expected a mapping of name: {{api_key: …}}, found {type(users).__name__}")
+    keys: dict[str, str] = {}
+    for name, entry in users.items():
+        key = entry.get("api_key") if isinstance(entry, dict) else None
+        if not isinstance(key, str) or not key.strip():
+            raise SettingsError(f"settings 'users': {name!r} has no api_key (expected {name}: {{api_key: \"…\"}})")
+        if key in keys:
+            raise SettingsError(f"settings 'users': {keys[key]!r} and {name!r} have the same api_key")
+        keys[key] = str(name)
+    header = settings.get("user_header") or None
+    if header is not None and not isinstance(header, str):
+        raise SettingsError(f"settings 'user_header': expected a header name, found {type(header).__name__}")
+    return keys, header

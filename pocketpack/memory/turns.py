@@ -39,6 +39,46 @@ log = logging.getLogger("pocketpack.memory")
 TURN_KEY = "_pocketpack_memory"
 BLOCK_NAME = "memory"
 
+#: Why memory does nothing for a turn under ``--multi-user`` with nobody signed in: one shared
+#: store would hand one person's memories to another, and there is no one to keep them for.
+NO_IDENTITY = ("memory is off for this request: the server runs with --multi-user and nobody is signed in "
+               "(--gradio-auth logins for the web UI, an API key in settings.yaml 'users' for the API), "
+               "so there is no one to keep memories for")
+_said_off = False
+
+
+def owner(turn: TurnState) -> str | None:
+    """Whose memories a turn reads and writes: the signed-in user under ``--multi-user``; None
+    otherwise, which is the one shared store under today's names (existing stores keep working).
+    Check ``turn.anonymous`` first: a multi-user turn with no user has no memories at all."""
+    return turn.user if turn.multi_user else None
+
+
+def check_per_user_store(directory) -> None:
+    """A user's own store must be a folder of its own: a ``postgresql://`` store (``store_url``,
+    ``POCKETPACK_STORE_URL``) holds every user's collections under the same names, so under
+    ``--multi-user`` it would mix them. Refused in one line (the chat goes on without memory)."""
+    from pocketpack.memory.store import MemoryError_
+    from pocketpack.retrieval.backend import looks_like_url, store_location
+
+    if looks_like_url(str(store_location(directory))):
+        raise MemoryError_("memory per user (--multi-user) needs the SQLite store (a folder): a PostgreSQL "
+                           "store would keep every user's memories together; unset POCKETPACK_STORE_URL")
+
+
+def mark_off(state: dict) -> None:
+    """Record in the turn's state that memory sat this turn out and why (logged once)."""
+    global _said_off
+    state[TURN_KEY] = {"off": NO_IDENTITY}
+    if not _said_off:
+        _said_off = True
+        log.warning("memory: %s", NO_IDENTITY)
+
+
+def off_notice(reply: str) -> str:
+    """The reply with a one-line note under it that memory was off, and why (chat replies)."""
+    return f"{reply}\n\n<small>⚠ {NO_IDENTITY}</small>"
+
 
 @dataclass
 class MemorySettings:

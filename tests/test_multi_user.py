@@ -1,0 +1,142 @@
+"""Issue 16, point 1: "under TGWUI's `--multi-user` with `--gradio-auth`, the user name (from the
+gradio request) scopes memories, uploads, document collections marked private and adapter
+bindings; through the API, the API key (or a configured header) maps to a user. With no
+identity available under `--multi-user`, memory is off for that request and the tab says why."
+
+Two users on one server, through the API (in-process, the real host app and extensions, a
+scripted model, real embeddings) and through the web UI (a real `pocketpack serve --multi-user
+--gradio-auth` subprocess and headless Chromium): nothing one tells reaches the other's prompt.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pocketpack.host import shared
+from pocketpack.host.api import make_app, request_user
+from pocketpack.host.runtime import Runtime
+from pocketpack.turnstate import TurnState, user_folder
+from tests.helpers.scripted_backend import ScriptedBackend
+
+REPO = Path(__file__).resolve().parents[1]
+KEYS = {"alice": "sk-alice-7f3a", "bob": "sk-bob-91c2"}
+FACT = "My locker code at the harbour gym is 4417."
+QUESTION = "What is my locker code at the harbour gym?"
+
+
+def _settings(user_data: Path, **extra) -> None:
+    user_data.mkdir(parents=True, exist_ok=True)
+    users = {name: {"api_key": key} for name, key in KEYS.items()}
+    (user_data / "settings.yaml").write_text(yaml.safe_dump({"users": users, **extra}))
+
+
+@pytest.fixture
+def multi_user(monkeypatch):
+    monkeypatch.setattr(shared.args, "multi_user", True)
+    monkeypatch.setattr(shared, "settings", {})
+
+
+def _api(tmp_path: Path, extensions: list[str], **settings):
+    from fastapi.testclient import TestClient
+
+    user_data = tmp_path / "user_data"
+    _settings(user_data, **settings)
+    runtime = Runtime(root=REPO, user_data_dir=user_data, extensions=extensions, nowebui=True)
+    runtime.backend = ScriptedBackend("Noted.")
+    shared.tokenizer = None
+    return TestClient(make_app(runtime)), runtime
+
+
+def _ask(http, text: str, key: str | None = None, headers: dict | None = None):
+    headers = dict(headers or {})
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return http.post("/v1/chat/completions", headers=headers, json={
+        "mode": "chat", "character": "Skipper", "messages": [{"role": "user", "content": text}]})
+
+
+def test_a_user_name_never_leaves_its_own_folder():
+    """A login is a folder name only where it is a plain one; '../bob' cannot reach bob's."""
+    assert user_folder("alice") == "alice"
+    assert len({user_folder(n) for n in ("bob", "../bob", "bob/", "bob ", "u-bob")}) == 5
+    assert all("/" not in user_folder(n) and user_folder(n) not in (".", "..") for n in ("../bob", "..", "/"))
+
+
+def test_api_user_is_the_key_owner_and_a_header_only_when_named(multi_user):
+    """A client could send any header: only the one the admin named in settings.yaml counts."""
+    from pocketpack.host.api import UnknownKey
+
+    shared.settings = {"users": {n: {"api_key": k} for n, k in KEYS.items()}}
+    assert request_user({"authorization": f"Bearer {KEYS['bob']}"}) == "bob"
+    assert request_user({"x-pocketpack-user": "alice"}) is None       # not configured: ignored
+    assert request_user({}) is None
+    with pytest.raises(UnknownKey):
+        request_user({"authorization": "Bearer sk-guess"})
+    shared.settings = {**shared.settings, "user_header": "X-Pocketpack-User"}
+    assert request_user({"x-pocketpack-user": "alice"}) == "alice"
+    assert request_user({"authorization": f"Bearer {KEYS['bob']}", "x-pocketpack-user": "alice"}) == "bob"
+
+
+def test_one_api_key_for_two_users_is_refused_in_one_line(tmp_path, capsys, multi_user):
+    from pocketpack.cli import main
+
+    user_data = tmp_path / "user_data"
+    user_data.mkdir()
+    (user_data / "settings.yaml").write_text(yaml.safe_dump({"users": {"alice": {"api_key": "same"},
+                                                                       "bob": {"api_key": "same"}}}))
+    assert main(["serve", "--nowebui", "--api", "--multi-user", "--user-data-dir", str(user_data),
+                 "--extensions", "memory"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["pocketpack: settings 'users': 'alice' and 'bob' have the same api_key"]
+
+
+@pytest.mark.slow  # the real embedding model
+def test_api_memories_of_one_key_never_reach_another(tmp_path, multi_user, caplog):
+    http, runtime = _api(tmp_path, ["memory"])
+    script = runtime.host.loaded["memory"]
+    assert _ask(http, FACT, KEYS["alice"]).status_code == 200
+
+    # bob asks with his key: alice's fact is not in his prompt, and he has no memories at all
+    assert _ask(http, QUESTION, KEYS["bob"]).status_code == 200
+    assert "4417" not in runtime.backend.prompts[-1]
+    assert all("4417" not in m.text for m in script.turns("bob").memory.list("Skipper"))
+    assert not any("4417" in m.text for m in script.turns(None).memory.list("Skipper"))  # nor the shared store
+
+    # alice, in a new conversation, is reminded: recall itself works
+    assert _ask(http, QUESTION, KEYS["alice"]).status_code == 200
+    assert "4417" in runtime.backend.prompts[-1]
+
+    # a wrong key is refused; no key under --multi-user: memory off for the request, and said
+    assert _ask(http, QUESTION, "sk-guess").status_code == 401
+    with caplog.at_level(logging.WARNING, logger="pocketpack.memory"):
+        assert _ask(http, f"Remember this: {FACT}", None).status_code == 200
+    assert "4417" in runtime.backend.prompts[-1] and "Memories from earlier" not in runtime.backend.prompts[-1]
+    assert "--multi-user and nobody is signed in" in caplog.text
+    stored = [m.text for user in (None, "alice", "bob") for m in script.turns(user).memory.list("Skipper")]
+    assert sum("Remember this" in t for t in stored) == 0
+    assert runtime.host.take_failures() == []
+
+
+@pytest.mark.slow  # the real embedding model
+def test_a_configured_header_is_a_user_through_the_api(tmp_path, multi_user):
+    """Behind a proxy that signs people in, the admin names the header that carries the user."""
+    http, runtime = _api(tmp_path, ["memory"], user_header="X-Pocketpack-User")
+    script = runtime.host.loaded["memory"]
+    _ask(http, FACT, headers={"X-Pocketpack-User": "carol"})
+    assert any("4417" in m.text for m in script.turns("carol").memory.list("Skipper"))
+    _ask(http, QUESTION, headers={"X-Pocketpack-User": "dave"})
+    assert "4417" not in runtime.backend.prompts[-1]
+
+
+def test_the_single_user_store_keeps_its_name(tmp_path):
+    """Without --multi-user nothing moves: the one store stays where existing installs have it,
+    even when a login is known."""
+    turn = TurnState.of({"history": {"internal": []}, "mode": "chat"}, user="alice", multi_user=False)
+    from pocketpack.memory.turns import owner
+
+    assert owner(turn) is None and not turn.anonymous
+    assert TurnState.of({}, multi_user=True).anonymous
