@@ -140,3 +140,112 @@ def test_the_single_user_store_keeps_its_name(tmp_path):
 
     assert owner(turn) is None and not turn.anonymous
     assert TurnState.of({}, multi_user=True).anonymous
+
+
+# -- the web UI: two people signed in to one `pocketpack serve --multi-user --gradio-auth` -------
+REPLY_TIMEOUT_MS = 240_000
+IDLE = "() => [...document.querySelectorAll('[data-testid=status-tracker]')].every(t => t.classList.contains('hide'))"
+
+
+def _sign_in(browser, url: str, user: str, password: str):
+    """A person opening the page in their own browser (a separate context: own cookies)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.goto(url, wait_until="load")
+    page.get_by_label("username").fill(user)
+    page.get_by_label("password").fill(password)
+    page.get_by_role("button", name="Login").click()
+    page.get_by_placeholder("Send a message").wait_for(state="visible", timeout=60_000)
+    page.get_by_text("Parameters", exact=True).click()
+    box = page.get_by_label("number input for max_new_tokens", exact=True)
+    box.fill("8")
+    box.press("Enter")
+    page.get_by_text("Parameters", exact=True).click()
+    return context, page
+
+
+def _send(page, text: str) -> None:
+    page.get_by_role("tab", name="Chat", exact=True).first.click()
+    before = page.locator(".message.bot, [data-testid='bot']").count()
+    page.get_by_placeholder("Send a message").fill(text)
+    page.get_by_role("button", name="Send", exact=True).click()
+    page.wait_for_function(f"() => document.querySelectorAll('.message.bot, [data-testid=bot]').length > {before}",
+                           timeout=REPLY_TIMEOUT_MS)
+    page.wait_for_function(IDLE, timeout=REPLY_TIMEOUT_MS)
+
+
+def _memory_tab(page):
+    tab = page.get_by_role("tab", name="Memory", exact=True).first
+    tab.click()
+    page.wait_for_function("t => t.getAttribute('aria-selected') === 'true'", arg=tab.element_handle())
+    panel = page.get_by_role("tabpanel").first
+    panel.wait_for(state="visible")
+    return panel
+
+
+def _listed(panel, page) -> str:
+    """The memory table's text after an empty search (the newest memories)."""
+    panel.get_by_role("button", name="Search", exact=True).click()
+    page.wait_for_function(IDLE, timeout=60_000)
+    return panel.get_by_label("Memories (click a row to pin, edit or delete it)").inner_text()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_web_ui_two_signed_in_users_never_see_each_others_memories(tmp_path, default_model):
+    """alice tells a fact and sees it in her Memory tab; bob, signed in at the same time, asks
+    for it: nothing of alice's is injected for him or listed in his tab."""
+    from tests.helpers.browser import ARTIFACTS, chromium, serve
+
+    user_data = tmp_path / "user_data"
+    user_data.mkdir()
+    with serve(user_data, default_model, "--model-dir", str(Path(default_model).parent), "--extensions", "memory",
+               "--multi-user", "--gradio-auth", "alice:pw-alice,bob:pw-bob") as url, chromium() as browser:
+        alice_context, alice = _sign_in(browser, url, "alice", "pw-alice")
+        bob_context, bob = _sign_in(browser, url, "bob", "pw-bob")
+        try:
+            _send(alice, FACT)
+            panel = _memory_tab(alice)
+            assert "4417" in _listed(panel, alice)
+
+            _send(bob, QUESTION)
+            panel = _memory_tab(bob)
+            panel.get_by_role("button", name="Show what was injected for the last reply").click()
+            panel.get_by_text(f"query: {QUESTION}").wait_for(timeout=30_000)
+            assert "4417" not in panel.inner_text()                        # not in bob's injected block
+            listed = _listed(panel, bob)
+            assert "locker code at the harbour gym?" in listed and "4417" not in listed
+        except Exception:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            for name, page in (("alice", alice), ("bob", bob)):
+                page.screenshot(path=str(ARTIFACTS / f"multi-user-failed-{name}.png"), full_page=True)
+            raise
+        finally:
+            alice_context.close()
+            bob_context.close()
+    # on disk too: one folder per user below the memory store, nothing in the shared one
+    users = user_data / "pocketpack" / "memory" / "users"
+    assert sorted(p.name for p in users.iterdir()) == ["alice", "bob"]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_web_ui_with_nobody_signed_in_says_memory_is_off(tmp_path, default_model):
+    """--multi-user without --gradio-auth: no one to keep memories for. The Memory tab and the
+    reply say so, and nothing is stored."""
+    from tests.helpers.browser import chromium, serve
+
+    user_data = tmp_path / "user_data"
+    user_data.mkdir()
+    with serve(user_data, default_model, "--model-dir", str(Path(default_model).parent), "--extensions", "memory",
+               "--multi-user") as url, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(url, wait_until="load")
+        page.get_by_placeholder("Send a message").wait_for(state="visible", timeout=60_000)
+        _send(page, FACT)
+        reply = page.locator(".message.bot, [data-testid='bot']").last
+        assert "--multi-user and nobody is signed in" in reply.inner_text()
+        panel = _memory_tab(page)
+        panel.get_by_text("Memory is off.").wait_for(timeout=30_000)
+        assert "nobody is signed in" in panel.inner_text()
+    assert not (user_data / "pocketpack" / "memory" / "users").exists()
