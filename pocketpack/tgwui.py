@@ -75,3 +75,9 @@ def request_user() -> str | None:
 def turn(state: dict) -> TurnState:
     """This hook's reading of ``state``, with the user who sent it where the host has users."""
     return TurnState.of(state, user=request_user(), multi_user=multi_user())
+
+
+def viewer() -> TurnState:
+    """Who a tab's event comes from (no chat): the signed-in user under ``--multi-user``, for
+    the engines' tab methods that list, search or change a user's own data."""
+    return TurnState(user=request_user(), multi_user=multi_user())

@@ -142,6 +142,78 @@ def test_the_single_user_store_keeps_its_name(tmp_path):
     assert TurnState.of({}, multi_user=True).anonymous
 
 
+
+@pytest.mark.slow  # the real embedding model
+def test_api_private_documents_are_their_owners_alone(tmp_path, multi_user):
+    """Shared documents reach everyone; one added as private reaches its owner's prompts, list
+    and queries only - never another key's, nor a request with no key."""
+    from tests.helpers.rag import HARBOUR
+
+    http, runtime = _api(tmp_path, ["rag-enhancer"])
+    rag = runtime.host.loaded["rag-enhancer"].engine()
+    alice, bob = (TurnState(user=u, multi_user=True) for u in ("alice", "bob"))
+    (tmp_path / "harbour.md").write_text(HARBOUR)
+    secret = tmp_path / "diary.md"
+    secret.write_text("# Diary\n\nThe spare key to the boathouse hangs behind the blue tide clock.\n")
+
+    message, _ = rag.add_documents([str(tmp_path / "harbour.md")], None, "global", who=alice)
+    assert message.startswith("Added to global")
+    message, rows = rag.add_documents([str(secret)], None, "private", who=alice)
+    assert message.startswith("Added to your private documents") and any(r[1] == "diary.md" for r in rows)
+    question = "Where is the spare key to the boathouse?"
+
+    choice = _ask(http, question, KEYS["alice"]).json()["choices"][0]
+    assert any(s["name"] == "diary.md" for s in choice["sources"])
+    assert "blue tide clock" in runtime.backend.prompts[-1]
+    for key in (KEYS["bob"], None):
+        choice = _ask(http, question, key).json()["choices"][0]
+        assert all(s["name"] != "diary.md" for s in choice["sources"])
+        assert "blue tide clock" not in runtime.backend.prompts[-1]
+    choice = _ask(http, "When is high tide at Port Avel?", KEYS["bob"]).json()["choices"][0]
+    assert any(s["name"] == "harbour.md" for s in choice["sources"])    # shared ones still are
+
+    # bob's tab: alice's private document is not listed, found, removable, nor can he add "private" unsigned
+    assert [r[1] for r in rag.document_rows(bob)] == ["harbour.md"]
+    assert all(r[3] != "diary.md" for r in rag.ask(question, 5, who=bob)[1])
+    diary_id = next(r[0] for r in rag.document_rows(alice) if r[1] == "diary.md")
+    assert rag.remove_document(diary_id, who=bob)[0].startswith("Not removed")
+    assert rag.remove_document("diary.md", who=bob)[0].startswith("Not removed")
+    nobody = TurnState(multi_user=True)
+    assert rag.add_documents([str(secret)], None, "private", who=nobody)[0].startswith("Nothing added: private")
+    # the same file name uploaded privately by bob is his own copy, not alice's overwritten
+    (tmp_path / "bob").mkdir()
+    (tmp_path / "bob" / "diary.md").write_text("# Diary\n\nBob's bicycle lock code is 2208.\n")
+    rag.add_documents([str(tmp_path / "bob" / "diary.md")], None, "private", who=bob)
+    assert "blue tide clock" in _ask(http, question, KEYS["alice"]).json()["choices"][0]["sources"][0]["text"]
+    assert rag.remove_document(diary_id, who=alice)[0].startswith("Removed diary.md")
+    assert [r[1] for r in rag.document_rows(bob)] == ["harbour.md", "diary.md"]
+
+
+def test_adapter_bindings_are_per_user_under_multi_user(tmp_path):
+    """A binding one user makes applies to that user's turns only, and only they see it; the
+    single-user tables and file stay as they were."""
+    from pocketpack.adapters.binding import Bindings
+    from pocketpack.adapters.library import AdapterError
+
+    path = tmp_path / "adapter_bindings.yaml"
+    shared_table = Bindings(path)
+    shared_table.bind("Captain Flint", {"terse": 1.0})
+    single = path.read_text()
+    assert "users" not in single
+
+    alice, bob = (TurnState(character="Captain Flint", user=u, multi_user=True) for u in ("alice", "bob"))
+    Bindings(path).scoped(alice).bind("Captain Flint", {"pirate": 0.8})
+    again = Bindings(path)                                    # as read back from the file
+    assert again.adapters_for(alice).adapters == {"pirate": 0.8}
+    assert again.adapters_for(bob) is None                    # neither alice's nor the single-user one
+    assert again.adapters_for(TurnState(character="Captain Flint", multi_user=True)) is None
+    assert again.scoped(bob).characters == {}
+    assert again.adapters_for(TurnState(character="Captain Flint")).adapters == {"terse": 1.0}
+    with pytest.raises(AdapterError, match="sign in"):
+        again.scoped(TurnState(multi_user=True)).bind("Captain Flint", "pirate")
+    again.scoped(alice).unbind("Captain Flint")
+    assert path.read_text() == single                         # her table gone, the rest untouched
+
 # -- the web UI: two people signed in to one `pocketpack serve --multi-user --gradio-auth` -------
 REPLY_TIMEOUT_MS = 240_000
 IDLE = "() => [...document.querySelectorAll('[data-testid=status-tracker]')].every(t => t.classList.contains('hide'))"

@@ -102,7 +102,7 @@ def _lora_menu_component():
 def _refresh():
     import gradio as gr
 
-    lib, res, binds, hint = engine().tables()
+    lib, res, binds, hint = engine().tables(tgwui.viewer())
     names = [r[0] for r in lib]
     return lib, res, binds, hint, gr.Dropdown(choices=names)
 
@@ -129,7 +129,7 @@ def ui():
     from pocketpack.adapters.trainui import shipped_corpora
 
     eng = engine()
-    lib, res, binds, hint = eng.tables()
+    lib, res, binds, hint = eng.tables(tgwui.viewer())  # at build: no one signed in, no one's bindings
     names = [r[0] for r in lib]
 
     hint_md = gr.Markdown(hint)
@@ -209,9 +209,9 @@ def ui():
     unload_btn.click(act("unload"), acts, outs)
     flags_btn.click(lambda *a: engine().server_flags(*a), [selected, weights], [flags_out, flags_status])
     refresh_btn.click(_refresh, None, [library, resident, bindings, hint_md, selected])
-    bind_btn.click(lambda c, w, m: engine().bind(c, w, m, False), [character, bind_weights, bind_comb],
+    bind_btn.click(lambda c, w, m: engine().bind(c, w, m, False, who=tgwui.viewer()), [character, bind_weights, bind_comb],
                    [bindings, bind_status])
-    unbind_btn.click(lambda c, w, m: engine().bind(c, w, m, True), [character, bind_weights, bind_comb],
+    unbind_btn.click(lambda c, w, m: engine().bind(c, w, m, True, who=tgwui.viewer()), [character, bind_weights, bind_comb],
                      [bindings, bind_status])
     t_inputs = [t_base, t_data, t_out, t_rank, t_alpha, t_targets, t_steps, t_seq, t_quant]
 

@@ -47,7 +47,7 @@ def chat_input_modifier(text, visible_text, state):
 
 @never_break("rag-enhancer", without="documents", logger="pocketpack.rag")
 def input_modifier(string, state, is_chat=False):
-    return engine().input_modifier(string, state, is_chat)
+    return engine().input_modifier(string, state, is_chat, turn=tgwui.turn(state))
 
 
 @never_break("rag-enhancer", without="documents", logger="pocketpack.rag")
@@ -86,19 +86,19 @@ def _progress(progress):
 
 
 def add_documents(files, urls, scope, progress=None):
-    return engine().add_documents(_paths(files), urls, scope, _progress(progress))
+    return engine().add_documents(_paths(files), urls, scope, _progress(progress), who=tgwui.viewer())
 
 
 def remove_document(doc_id):
-    return engine().remove_document(doc_id)
+    return engine().remove_document(doc_id, who=tgwui.viewer())
 
 
 def reindex_documents(doc_id, progress=None):
-    return engine().reindex_documents(doc_id, _progress(progress))
+    return engine().reindex_documents(doc_id, _progress(progress), who=tgwui.viewer())
 
 
 def try_query(question, k):
-    return engine().ask(question, k)
+    return engine().ask(question, k, who=tgwui.viewer())
 
 
 def save_settings(*values):
@@ -118,13 +118,17 @@ def ui():
             files = gr.File(label="Files (txt, md, html, pdf, docx, epub, csv, code)", file_count="multiple",
                             type="filepath")
             urls = gr.Textbox(label="URLs (http:// or https://), one per line", lines=2)
-            scope = gr.Radio(["global", "character", "chat"], value=params.get("upload_scope", "global"),
+            multi = tgwui.multi_user()  # --multi-user: a signed-in user's own documents too
+            scope = gr.Radio(["global", "character", "chat"] + (["private"] if multi else []),
+                             value=params.get("upload_scope", "global"),
                              label="Add to", info="global: every chat; character: the current character's chats; "
-                                                  "chat: this chat only")
+                                                  "chat: this chat only" + ("; private: yours only" if multi else ""))
             add = gr.Button("Add", variant="primary")
         with gr.Column():
             status = gr.Markdown("")
-    docs = gr.Dataframe(headers=_DOC_HEADERS, value=engine().document_rows() or None, label="Documents",
+    # a callable: asked at each page load, for that page's user
+    docs = gr.Dataframe(headers=_DOC_HEADERS, value=lambda: engine().document_rows(tgwui.viewer()) or None,
+                        label="Documents",
                         interactive=False, wrap=True)
     with gr.Row():
         doc_id = gr.Textbox(label="Document id or name", scale=3)
@@ -169,7 +173,7 @@ def ui():
     add.click(_add, [files, urls, scope], [status, docs])
     remove.click(remove_document, [doc_id], [status, docs])
     reindex.click(_reindex, [doc_id], [status, docs])
-    refresh.click(lambda: engine().document_rows(), None, [docs])
+    refresh.click(lambda: engine().document_rows(tgwui.viewer()), None, [docs])
     ask.click(try_query, [question, k], [hits_status, hits])
     save.click(save_settings, [enabled, citations, s_k, budget, min_score, neighbours, mode, chunk_size,
                                chunk_overlap, max_mb, timeout, allow_private, reranker, max_unpacked], [saved])

@@ -9,6 +9,14 @@
     chats:
       20250101-10-00-00: {adapters: {formal: 1.0}}
 
+Under ``--multi-user`` each signed-in user has bindings of their own, in the same file::
+
+    users:
+      alice: {characters: {Captain Flint: {adapters: {pirate: 1.0}}}, chats: {}}
+
+and a turn of a user uses only that user's (a turn with nobody signed in, none): one person's
+binding never applies to another's chat. The tables above are the single-user host's.
+
 A chat's binding wins over its character's. A character with no entry has no binding
 (``adapters_for`` returns None: the caller keeps the user's own choice). Shorthands are
 accepted when reading — ``Flint: pirate``, ``Flint: [pirate, terse]``, ``Flint: {pirate: 0.7}``.
@@ -55,51 +63,14 @@ def _parse(value, where: str) -> Binding:
     raise AdapterError(f"{where}: expected an adapter name, a list or a mapping of weights")
 
 
-class Bindings:
-    """The bindings file, read on creation and written on every change."""
+class _Table:
+    """A set of character and chat bindings, and the changes to it (saved by ``save``)."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.characters: dict[str, Binding] = {}
-        self.chats: dict[str, Binding] = {}
-        self.reload()
-
-    def reload(self) -> None:
-        if not self.path.is_file():
-            self.characters, self.chats = {}, {}
-            return
-        try:
-            text = self.path.read_text(encoding="utf-8")
-            if self.path.suffix == ".json":
-                data = json.loads(text) if text.strip() else {}
-            else:
-                import yaml
-
-                data = yaml.safe_load(text) or {}
-        except Exception as exc:  # noqa: BLE001 - any read/YAML error means an unreadable bindings file: one line
-            raise AdapterError(f"{self.path}: cannot read the bindings file ({str(exc).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise AdapterError(f"{self.path}: expected a mapping with 'characters' and 'chats'")
-        if int(data.get("version", VERSION)) > VERSION:
-            raise AdapterError(f"{self.path}: written by a newer pocketpack (version {data['version']})")
-        self.characters = {str(k): _parse(v, f"{self.path}: {k}") for k, v in (data.get("characters") or {}).items()}
-        self.chats = {str(k): _parse(v, f"{self.path}: {k}") for k, v in (data.get("chats") or {}).items()}
+    characters: dict[str, Binding]
+    chats: dict[str, Binding]
 
     def save(self) -> None:
-        data = {"version": VERSION,
-                "characters": {k: v.to_json() for k, v in sorted(self.characters.items())},
-                "chats": {k: v.to_json() for k, v in sorted(self.chats.items())}}
-        if self.path.suffix == ".json":
-            text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-        else:
-            import yaml
-
-            text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".bindings-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, self.path)
+        raise NotImplementedError
 
     def bind(self, character: str | None = None, adapters=None, *, chat: str | None = None,
              combination: str = "live") -> Binding:
@@ -118,9 +89,99 @@ class Bindings:
             self.save()
         return found
 
-    def adapters_for(self, state: TurnState | dict) -> Binding | None:
-        """The binding for this turn's chat or character, or None when neither has one."""
-        turn = as_turn(state)
+    def _lookup(self, turn: TurnState) -> Binding | None:
         if turn.chat_id and turn.chat_id in self.chats:
             return self.chats[turn.chat_id]
         return self.characters.get(turn.character)
+
+
+class UserBindings(_Table):
+    """One user's bindings (``--multi-user``), kept in the bindings file's ``users`` table."""
+
+    def __init__(self, owner: Bindings, user: str | None):
+        self.owner, self.user = owner, user
+        if user is None:  # nobody signed in: nothing to show, nothing may be written
+            self.characters, self.chats = {}, {}
+        else:
+            self.characters, self.chats = owner.users.setdefault(user, ({}, {}))
+
+    def save(self) -> None:
+        if self.user is None:
+            raise AdapterError("bindings under --multi-user are a signed-in user's own: sign in (--gradio-auth)")
+        self.owner.save()
+
+
+class Bindings(_Table):
+    """The bindings file, read on creation and written on every change."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.characters: dict[str, Binding] = {}
+        self.chats: dict[str, Binding] = {}
+        self.users: dict[str, tuple[dict[str, Binding], dict[str, Binding]]] = {}
+        self.reload()
+
+    def scoped(self, who: TurnState | None) -> _Table:
+        """The table ``who`` reads and changes: this one on a single-user host, the user's own
+        under ``--multi-user`` (an empty one that refuses changes with nobody signed in)."""
+        if who is None or not who.multi_user:
+            return self
+        return UserBindings(self, who.user)
+
+    def reload(self) -> None:
+        if not self.path.is_file():
+            self.characters, self.chats, self.users = {}, {}, {}
+            return
+        try:
+            text = self.path.read_text(encoding="utf-8")
+            if self.path.suffix == ".json":
+                data = json.loads(text) if text.strip() else {}
+            else:
+                import yaml
+
+                data = yaml.safe_load(text) or {}
+        except Exception as exc:  # noqa: BLE001 - any read/YAML error means an unreadable bindings file: one line
+            raise AdapterError(f"{self.path}: cannot read the bindings file ({str(exc).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise AdapterError(f"{self.path}: expected a mapping with 'characters' and 'chats'")
+        if int(data.get("version", VERSION)) > VERSION:
+            raise AdapterError(f"{self.path}: written by a newer pocketpack (version {data['version']})")
+        self.characters = {str(k): _parse(v, f"{self.path}: {k}") for k, v in (data.get("characters") or {}).items()}
+        self.chats = {str(k): _parse(v, f"{self.path}: {k}") for k, v in (data.get("chats") or {}).items()}
+        users = data.get("users") or {}
+        if not isinstance(users, dict) or not all(isinstance(v, dict) for v in users.values()):
+            raise AdapterError(f"{self.path}: 'users' must map each user to their 'characters' and 'chats'")
+        self.users = {str(user): ({str(k): _parse(v, f"{self.path}: {user}: {k}")
+                                   for k, v in (table.get("characters") or {}).items()},
+                                  {str(k): _parse(v, f"{self.path}: {user}: {k}")
+                                   for k, v in (table.get("chats") or {}).items()})
+                      for user, table in users.items()}
+
+    def save(self) -> None:
+        data = {"version": VERSION,
+                "characters": {k: v.to_json() for k, v in sorted(self.characters.items())},
+                "chats": {k: v.to_json() for k, v in sorted(self.chats.items())}}
+        users = {user: {"characters": {k: v.to_json() for k, v in sorted(chars.items())},
+                        "chats": {k: v.to_json() for k, v in sorted(chats.items())}}
+                 for user, (chars, chats) in sorted(self.users.items()) if chars or chats}
+        if users:  # a single-user file stays as it was
+            data["users"] = users
+        if self.path.suffix == ".json":
+            text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        else:
+            import yaml
+
+            text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".bindings-")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, self.path)
+
+    def adapters_for(self, state: TurnState | dict) -> Binding | None:
+        """The binding for this turn's chat or character, or None when neither has one. Under
+        ``--multi-user``, the turn's user's own only (none for a turn with nobody signed in)."""
+        turn = as_turn(state)
+        if turn.multi_user:
+            return self.scoped(turn)._lookup(turn) if turn.user else None
+        return self._lookup(turn)

@@ -113,8 +113,8 @@ class AdapterEngine:
         return state
 
     # -- the tab's actions ----------------------------------------------------------------------
-    def tables(self) -> tuple[list, list, list, str]:
-        """The library, resident and binding rows, and the hint line above them."""
+    def tables(self, who: TurnState | None = None) -> tuple[list, list, list, str]:
+        """The library, resident and binding rows (``who``'s own under --multi-user), and the hint line above them."""
         from pocketpack.adapters.trainui import EMPTY_HINT
 
         s = self.session()
@@ -129,7 +129,7 @@ class AdapterEngine:
             except AdapterError as exc:
                 hint += f" Adapters cannot be applied to this model: {exc}"
         hint += " " + s.server_note(model)
-        return lib, s.resident_rows(model), s.binding_rows(), hint.strip()
+        return lib, s.resident_rows(model), s.binding_rows(who), hint.strip()
 
     def act(self, action: str, selected, weights_text, combination) -> tuple[list, list, str]:
         """Switch / Base model / Load / Unload: the library and resident rows, and what was done."""
@@ -183,8 +183,10 @@ class AdapterEngine:
                        "they replace the adapters llama-server has now) and reload the model. Only what you choose "
                        "here (or a character's binding) is applied; until then, the base model.")
 
-    def bind(self, character, weights_text, combination, remove: bool) -> tuple[list, str]:
-        """Bind (or unbind) a character, or ``chat:<id>``: the binding rows and what was done."""
+    def bind(self, character, weights_text, combination, remove: bool,
+             who: TurnState | None = None) -> tuple[list, str]:
+        """Bind (or unbind) a character, or ``chat:<id>``: the binding rows and what was done.
+        Under --multi-user ``who`` (the tab's signed-in user) binds for themselves only."""
         from pocketpack.adapters.session import parse_weights
 
         s = self.session()
@@ -193,7 +195,7 @@ class AdapterEngine:
                 raise AdapterError("type a character name (or chat:<id>)")
             name = character.strip()
             chat = name[5:] if name.startswith("chat:") else None
-            b = s.bindings()
+            b = s.bindings().scoped(who)
             if remove:
                 b.unbind(None if chat else name, chat=chat)
                 msg = f"Removed the binding of {name}."
@@ -204,7 +206,7 @@ class AdapterEngine:
                 msg = f"{name} now uses {weights_text.strip() or 'the base model'}; applied at its next turn."
         except AdapterError as exc:
             msg = f"**Not done:** {exc}"
-        return s.binding_rows(), msg
+        return s.binding_rows(who), msg
 
     def default_base(self) -> str:
         """The base the tab preselects for a new voice (the loaded model's file or folder)."""

@@ -258,8 +258,9 @@ class AdapterSession:
                          human_size(r.nbytes), f"#{rank}"])
         return rows
 
-    def binding_rows(self) -> list[list]:
-        b = self.bindings()
+    def binding_rows(self, who=None) -> list[list]:
+        """The bindings ``who`` (a TurnState) may see: under --multi-user, that user's own."""
+        b = self.bindings().scoped(who)
         rows = [[name, format_weights(v.adapters) or "(base model)", v.combination] for name, v in b.characters.items()]
         rows += [[f"chat {name}", format_weights(v.adapters) or "(base model)", v.combination]
                  for name, v in b.chats.items()]

@@ -13,6 +13,12 @@ and hands it what it needs from the host: the user data folder and a token count
   turn's. ``STATE_KEY`` holds them on the turn's state (the host's API reads it for its
   ``sources`` field).
 
+Under ``--multi-user`` (``TurnState.multi_user``) documents are shared as before, except those
+added as ``private``: they go to the signed-in user's own collection (``user/<name>``, its
+uploads in its own folder), and chat uploads to ``user/<name>/chat/<id>`` (chat ids are not
+unique across people). A turn, the Documents list, a query, Remove and Re-index see only the
+shared collections and their own user's; a turn with nobody signed in, only the shared ones.
+
 A failure never costs the user a turn: it is logged under the extension's name, the turn goes
 on without documents, and the reply ends with a one-line notice.
 """
@@ -34,7 +40,7 @@ from pocketpack.rag.fetch import is_url
 from pocketpack.rag.ingest import Library, plural, scope_collections
 from pocketpack.rag.inject import INJECTION_POINT, inject_chat, inject_prompt, question_of, strip_markers
 from pocketpack.rag.retrieve import Passage, retrieve
-from pocketpack.turnstate import TurnState
+from pocketpack.turnstate import TurnState, user_folder
 
 log = logging.getLogger("pocketpack.rag")
 NAME = "rag-enhancer"
@@ -58,6 +64,23 @@ SETTING_KEYS = ["enabled", "citations", "k", "budget_tokens", "min_score", "neig
                 "max_unpacked_mb"]
 
 Progress = Callable[[float, str], None]  # (fraction done, what is happening)
+PRIVATE = "private"  # the upload scope of a signed-in user's own documents (--multi-user)
+
+
+def own_prefix(who: TurnState | None) -> str | None:
+    """The collection of ``who``'s private documents: under --multi-user with a user only."""
+    if who is None or not who.multi_user or not who.user:
+        return None
+    return f"user/{user_folder(who.user)}"
+
+
+def visible(collection: str, who: TurnState | None) -> bool:
+    """Whether ``who`` may read ``collection``: on a single-user host everything; under
+    --multi-user the shared collections and the user's own, never another user's."""
+    if who is None or not who.multi_user or not collection.startswith("user/"):
+        return True
+    own = own_prefix(who)
+    return own is not None and (collection == own or collection.startswith(own + "/"))
 
 
 class RagEngine:
@@ -120,7 +143,17 @@ class RagEngine:
     def collections_for(self, turn: TurnState) -> list[str]:
         character, chat = turn.character, turn.chat_id
         self.last_context = (character, chat)
-        return scope_collections("all", character, chat)
+        if not turn.multi_user:
+            return scope_collections("all", character, chat)
+        own = own_prefix(turn)  # chat ids are no one's own under --multi-user: chats are per user
+        names = scope_collections("all", character, None)
+        return names + ([own] + ([f"{own}/chat/{chat}"] if chat else []) if own else [])
+
+    def searchable(self, who: TurnState | None) -> list[str] | None:
+        """The collections ``who`` may search in the tab or notebook mode (None: all of them)."""
+        if who is None or not who.multi_user:
+            return None
+        return [c for c in self.library.collections() if visible(c, who)]
 
     def passages(self, question: str, collections: list[str] | None, turn: object = None) -> list[Passage]:
         """Retrieve; within one turn (same state dict, a few seconds) the same question is
@@ -174,7 +207,7 @@ class RagEngine:
                 self._fail("chat_input_modifier", exc)
         return text, visible_text
 
-    def input_modifier(self, string: str, state: dict, is_chat: bool = False) -> str:
+    def input_modifier(self, string: str, state: dict, is_chat: bool = False, turn: TurnState | None = None) -> str:
         """Notebook/default: fill ``<|injection-point|>``; the markers never reach the model."""
         if is_chat:
             return string
@@ -182,7 +215,7 @@ class RagEngine:
         if INJECTION_POINT not in string or not self.params.get("enabled", True):
             return strip_markers(string)
         try:
-            passages = self.passages(question_of(string), None)
+            passages = self.passages(question_of(string), self.searchable(turn))
             text, numbered = inject_prompt(string, passages, self.settings.budget_tokens, self.count)
             state[STATE_KEY] = numbered
             return text
@@ -206,10 +239,20 @@ class RagEngine:
             return string
 
     # -- UI actions (plain data in, plain data out) ---------------------------------------
-    def upload_collection(self, scope: str | None = None) -> tuple[str, str]:
-        """The collection UI uploads go to, and a phrase saying which."""
+    def upload_collection(self, scope: str | None = None, who: TurnState | None = None) -> tuple[str, str]:
+        """The collection UI uploads go to, and a phrase saying which. ``private`` is the
+        signed-in user's own (refused with a reason where there is none)."""
         scope = scope or self.params.get("upload_scope", "global")
         character, chat = self.last_context
+        own = own_prefix(who)
+        if scope == PRIVATE:
+            if own is None:
+                raise PermissionError("private documents need a signed-in user (--multi-user with --gradio-auth)")
+            return own, "your private documents"
+        if scope == "chat" and who is not None and who.multi_user:  # another person's chat may have the same id
+            if own is None or not chat:
+                return "global", "global (no chat of yours has run yet)"
+            return f"{own}/chat/{chat}", f"this chat ({chat}), yours only"
         if scope == "character" and character:
             return f"character/{character}", f"character {character}"
         if scope == "chat" and chat:
@@ -218,25 +261,38 @@ class RagEngine:
             return "global", "global (no chat has run yet to tell the current character/chat)"
         return "global", "global"
 
-    def document_rows(self) -> list[list]:
+    def document_rows(self, who: TurnState | None = None) -> list[list]:
         if not (self.store_dir() / "store.sqlite3").is_file():
             return []
-        return [[d.id, d.name or d.source, d.chunks, d.collection, d.kind, d.source] for d in self.library.documents()]
+        return [[d.id, d.name or d.source, d.chunks, d.collection, d.kind, d.source] for d in self.library.documents()
+                if visible(d.collection, who)]
 
-    def try_query(self, question: str, k: int) -> list[list]:
+    def _own_document(self, ref: str, who: TurnState | None):
+        """``ref`` (an id or a name) among the documents ``who`` may see, as ``(id, collection)``."""
+        if who is None or not who.multi_user:
+            return ref, None
+        for d in self.library.documents():
+            if visible(d.collection, who) and ref in (d.id, d.name, d.source):
+                return d.id, d.collection
+        raise LookupError(f"no document {ref!r} among yours and the shared ones")
+
+    def try_query(self, question: str, k: int, who: TurnState | None = None) -> list[list]:
         if not (self.store_dir() / "store.sqlite3").is_file():
             return []
-        found = retrieve(self.library, question, int(k), None, self.settings)
+        found = retrieve(self.library, question, int(k), self.searchable(who), self.settings)
         return [[n, round(p.score, 3), p.name or p.source, p.location, p.text] for n, p in enumerate(found, start=1)]
 
     # -- the Documents tab's buttons (plain data in: paths and text; out: a message and rows) --
     def add_documents(self, paths: list[str], urls: str | None, scope: str | None,
-                      progress: Progress | None = None) -> tuple[str, list[list]]:
+                      progress: Progress | None = None, who: TurnState | None = None) -> tuple[str, list[list]]:
         """The Add button: uploaded files, then the URLs box. The box takes web addresses only: a
         shared UI must not read this machine's files or folders (a path there is refused; files
         come through the file picker). An upload over the size limit is refused from its size on
         disk, before it is read. One line per item; a bad item never stops the rest."""
-        collection, where = self.upload_collection(scope)
+        try:
+            collection, where = self.upload_collection(scope, who)
+        except PermissionError as exc:
+            return f"Nothing added: {exc}.", self.document_rows(who)
         lib = self.library
         settings = lib.settings
         outcomes: list[tuple[str, str]] = []  # (status, line)
@@ -275,33 +331,43 @@ class RagEngine:
                 outcomes.append((result.status, result.line()))
         outcomes += [(r.status, r.line()) for r in fetched]
         if not outcomes:
-            return "Nothing to add: choose files or enter URLs.", self.document_rows()
+            return "Nothing to add: choose files or enter URLs.", self.document_rows(who)
         lines = "\n".join(f"- {line}" for _, line in outcomes)
-        return _summary(outcomes, where) + "\n\n" + lines, self.document_rows()
+        return _summary(outcomes, where) + "\n\n" + lines, self.document_rows(who)
 
-    def remove_document(self, doc_id: str | None) -> tuple[str, list[list]]:
+    def remove_document(self, doc_id: str | None, who: TurnState | None = None) -> tuple[str, list[list]]:
         if not (doc_id or "").strip():
-            return "Enter a document id (first column) or name.", self.document_rows()
+            return "Enter a document id (first column) or name.", self.document_rows(who)
         try:
-            doc = self.library.remove(doc_id.strip())
-            return f"Removed {doc.name or doc.source} ({plural(doc.chunks, 'chunk')}).", self.document_rows()
+            ref, collection = self._own_document(doc_id.strip(), who)
+            doc = self.library.remove(ref, collection)
+            return f"Removed {doc.name or doc.source} ({plural(doc.chunks, 'chunk')}).", self.document_rows(who)
         except Exception as exc:  # noqa: BLE001 - shown to the user as one line
-            return f"Not removed: {exc}", self.document_rows()
+            return f"Not removed: {exc}", self.document_rows(who)
 
-    def reindex_documents(self, doc_id: str | None, progress: Progress | None = None) -> tuple[str, list[list]]:
+    def reindex_documents(self, doc_id: str | None, progress: Progress | None = None,
+                          who: TurnState | None = None) -> tuple[str, list[list]]:
         try:
-            report = self.library.reindex((doc_id or "").strip() or None, progress=progress)
+            ref = (doc_id or "").strip() or None
+            if ref is None and who is not None and who.multi_user:  # all of what this user may see
+                reports = [self.library.reindex(None, c, progress=progress) for c in self.searchable(who)]
+                results = [r for report in reports for r in report.results]
+                summary = f"{plural(len(results), 'document')}"
+            else:
+                ref, collection = self._own_document(ref, who) if ref else (None, None)
+                report = self.library.reindex(ref, collection, progress=progress)
+                results, summary = report.results, report.summary()
         except Exception as exc:  # noqa: BLE001 - a UI action never breaks the tab: the error is shown
-            return f"Not re-indexed: {exc}", self.document_rows()
-        lines = "\n".join(f"- {r.line()}" for r in report.results) or "- no documents"
-        return f"Re-indexed ({report.summary()}):\n\n{lines}", self.document_rows()
+            return f"Not re-indexed: {exc}", self.document_rows(who)
+        lines = "\n".join(f"- {r.line()}" for r in results) or "- no documents"
+        return f"Re-indexed ({summary}):\n\n{lines}", self.document_rows(who)
 
-    def ask(self, question: str | None, k) -> tuple[str, list[list]]:
+    def ask(self, question: str | None, k, who: TurnState | None = None) -> tuple[str, list[list]]:
         """The "Try a query" button: a line saying what was found, and the passages."""
         if not (question or "").strip():
             return "Type a question.", []
         try:
-            rows = self.try_query(question, int(k or 5))
+            rows = self.try_query(question, int(k or 5), who)
         except Exception as exc:  # noqa: BLE001 - as above
             return f"Query failed: {exc}", []
         return (f"{len(rows)} passage(s)." if rows else "No passage found (empty library, or nothing relevant)."), rows
