@@ -104,3 +104,17 @@ def test_why_not_names_the_step_that_left_a_memory_out(memory):
     assert "was injected" in panel.why_not(memory, injection, recalled[0].id)
     assert "token budget" in panel.why_not(memory, injection, recalled[1].id)
     assert "**" in panel.why_not(memory, injection, ids["And you?"])
+
+
+def test_an_edited_message_keeps_its_link_and_an_undone_link_stays_undone(memory):
+    """Editing a row in the chat stores it again, which replaces its meta: the link, and the
+    user's "Unlink", must survive that."""
+    now = time.time()
+    _chat(memory, {10: OLD, 136: NEW, 140: "I grow tomatoes on my balcony."}, now)
+    ids = _ids(memory)
+    memory.record_exchange("Aria", "chat-1", 0, "I work as a nurse!", "Good to know.", time=now)  # edited
+    assert memory.get(ids[OLD]).superseded_by == ids[NEW]
+    memory.unlink(ids[NEW])
+    memory.record_exchange("Aria", "chat-13", 6, "I work as a carpenter!", "Good to know.", time=now)
+    assert memory.get(ids[NEW]).supersedes is None
+    assert memory.relink("Aria") == 0

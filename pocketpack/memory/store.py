@@ -167,6 +167,21 @@ def _to_memory(item: Item, score: float | None = None) -> Memory:
     )
 
 
+LINK_KEYS = ("supersedes", "superseded_by", "not_supersedes")
+
+
+def _keep_links(coll, items: list[NewItem], existing: dict) -> None:
+    """A row stored again (its message edited) keeps its changed-fact links and the user's
+    undos: writing a row replaces its meta."""
+    again = {existing[it.key][0]: it for it in items if it.key in existing}
+    if not again:
+        return
+    for old in coll.get(list(again)):
+        kept = {k: v for k, v in (old.meta or {}).items() if k in LINK_KEYS}
+        if kept:
+            again[old.id].meta = {**again[old.id].meta, **kept}
+
+
 def _int_or_none(value) -> int | None:
     try:
         return None if value is None else int(value)
@@ -326,6 +341,7 @@ class MemoryStore:
                 meta={"role": rec["role"], "character": rec["character"], "chat": rec["chat"], "row": rec["row"],
                       "kind": "message"},
             ))
+        _keep_links(coll, items, existing)
         ids = coll.upsert(items)
         self._link(coll, [i for it, i in zip(items, ids) if it.meta["role"] == "user"])
         return ids
@@ -359,6 +375,7 @@ class MemoryStore:
             items.append(NewItem(text=text, key=key, grp=chat, context=context,
                                  time=t if old is not None else (t or _time.time()),
                                  meta={"role": role, "character": character, "chat": chat, "row": r, "kind": "message"}))
+        _keep_links(coll, items, existing)
         ids = coll.upsert(items)
         self._link(coll, [i for it, i in zip(items, ids) if it.meta["role"] == "user"])
         gone = [k for k in existing if k not in wanted] if prune else []
