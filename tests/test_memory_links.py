@@ -118,3 +118,17 @@ def test_an_edited_message_keeps_its_link_and_an_undone_link_stays_undone(memory
     memory.record_exchange("Aria", "chat-13", 6, "I work as a carpenter!", "Good to know.", time=now)
     assert memory.get(ids[NEW]).supersedes is None
     assert memory.relink("Aria") == 0
+
+
+def test_an_export_imported_elsewhere_keeps_its_links(memory, tmp_path):
+    now = time.time()
+    _chat(memory, {10: OLD, 136: NEW}, now)
+    path = panel.export_to(memory, tmp_path / "out", "Aria")
+    other = MemoryStore(tmp_path / "other")
+    try:
+        other.import_file(path)
+        ids = {m.text: m.id for m in other.list("Aria")}
+        assert other.get(ids[NEW]).supersedes == ids[OLD]
+        assert other.get(ids[OLD]).superseded_by == ids[NEW]
+    finally:
+        other.close()

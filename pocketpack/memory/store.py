@@ -662,6 +662,7 @@ class MemoryStore:
         result = ImportResult(total=sum(1 for _ in _read_records(path)))  # checks every line
         new_id: dict[int, int] = {}                 # the file's id -> this store's
         facts: list[tuple[str | None, int, list[int]]] = []
+        changed: list[tuple[str, int, int]] = []    # character, newer's new id, older's id in the file
         pending: list[tuple[int | None, list[int], dict]] = []
 
         def write() -> None:
@@ -687,6 +688,9 @@ class MemoryStore:
                     new_id[old_id] = ids[n]
                 if sources:
                     facts.append((rec.get("character"), ids[n], sources))
+                older = _int_or_none(rec.get("supersedes"))
+                if older is not None and rec.get("character") not in (None, "", "*"):
+                    changed.append((rec["character"], ids[n], older))
             result.done += len(pending)
             pending.clear()
             if progress is not None:
@@ -705,6 +709,14 @@ class MemoryStore:
                 item = coll.get([fact_id])[0]
                 if (item.meta or {}).get("sources") != mapped:
                     coll.update(fact_id, meta={**(item.meta or {}), "sources": mapped})
+        if changed:  # changed-fact links, between the imported copies (the file's ids mean nothing here)
+            from pocketpack.memory.links import set_link
+
+            for character, newer, older in changed:
+                if older in new_id and new_id[older] != newer:
+                    coll = self.collection(character)
+                    if (coll.get([newer])[0].meta or {}).get("supersedes") != new_id[older]:
+                        set_link(coll, newer, new_id[older])
         return result
 
 
