@@ -321,3 +321,18 @@ def test_web_ui_with_nobody_signed_in_says_memory_is_off(tmp_path, default_model
         panel.get_by_text("Memory is off.").wait_for(timeout=30_000)
         assert "nobody is signed in" in panel.inner_text()
     assert not (user_data / "pocketpack" / "memory" / "users").exists()
+
+
+def test_a_documents_failure_is_noticed_under_its_own_reply_only(tmp_path):
+    """rag-enhancer says under a reply when documents failed for it; with several people chatting
+    at once, that notice (which may name a document) goes under the failed turn's reply only."""
+    from pocketpack.rag.extension import RagEngine
+
+    (tmp_path / "not-a-folder").write_text("a file where the library's folder should be")
+    rag = RagEngine({"store_dir": str(tmp_path / "not-a-folder")})
+    alice_state = {"history": {"internal": [], "visible": []}, "mode": "chat"}
+    bob_state = {"history": {"internal": [], "visible": []}, "mode": "chat"}
+    rag.chat_input_modifier("Where is the spare key?", "Where is the spare key?", alice_state,
+                            TurnState.of(alice_state, user="alice", multi_user=True))
+    assert "documents were not used" not in rag.output_modifier("Hello, Bob.", bob_state, is_chat=True)
+    assert "documents were not used" in rag.output_modifier("Hello, Alice.", alice_state, is_chat=True)

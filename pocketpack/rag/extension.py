@@ -45,6 +45,7 @@ from pocketpack.turnstate import TurnState, user_folder
 log = logging.getLogger("pocketpack.rag")
 NAME = "rag-enhancer"
 STATE_KEY = "_pocketpack_rag"
+NOTICE_KEY = "_pocketpack_rag_notice"  # a failure's notice, on the turn's own state (never another user's reply)
 
 # params the extension adds to RagSettings' own
 EXTENSION_DEFAULTS = {
@@ -168,9 +169,13 @@ class RagEngine:
         self._cache = (key, found, time.monotonic())
         return found
 
-    def _fail(self, hook: str, exc: Exception) -> None:
+    def _fail(self, hook: str, exc: Exception, state: dict | None = None) -> None:
         log.warning("%s: %s failed: %s", NAME, hook, exc, exc_info=True)
-        self.notice = f"{NAME}: documents were not used for this reply ({type(exc).__name__}: {exc})"
+        notice = f"{NAME}: documents were not used for this reply ({type(exc).__name__}: {exc})"
+        if state is not None:  # shown under this turn's reply only
+            state[NOTICE_KEY] = notice
+        else:
+            self.notice = notice
 
     # -- hooks ----------------------------------------------------------------------------
     def _inject(self, question: str, state: dict, turn: TurnState | None) -> None:
@@ -193,7 +198,7 @@ class RagEngine:
             if question.strip() and not state.get("textbox"):
                 self._inject(question, state, turn)
         except Exception as exc:  # noqa: BLE001 - never break a turn
-            self._fail("state_modifier", exc)
+            self._fail("state_modifier", exc, state)
         return state
 
     def chat_input_modifier(self, text: str, visible_text: str, state: dict,
@@ -204,7 +209,7 @@ class RagEngine:
             try:
                 self._inject(text, state, turn)
             except Exception as exc:  # noqa: BLE001 - never break a chat: the failure is logged and shown, the turn goes on
-                self._fail("chat_input_modifier", exc)
+                self._fail("chat_input_modifier", exc, state)
         return text, visible_text
 
     def input_modifier(self, string: str, state: dict, is_chat: bool = False, turn: TurnState | None = None) -> str:
@@ -220,15 +225,17 @@ class RagEngine:
             state[STATE_KEY] = numbered
             return text
         except Exception as exc:  # noqa: BLE001 - never break a chat (as above)
-            self._fail("input_modifier", exc)
+            self._fail("input_modifier", exc, state)
             return strip_markers(string)
 
     def output_modifier(self, string: str, state: dict, is_chat: bool = False) -> str:
         if not is_chat:
             return string
         try:
-            if self.notice:
+            notice = state.pop(NOTICE_KEY, None)
+            if notice is None and self.notice:
                 notice, self.notice = self.notice, None
+            if notice:
                 return string + f"\n\n<small>⚠ {notice.replace('<', '&lt;')}</small>"
             if not self.params.get("enabled", True) or not self.params.get("citations", True):
                 return string
