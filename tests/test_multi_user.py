@@ -336,3 +336,21 @@ def test_a_documents_failure_is_noticed_under_its_own_reply_only(tmp_path):
                             TurnState.of(alice_state, user="alice", multi_user=True))
     assert "documents were not used" not in rag.output_modifier("Hello, Bob.", bob_state, is_chat=True)
     assert "documents were not used" in rag.output_modifier("Hello, Alice.", alice_state, is_chat=True)
+
+
+def test_a_chat_upload_goes_to_the_uploaders_own_chat(tmp_path):
+    """Two people may have chats with the same id (TGWUI names chats by the time they began):
+    a document added to "this chat" is the uploader's, in the chat they last used, and only
+    their turns in that chat search it."""
+    from pocketpack.rag.extension import RagEngine
+
+    rag = RagEngine({"store_dir": str(tmp_path / "documents")})
+    alice = TurnState(character="Flint", chat_id="20260101-10-00-00", user="alice", multi_user=True)
+    bob = TurnState(character="Mira", chat_id="20260101-10-00-00", user="bob", multi_user=True)
+    rag.collections_for(alice)
+    rag.collections_for(bob)                                     # bob's turn came last
+    assert rag.upload_collection("chat", who=alice)[0] == "user/alice/chat/20260101-10-00-00"
+    assert rag.upload_collection("character", who=alice)[0] == "character/Flint"
+    assert "user/alice/chat/20260101-10-00-00" not in rag.collections_for(bob)
+    assert "chat/20260101-10-00-00" not in rag.collections_for(bob)
+    assert "user/alice/chat/20260101-10-00-00" in rag.collections_for(alice)

@@ -101,6 +101,7 @@ class RagEngine:
         self._library: Library | None = None
         self._lock = threading.RLock()
         self.last_context: tuple[str | None, str | None] = (None, None)  # (character, chat id) last seen
+        self._contexts: dict[str, tuple[str | None, str | None]] = {}   # the same per user (--multi-user)
         self._cache: tuple | None = None  # (turn key, passages, time)
         self.notice: str | None = None
 
@@ -144,6 +145,8 @@ class RagEngine:
     def collections_for(self, turn: TurnState) -> list[str]:
         character, chat = turn.character, turn.chat_id
         self.last_context = (character, chat)
+        if turn.user:
+            self._contexts[turn.user] = (character, chat)
         if not turn.multi_user:
             return scope_collections("all", character, chat)
         own = own_prefix(turn)  # chat ids are no one's own under --multi-user: chats are per user
@@ -250,8 +253,9 @@ class RagEngine:
         """The collection UI uploads go to, and a phrase saying which. ``private`` is the
         signed-in user's own (refused with a reason where there is none)."""
         scope = scope or self.params.get("upload_scope", "global")
-        character, chat = self.last_context
         own = own_prefix(who)
+        # the character and chat of this user's last turn (not another person's) under --multi-user
+        character, chat = self._contexts.get(who.user, (None, None)) if own else self.last_context
         if scope == PRIVATE:
             if own is None:
                 raise PermissionError("private documents need a signed-in user (--multi-user with --gradio-auth)")
