@@ -8,12 +8,13 @@ with it. One character's memories live in their own collection: a recall for one
 never searches another's unless the user chose the global scope.
 
 Exported JSONL lines: ``{id, character, role, text, time (ISO 8601), chat, row, pinned, kind,
-trigger, keywords, context, consolidated, sources}``; import accepts the same, with only
+trigger, keywords, context, consolidated, sources, supersedes, superseded_by}``; import accepts the same, with only
 ``character``, ``role`` and ``text`` required. ``consolidated`` (ISO 8601 or null) marks a message
 already summarised by consolidation; ``sources`` lists, for a fact consolidation wrote, the
 ``id``s of the memories it summarises. Ids are the exporting store's: an import gives every
 memory a new id and rewrites ``sources`` to the new ids of those memories in the same file
-(a source not in the file is dropped), so consolidation never summarises them again.
+(a source not in the file is dropped), so consolidation never summarises them again; a
+changed-fact link (``supersedes``, see ``pocketpack.memory.links``) is rewritten the same way.
 An import is idempotent: each record is stored with its ``record_fingerprint`` (character,
 role, kind, text, the line's time, chat, row), unique per character, so a line imported again,
 or a killed import run again, never doubles anything; lines are committed in batches.
@@ -639,7 +640,10 @@ class MemoryStore:
             if not self.store.has_collection(name):
                 continue
             for item in self.store.collection(name).items():
-                yield _to_memory(item).to_json() | {"score": None}
+                record = _to_memory(item).to_json() | {"score": None}
+                record.pop("before", None)  # recall-only fields
+                record.pop("after", None)
+                yield record
 
     def import_jsonl(self, path: str | Path) -> int:
         """Import a JSONL file (see ``import_file``); returns how many memories it holds."""
