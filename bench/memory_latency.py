@@ -13,14 +13,23 @@ timed, with queries drawn from LoCoMo's questions:
 - ``store``: embedding and committing the finished exchange (after generation, in output_modifier);
 - ``sync``: state_modifier's check of the chat's rows against the store.
 
-Also: the approximate index's recall@10 against exact search, disk size, and process RSS.
+Also: the approximate index's recall@10 against exact search, disk size, process RSS, and
+writes/s with ``--writers`` (4) processes storing memories at once into the same store (one
+chat each, one transaction per memory as a chat turn stores it; their vectors are computed
+beforehand, so it times the store, not the model).
+
+``--store sqlite postgresql://user:pw@host:port/db`` measures each backend on the same data:
+for PostgreSQL + pgvector a database ``<db>_bench_n<size>`` is made on that server per size
+(``--keep`` keeps it), its disk the size of the store's tables and indexes.
 
     .venv/bin/python bench/memory_latency.py [--sizes 100000 1000000] [--turns 200] [--threads 2] [--defaults new old]
+        [--store sqlite postgresql://…] [--writers 4] [--writes 200]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import html
 import random
@@ -41,6 +50,7 @@ from pocketpack.memory import turns as turns_module  # noqa: E402
 from pocketpack.memory.store import FILTERED_RECALL, MemoryStore, recall_options  # noqa: E402
 from pocketpack.memory.turns import MemorySettings, MemoryTurns  # noqa: E402
 from pocketpack.retrieval.embed import DEFAULT_MODEL_NAME  # noqa: E402
+from pocketpack.retrieval.pgstore import EXACT_BELOW  # noqa: E402
 
 WORDS = ("time person year way day thing man world life hand part child eye woman place work week case point "
          "home water room mother area money story fact month lot right study book job word business issue side "
@@ -119,15 +129,43 @@ def sentence(rng: random.Random, n: int) -> str:
     return f"{name} {rng.choice(VERBS)} the {words} ({n})."
 
 
-def fill(directory: Path, size: int, character: str) -> float:
+def open_memory(directory: Path, url: str | None, **options) -> MemoryStore:
+    """The bench's store: the folder's SQLite store, or the PostgreSQL one at ``url``."""
+    if url:
+        return MemoryStore(directory, store_url=url, **options)
+    return MemoryStore(directory, store_url="", approx_threshold=50_000, **options)
+
+
+_BASE_VECTORS: list = []
+
+
+def fill(directory: Path, size: int, character: str, url: str | None = None) -> float:
     from pocketpack.retrieval.embed import get_embedder
 
     base = list(dict.fromkeys(real_turns()))
-    print(f"  embedding {len(base)} real turns once...", file=sys.stderr, flush=True)
-    vectors = get_embedder().embed(base)
-    memory = MemoryStore(directory, embedder=NoisyCopies(base, vectors), approx_threshold=50_000)
+    if len(_BASE_VECTORS) != len(base):  # once per run, whichever backends and sizes it fills
+        print(f"  embedding {len(base)} real turns once...", file=sys.stderr, flush=True)
+        _BASE_VECTORS[:] = list(get_embedder().embed(base))
+    vectors = np.stack(_BASE_VECTORS)
+    memory = open_memory(directory, url, embedder=NoisyCopies(base, vectors))
     start = time.perf_counter()
     batch = 20_000
+    memory.collection(character)  # fixes a PostgreSQL store's vector dimension before its bulk load
+    bulk = memory.store.bulk_load() if url else contextlib.nullcontext()
+    with bulk:
+        _fill_rows(memory, size, character, base, batch)
+    if url:
+        print(f"  {size} rows and their HNSW index in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    coll = memory.collection(character)
+    if not url:
+        with memory.store.lock:
+            coll._fresh_index()
+        coll.save_index()
+    memory.close()
+    return time.perf_counter() - start
+
+
+def _fill_rows(memory, size: int, character: str, base: list[str], batch: int) -> None:
     for offset in range(0, size, batch):
         n = min(batch, size - offset)
         memory.add_many([{"character": character, "role": "user" if i % 2 == 0 else "assistant",
@@ -135,12 +173,49 @@ def fill(directory: Path, size: int, character: str) -> float:
                           "row": ((offset + i) % 400) // 2, "time": 1.6e9 + offset + i} for i in range(n)],
                         link=False)  # noise copies: no fact changes; a turn's store still links
         print(f"  filled {offset + n}/{size}", file=sys.stderr, flush=True)
-    coll = memory.collection(character)
-    with memory.store._lock:
-        coll._fresh_index()
-    coll.save_index()
+
+
+class RandomUnit:
+    """Precomputed unit vectors for the concurrent writers (named as the real model, so the
+    collection keeps its model): the writers time the store, not the embedding."""
+
+    name = DEFAULT_MODEL_NAME
+    dim = 384
+
+    def embed(self, texts):
+        rng = np.random.default_rng(abs(hash(texts[0])) % 2**32 if texts else 0)
+        v = rng.standard_normal((len(texts), self.dim)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _writer(directory: str, url: str | None, character: str, writer: int, writes: int, start_at: float):
+    memory = open_memory(Path(directory), url, embedder=RandomUnit())
+    texts = [f"writer {writer} stores memory {i}: {' '.join(random.Random(i).choices(WORDS, k=12))}"
+             for i in range(writes)]
+    while time.time() < start_at:
+        time.sleep(0.005)
+    t0 = time.time()
+    for i, text in enumerate(texts):
+        memory.add(character, "user" if i % 2 == 0 else "assistant", text, chat=f"writers-{writer}", row=i // 2)
+    t1 = time.time()
     memory.close()
-    return time.perf_counter() - start
+    return t0, t1
+
+
+def concurrent_writes(directory: Path, url: str | None, character: str, writers: int, writes: int) -> float:
+    """Memories stored per second by ``writers`` processes writing the same store at once."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    start_at = time.time() + 15  # every process has opened the store by then
+    with ctx.Pool(writers) as pool:
+        spans = pool.starmap(_writer, [(str(directory), url, character, w, writes, start_at) for w in range(writers)])
+    took = max(t1 for _, t1 in spans) - min(t0 for t0, _ in spans)
+    memory = open_memory(directory, url)
+    for w in range(writers):
+        memory.forget(character, chat=f"writers-{w}")  # the store is measured again as it was
+    memory.close()
+    return writers * writes / took
 
 
 def rss_mib() -> float:
@@ -157,18 +232,24 @@ def percentiles(values: list[float]) -> tuple[float, float]:
     return statistics.median(values) * 1000, p95 * 1000
 
 
-def measure(directory: Path, size: int, turns_n: int, character: str, defaults: str = "default") -> dict:
-    warm_page_cache(Path(directory))
+def measure(directory: Path, size: int, turns_n: int, character: str, defaults: str = "default",
+            url: str | None = None) -> dict:
+    if not url:
+        warm_page_cache(Path(directory))
     gc.collect()
     rss_before = rss_mib()
-    memory = MemoryStore(directory, approx_threshold=50_000)
+    memory = open_memory(directory, url)
     memory.store.embedder.prepare()  # the model's load and OpenVINO conversion are not a turn's cost
     memory.store.embedder.embed(["warm up"])
     rss_model = rss_mib()
     coll = memory.collection(character)
     start = time.perf_counter()
-    with memory.store._lock:
-        index = coll._fresh_index()
+    if url:
+        index = None
+        coll.dense(memory.store.embedder.embed(["warm up"])[0], 10)  # PostgreSQL's buffers warm up
+    else:
+        with memory.store.lock:
+            index = coll._fresh_index()
     t_open = time.perf_counter() - start
     rss_index = rss_mib()
 
@@ -201,7 +282,21 @@ def measure(directory: Path, size: int, turns_n: int, character: str, defaults: 
 
     # the approximate index against exact search, on the stored vectors
     ann_recall = None
-    if index.kind == "ivf":
+    kind = index.kind if index is not None else ("hnsw" if size >= EXACT_BELOW else "exact")
+    if url and size >= EXACT_BELOW:  # the HNSW search against an exact scan of the same rows
+        from pocketpack.retrieval.pgstore import SCHEMA
+
+        hits = 0
+        qs = memory.store.embedder.embed(questions[-50:])
+        for q in qs:
+            approx = {i for i, _ in coll.dense(q, 10)}
+            literal = "[" + ",".join(map(repr, q.tolist())) + "]"
+            exact = {r[0] for r in memory.store.read(
+                f"WITH c AS MATERIALIZED (SELECT id, embedding FROM {SCHEMA}.items WHERE collection_id = %s)"
+                " SELECT id FROM c ORDER BY embedding <=> %s::vector LIMIT 10", (coll.id, literal))}
+            hits += len(exact & approx)
+        ann_recall = hits / (10 * len(qs))
+    elif index is not None and index.kind == "ivf":
         rows = memory.store.conn.execute(
             "SELECT items.id, vectors.vector FROM items JOIN vectors ON vectors.model = ? AND vectors.hash = items.hash"
             " WHERE items.collection_id = ?", (coll.model, coll.id)).fetchall()
@@ -220,15 +315,51 @@ def measure(directory: Path, size: int, turns_n: int, character: str, defaults: 
     stats = memory.store.stats()
     memory.close()
     return {
-        "size": size, "kind": index.kind, "open_s": t_open, "defaults": defaults,
+        "size": size, "kind": kind, "open_s": t_open, "defaults": defaults,
+        "backend": "postgres" if url else "sqlite", "postgres_mib": stats.get("postgres_bytes", 0) / 2**20,
         "recall": percentiles(recall_t), "recall_cpu": percentiles(recall_cpu),
         "store": percentiles(store_t), "sync": percentiles(sync_t),
-        "disk_mib": (stats["sqlite_bytes"] + stats["faiss_bytes"] + stats["lexical_bytes"]) / 2**20,
+        "disk_mib": (stats["sqlite_bytes"] + stats["faiss_bytes"] + stats["lexical_bytes"]
+                     + stats.get("postgres_bytes", 0)) / 2**20,
         "sqlite_mib": stats["sqlite_bytes"] / 2**20, "faiss_mib": stats["faiss_bytes"] / 2**20,
         "lexical_mib": stats["lexical_bytes"] / 2**20, "lexical_engine": stats["lexical_engine"],
         "rss_index_mib": rss_index - rss_model, "rss_total_mib": rss_index, "rss_model_mib": rss_model - rss_before,
         "ann_recall": ann_recall,
     }
+
+
+def backend_name(backend: str) -> str:
+    from pocketpack.retrieval.backend import mask_url
+
+    return mask_url(backend) if backend != "sqlite" else "sqlite"
+
+
+def _admin(url: str, size: int) -> tuple[str, str]:
+    """The server's URL with the bench database's name in it, and that name."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    name = f"{(parts.path.strip('/') or 'postgres')}_bench_n{size}"
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment)), name
+
+
+def bench_database(url: str, size: int) -> str:
+    """A database for this size on the server at ``url`` (made if missing): one HNSW index per size."""
+    import psycopg
+
+    bench_url, name = _admin(url, size)
+    with psycopg.connect(url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return bench_url
+
+
+def drop_bench_database(url: str, size: int) -> None:
+    import psycopg
+
+    _, name = _admin(url, size)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 def main(argv=None) -> int:
@@ -241,6 +372,10 @@ def main(argv=None) -> int:
     parser.add_argument("--defaults", nargs="+", choices=sorted(DEFAULTS), default=["default"],
                         help="recall options to time, each on the same store: default = the pack's "
                              "(recall_options: BM25 weighted 1.5 + feedback from 2 hits), filtered = FILTERED_RECALL")
+    parser.add_argument("--store", nargs="+", default=["sqlite"], metavar="sqlite|postgresql://…",
+                        help="backends to measure: sqlite (a folder) and/or a PostgreSQL server's URL")
+    parser.add_argument("--writers", type=int, default=4, help="processes writing at once (0: skip)")
+    parser.add_argument("--writes", type=int, default=200, help="memories each concurrent writer stores")
     args = parser.parse_args(argv)
 
     import faiss
@@ -250,34 +385,53 @@ def main(argv=None) -> int:
     faiss.omp_set_num_threads(args.threads)
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="memlat-"))
     results = []
-    for size in args.sizes:
-        directory = base / f"n{size}"
-        character = "Bench"
-        if not (directory / "store.sqlite3").exists():
-            print(f"filling {size} memories...", file=sys.stderr)
-            took = fill(directory, size, character)
-            print(f"  filled in {took:.0f} s", file=sys.stderr)
-        for defaults in args.defaults:
-            results.append(measure(directory, size, args.turns, character, defaults))
-        if not args.keep and not args.dir:
-            shutil.rmtree(directory, ignore_errors=True)
+    for backend in args.store:
+        for size in args.sizes:
+            directory = base / f"n{size}"
+            character = "Bench"
+            url = bench_database(backend, size) if backend != "sqlite" else None
+            if url:
+                directory = base / f"pg-n{size}"  # side files only
+                have = open_memory(directory, url)
+                filled = have.counts().get(character, 0) >= size
+                have.close()
+            else:
+                filled = (directory / "store.sqlite3").exists()
+            if not filled:
+                print(f"filling {size} memories ({backend_name(backend)})...", file=sys.stderr)
+                took = fill(directory, size, character, url)
+                print(f"  filled in {took:.0f} s", file=sys.stderr)
+            for defaults in args.defaults:
+                results.append(measure(directory, size, args.turns, character, defaults, url))
+            if args.writers > 0:
+                print(f"  {args.writers} writers x {args.writes} memories...", file=sys.stderr)
+                results[-1]["writes_s"] = concurrent_writes(directory, url, character, args.writers, args.writes)
+            if not args.keep and not args.dir:
+                shutil.rmtree(directory, ignore_errors=True)
+                if url:
+                    drop_bench_database(backend, size)
 
     print(f"memory cost per chat turn, {args.turns} turns, {args.threads} threads, model all-MiniLM-L6-v2 (CPU)")
-    head = (f"{'memories':>9} {'defaults':>8} {'index':>5} {'recall p50':>10} {'recall p95':>10} {'cpu p50':>8} "
+    head = (f"{'backend':>8} {'memories':>9} {'defaults':>8} {'index':>5} {'recall p50':>10} {'recall p95':>10} "
+            f"{'writes/s':>8} {'cpu p50':>8} "
             f"{'cpu p95':>8} {'store p95':>9} {'sync p95':>8} "
             f"{'disk MiB':>8} {'sqlite':>7} {'faiss':>6} {'bm25':>5} {'RSS idx':>7} {'RSS tot':>7} {'ANN R@10':>8} {'open s':>6}")
     print(head)
     print("-" * len(head))
     for r in results:
         ann = f"{r['ann_recall']:.3f}" if r["ann_recall"] is not None else "exact"
-        print(f"{r['size']:>9} {r['defaults']:>8} {r['kind']:>5} {r['recall'][0]:>8.1f}ms {r['recall'][1]:>8.1f}ms "
-              f"{r['recall_cpu'][0]:>6.1f}ms {r['recall_cpu'][1]:>6.1f}ms "
+        writes = f"{r['writes_s']:.0f}" if r.get("writes_s") else "-"
+        print(f"{r['backend']:>8} {r['size']:>9} {r['defaults']:>8} {r['kind']:>5} {r['recall'][0]:>8.1f}ms "
+              f"{r['recall'][1]:>8.1f}ms {writes:>8} {r['recall_cpu'][0]:>6.1f}ms {r['recall_cpu'][1]:>6.1f}ms "
               f"{r['store'][1]:>7.1f}ms {r['sync'][1]:>6.1f}ms {r['disk_mib']:>8.0f} {r['sqlite_mib']:>7.0f} "
               f"{r['faiss_mib']:>6.0f} {r['lexical_mib']:>5.0f} {r['rss_index_mib']:>7.0f} {r['rss_total_mib']:>7.0f} "
               f"{ann:>8} {r['open_s']:>6.1f}")
     print(f"lexical engine: {results[0]['lexical_engine'] if results else '-'}; "
           "bm25 = its index on disk (tantivy; FTS5's lives inside sqlite)")
-    print("each store's files were read once before measuring, as after a few minutes of use")
+    print("each store's files were read once before measuring, as after a few minutes of use (SQLite; PostgreSQL's"
+          " buffers as the server keeps them); disk MiB for postgres = its tables and indexes")
+    print(f"writes/s = memories stored per second by {args.writers} processes writing the same store at once"
+          " (one transaction each, vectors precomputed)")
     print("cpu = process CPU time of the recall (all threads), beside its wall time; defaults: the recall options")
     print("recall = embed query + hybrid search + compose (chat_input_modifier); store = embed + commit the "
           "exchange (output_modifier); sync = state_modifier's row check; RSS idx = memory added by opening the index")

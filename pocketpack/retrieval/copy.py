@@ -11,6 +11,7 @@ Item ids are DST's own (a memory's ``sources`` are import-file ids, not store id
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
@@ -93,6 +94,42 @@ def _same(a: str, b: str) -> bool:
     return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
+def _copy_collections(src, dst, names, carried, batch, say, report) -> None:
+    for name in names:
+        coll = src.collection(name, create=False)
+        total = coll.count()
+        carried.name, carried.dim = coll.model, coll.dim
+        carried.vectors = {}
+        target = dst.collection(name)
+        prints = _fingerprints(coll)
+        done = 0
+        while done < total:
+            rows = coll.items(limit=batch, offset=done)
+            if not rows:
+                break
+            vecs = coll.vectors([it.id for it in rows])
+            carried.vectors = {}
+            for it in rows:
+                if it.id in vecs:
+                    vec = np.asarray(vecs[it.id], dtype=np.float32)
+                    carried.vectors[content_hash(it.text)] = vec
+                    carried.vectors[content_hash(it.text.replace("\x00", "\ufffd"))] = vec
+            new = []
+            for it in rows:
+                fps = prints.get(it.id, [])
+                new.append(NewItem(text=it.text, key=it.key, grp=it.grp, time=it.time, importance=it.importance,
+                                   pinned=it.pinned, meta=it.meta, context=it.context,
+                                   fingerprint=None if it.key is not None else (fps[0] if fps else _identity(it))))
+            ids = target.upsert(new)
+            extra = {fp: new_id for it, new_id in zip(rows, ids) for fp in prints.get(it.id, [])}
+            if extra:
+                target.add_fingerprints(extra)
+            done += len(rows)
+            report.written += len(rows)
+            say(f"  {name}: {done}/{total}")
+        dst.flush()
+
+
 def copy_store(source: str, destination: str, *, batch: int = 1000,
                progress: Callable[[str], None] | None = None) -> CopyReport:
     """Copy every collection of ``source`` into ``destination`` (folders or postgresql:// URLs)."""
@@ -112,39 +149,9 @@ def copy_store(source: str, destination: str, *, batch: int = 1000,
     try:
         names = src.collection_names("")
         say(f"copying {len(names)} collections from {describe(src)} to {describe(dst)}")
-        for name in names:
-            coll = src.collection(name, create=False)
-            total = coll.count()
-            carried.name, carried.dim = coll.model, coll.dim
-            carried.vectors = {}
-            target = dst.collection(name)
-            prints = _fingerprints(coll)
-            done = 0
-            while done < total:
-                rows = coll.items(limit=batch, offset=done)
-                if not rows:
-                    break
-                vecs = coll.vectors([it.id for it in rows])
-                carried.vectors = {}
-                for it in rows:
-                    if it.id in vecs:
-                        vec = np.asarray(vecs[it.id], dtype=np.float32)
-                        carried.vectors[content_hash(it.text)] = vec
-                        carried.vectors[content_hash(it.text.replace("\x00", "\ufffd"))] = vec
-                new = []
-                for it in rows:
-                    fps = prints.get(it.id, [])
-                    new.append(NewItem(text=it.text, key=it.key, grp=it.grp, time=it.time, importance=it.importance,
-                                       pinned=it.pinned, meta=it.meta, context=it.context,
-                                       fingerprint=None if it.key is not None else (fps[0] if fps else _identity(it))))
-                ids = target.upsert(new)
-                extra = {fp: new_id for it, new_id in zip(rows, ids) for fp in prints.get(it.id, [])}
-                if extra:
-                    target.add_fingerprints(extra)
-                done += len(rows)
-                report.written += len(rows)
-                say(f"  {name}: {done}/{total}")
-            dst.flush()
+        empty = hasattr(dst, "bulk_load") and dst.stats()["items"] == 0
+        with dst.bulk_load() if empty else contextlib.nullcontext():  # a new PostgreSQL store: HNSW built once
+            _copy_collections(src, dst, names, carried, batch, say, report)
         bad = []
         for name in names:
             n_src = src.collection(name, create=False).count()
