@@ -18,3 +18,8 @@ class PocketPackError(Exception):
         """The message on one line (a multi-line cause is joined with ' | ')."""
         text = str(self) or type(self).__name__
         return " | ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+class UsageError(PocketPackError, ValueError):
+    """What a command was asked cannot be done as given: arguments argparse cannot check alone,
+    a file named on the command line that cannot be read, a character or extension that is not there."""

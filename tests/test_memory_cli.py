@@ -81,7 +81,7 @@ def test_bad_input_is_one_clear_line(tmp_path):
                           "--time", "last tuesday")
     assert bad_time.returncode == 2
     assert bad_time.stderr.strip().splitlines() == [
-        "pocketpack memory: error: not a date/time (use ISO 8601, e.g. 2025-05-01T14:30:00): 'last tuesday'"]
+        "pocketpack: not a date/time (use ISO 8601, e.g. 2025-05-01T14:30:00): 'last tuesday'"]
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"character": "A", "role": "user", "text": "fine"}\n{not json}\n')
     bad_file = pocketpack("memory", "--store", store, "import", str(broken))

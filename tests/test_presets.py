@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -123,19 +122,14 @@ def test_apply_refuses_path_names_and_unfit_classes(tmp_path):
 
 
 def test_cli_show_and_apply(capsys, tmp_path):
-    from pocketpack.presets import cli
+    from pocketpack.cli import main
 
-    parser = argparse.ArgumentParser()
-    cli.register(parser.add_subparsers())
-    args = parser.parse_args(["presets", "show", "gpu-12gb", "--json"])
-    assert args.func(args) == 0
+    assert main(["presets", "show", "gpu-12gb", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["tier"] == "gpu-12gb" and shown["models"]["7-8B"]["flags"][:2] == ["--loader", "llama.cpp"]
-    args = parser.parse_args(["presets", "apply", "gpu-12gb", "x.gguf", "--class", "7-8B", "--print"])
-    assert args.func(args) == 0
+    assert main(["presets", "apply", "gpu-12gb", "x.gguf", "--class", "7-8B", "--print"]) == 0
     assert capsys.readouterr().out.startswith("python server.py --model x.gguf --loader llama.cpp")
-    args = parser.parse_args(["presets", "show", "gpu-5gb"])
-    assert args.func(args) == 2 and "unknown tier" in capsys.readouterr().err
+    assert main(["presets", "show", "gpu-5gb"]) == 2 and "unknown tier" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- where presets are read from
@@ -164,17 +158,14 @@ def test_a_checkouts_installed_presets_win(tmp_path, monkeypatch, current):
 
 
 def test_cli_inside_a_checkout_lists_shows_and_applies_the_installed_copy(tmp_path, monkeypatch, capsys):
-    from pocketpack.presets import cli
+    from pocketpack.cli import main
 
     root = _checkout(tmp_path / "tg", True)
     path = _install_preset(root, True, ctx_size=3072)
     monkeypatch.chdir(root)
-    parser = argparse.ArgumentParser()
-    cli.register(parser.add_subparsers())
 
     def run(*argv):
-        args = parser.parse_args(["presets", *argv])
-        return args.func(args), capsys.readouterr()
+        return main(["presets", *argv]), capsys.readouterr()
 
     code, out = run("list", "--json")
     sources = json.loads(out.out)["sources"]

@@ -148,12 +148,10 @@ def test_hf_offload_uses_the_versions_split_flags(tmp_path):
 # ------------------------------------------------------------------------------------------------ CLI
 
 def run(capsys, *argv):
-    from pocketpack.presets import cli
+    """`pocketpack presets ...` through the one CLI entry point (its errors print there)."""
+    from pocketpack.cli import main
 
-    parser = argparse.ArgumentParser()
-    cli.register(parser.add_subparsers())
-    args = parser.parse_args(["presets", *argv])
-    code = args.func(args)
+    code = main(["presets", *argv])
     return code, capsys.readouterr()
 
 
@@ -168,7 +166,7 @@ def test_show_by_source(capsys):
     assert shown["models"]["7-8B"]["flags"][:2] == ["--loader", "llama.cpp"] and set(shown["sources"]) == set(SOURCES)
     code, out = run(capsys, "show", "gpu-8gb", "--source", "ggml")
     assert code == 2 and out.err.strip().splitlines() == [
-        "pocketpack presets: error: unknown source 'ggml'; sources: gguf, gptq, hf, awq, exl2"]
+        "pocketpack: unknown source 'ggml'; sources: gguf, gptq, hf, awq, exl2"]
 
 
 def test_show_takes_the_source_from_a_models_files(capsys, tmp_path):

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 
-from pocketpack.vram import cli
+from pocketpack.cli import main
 
 DATA = Path(__file__).parent / "data" / "vram"
 
 
 def run(capsys, *argv):
-    parser = argparse.ArgumentParser(prog="pocketpack")
-    cli.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["vram", *argv])
-    code = args.func(args)
+    """`pocketpack vram ...` through the one CLI entry point (its errors print there)."""
+    code = main(["vram", *argv])
     out = capsys.readouterr()
     return code, out.out, out.err
 

@@ -89,19 +89,13 @@ def register(subparsers) -> None:
     bd.set_defaults(func=_bind)
 
 
-def _fail(exc: Exception) -> int:
-    """One line, as ``pocketpack.cli.main`` prints every PocketPackError."""
-    print(f"pocketpack: {exc.one_line() if hasattr(exc, 'one_line') else exc}", file=sys.stderr)
-    return 2
-
-
 def _list(args) -> int:
     from pocketpack.adapters.library import scan
 
     dirs = args.dirs or [DEFAULT_DIR]
     missing = [d for d in dirs if not Path(d).is_dir()]
     if missing:
-        return _fail(AdapterError(f"{missing[0]}: no such folder"))
+        raise AdapterError(f"{missing[0]}: no such folder")
     infos = scan(dirs, allow_pickle=args.allow_pickle)
     if args.json:
         print(json.dumps([i.to_json() for i in infos], indent=2))
@@ -124,10 +118,7 @@ def _list(args) -> int:
 def _inspect(args) -> int:
     from pocketpack.adapters.library import inspect_adapter
 
-    try:
-        info = inspect_adapter(args.path)
-    except AdapterError as exc:
-        return _fail(exc)
+    info = inspect_adapter(args.path)
     if args.json:
         print(json.dumps(info.to_json(tensors=args.tensors), indent=2))
         return 0
@@ -161,19 +152,16 @@ def _train(args) -> int:
                       batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr, epochs=args.epochs,
                       max_steps=args.max_steps, save_every=args.save_every, seed=args.seed, device=args.device,
                       memory_dir=args.memory_dir)
-    try:
-        if args.plan:
-            n = len(load_examples(cfg.data, base_tokenizer(cfg.base), cfg.seq_len,
-                                  memory_dir=cfg.memory_dir))
-            p = plan(cfg, n)
-            print(json.dumps({"fits": p.fits, "need_gib": p.need_gib, "have_gib": p.have_gib, "source": p.source,
-                              "breakdown": p.breakdown, "steps": p.steps, "notes": p.notes}, indent=2)
-                  if args.json else ("fits: " if p.fits else "DOES NOT FIT: ") + p.describe())
-            return 0 if p.fits else 1
+    if args.plan:
+        n = len(load_examples(cfg.data, base_tokenizer(cfg.base), cfg.seq_len,
+                              memory_dir=cfg.memory_dir))
+        p = plan(cfg, n)
+        print(json.dumps({"fits": p.fits, "need_gib": p.need_gib, "have_gib": p.have_gib, "source": p.source,
+                          "breakdown": p.breakdown, "steps": p.steps, "notes": p.notes}, indent=2)
+              if args.json else ("fits: " if p.fits else "DOES NOT FIT: ") + p.describe())
+        return 0 if p.fits else 1
 
-        meta = train(cfg, None if args.json else _progress_bar(), resume=not args.no_resume)
-    except AdapterError as exc:
-        return _fail(exc)
+    meta = train(cfg, None if args.json else _progress_bar(), resume=not args.no_resume)
     if args.json:
         print(json.dumps(meta, indent=2))
     else:
@@ -210,15 +198,12 @@ def _demo(args) -> int:
     from pocketpack.adapters import demo
 
     styles = [s.strip() for s in args.styles.split(",") if s.strip()]
-    try:
-        for style in styles:
-            demo.corpus(style)
-        if not Path(args.base).is_file():
-            raise AdapterError(f"{args.base}: base model not found (make setup puts the embedded model there)")
-        results = demo.run(args.base, args.dir, styles, force=args.force, progress=_progress_bar(),
-                           max_steps=args.steps, quant=args.quant)
-    except AdapterError as exc:
-        return _fail(exc)
+    for style in styles:
+        demo.corpus(style)
+    if not Path(args.base).is_file():
+        raise AdapterError(f"{args.base}: base model not found (make setup puts the embedded model there)")
+    results = demo.run(args.base, args.dir, styles, force=args.force, progress=_progress_bar(),
+                       max_steps=args.steps, quant=args.quant)
     done = [r for r in results if r.get("finished")]
     print(f"{len(done)} of {len(styles)} voices ready in {args.dir}: pocketpack adapters list {args.dir}")
     return 0 if len(done) == len(styles) else 1
@@ -228,11 +213,8 @@ def _to_gguf(args) -> int:
     from pocketpack.adapters.gguf_convert import peft_to_gguf
     from pocketpack.adapters.library import inspect_adapter
 
-    try:
-        out = peft_to_gguf(args.peft_dir, args.out, base=args.base, outtype=args.outtype)
-        info = inspect_adapter(out)
-    except AdapterError as exc:
-        return _fail(exc)
+    out = peft_to_gguf(args.peft_dir, args.out, base=args.base, outtype=args.outtype)
+    info = inspect_adapter(out)
     print(f"wrote {out} ({info.architecture} LoRA, rank {info.rank}, {len(info.tensors) // 2} layers adapted, "
           f"{human_size(info.size_bytes)})")
     return 0
@@ -242,28 +224,25 @@ def _bind(args) -> int:
     from pocketpack.adapters.binding import Bindings
     from pocketpack.adapters.library import check_bindable
 
-    try:
-        b = Bindings(args.file)
-        key = {"chat": args.name} if args.chat else {"character": args.name}
-        if args.remove:
-            found = b.unbind(args.name, chat=args.name if args.chat else None)
-            print(f"removed the binding of {args.name}" if found else f"{args.name} had no binding")
-            return 0
-        weights = {}
-        for item in args.adapters:
-            if item == "none":
-                continue
-            name, _, w = item.partition("=")
-            try:
-                weights[name] = float(w) if w else 1.0
-                if not math.isfinite(weights[name]):
-                    raise ValueError(w)
-            except ValueError:
-                raise AdapterError(f"{item}: weight must be a number") from None
-        check_bindable(args.dirs or [DEFAULT_DIR], weights)
-        b.bind(adapters=weights, combination=args.combination, **key)
-    except AdapterError as exc:
-        return _fail(exc)
+    b = Bindings(args.file)
+    key = {"chat": args.name} if args.chat else {"character": args.name}
+    if args.remove:
+        found = b.unbind(args.name, chat=args.name if args.chat else None)
+        print(f"removed the binding of {args.name}" if found else f"{args.name} had no binding")
+        return 0
+    weights = {}
+    for item in args.adapters:
+        if item == "none":
+            continue
+        name, _, w = item.partition("=")
+        try:
+            weights[name] = float(w) if w else 1.0
+            if not math.isfinite(weights[name]):
+                raise ValueError(w)
+        except ValueError:
+            raise AdapterError(f"{item}: weight must be a number") from None
+    check_bindable(args.dirs or [DEFAULT_DIR], weights)
+    b.bind(adapters=weights, combination=args.combination, **key)
     shown = ", ".join(f"{k}={v:g}" for k, v in weights.items()) or "the base model (no adapters)"
     print(f"{args.name} -> {shown}")
     return 0

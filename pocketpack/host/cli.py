@@ -9,6 +9,8 @@ import logging
 import sys
 from pathlib import Path
 
+from pocketpack.errors import UsageError
+
 ALL_EXTENSIONS = ["memory", "rag-enhancer", "adapter-switcher", "vram-advisor"]
 
 
@@ -67,15 +69,9 @@ def register(subparsers) -> None:
     model.set_defaults(func=cmd_model)
 
 
-def _fail(message: str) -> int:
-    print(f"pocketpack: {message}", file=sys.stderr)
-    return 2
-
-
 def _runtime(args, nowebui: bool):
-    from pocketpack.host.extensions import ExtensionImportError, UnknownExtensionError
+    from pocketpack.host.extensions import ExtensionImportError
     from pocketpack.host.runtime import Runtime
-    from pocketpack.host.settings import SettingsError
 
     # "memory,rag-enhancer" (the comma form many TGWUI guides show) means the same as spaces here
     names = ALL_EXTENSIONS if args.extensions is None else [
@@ -84,8 +80,8 @@ def _runtime(args, nowebui: bool):
     try:
         return Runtime(root=args.root or _pack_root(), user_data_dir=args.user_data_dir, extensions=names,
                        settings_file=args.settings, nowebui=nowebui, model_dir=args.model_dir)
-    except (UnknownExtensionError, ExtensionImportError, SettingsError) as exc:
-        raise SystemExit(_fail(str(exc))) from None
+    except ExtensionImportError as exc:  # a missing package: the one line says what to install
+        raise UsageError(str(exc)) from None
 
 
 def _model_path(args) -> Path:
@@ -101,9 +97,8 @@ def _model_path(args) -> Path:
 
 def _load(runtime, args) -> None:
     from pocketpack.host.backends.base import ModelLoadError
-    from pocketpack.host.flags import FlagConflict, LoadSettings
+    from pocketpack.host.flags import LoadSettings
     from pocketpack.host.model_settings import with_saved_settings
-    from pocketpack.host.settings import SettingsError
 
     try:
         path = _model_path(args)
@@ -112,8 +107,8 @@ def _load(runtime, args) -> None:
         if used:
             print(f"{path.name}: saved settings {', '.join(f'{k}={v}' for k, v in used.items())}", file=sys.stderr)
         runtime.load_model(path, settings)
-    except (ModelLoadError, FlagConflict, FileNotFoundError, SettingsError) as exc:
-        raise SystemExit(_fail(str(exc))) from None
+    except FileNotFoundError as exc:  # the model file (ModelLoadError, FlagConflict, SettingsError reach cli.main)
+        raise ModelLoadError(str(exc)) from None
 
 
 def gradio_logins(auth: str | None, path: str | None) -> list[tuple[str, str]]:
@@ -124,13 +119,13 @@ def gradio_logins(auth: str | None, path: str | None) -> list[tuple[str, str]]:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
-            raise SystemExit(_fail(f"--gradio-auth-path {path}: {exc.strerror or exc}")) from None
+            raise UsageError(f"--gradio-auth-path {path}: {exc.strerror or exc}") from None
         entries += [x.strip() for line in text.splitlines() for x in line.split(",") if x.strip()]
     logins = []
     for entry in entries:
         user, sep, password = entry.partition(":")
         if not sep or not user.strip():
-            raise SystemExit(_fail(f"--gradio-auth: expected user:password, got {user.strip() or '(empty)'!r}…"))
+            raise UsageError(f"--gradio-auth: expected user:password, got {user.strip() or '(empty)'!r}…")
         logins.append((user.strip(), password))
     return logins
 
@@ -139,21 +134,18 @@ def cmd_serve(args) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logins = gradio_logins(args.gradio_auth, args.gradio_auth_path)
     from pocketpack.host import shared
-    from pocketpack.host.settings import SettingsError, api_users
+    from pocketpack.host.settings import api_users
 
     shared.args.multi_user = bool(args.multi_user)  # before the extensions' setup(), as in TGWUI
     runtime = _runtime(args, nowebui=args.nowebui)
-    try:
-        api_users(shared.settings or {})  # a broken users: entry is one line now, not a 500 per request
-    except SettingsError as exc:
-        return _fail(str(exc))
+    api_users(shared.settings or {})  # a broken users: entry is one line now, not a 500 per request
     _load(runtime, args)
 
     shared.args.verbose = args.verbose
     host = "0.0.0.0" if args.listen else (args.listen_host or "127.0.0.1")
     if args.nowebui:
         if not args.api:
-            return _fail("--nowebui needs --api (otherwise there is nothing to serve)")
+            raise UsageError("--nowebui needs --api (otherwise there is nothing to serve)")
         from pocketpack.host.api import serve_api
 
         serve_api(runtime, host=host, port=args.api_port)
@@ -189,8 +181,8 @@ def cmd_chat(args) -> int:
     if args.character:
         try:
             state.update(load_character(runtime.host.user_data_dir / "characters", args.character))
-        except ValueError as exc:
-            return _fail(str(exc))
+        except ValueError as exc:  # no such character, or its file is not a mapping
+            raise UsageError(str(exc)) from None
     printed = ""
     history = state["history"]
     for history in runtime.chat(args.message, state, loading_message=False):

@@ -30,7 +30,7 @@ import os
 import sys
 from pathlib import Path
 
-from pocketpack.errors import PocketPackError
+from pocketpack.errors import UsageError
 
 DEFAULT_STORE = os.environ.get("POCKETPACK_MEMORY_STORE", "user_data/pocketpack/memory")
 
@@ -93,22 +93,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from pocketpack.memory.store import MemoryError_
-    from pocketpack.retrieval.embed import EmbeddingError
-    from pocketpack.retrieval.store import StoreError
-
+    """The chosen action; its errors (the store's, the embedder's, :class:`UsageError`) are
+    PocketPackErrors that ``pocketpack.cli.main`` prints as one line."""
     if not getattr(args, "memory_func", None):
         args.memory_parser.print_help()
         return 2
-    try:
-        return int(args.memory_func(args) or 0)
-    except (MemoryError_, StoreError, EmbeddingError, UsageError) as exc:
-        print(f"pocketpack memory: error: {exc}", file=sys.stderr)
-        return 2
-
-
-class UsageError(PocketPackError, ValueError):
-    """Arguments that argparse cannot check alone."""
+    return int(args.memory_func(args) or 0)
 
 
 def _open(args):

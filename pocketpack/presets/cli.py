@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 from pocketpack.vram.errors import VramError
 
@@ -62,11 +61,6 @@ def _checkout(path: str | None) -> str | None:
     return str(Path.cwd()) if is_checkout(Path.cwd()) else None
 
 
-def _fail(exc: Exception) -> int:
-    print(f"pocketpack presets: error: {exc}", file=sys.stderr)
-    return 2
-
-
 def _list(args) -> int:
     from pocketpack.presets import TIERS, find_preset, tier_for
     from pocketpack.vram.machine import detect
@@ -74,10 +68,7 @@ def _list(args) -> int:
     if args.tgwui is not None:
         from pocketpack.presets.tgwui import detect_version
 
-        try:
-            detect_version(args.tgwui)
-        except VramError as exc:
-            return _fail(exc)
+        detect_version(args.tgwui)  # not a TGWUI checkout: one line from pocketpack.cli.main
     m = detect(use_torch=False)
     mine = tier_for(m.vram_gib, m.ram_gib)
     sources = {name: str(find_preset(name, args.tgwui) or "generated") for name in TIERS}
@@ -106,19 +97,16 @@ def _show(args) -> int:
     )
 
     tgwui = _checkout(args.tgwui)
-    try:
-        version = detect_version(tgwui)
-        preset = load_preset(args.tier, tgwui=tgwui)
-        source = args.source
-        if source is not None and source not in SOURCES:
-            raise VramError(f"unknown source {source!r}; sources: {', '.join(SOURCES)}")
-        if args.model:
-            folder = Path(args.model_dir) if args.model_dir else (version.models_dir if tgwui else Path("models"))
-            path = folder / args.model
-            source = pick_source(args.model, model_sources(path) if path.exists() else sources_from_name(args.model),
-                                 source)
-    except VramError as exc:
-        return _fail(exc)
+    version = detect_version(tgwui)
+    preset = load_preset(args.tier, tgwui=tgwui)
+    source = args.source
+    if source is not None and source not in SOURCES:
+        raise VramError(f"unknown source {source!r}; sources: {', '.join(SOURCES)}")
+    if args.model:
+        folder = Path(args.model_dir) if args.model_dir else (version.models_dir if tgwui else Path("models"))
+        path = folder / args.model
+        source = pick_source(args.model, model_sources(path) if path.exists() else sources_from_name(args.model),
+                             source)
 
     def rows(entries: dict, src: str | None):
         out = {}
@@ -169,14 +157,11 @@ def _show(args) -> int:
 def _apply(args) -> int:
     from pocketpack.presets.apply import apply_preset
 
-    try:
-        if args.host and args.tgwui:
-            raise VramError("give --host (the standalone host) or --tgwui PATH (a TGWUI checkout), not both")
-        done = apply_preset(args.tier, args.model, args.model_class, None if args.host else _checkout(args.tgwui),
-                            write=not args.print_only, source=args.source, host=args.host,
-                            models_dir=args.model_dir, user_data=args.user_data_dir if args.host else None)
-    except VramError as exc:
-        return _fail(exc)
+    if args.host and args.tgwui:
+        raise VramError("give --host (the standalone host) or --tgwui PATH (a TGWUI checkout), not both")
+    done = apply_preset(args.tier, args.model, args.model_class, None if args.host else _checkout(args.tgwui),
+                        write=not args.print_only, source=args.source, host=args.host,
+                        models_dir=args.model_dir, user_data=args.user_data_dir if args.host else None)
     if args.json:
         print(json.dumps({"tier": done.tier, "model": done.model, "class": done.model_class,
                           "preset": done.preset_source, "source_format": done.source, "format": done.entry.format,

@@ -21,6 +21,8 @@ import json
 import sys
 from pathlib import Path
 
+from pocketpack.errors import PocketPackError, UsageError
+
 DEFAULT_STORE = "user_data/pocketpack/documents"
 
 
@@ -121,20 +123,22 @@ def _library(args, *, must_exist: bool = True, settings=None):
     store, url = _where(args)
     if must_exist and not url and not (store / DB_NAME).is_file():
         check_store(store)  # a store that lost its database says so (one line, exit 2)
-        raise SystemExit(_fail(f"no document store at {store} (add documents with `ingest` first)"))
+        raise RagFailed(f"no document store at {store} (add documents with `ingest` first)")
     return Library(store, settings or _settings(store), model_path=args.model, store_url=url)
 
 
-def _fail(message: str) -> int:
-    _err(message)
-    return 1
+class RagFailed(PocketPackError, RuntimeError):
+    """A rag command that could not run on its data (a bad store, a missing model, a file it
+    cannot read): one line from ``pocketpack.cli.main`` and exit status 1, which rag's commands
+    keep for this, as for a source that failed; 2 stays usage and settings out of range."""
+
+    exit_code = 1
 
 
 def _guard(fn):
-    """Known failures (bad store, missing model) become one line and exit status 1; settings
-    out of range one line and exit status 2."""
+    """Known failures (bad store, missing model) leave as :class:`RagFailed` (exit status 1);
+    settings out of range as their own SettingsError (exit status 2)."""
     def run(args) -> int:
-        from pocketpack.rag.config import SettingsError
         from pocketpack.rag.ingest import IngestError
         from pocketpack.rag.retrieve import RerankerError
         from pocketpack.retrieval import StoreError
@@ -142,11 +146,9 @@ def _guard(fn):
 
         try:
             return fn(args)
-        except SettingsError as exc:
-            _err(str(exc))
-            return 2
         except (IngestError, RerankerError, StoreError, EmbeddingError, OSError) as exc:
-            return _fail(str(exc))
+            one_line = exc.one_line() if isinstance(exc, PocketPackError) else str(exc)
+            raise RagFailed(one_line) from exc
     return run
 
 
@@ -204,8 +206,7 @@ def cmd_query(args) -> int:
     from pocketpack.rag.retrieve import retrieve
 
     if bool(args.question) == bool(args.queries):
-        _err("give a QUESTION or --queries FILE.jsonl (one of them)")
-        return 2
+        raise UsageError("give a QUESTION or --queries FILE.jsonl (one of them)")
     with _library(args) as lib:
         settings = _settings_for(lib, args)
         if args.question:
@@ -219,7 +220,7 @@ def cmd_query(args) -> int:
         try:
             lines = Path(args.queries).read_text(encoding="utf-8").splitlines()
         except OSError as exc:
-            return _fail(f"cannot read {args.queries}: {exc.strerror or exc}")
+            raise RagFailed(f"cannot read {args.queries}: {exc.strerror or exc}") from None
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue

@@ -95,24 +95,15 @@ def _models(args) -> int:
     return 0
 
 
-def _fail(exc: Exception) -> int:
-    """One line, as ``pocketpack.cli.main`` prints every PocketPackError."""
-    print(f"pocketpack: {exc.one_line() if hasattr(exc, 'one_line') else exc}", file=sys.stderr)
-    return 2
-
-
 def _estimate(args) -> int:
     from pocketpack.vram.estimate import estimate
 
-    try:
-        info = _model_info(args)
-        e = estimate(info, args.format, ctx=args.ctx, batch=args.batch, cache_type=args.cache_type,
-                     gpu_layers=args.gpu_layers, mode=args.mode, lora_rank=args.lora_rank,
-                     lora_targets=args.lora_targets, grad_checkpointing=args.grad_checkpointing,
-                     optimizer=args.optimizer, device="cpu" if args.cpu else "gpu", dora=args.dora,
-                     modules_to_save=args.modules_to_save, gpu_split_gib=args.gpu_split)
-    except VramError as exc:
-        return _fail(exc)
+    info = _model_info(args)
+    e = estimate(info, args.format, ctx=args.ctx, batch=args.batch, cache_type=args.cache_type,
+                 gpu_layers=args.gpu_layers, mode=args.mode, lora_rank=args.lora_rank,
+                 lora_targets=args.lora_targets, grad_checkpointing=args.grad_checkpointing,
+                 optimizer=args.optimizer, device="cpu" if args.cpu else "gpu", dora=args.dora,
+                 modules_to_save=args.modules_to_save, gpu_split_gib=args.gpu_split)
     if args.json:
         print(json.dumps(e.to_dict(), indent=2))
         return 0
@@ -147,14 +138,11 @@ def _advise(args) -> int:
     from pocketpack.vram.machine import detect
     from pocketpack.vram.report import STATUS, compare, machine_label, tier_machine
 
-    try:
-        info = _model_info(args)
-        if args.tier and (args.vram is not None or args.ram is not None):
-            raise VramError("give --tier or --vram/--ram, not both")
-        machine = tier_machine(args.tier) if args.tier else detect(args.vram, args.ram)
-        result = compare(info, machine, args.ctx, CANDIDATE_FORMATS)
-    except VramError as exc:
-        return _fail(exc)
+    info = _model_info(args)
+    if args.tier and (args.vram is not None or args.ram is not None):
+        raise VramError("give --tier or --vram/--ram, not both")
+    machine = tier_machine(args.tier) if args.tier else detect(args.vram, args.ram)
+    result = compare(info, machine, args.ctx, CANDIDATE_FORMATS)
     fits = [r for r in result.rows if r.fits]
     if args.json:
         print(json.dumps({
