@@ -37,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from adapters_switch import random_gguf_lora  # noqa: E402
+from adapters_switch import random_gguf_lora  # noqa: E402 - after the sys.path line, to run from a checkout
 
 
 def post(url: str, body: dict) -> dict:

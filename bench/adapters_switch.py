@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch  # noqa: E402 - after the sys.path line, to run from a checkout
 
 
 def ms(samples):

@@ -46,11 +46,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pagecache import warm_page_cache  # noqa: E402  (bench/ is the script's folder)
 
-from pocketpack.memory import turns as turns_module  # noqa: E402
-from pocketpack.memory.store import FILTERED_RECALL, MemoryStore, recall_options  # noqa: E402
-from pocketpack.memory.turns import MemorySettings, MemoryTurns  # noqa: E402
-from pocketpack.retrieval.embed import DEFAULT_MODEL_NAME  # noqa: E402
-from pocketpack.retrieval.pgstore import EXACT_BELOW  # noqa: E402
+from pocketpack.memory import turns as turns_module  # noqa: E402 - after the sys.path line, to run from a checkout
+from pocketpack.memory.store import FILTERED_RECALL, MemoryStore, recall_options  # noqa: E402 - after the sys.path line, to run from a checkout
+from pocketpack.memory.turns import MemorySettings, MemoryTurns  # noqa: E402 - after the sys.path line, to run from a checkout
+from pocketpack.retrieval.embed import DEFAULT_MODEL_NAME  # noqa: E402 - after the sys.path line, to run from a checkout
+from pocketpack.retrieval.pgstore import EXACT_BELOW  # noqa: E402 - after the sys.path line, to run from a checkout
 
 WORDS = ("time person year way day thing man world life hand part child eye woman place work week case point "
          "home water room mother area money story fact month lot right study book job word business issue side "

@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from longchat_generate import generate  # noqa: E402
-from memory_longchat import open_store  # noqa: E402
+from longchat_generate import generate  # noqa: E402 - after the sys.path line, to run from a checkout
+from memory_longchat import open_store  # noqa: E402 - after the sys.path line, to run from a checkout
 
-from pocketpack.memory.links import RULE, links_of  # noqa: E402
+from pocketpack.memory.links import RULE, links_of  # noqa: E402 - after the sys.path line, to run from a checkout
 
 
 def truth(data: dict) -> set[tuple[str, str]]:

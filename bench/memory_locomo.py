@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pocketpack.memory.store import FILTERED_RECALL, MemoryStore, recall_options  # noqa: E402
-from pocketpack.retrieval import SearchOptions  # noqa: E402
+from pocketpack.memory.store import FILTERED_RECALL, MemoryStore, recall_options  # noqa: E402 - after the sys.path line, to run from a checkout
+from pocketpack.retrieval import SearchOptions  # noqa: E402 - after the sys.path line, to run from a checkout
 
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "locomo10.json"

@@ -53,12 +53,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from longchat_generate import QUESTION_KINDS, generate, stats  # noqa: E402
+from longchat_generate import QUESTION_KINDS, generate, stats  # noqa: E402 - after the sys.path line, to run from a checkout
 
-from pocketpack.memory.links import RULE, LinkRule  # noqa: E402
-from pocketpack.memory.links import VERSION as LINKS_VERSION  # noqa: E402
-from pocketpack.memory.store import FILTERED_RECALL, MemoryStore, recall_options  # noqa: E402
-from pocketpack.retrieval import SearchOptions  # noqa: E402
+from pocketpack.memory.links import RULE, LinkRule  # noqa: E402 - after the sys.path line, to run from a checkout
+from pocketpack.memory.links import VERSION as LINKS_VERSION  # noqa: E402 - after the sys.path line, to run from a checkout
+from pocketpack.memory.store import FILTERED_RECALL, MemoryStore, recall_options  # noqa: E402 - after the sys.path line, to run from a checkout
+from pocketpack.retrieval import SearchOptions  # noqa: E402 - after the sys.path line, to run from a checkout
 
 SYSTEMS = {
     "dense": "plain dense (MiniLM cosine)",

@@ -21,10 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pocketpack import compose  # noqa: E402 - after the sys.path line, to run from a checkout
-from pocketpack.rag.config import RagSettings  # noqa: E402
-from pocketpack.rag.ingest import Library  # noqa: E402
-from pocketpack.rag.inject import fit, make_block  # noqa: E402
-from pocketpack.rag.retrieve import retrieve  # noqa: E402
+from pocketpack.rag.config import RagSettings  # noqa: E402 - after the sys.path line, to run from a checkout
+from pocketpack.rag.ingest import Library  # noqa: E402 - after the sys.path line, to run from a checkout
+from pocketpack.rag.inject import fit, make_block  # noqa: E402 - after the sys.path line, to run from a checkout
+from pocketpack.rag.retrieve import retrieve  # noqa: E402 - after the sys.path line, to run from a checkout
 
 DATA = Path(__file__).resolve().parent / "data"
 

@@ -47,9 +47,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pocketpack.vram import inspect_model  # noqa: E402 - after the sys.path line, to run from a checkout
-from pocketpack.vram.errors import VramError  # noqa: E402
-from pocketpack.vram.estimate import estimate  # noqa: E402
-from pocketpack.vram.formats import parse_format  # noqa: E402
+from pocketpack.vram.errors import VramError  # noqa: E402 - after the sys.path line, to run from a checkout
+from pocketpack.vram.estimate import estimate  # noqa: E402 - after the sys.path line, to run from a checkout
+from pocketpack.vram.formats import parse_format  # noqa: E402 - after the sys.path line, to run from a checkout
 
 CONFIGS = ROOT / "bench" / "configs"
 GB, GIB, MIB = 1e9, 1024 ** 3, 1024 ** 2

@@ -21,8 +21,8 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
-import longchat_generate as gen  # noqa: E402
-import longchat_templates as templates  # noqa: E402
+import longchat_generate as gen  # noqa: E402 - after the sys.path line, to import bench/'s modules
+import longchat_templates as templates  # noqa: E402 - after the sys.path line, to import bench/'s modules
 
 
 @pytest.fixture(scope="module", params=["dev", "report"])

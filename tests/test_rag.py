@@ -100,7 +100,7 @@ def test_reingest_is_a_hash_check_then_changes_replace_and_removal_deletes(tmp_p
 
 
 class _Server(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):  # noqa: N802 - http.server's method name
         if self.path == "/slow":
             time.sleep(3)
             return

@@ -26,12 +26,11 @@ A ``.json`` path is read and written as JSON instead.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pocketpack.adapters.library import AdapterError
+from pocketpack.fsutil import atomic_write
 from pocketpack.turnstate import TurnState, as_turn
 
 FILE_NAME = "adapter_bindings.yaml"
@@ -173,10 +172,7 @@ class Bindings(_Table):
 
             text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".bindings-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, self.path)
+        atomic_write(self.path, text)
 
     def adapters_for(self, state: TurnState | dict) -> Binding | None:
         """The binding for this turn's chat or character, or None when neither has one. Under

@@ -184,7 +184,7 @@ def _version(name: str) -> str:
         from importlib.metadata import version
 
         return version(name)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a version for the manifest only: unknown is ""
         return ""
 
 

@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 
 from pocketpack.adapters.library import METADATA_NAME, AdapterError, inspect_adapter, peft_module_of, read_safetensors_header
+from pocketpack.fsutil import atomic_path
 
 # HF architecture -> (GGUF architecture, q/k rows permuted like convert_hf_to_gguf's LlamaModel)
 ARCHITECTURES = {
@@ -181,26 +182,25 @@ def peft_to_gguf(peft_dir, out_path, base=None, *, outtype: str = "f32") -> Path
     dtype = {"f32": np.float32, "f16": np.float16}.get(outtype)
     if dtype is None:
         raise AdapterError(f"unknown --outtype {outtype!r} (f32 or f16)")
-    tmp = out_path.with_name(out_path.name + ".part")
-    writer = gguf.GGUFWriter(str(tmp), arch)
-    writer.add_type(gguf.GGUFType.ADAPTER)
-    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
-    writer.add_name(info.name)
-    training = dict(info.training)
-    if params.get("identity"):  # converted for this GGUF: a switch onto another model is refused by name
-        training["gguf_base"] = params["identity"]
-        writer.add_string("general.base_model.0.name", params["identity"]["name"] or params["identity"]["file"])
-    elif info.base_model:
-        writer.add_string("general.base_model.0.name", info.base_model)
-    meta_file = Path(peft_dir) / METADATA_NAME
-    if meta_file.is_file() or training:
-        writer.add_string("pocketpack.training", json.dumps(training, sort_keys=True))
-    for name, arr in tensors.items():
-        writer.add_tensor(name, arr.astype(dtype))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    tmp.replace(out_path)
+    with atomic_path(out_path) as tmp:  # a failed conversion leaves no half-written file
+        writer = gguf.GGUFWriter(str(tmp), arch)
+        writer.add_type(gguf.GGUFType.ADAPTER)
+        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+        writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
+        writer.add_name(info.name)
+        training = dict(info.training)
+        if params.get("identity"):  # converted for this GGUF: a switch onto another model is refused by name
+            training["gguf_base"] = params["identity"]
+            writer.add_string("general.base_model.0.name", params["identity"]["name"] or params["identity"]["file"])
+        elif info.base_model:
+            writer.add_string("general.base_model.0.name", info.base_model)
+        meta_file = Path(peft_dir) / METADATA_NAME
+        if meta_file.is_file() or training:
+            writer.add_string("pocketpack.training", json.dumps(training, sort_keys=True))
+        for name, arr in tensors.items():
+            writer.add_tensor(name, arr.astype(dtype))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
     return out_path

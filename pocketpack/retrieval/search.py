@@ -162,7 +162,7 @@ class _Vocabulary:
                 return
         try:
             n = int(store.read_one("SELECT COUNT(*) FROM items")[0])
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - the row count only weighs words: an unreadable count reads as empty
             n = 0
         with self.lock:
             if seq is None or not isinstance(self.version, tuple) or self.version[0] != version[0] \

@@ -39,7 +39,7 @@ try:  # the package is the reference; the table above is its copy for installs w
     import gguf as _gguf
 
     _SIZES.update({t.name: tuple(v) for t, v in _gguf.GGML_QUANT_SIZES.items()})
-except Exception:  # noqa: BLE001 # pragma: no cover - gguf is optional (and may fail to import) for config-only estimates
+except Exception:  # noqa: BLE001 - gguf is optional (and may fail to import) for config-only estimates  # pragma: no cover
     pass
 
 # llama.cpp file types (general.file_type) by number, and the base tensor type of each
