@@ -38,3 +38,15 @@ def test_a_command_error_is_one_line_from_cli_main(argv, status, line, tmp_path,
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     assert main(argv) == status
     assert one_error_line(capsys) == line.replace("{tmp}", str(tmp_path))
+
+
+def test_vram_run_alone_prints_its_error_as_one_line_too():
+    """``python -m pocketpack.vram.cli`` (the advisor run alone) goes through the same catch."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "pocketpack.vram.cli", "estimate", "MISSING", "--format", "fp16"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "pocketpack: no local file or catalogue entry named 'MISSING'; `pocketpack vram models` lists the catalogue"]

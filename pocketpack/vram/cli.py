@@ -173,13 +173,11 @@ def _advise(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``vram ...`` alone (``python -m pocketpack.vram.cli estimate ...``)."""
-    import argparse
+    """Run ``vram ...`` alone (``python -m pocketpack.vram.cli estimate ...``): the same as
+    ``pocketpack vram ...``, errors included (one line from ``pocketpack.cli.main``)."""
+    from pocketpack.cli import main as pocketpack_main
 
-    parser = argparse.ArgumentParser(prog="pocketpack")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["vram", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args) or 0)
+    return pocketpack_main(["vram", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
