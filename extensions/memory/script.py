@@ -28,6 +28,7 @@ params = {
     "exclude_recent_rows": 12,     # rows of the current chat already in the prompt
     "max_message_chars": 8000,     # of each message, what is stored, embedded and searched (0 = all)
     "store_dir": "",               # default: <user_data>/pocketpack/memory
+    "store_url": "",               # postgresql://user:password@host:port/db; default: $POCKETPACK_STORE_URL, else store_dir
     "embedding_model": "",         # a local sentence-transformers folder; default: all-MiniLM-L6-v2
     "approx_threshold": 50000,     # memories per character beyond which faiss search is approximate (IVF)
     "preload": "auto",             # load the embedding model at start-up: "auto" (inside TGWUI), true, false
@@ -35,7 +36,7 @@ params = {
 
 log = logging.getLogger("pocketpack.memory")
 _lock = threading.Lock()
-_turns: dict = {}  # store folder -> MemoryTurns (one per user under --multi-user)
+_turns: dict = {}  # (store folder, store_url) -> MemoryTurns (one per user under --multi-user)
 
 
 def _store_dir(user: str | None = None) -> Path:
@@ -51,6 +52,12 @@ def _store_dir(user: str | None = None) -> Path:
     return base / "users" / user_folder(user)
 
 
+def _store_url() -> str | None:
+    """``store_url`` (settings.yaml ``memory-store_url``) when set; else None: then
+    ``POCKETPACK_STORE_URL`` when set, else the folder."""
+    return str(params.get("store_url") or "").strip() or None
+
+
 def _settings():
     from pocketpack.memory.settings import MemoryParams
 
@@ -61,8 +68,9 @@ def turns(user: str | None = None):
     """The MemoryTurns of ``user`` (None: the one store of a single-user host), opened on first
     use with the current params; one per store folder, so users never share one."""
     directory = _store_dir(user)
+    url = _store_url()
     with _lock:
-        current = _turns.get(directory)
+        current = _turns.get((directory, url))
         if current is None:
             from pocketpack.memory.chats import ChatFiles
             from pocketpack.memory.settings import MemoryParams
@@ -70,13 +78,13 @@ def turns(user: str | None = None):
             from pocketpack.memory.turns import MemoryTurns, check_per_user_store
 
             if user is not None:
-                check_per_user_store(directory)
-            memory = MemoryStore(directory, model_path=params.get("embedding_model") or None,
+                check_per_user_store(directory, url)
+            memory = MemoryStore(directory, model_path=params.get("embedding_model") or None, store_url=url,
                                  approx_threshold=MemoryParams.from_params(params).approx_threshold)
             host = tgwui.shared()
             chat_files = ChatFiles(memory, Path(getattr(host, "user_data_dir", "user_data")) / "logs",
                                    enabled=not tgwui.multi_user())
-            current = _turns[directory] = MemoryTurns(memory, _settings(), chat_files=chat_files,
+            current = _turns[(directory, url)] = MemoryTurns(memory, _settings(), chat_files=chat_files,
                                                       count=tgwui.counter(), generate=_generate)
             atexit.register(_flush, memory)
         else:

@@ -19,6 +19,7 @@ class MemoryParams(ExtensionSettings):
     exclude_recent_rows: Int = 12     # rows of the current chat already in the prompt
     max_message_chars: Int = 8000     # of each message, what is stored, embedded and searched (0 = all)
     store_dir: Str = ""               # default: <user_data>/pocketpack/memory
+    store_url: Str = ""               # postgresql://user:password@host:port/db; default: $POCKETPACK_STORE_URL, else store_dir
     embedding_model: Str = ""         # a local sentence-transformers folder; default: all-MiniLM-L6-v2
     approx_threshold: Int = 50000     # memories per character beyond which faiss search is approximate (IVF)
     preload: Union[bool, str] = "auto"  # load the embedding model at start-up: "auto" (inside TGWUI), true, false

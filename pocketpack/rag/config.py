@@ -33,8 +33,10 @@ class SettingsError(_settings.SettingsError):
 
 class RagSettings(ExtensionSettings):
     extension: ClassVar[str] = "rag-enhancer"
-    # the extension's own keys in its params (pocketpack.rag.extension.EXTENSION_DEFAULTS)
-    also_known: ClassVar[frozenset[str]] = frozenset({"enabled", "citations", "upload_scope", "store_dir"})
+    # the extension's own keys in its params (pocketpack.rag.extension.EXTENSION_DEFAULTS); store_url is
+    # one of them, not a field, so that a URL's password is never written to rag-settings.json
+    also_known: ClassVar[frozenset[str]] = frozenset({"enabled", "citations", "upload_scope", "store_dir",
+                                                               "store_url"})
 
     # ingestion
     chunk_size: Int = 200            # tokens (estimated at ~3.5 characters each)

@@ -40,6 +40,7 @@ from pocketpack.rag.fetch import is_url
 from pocketpack.rag.ingest import Library, plural, scope_collections
 from pocketpack.rag.inject import INJECTION_POINT, inject_chat, inject_prompt, question_of, strip_markers
 from pocketpack.rag.retrieve import Passage, retrieve
+from pocketpack.retrieval.backend import store_exists, store_location
 from pocketpack.turnstate import TurnState, user_folder
 
 log = logging.getLogger("pocketpack.rag")
@@ -53,6 +54,7 @@ EXTENSION_DEFAULTS = {
     "citations": True,          # sources under each reply, [n] in it linked to them
     "upload_scope": "global",   # where the UI adds documents: global | character | chat
     "store_dir": "",            # default: <user_data>/pocketpack/documents
+    "store_url": "",            # postgresql://user:password@host:port/db; default: $POCKETPACK_STORE_URL, else store_dir
 }
 
 # the Settings labels that messages name (so a message and the checkbox it points at agree)
@@ -99,6 +101,7 @@ class RagEngine:
         self._user_data_dir = user_data_dir
         self.count = count
         self._library: Library | None = None
+        self._library_key: tuple | None = None  # (folder, store_url) the library was opened on
         self._lock = threading.RLock()
         self.last_context: tuple[str | None, str | None] = (None, None)  # (character, chat id) last seen
         self._contexts: dict[str, tuple[str | None, str | None]] = {}   # the same per user (--multi-user)
@@ -117,13 +120,26 @@ class RagEngine:
         user_data = self._user_data_dir() if callable(self._user_data_dir) else self._user_data_dir
         return Path(user_data) / "pocketpack" / "documents"
 
+    def store_url(self) -> str | None:
+        """``params["store_url"]`` (a ``postgresql://`` store) when set; else None, which
+        means ``POCKETPACK_STORE_URL`` when that is set, else the folder."""
+        return str(self.params.get("store_url") or "").strip() or None
+
+    def has_store(self) -> bool:
+        """Whether there is a store to read (asked of the backend: a PostgreSQL store always
+        answers; a folder once it holds one), so that listing documents never creates one."""
+        return store_exists(store_location(self.store_dir(), self.store_url()))
+
     @property
     def library(self) -> Library:
         with self._lock:
-            if self._library is None or self._library.directory != self.store_dir():
+            key = (self.store_dir(), self.store_url())
+            if self._library is None or self._library_key != key:
                 if self._library is not None:
                     self._library.close()
-                self._library = Library(self.store_dir(), self.settings)
+                    self._library = None
+                self._library = Library(key[0], self.settings, store_url=key[1])
+                self._library_key = key
             self._library.settings = self.settings
             return self._library
 
@@ -273,7 +289,7 @@ class RagEngine:
         return "global", "global"
 
     def document_rows(self, who: TurnState | None = None) -> list[list]:
-        if not (self.store_dir() / "store.sqlite3").is_file():
+        if not self.has_store():
             return []
         return [[d.id, d.name or d.source, d.chunks, d.collection, d.kind, d.source] for d in self.library.documents()
                 if visible(d.collection, who)]
@@ -288,7 +304,7 @@ class RagEngine:
         raise LookupError(f"no document {ref!r} among yours and the shared ones")
 
     def try_query(self, question: str, k: int, who: TurnState | None = None) -> list[list]:
-        if not (self.store_dir() / "store.sqlite3").is_file():
+        if not self.has_store():
             return []
         found = retrieve(self.library, question, int(k), self.searchable(who), self.settings)
         return [[n, round(p.score, 3), p.name or p.source, p.location, p.text] for n, p in enumerate(found, start=1)]

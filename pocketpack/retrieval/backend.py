@@ -147,6 +147,15 @@ def store_location(directory: str | os.PathLike | None, store_url: str | None = 
     return Path(directory).expanduser() if directory is not None else Path(".")
 
 
+def store_exists(location) -> bool:
+    """Whether a store is there to read without making one: a ``postgresql://`` store always
+    answers (opening it makes its tables, and a server that is down says so in one line); a
+    folder only once it holds ``store.sqlite3`` (a tab listing documents must not create it)."""
+    if looks_like_url(location):
+        return True
+    return (Path(location).expanduser() / "store.sqlite3").is_file()
+
+
 def open_store(location, *, directory: str | os.PathLike | None = None, **options):
     """A store at ``location`` (a folder or a ``postgresql://`` URL). ``directory`` is the local
     folder for side files when ``location`` is a URL. Options a backend does not take (the
