@@ -10,6 +10,7 @@ worth a memory slot and never crowd out a fact".
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import pytest
@@ -103,3 +104,22 @@ def test_word_rarity_follows_writes(memory):
                      for n, topic in enumerate(TOPICS * 15)])
     again = [m.text for m in memory.recall("Aria", "zyzzyva quokka", k=10, options=FILTERED)]
     assert again and "Zyzzyva quokka." not in again  # both words now common: about 0.3
+
+
+def test_filtered_recall_survives_a_store_whose_row_count_cannot_be_read(memory, monkeypatch):
+    """Word rarity divides by the store's smoothed row count; when that count cannot be read
+    (a busy or damaged store) the count reads as 0, and storing and recall must go on, every
+    word counting as rare, instead of failing the chat turn with a ZeroDivisionError."""
+    from pocketpack.retrieval import store as store_module
+
+    real = store_module.Store.read_one
+
+    def no_count(self, sql, *args, **kwargs):
+        if sql.strip().upper().startswith("SELECT COUNT(*) FROM ITEMS"):
+            raise sqlite3.OperationalError("database is locked")
+        return real(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(store_module.Store, "read_one", no_count)
+    _chat(memory, {40: ("My dog is called Pixel, a grumpy old dachshund.", "Good to know!")}, time.time())
+    found = memory.recall("Aria", "What is my dog called?", k=5, options=FILTERED)
+    assert found and found[0].text == "My dog is called Pixel, a grumpy old dachshund."

@@ -138,6 +138,15 @@ class TermStats:
         return max((self.unit(s) for s in shared), default=0.0)
 
 
+def _rarity(n: int, df: int, log_n: float) -> float:
+    """A word's rarity in [0, 1]: its smoothed idf over the largest possible. With no row count
+    (an empty store, or the count could not be read) every word counts as rare, as it does when
+    there is no vocabulary to read."""
+    if log_n <= 0.0:
+        return 1.0
+    return min(1.0, max(0.0, math.log((n + 1) / max(df, 1)) / log_n))
+
+
 class _Vocabulary:
     """One store's row count and the document frequencies read so far, valid at ``version``."""
 
@@ -181,7 +190,7 @@ class _Vocabulary:
             df, complete = document_frequencies(store, todo), True
         except Exception:  # noqa: BLE001 - no vocabulary (an old store): every word counts as rare
             df, complete = {}, False
-        units = {s: min(1.0, max(0.0, math.log((n + 1) / max(df.get(s, 1), 1)) / log_n)) for s in todo}
+        units = {s: _rarity(n, df.get(s, 1), log_n) for s in todo}
         with self.lock:
             if self.version == version:
                 self.units.update(units)
@@ -201,8 +210,7 @@ class _Vocabulary:
             return None
         d = self.seq - seen[1]
         n, log_n = self.n, self.log_n
-        lo = min(1.0, max(0.0, math.log((n + 1) / max(seen[0] + d, 1)) / log_n))
-        hi = min(1.0, max(0.0, math.log((n + 1) / max(seen[0] - d, 1)) / log_n))
+        lo, hi = _rarity(n, seen[0] + d, log_n), _rarity(n, seen[0] - d, log_n)
         return lo, hi
 
     def unit(self, store, stem: str) -> float:
