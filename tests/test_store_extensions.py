@@ -54,6 +54,7 @@ def test_memory_store_url_in_settings_stores_and_recalls_on_postgresql(tmp_path,
         assert not list((tmp_path / "user_data").rglob("store.sqlite3"))
         assert runtime.host.take_failures() == []
     finally:
+        runtime.host.loaded["memory"].params["store_url"] = ""  # the module outlives this host, as in TGWUI
         runtime.host.loaded["memory"].reset()
 
 
@@ -95,3 +96,86 @@ def down_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # nothing listens there once closed
     return f"postgresql://pp:{SECRET}@127.0.0.1:{port}/memories"
+
+
+def test_memory_server_down_chat_goes_on_with_one_masked_line(tmp_path, down_url, caplog):
+    """Issue 16, bad input: "a server that is down … the chat goes on without memory …
+    credentials never printed in logs": each turn is answered with nothing injected, the reply
+    says memory is unavailable, the log has one line for both turns, the password never."""
+    import logging
+
+    runtime = make_runtime(tmp_path, f"memory-store_url: {down_url}\n", "Noted.", ["memory"])
+    script = runtime.host.loaded["memory"]
+    try:
+        caplog.set_level(logging.INFO)
+        replies = [chat(runtime, text, ui_state("Aria", "chat-1"))
+                   for text in ("I keep my boat in Lisbon.", "Where is my boat?")]
+        for reply in replies:
+            assert reply.startswith("Noted.")
+            assert "memory is unavailable for this reply" in reply and "cannot reach the PostgreSQL server" in reply
+            assert SECRET not in reply and "pp:***@" in reply
+        assert "Memories from earlier conversations" not in runtime.backend.prompts[-1]
+        lines = [r.getMessage() for r in caplog.records if "PostgreSQL" in r.getMessage()]
+        assert len(lines) == 1 and "pp:***@" in lines[0], lines
+        assert SECRET not in caplog.text
+        assert runtime.host.take_failures() == []
+        counts = script.tab_counts()
+        assert counts.startswith("**Memory is unavailable.**") and SECRET not in counts
+    finally:
+        script.params["store_url"] = ""  # the module outlives this host, as in TGWUI
+        script.reset()
+
+
+def test_memory_write_that_fails_is_reported_and_stored_with_the_next_turn(tmp_path, pg_cluster):
+    """A server that goes down between recall and store: the reply says the exchange was not
+    stored (never dropped silently); once the server is back the next turn stores it."""
+    url = pg_cluster.new_database(password=SECRET)
+    runtime = make_runtime(tmp_path, f"memory-store_url: {url}\n", "Noted.", ["memory"])
+    script = runtime.host.loaded["memory"]
+    try:
+        state = ui_state("Aria", "chat-1")
+        chat(runtime, "Warm-up.", state)
+        memory = script.turns().memory
+        record = memory.record_exchange
+
+        def server_down(*args, **kwargs):
+            memory.store.conn.close()  # the connection drops as the reply is stored
+            return record(*args, **kwargs)
+
+        memory.record_exchange = server_down
+        reply = chat(runtime, "My boat is the Gaivota.", state)
+        assert "this exchange is stored with the next turn" in reply and SECRET not in reply
+        memory.record_exchange = record
+        script.reset()  # reconnects on the next turn
+        chat(runtime, "And my sister is Lena.", state)
+        texts = {m.text for m in script.turns().memory.list("Aria")}
+        assert "My boat is the Gaivota." in texts and "And my sister is Lena." in texts
+    finally:
+        script.params["store_url"] = ""  # the module outlives this host, as in TGWUI
+        script.reset()
+
+
+def test_rag_server_down_turn_goes_on_with_one_masked_line(tmp_path, down_url, caplog):
+    """The same for documents: the turn's state is unchanged apart from the notice (nothing
+    injected, nothing citable), the reply says why, one log line for two turns, no password."""
+    import logging
+
+    from pocketpack.rag.extension import EXTENSION_DEFAULTS, NOTICE_KEY, STATE_KEY, RagEngine
+
+    caplog.set_level(logging.INFO)
+    engine = RagEngine({**EXTENSION_DEFAULTS, "store_url": down_url}, user_data_dir=tmp_path / "user_data")
+    try:
+        for question in ("Who is the harbour master?", "When does the lock open?"):
+            state = ui_state("Aria", "chat-1")
+            before = dict(state)
+            assert engine.chat_input_modifier(question, question, state) == (question, question)
+            assert state.pop(STATE_KEY) == [] and NOTICE_KEY in state
+            reply = engine.output_modifier("I do not know.", state, is_chat=True)
+            assert state == before
+            assert reply.startswith("I do not know.") and "documents were not used for this reply" in reply
+            assert "cannot reach the PostgreSQL server" in reply and SECRET not in reply
+        lines = [r.getMessage() for r in caplog.records if "PostgreSQL" in r.getMessage()]
+        assert len(lines) == 1 and "pp:***@" in lines[0], lines
+        assert SECRET not in caplog.text
+    finally:
+        engine.close()

@@ -92,11 +92,27 @@ def turns(user: str | None = None):
         return current
 
 
-def _for(turn):
-    """The memory engine of this turn's user; None under --multi-user with nobody signed in."""
-    from pocketpack.memory.turns import owner
+def _for(turn, state, first: bool = False):
+    """The memory engine of this turn's user; None under --multi-user with nobody signed in, or
+    when the store cannot be opened (a PostgreSQL server that is down: logged once, said under
+    the reply; tried again next turn)."""
+    from pocketpack.errors import PocketPackError
+    from pocketpack.memory.turns import TURN_KEY, mark_unavailable, owner, unavailable
 
-    return None if turn.anonymous else turns(owner(turn))
+    if first:  # the turn's first hook: a state dict handed in again carries no earlier turn's mark
+        state.pop(TURN_KEY, None)
+    if turn.anonymous or unavailable(state):
+        return None
+    try:
+        return turns(owner(turn))
+    except PocketPackError as exc:
+        if turn.is_chat and _settings().enabled:
+            mark_unavailable(state, exc)
+        else:
+            from pocketpack.memory.turns import report_failure
+
+            report_failure("open", exc)
+        return None
 
 
 def _flush(memory):
@@ -139,11 +155,11 @@ def setup():
 @never_break("memory")
 def state_modifier(state):
     turn = tgwui.turn(state)
-    engine = _for(turn)
+    engine = _for(turn, state, first=True)
     if engine is None:
         from pocketpack.memory.turns import mark_off
 
-        if turn.is_chat and _settings().enabled:
+        if turn.anonymous and turn.is_chat and _settings().enabled:
             mark_off(state)
         return state
     return engine.on_state(state, turn)
@@ -152,18 +168,19 @@ def state_modifier(state):
 @never_break("memory")
 def chat_input_modifier(text, visible_text, state):
     turn = tgwui.turn(state)
-    engine = _for(turn)
+    engine = _for(turn, state)
     return (text, visible_text) if engine is None else engine.on_chat_input(text, visible_text, state, turn)
 
 
 @never_break("memory")
 def output_modifier(string, state, is_chat=False):
     turn = tgwui.turn(state)
-    engine = _for(turn)
+    engine = _for(turn, state)
     if engine is None:
-        from pocketpack.memory.turns import off_notice
+        from pocketpack.memory.turns import NO_IDENTITY, off_notice, unavailable
 
-        return off_notice(string) if is_chat and turn.is_chat and _settings().enabled else string
+        why = NO_IDENTITY if turn.anonymous else unavailable(state)
+        return off_notice(string, why) if why and is_chat and turn.is_chat and _settings().enabled else string
     return engine.on_output(string, state, is_chat=is_chat, turn=turn)
 
 
@@ -182,6 +199,28 @@ def _generate():
 def _current_character():
     component = (getattr(tgwui.shared(), "gradio", None) or {}).get("character_menu")
     return getattr(component, "value", None) or ""
+
+
+def tab_counts(user: str | None = None) -> str:
+    """The tab's counts line for ``user``; where the store cannot be opened (a PostgreSQL server
+    that is down), that line says memory is unavailable and why, instead of breaking the tab."""
+    from pocketpack import errors
+    from pocketpack.memory import panel
+
+    try:
+        return panel.counts_markdown(turns(user).memory)
+    except errors.PocketPackError as exc:
+        return f"**Memory is unavailable.** {exc.one_line()}"
+
+
+def _tab_characters(user: str | None = None) -> list[str]:
+    from pocketpack import errors
+    from pocketpack.memory import panel
+
+    try:
+        return panel.characters(turns(user).memory)
+    except errors.PocketPackError:  # the counts line says why
+        return []
 
 
 def ui():
@@ -204,12 +243,15 @@ def ui():
     def anonymous():
         return tgwui.multi_user() and not tgwui.request_user()
 
+    def page_user():
+        return tgwui.request_user() if tgwui.multi_user() else None
+
     def counts_text():
         return f"**Memory is off.** {NO_IDENTITY[0].upper()}{NO_IDENTITY[1:]}." if anonymous() else \
-            panel.counts_markdown(memory())
+            tab_counts(page_user())
 
     def refresh_counts():
-        chars = [] if anonymous() else panel.characters(memory())
+        chars = [] if anonymous() else _tab_characters(page_user())
         return counts_text(), gr.Dropdown(choices=chars)
 
     # callables are evaluated at every page load, so the tab never opens on a stale count
@@ -218,7 +260,7 @@ def ui():
         refresh = gr.Button("Refresh counts")
     with gr.Row():
         # built once for every page: under --multi-user, no one's characters are listed until a page asks
-        character = gr.Dropdown(label="Character", choices=[] if tgwui.multi_user() else panel.characters(memory()),
+        character = gr.Dropdown(label="Character", choices=[] if tgwui.multi_user() else _tab_characters(),
                                 value=lambda: _current_character() or None, allow_custom_value=True)
         scope = gr.Radio(["chat", "character", "global"], value="character", label="Scope")
     query = gr.Textbox(label="Search memories (empty: newest)", lines=1)

@@ -30,6 +30,7 @@ import time as _time
 from dataclasses import dataclass, field
 
 from pocketpack import compose, hooks
+from pocketpack.errors import PocketPackError
 from pocketpack.memory.format import describe
 from pocketpack.memory.store import SKIP_USER_TEXT, Memory, MemoryStore, parse_row_key, parse_time, recall_options
 from pocketpack.turnstate import TurnState, as_turn
@@ -76,9 +77,30 @@ def mark_off(state: dict) -> None:
         log.warning("memory: %s", NO_IDENTITY)
 
 
-def off_notice(reply: str) -> str:
+def off_notice(reply: str, why: str = NO_IDENTITY) -> str:
     """The reply with a one-line note under it that memory was off, and why (chat replies)."""
-    return f"{reply}\n\n<small>⚠ {NO_IDENTITY}</small>"
+    return f"{reply}\n\n<small>⚠ {html.escape(why, quote=False)}</small>"
+
+
+def mark_unavailable(state: dict, exc: BaseException, what: str = "open") -> str:
+    """Memory could not be used this turn (a store that cannot be opened or written: a
+    PostgreSQL server that is down, or lacks pgvector): logged once as its one line (the URL's
+    password masked by the store), recorded in the turn's state for the notice under the reply
+    (:func:`unavailable`), and returned."""
+    report_failure(what, exc)
+    detail = exc.one_line() if hasattr(exc, "one_line") else f"{type(exc).__name__}: {exc}"
+    line = f"memory is unavailable for this reply: {detail}"
+    record = state.get(TURN_KEY)
+    if not isinstance(record, dict):
+        record = state[TURN_KEY] = {}
+    record["unavailable"] = line
+    return line
+
+
+def unavailable(state: dict) -> str | None:
+    """The line :func:`mark_unavailable` recorded for this turn, if any."""
+    record = state.get(TURN_KEY) if isinstance(state, dict) else None
+    return record.get("unavailable") if isinstance(record, dict) else None
 
 
 @dataclass
@@ -202,6 +224,14 @@ class MemoryTurns:
         character = now.character
         rows = self._capped_rows(now.rows)
         state[TURN_KEY] = {"character": character, "new_text": None, "row_keys": {}, "injection": None}
+        try:
+            self._sync(state, now, rows)
+        except PocketPackError as exc:  # the store is down: this turn goes without memory, and says so
+            mark_unavailable(state, exc, "sync")
+        return state
+
+    def _sync(self, state: dict, now: TurnState, rows: list) -> None:
+        character = now.character
         if self.chat_files is not None:
             try:
                 self.chat_files.observe(now)
@@ -214,12 +244,11 @@ class MemoryTurns:
         last_user = next((r[0] for r in reversed(rows) if r and r[0] not in SKIP_USER_TEXT), None)
         if last_user:  # what a regenerate / continue answers
             self._inject(state, now, last_user, current_rows=len(rows))
-        return state
 
     def on_chat_input(self, text: str, visible_text: str, state: dict,
                       turn: TurnState | None = None) -> tuple[str, str]:
         now = turn or TurnState.of(state)
-        if not self.settings.enabled or not now.is_chat:
+        if not self.settings.enabled or not now.is_chat or unavailable(state):
             return text, visible_text
         record = state.setdefault(TURN_KEY, {"character": now.character, "row_keys": {}})
         record["new_text"] = stored = capped(text, self.settings.max_message_chars, say="the new message")
@@ -231,6 +260,8 @@ class MemoryTurns:
         if not self.settings.enabled or not is_chat or not now.is_chat:
             return reply
         record = state.get(TURN_KEY) or {}
+        if unavailable(state):  # nothing stored now: the next turn's sync stores this exchange from the history
+            return off_notice(reply, unavailable(state))
         self._remember_injection(state, record)
         if now.incognito:
             return reply
@@ -251,7 +282,11 @@ class MemoryTurns:
         chat = chat_key(now, first_user=user_text, first_reply=raw_reply) if row == 0 else chat_key(now)
         if chat:
             previous = rows[row - 1][1] if 0 < row <= len(rows) and len(rows[row - 1]) > 1 else None
-            self.memory.record_exchange(character, chat, row, user_text, raw_reply, previous_reply=previous)
+            try:
+                self.memory.record_exchange(character, chat, row, user_text, raw_reply, previous_reply=previous)
+            except PocketPackError as exc:  # reported, never dropped silently: the next turn's sync retries it
+                return off_notice(reply, mark_unavailable(state, exc, "store") + " (this exchange is stored"
+                                  " with the next turn that reaches the store)")
         return reply
 
     def _capped_rows(self, rows) -> list:
@@ -291,6 +326,9 @@ class MemoryTurns:
             pinned = self.memory.pinned(character)
             manual = self.memory.manual_for(character, query)
             recalled = self.recall_for(now, query, current_rows=current_rows)
+        except PocketPackError as exc:  # the store is down: said under the reply
+            mark_unavailable(state, exc, "recall")
+            return
         except Exception as exc:  # noqa: BLE001 - memory must never break a chat turn
             report_failure("recall", exc)
             return

@@ -33,6 +33,8 @@ from typing import Callable
 
 from pocketpack import safepath
 from pocketpack.compose import Counter
+from pocketpack.errors import PocketPackError
+from pocketpack.hooks import report_failure
 from pocketpack.rag import config
 from pocketpack.rag.cite import link_citations
 from pocketpack.rag.config import RagSettings
@@ -189,7 +191,10 @@ class RagEngine:
         return found
 
     def _fail(self, hook: str, exc: Exception, state: dict | None = None) -> None:
-        log.warning("%s: %s failed: %s", NAME, hook, exc, exc_info=True)
+        if isinstance(exc, PocketPackError):  # a store that cannot be used (server down): its one line, once
+            report_failure(NAME, hook, exc, without="documents", logger="pocketpack.rag")
+        else:
+            log.warning("%s: %s failed: %s", NAME, hook, exc, exc_info=True)
         notice = f"{NAME}: documents were not used for this reply ({type(exc).__name__}: {exc})"
         if state is not None:  # shown under this turn's reply only
             state[NOTICE_KEY] = notice
