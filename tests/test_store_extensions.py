@@ -179,3 +179,38 @@ def test_rag_server_down_turn_goes_on_with_one_masked_line(tmp_path, down_url, c
         assert SECRET not in caplog.text
     finally:
         engine.close()
+
+
+def test_multi_user_memories_on_one_postgresql_store_never_reach_another(tmp_path, pg_url, monkeypatch):
+    """Issue 16: "two users on one --multi-user server … pass the isolation … tests … against a
+    real server": with memory-store_url every user's memories live in one database under their
+    own collection names, and no recall, list or id of alice's reaches bob or the shared store."""
+    from pocketpack.retrieval.backend import open_store
+    from tests.test_multi_user import FACT, KEYS, QUESTION, _api, _ask
+
+    monkeypatch.setattr(shared.args, "multi_user", True)
+    monkeypatch.setattr(shared, "settings", {})
+    http, runtime = _api(tmp_path, ["memory"], **{"memory-store_url": pg_url})
+    script = runtime.host.loaded["memory"]
+    try:
+        assert _ask(http, FACT, KEYS["alice"]).status_code == 200
+        assert _ask(http, QUESTION, KEYS["bob"]).status_code == 200
+        assert "4417" not in runtime.backend.prompts[-1]
+        alice, bob, shared_store = (script.turns(u).memory for u in ("alice", "bob", None))
+        assert all("4417" not in m.text for m in bob.list("Skipper") + shared_store.list("Skipper"))
+        fact_id = next(m.id for m in alice.list("Skipper") if "4417" in m.text)
+        assert bob.get(fact_id) is None and shared_store.get(fact_id) is None
+        assert alice.get(fact_id).text == FACT
+        assert _ask(http, QUESTION, KEYS["alice"]).status_code == 200
+        assert "4417" in runtime.backend.prompts[-1]
+        assert runtime.host.take_failures() == []
+        raw = open_store(pg_url, directory=tmp_path / "raw")
+        try:
+            names = raw.collection_names()
+        finally:
+            raw.close()
+        assert {"user/alice/memory/Skipper", "user/bob/memory/Skipper"} <= set(names), names
+        assert not list((tmp_path / "user_data").rglob("store.sqlite3"))
+    finally:
+        script.params["store_url"] = ""  # the module outlives this host, as in TGWUI
+        script.reset()

@@ -75,12 +75,12 @@ def turns(user: str | None = None):
             from pocketpack.memory.chats import ChatFiles
             from pocketpack.memory.settings import MemoryParams
             from pocketpack.memory.store import MemoryStore
-            from pocketpack.memory.turns import MemoryTurns, check_per_user_store
+            from pocketpack.memory.turns import MemoryTurns, scope_to_user
 
-            if user is not None:
-                check_per_user_store(directory, url)
             memory = MemoryStore(directory, model_path=params.get("embedding_model") or None, store_url=url,
                                  approx_threshold=MemoryParams.from_params(params).approx_threshold)
+            if user is not None:  # a PostgreSQL store shared by everyone: this user's own collection names
+                scope_to_user(memory, user)
             host = tgwui.shared()
             chat_files = ChatFiles(memory, Path(getattr(host, "user_data_dir", "user_data")) / "logs",
                                    enabled=not tgwui.multi_user())

@@ -55,17 +55,17 @@ def owner(turn: TurnState) -> str | None:
     return turn.user if turn.multi_user else None
 
 
-def check_per_user_store(directory, store_url: str | None = None) -> None:
-    """A user's own store must be a folder of its own: a ``postgresql://`` store (``store_url``,
-    ``POCKETPACK_STORE_URL``) holds every user's collections under the same names, so under
-    ``--multi-user`` it would mix them. Refused in one line (the chat goes on without memory)."""
-    from pocketpack.memory.store import MemoryError_
-    from pocketpack.retrieval.backend import looks_like_url, store_location
+def scope_to_user(memory: MemoryStore, user: str) -> MemoryStore:
+    """Under ``--multi-user`` a user's memories are their own. A folder store already is (the
+    user's own folder); a ``postgresql://`` store (``store_url``, ``POCKETPACK_STORE_URL``) is
+    shared by everyone, so the user's collections get their own names
+    (``user/<name>/memory/<character>``) and no list, recall or id reaches another user's."""
+    from pocketpack.retrieval.backend import ScopedStore
+    from pocketpack.turnstate import user_folder
 
-    if looks_like_url(str(store_location(directory, store_url))):
-        raise MemoryError_("memory per user (--multi-user) needs the SQLite store (a folder): a PostgreSQL "
-                           "store would keep every user's memories together; unset memory-store_url and "
-                           "POCKETPACK_STORE_URL")
+    if getattr(memory.store, "url", None):
+        memory.store = ScopedStore(memory.store, f"user/{user_folder(user)}/")
+    return memory
 
 
 def mark_off(state: dict) -> None:

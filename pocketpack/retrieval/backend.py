@@ -179,3 +179,46 @@ def describe(store) -> str:
     """A store's location for messages: its folder, or its masked URL."""
     url = getattr(store, "url", None)
     return mask_url(url) if url else str(getattr(store, "directory", store))
+
+
+class ScopedStore:
+    """One user's view of a store shared by several (a ``postgresql://`` store under
+    ``--multi-user``): every collection name is ``prefix`` + the name the caller uses, so
+    collections, lists and ids outside ``prefix`` are never seen (``locate`` of another user's
+    id is None). Everything else is the shared store's."""
+
+    def __init__(self, store, prefix: str):
+        self._store = store
+        self.prefix = prefix
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def collection(self, name: str, *, create: bool = True):
+        return _ScopedCollection(self._store.collection(self.prefix + name, create=create), name)
+
+    def collection_names(self, prefix: str = "") -> list[str]:
+        return [n[len(self.prefix):] for n in self._store.collection_names(self.prefix + prefix)]
+
+    def has_collection(self, name: str) -> bool:
+        return self._store.has_collection(self.prefix + name)
+
+    def locate(self, item_id: int):
+        coll = self._store.locate(item_id)
+        if coll is None or not coll.name.startswith(self.prefix):
+            return None
+        return _ScopedCollection(coll, coll.name[len(self.prefix):])
+
+    def drop_collection(self, name: str) -> int:
+        return self._store.drop_collection(self.prefix + name)
+
+
+class _ScopedCollection:
+    """A collection of a :class:`ScopedStore`, named as its user calls it."""
+
+    def __init__(self, coll, name: str):
+        self._coll = coll
+        self.name = name
+
+    def __getattr__(self, attr):
+        return getattr(self._coll, attr)
