@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 from pocketpack import tgwui
+from pocketpack.errors import PocketPackError
 from pocketpack.hooks import never_break
 
 params = {
@@ -96,7 +97,6 @@ def _for(turn, state, first: bool = False):
     """The memory engine of this turn's user; None under --multi-user with nobody signed in, or
     when the store cannot be opened (a PostgreSQL server that is down: logged once, said under
     the reply; tried again next turn)."""
-    from pocketpack.errors import PocketPackError
     from pocketpack.memory.turns import TURN_KEY, mark_unavailable, owner, unavailable
 
     if first:  # the turn's first hook: a state dict handed in again carries no earlier turn's mark
@@ -204,22 +204,20 @@ def _current_character():
 def tab_counts(user: str | None = None) -> str:
     """The tab's counts line for ``user``; where the store cannot be opened (a PostgreSQL server
     that is down), that line says memory is unavailable and why, instead of breaking the tab."""
-    from pocketpack import errors
     from pocketpack.memory import panel
 
     try:
         return panel.counts_markdown(turns(user).memory)
-    except errors.PocketPackError as exc:
+    except PocketPackError as exc:
         return f"**Memory is unavailable.** {exc.one_line()}"
 
 
 def _tab_characters(user: str | None = None) -> list[str]:
-    from pocketpack import errors
     from pocketpack.memory import panel
 
     try:
         return panel.characters(turns(user).memory)
-    except errors.PocketPackError:  # the counts line says why
+    except PocketPackError:  # the counts line says why
         return []
 
 
@@ -265,7 +263,13 @@ def ui():
         scope = gr.Radio(["chat", "character", "global"], value="character", label="Scope")
     query = gr.Textbox(label="Search memories (empty: newest)", lines=1)
     search = gr.Button("Search")
-    results = gr.Dataframe(lambda: [] if anonymous() else panel.search_rows(memory(), _current_character() or "", ""),
+    def newest_rows():
+        try:
+            return [] if anonymous() else panel.search_rows(memory(), _current_character() or "", "")
+        except PocketPackError:  # the store cannot be opened: the counts line says why
+            return []
+
+    results = gr.Dataframe(newest_rows,
                            headers=panel.SEARCH_HEADERS, interactive=False, wrap=True,
                            label="Memories (click a row to pin, edit or delete it)")
 
