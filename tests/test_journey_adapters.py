@@ -25,9 +25,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPLY_TIMEOUT_MS = 240_000
 PROMPT = "Tell me about your ship."
-# the smallest runs that still change the voice: the demo's settings (`make adapters`) with fewer
-# steps, and a second voice at half the rank for the blend
-VOICES = {"pirate": {"rank": 8, "alpha": 16.0, "max_steps": 30}, "formal": {"rank": 4, "alpha": 8.0, "max_steps": 12}}
+# small runs that still change the voice (20 steps: nautical, 30: "pirate mutiny", 60: "me hearties"):
+# the demo's settings (`make adapters`) with fewer steps, and a second voice at half the rank for the
+# blend; the whole file took 2m29s from nothing trained on 2 shared cores (7m41s with 30 steps under load)
+VOICES = {"pirate": {"rank": 8, "alpha": 16.0, "max_steps": 20}, "formal": {"rank": 4, "alpha": 8.0, "max_steps": 8}}
 
 
 def _train(base: Path, loras: Path, name: str) -> None:
