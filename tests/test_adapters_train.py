@@ -151,3 +151,17 @@ def test_memory_source_errors_are_one_line(base, memory_dir, tmp_path):
     from pocketpack.retrieval.store import DB_NAME
 
     assert not (tmp_path / DB_NAME).exists()  # a wrong folder is not turned into a store
+
+
+def test_cli_can_turn_gradient_checkpointing_off_and_the_plan_says_what_it_costs(base, text, tmp_path, capsys):
+    """The demo trains without gradient checkpointing because it is faster on a small model; the CLI
+    offers the same choice, and --plan shows the activation memory each way."""
+    from pocketpack.cli import main
+
+    needs = {}
+    for flag in ("--grad-checkpointing", "--no-grad-checkpointing"):
+        rc = main(["adapters", "train", "--base", str(base), "--data", str(text), "--output", str(tmp_path / "o"),
+                   "--seq-len", "32", "--plan", "--json", flag])
+        assert rc == 0
+        needs[flag] = json.loads(capsys.readouterr().out)["breakdown"]["activations"]
+    assert needs["--no-grad-checkpointing"] > needs["--grad-checkpointing"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -52,6 +53,9 @@ def register(subparsers) -> None:
     tr.add_argument("--max-steps", type=int, default=None)
     tr.add_argument("--save-every", type=int, default=50, metavar="N", help="checkpoint every N steps")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=True,
+                    help="recompute activations in the backward pass: less memory, slower (default: on; "
+                         "--no-grad-checkpointing is faster where the plan says it fits, as the demo does)")
     tr.add_argument("--device", default="auto")
     tr.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
     tr.add_argument("--plan", action="store_true", help="only show the memory the run needs")
@@ -151,7 +155,7 @@ def _train(args) -> int:
                       quant=args.quant, compute_dtype=args.compute_dtype, seq_len=args.seq_len,
                       batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr, epochs=args.epochs,
                       max_steps=args.max_steps, save_every=args.save_every, seed=args.seed, device=args.device,
-                      memory_dir=args.memory_dir)
+                      memory_dir=args.memory_dir, grad_checkpointing=args.grad_checkpointing)
     if args.plan:
         n = len(load_examples(cfg.data, base_tokenizer(cfg.base), cfg.seq_len,
                               memory_dir=cfg.memory_dir))
