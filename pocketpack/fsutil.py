@@ -16,13 +16,14 @@ from typing import Iterator
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path, *, fsync: bool = True) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, fsync: bool = True, mode: int = 0o666) -> Iterator[Path]:
     """A temporary path beside ``path`` to write; on a clean exit it is fsynced and renamed
     over ``path``, on an exception removed. Unique per call, so concurrent writers of one
-    file never share a temporary: the last rename wins, whole."""
+    file never share a temporary: the last rename wins, whole. ``mode`` (less the umask) is
+    the file's from its creation: 0o600 keeps a private file private even while it is written."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask's mode, as open() gives
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))  # less the umask, as open() gives
     try:
         yield tmp
         if fsync:
@@ -35,11 +36,12 @@ def atomic_path(path: str | Path, *, fsync: bool = True) -> Iterator[Path]:
         fsync_dir(path.parent)
 
 
-def atomic_write(path: str | Path, data: bytes | str, *, encoding: str = "utf-8", fsync: bool = True) -> None:
+def atomic_write(path: str | Path, data: bytes | str, *, encoding: str = "utf-8", fsync: bool = True,
+                 mode: int = 0o666) -> None:
     """Write ``data`` (text is encoded with ``encoding``) to ``path`` whole or not at all."""
     if isinstance(data, str):
         data = data.encode(encoding)
-    with atomic_path(path, fsync=fsync) as tmp:
+    with atomic_path(path, fsync=fsync, mode=mode) as tmp:
         tmp.write_bytes(data)
 
 

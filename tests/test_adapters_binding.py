@@ -55,6 +55,21 @@ def test_bindings_file_round_trip_and_lookup(tmp_path):
         parse_weights("a=lots")
 
 
+def test_the_bindings_file_is_private_to_its_owner(tmp_path):
+    """Under --multi-user the bindings file names every user's voices: written 0600, as before
+    the one atomic_write, whatever the umask."""
+    import os
+    import stat
+
+    path = tmp_path / "adapter_bindings.yaml"
+    old = os.umask(0o022)
+    try:
+        Bindings(path).bind("Flint", {"pirate": 1.0})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
 def test_character_change_switches_adapters(base, loras, tmp_path):
     model = copy.deepcopy(base)
     plain = logits(model)

@@ -172,7 +172,7 @@ class Bindings(_Table):
 
             text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, text)
+        atomic_write(self.path, text, mode=0o600)  # under --multi-user it names every user's voices
 
     def adapters_for(self, state: TurnState | dict) -> Binding | None:
         """The binding for this turn's chat or character, or None when neither has one. Under
