@@ -214,3 +214,21 @@ def test_multi_user_memories_on_one_postgresql_store_never_reach_another(tmp_pat
     finally:
         script.params["store_url"] = ""  # the module outlives this host, as in TGWUI
         script.reset()
+
+
+def test_rag_documents_list_loads_empty_when_the_server_is_down(tmp_path, down_url, caplog):
+    """The Documents tab fills its list when the page loads; with the store's server down that
+    must not raise inside gradio: the list is empty and the one masked line is logged once."""
+    import logging
+
+    from pocketpack.rag.extension import EXTENSION_DEFAULTS, RagEngine
+
+    caplog.set_level(logging.INFO)
+    engine = RagEngine({**EXTENSION_DEFAULTS, "store_url": down_url}, user_data_dir=tmp_path / "user_data")
+    try:
+        assert engine.document_rows() == [] and engine.document_rows() == []
+        lines = [r.getMessage() for r in caplog.records if "PostgreSQL" in r.getMessage()]
+        assert len(lines) == 1 and "pp:***@" in lines[0], lines
+        assert SECRET not in caplog.text
+    finally:
+        engine.close()

@@ -294,9 +294,16 @@ class RagEngine:
         return "global", "global"
 
     def document_rows(self, who: TurnState | None = None) -> list[list]:
+        """The Documents list; empty (the store's one line logged once) when the store cannot be
+        reached, so the tab still loads and its buttons say why."""
         if not self.has_store():
             return []
-        return [[d.id, d.name or d.source, d.chunks, d.collection, d.kind, d.source] for d in self.library.documents()
+        try:
+            documents = self.library.documents()
+        except PocketPackError as exc:  # a store_url server that is down: the page must still load
+            report_failure(NAME, "the Documents list", exc, without="documents", logger="pocketpack.rag")
+            return []  # no reply notice: listing is not a turn
+        return [[d.id, d.name or d.source, d.chunks, d.collection, d.kind, d.source] for d in documents
                 if visible(d.collection, who)]
 
     def _own_document(self, ref: str, who: TurnState | None):
