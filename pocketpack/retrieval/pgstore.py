@@ -103,8 +103,10 @@ def _vec_text(v) -> str:
     return "[" + ",".join(map(repr, np.asarray(v, dtype=np.float32).tolist())) + "]"
 
 
-def _parse_vec(text: str) -> np.ndarray:
-    return np.array(text[1:-1].split(","), dtype=np.float32)
+def _parse_vec(raw: bytes) -> np.ndarray:
+    """A vector as pgvector's ``vector_send`` gives it: int16 dim, int16 unused, then big-endian
+    float32s. Five times faster than parsing ``embedding::text`` (a recall reads ~200 vectors)."""
+    return np.frombuffer(bytes(raw), dtype=">f4", offset=4).astype(np.float32)
 
 
 def _without_nul(it: NewItem) -> NewItem:
@@ -350,7 +352,7 @@ class PgStore:
         for start in range(0, len(unique), 1000):
             chunk = unique[start:start + 1000]
             for h, vec in self._q(
-                    f"SELECT DISTINCT ON (i.hash) i.hash, i.embedding::text FROM {SCHEMA}.items i"
+                    f"SELECT DISTINCT ON (i.hash) i.hash, vector_send(i.embedding) FROM {SCHEMA}.items i"
                     f" JOIN {SCHEMA}.collections c ON c.id = i.collection_id"
                     " WHERE i.hash = ANY(%s) AND c.model = %s AND i.embedding IS NOT NULL", (chunk, model)):
                 out[h] = _parse_vec(vec)
@@ -676,7 +678,7 @@ class PgCollection:
         if not ids:
             return {}
         return {int(i): _parse_vec(v) for i, v in self.store._q(
-            f"SELECT id, embedding::text FROM {SCHEMA}.items WHERE collection_id = %s AND id = ANY(%s)"
+            f"SELECT id, vector_send(embedding) FROM {SCHEMA}.items WHERE collection_id = %s AND id = ANY(%s)"
             " AND embedding IS NOT NULL", (self.id, ids))}
 
     # -- search --------------------------------------------------------------------------------
