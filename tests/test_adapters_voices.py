@@ -156,6 +156,14 @@ def test_a_killed_training_resumes_where_it_stopped(tiny, corpus, tmp_path, caps
     assert (killed / "killed.gguf").is_file() and not (killed / "checkpoint").exists()
 
 
+def _finish(writer) -> None:
+    """Write a GGUFWriter's header, metadata and tensors, and close it."""
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
 def test_bad_inputs_are_one_line(tiny, tmp_path, capsys):
     import gguf
 
@@ -166,10 +174,7 @@ def test_bad_inputs_are_one_line(tiny, tmp_path, capsys):
     w = gguf.GGUFWriter(str(odd), "rwkv6")
     w.add_name("odd")
     w.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    _finish(w)
     line = one_line(*run_cli(capsys, "adapters", "train", "--base", str(odd), "--data", str(data),
                              "--output", str(tmp_path / "a"))[::2])
     assert "a rwkv6 GGUF; transformers cannot dequantise rwkv6" in line and "gemma3" in line
@@ -186,10 +191,7 @@ def test_bad_inputs_are_one_line(tiny, tmp_path, capsys):
     w.add_string(gguf.Keys.Adapter.TYPE, "lora")
     w.add_tensor("blk.0.attn_q.weight.lora_a", np.zeros((2, 64), dtype=np.float32))
     w.add_tensor("blk.0.attn_q.weight.lora_b", np.zeros((128, 2), dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    _finish(w)
     line = one_line(*run_cli(capsys, "adapters", "train", "--base", str(lora), "--data", str(data),
                              "--output", str(tmp_path / "c"))[::2])
     assert "a GGUF LoRA adapter, not a model" in line
