@@ -23,7 +23,7 @@ for PostgreSQL + pgvector a database ``<db>_bench_n<size>`` is made on that serv
 (``--keep`` keeps it), its disk the size of the store's tables and indexes.
 
     .venv/bin/python bench/memory_latency.py [--sizes 100000 1000000] [--turns 200] [--threads 2] [--defaults new old]
-        [--store sqlite postgresql://…] [--writers 4] [--writes 200]
+        [--store sqlite postgresql://…] [--writers 4] [--writes 200] [--dir D --keep] [--fill-only]
 """
 
 from __future__ import annotations
@@ -376,6 +376,9 @@ def main(argv=None) -> int:
                         help="backends to measure: sqlite (a folder) and/or a PostgreSQL server's URL")
     parser.add_argument("--writers", type=int, default=4, help="processes writing at once (0: skip)")
     parser.add_argument("--writes", type=int, default=200, help="memories each concurrent writer stores")
+    parser.add_argument("--fill-only", action="store_true",
+                        help="fill the stores and stop (with --dir: a later run measures them, e.g. a fill under"
+                             " nice -n 19 and the measurement at normal priority)")
     args = parser.parse_args(argv)
 
     import faiss
@@ -401,6 +404,8 @@ def main(argv=None) -> int:
                 print(f"filling {size} memories ({backend_name(backend)})...", file=sys.stderr)
                 took = fill(directory, size, character, url)
                 print(f"  filled in {took:.0f} s", file=sys.stderr)
+            if args.fill_only:
+                continue
             for defaults in args.defaults:
                 results.append(measure(directory, size, args.turns, character, defaults, url))
             if args.writers > 0:
@@ -411,6 +416,8 @@ def main(argv=None) -> int:
                 if url:
                     drop_bench_database(backend, size)
 
+    if args.fill_only:
+        return 0
     print(f"memory cost per chat turn, {args.turns} turns, {args.threads} threads, model all-MiniLM-L6-v2 (CPU)")
     head = (f"{'backend':>8} {'memories':>9} {'defaults':>8} {'index':>5} {'recall p50':>10} {'recall p95':>10} "
             f"{'writes/s':>8} {'cpu p50':>8} "

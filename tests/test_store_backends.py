@@ -250,6 +250,79 @@ def _one_line(capsys, *argv) -> str:
     return lines[0]
 
 
+# -- PostgreSQL: what a chat turn reads, at a cost that does not grow with every row ---------------
+
+HOBBIES = ("pottery", "hiking", "painting", "the violin", "sourdough", "birdwatching", "chess", "surfing",
+           "astronomy", "knitting", "salsa", "rock climbing")
+
+
+def test_postgresql_pinned_memories_are_read_by_an_index_also_on_an_older_store(pg_url, tmp_path):
+    """Every chat turn reads its character's pinned memories: on PostgreSQL by an index, not a
+    scan of every collection's rows (68 ms a turn at 100k memories); a store made before the
+    index existed gains it when opened, and its pinned memories read the same."""
+    import psycopg
+
+    memory = _memory(pg_url, tmp_path)
+    try:
+        ids = [memory.add("Aria", "user", f"I took up {h} in spring.", chat="c1", row=n) for n, h in enumerate(HOBBIES)]
+        memory.pin(ids[3])
+        memory.pin(ids[7])
+    finally:
+        memory.close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # as the store was before migration 2
+        conn.execute("DROP INDEX pocketpack.items_pinned")
+        conn.execute("DELETE FROM pocketpack.migrations WHERE version = 2")
+    memory = _memory(pg_url, tmp_path)
+    try:
+        assert [m.id for m in memory.pinned("Aria")] == [ids[3], ids[7]]
+        coll = memory.collection("Aria", create=False)
+        with memory.store.lock:
+            conn = memory.store.conn
+            with conn.transaction():
+                conn.execute("SET LOCAL enable_seqscan = off")  # a seq scan is then chosen only where no index fits
+                plan = "\n".join(r[0] for r in conn.execute(
+                    "EXPLAIN SELECT id FROM pocketpack.items WHERE collection_id = %s AND pinned ORDER BY time, id",
+                    (coll.id,)))
+        assert "Seq Scan" not in plan and "items_pinned" in plan, plan
+    finally:
+        memory.close()
+
+
+def test_postgresql_dense_search_is_exact_for_a_small_collection_beside_a_large_one(pg_url, tmp_path, monkeypatch):
+    """One shared store, a character with many memories (searched by the HNSW index) and one with
+    a few (an HNSW search filtered to them would find too few: searched exactly): both get the
+    nearest memories exact search gives, each in one statement."""
+    import numpy as np
+
+    from pocketpack.retrieval import pgstore
+    from pocketpack.retrieval.store import NewItem
+
+    monkeypatch.setattr(pgstore, "EXACT_BELOW", 40)  # "large" at 40 rows instead of 20,000
+    memory = _memory(pg_url, tmp_path)
+    try:
+        big, small = memory.store.collection("memory/Big"), memory.store.collection("memory/Small")
+        big.upsert([NewItem(text=f"{name} said {h} is what {name} does every {day}.")
+                    for name in ("Ana", "Ben", "Caro", "Dev", "Eli") for h in HOBBIES[:6]
+                    for day in ("Monday", "weekend")])
+        small.upsert([NewItem(text=f"Mo is learning {h}.") for h in HOBBIES[6:11]])
+        query = memory.store.embedder.embed(["Which of them goes climbing or surfing?"])[0]
+        statements = []
+        real_q = memory.store._q
+        monkeypatch.setattr(memory.store, "_q", lambda sql, args=(): statements.append(sql) or real_q(sql, args))
+        for coll, k in ((big, 10), (small, 10)):
+            ids = [it.id for it in coll.items()]
+            vectors = coll.vectors(ids)
+            exact = sorted(ids, key=lambda i: -float(vectors[i] @ query))[:k]
+            statements.clear()
+            got = coll.dense(query, k)
+            assert [i for i, _ in got] == exact
+            assert np.allclose([s for _, s in got], [float(vectors[i] @ query) for i in exact], atol=1e-4)
+            # the large one: one HNSW search; the small one: a search that finds it small, then the exact one
+            assert len([s for s in statements if "<=>" in s]) == (1 if coll is big else 2), statements
+    finally:
+        memory.close()
+
+
 def test_server_down_is_one_line_without_the_password(capsys, pg_cluster):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
