@@ -309,16 +309,26 @@ def test_postgresql_dense_search_is_exact_for_a_small_collection_beside_a_large_
         statements = []
         real_q = memory.store._q
         monkeypatch.setattr(memory.store, "_q", lambda sql, args=(): statements.append(sql) or real_q(sql, args))
+        exact_of = {}
         for coll, k in ((big, 10), (small, 10)):
             ids = [it.id for it in coll.items()]
             vectors = coll.vectors(ids)
-            exact = sorted(ids, key=lambda i: -float(vectors[i] @ query))[:k]
+            exact = exact_of[coll.name] = sorted(ids, key=lambda i: -float(vectors[i] @ query))[:k]
             statements.clear()
             got = coll.dense(query, k)
             assert [i for i, _ in got] == exact
             assert np.allclose([s for _, s in got], [float(vectors[i] @ query) for i in exact], atol=1e-4)
             # the large one: one HNSW search; the small one: a search that finds it small, then the exact one
             assert len([s for s in statements if "<=>" in s]) == (1 if coll is big else 2), statements
+        statements.clear()
+        big_again = big.dense(query, 10)
+        assert not any("COUNT" in s for s in statements), statements  # known large: not counted again
+        assert [i for i, _ in big_again] == exact_of[big.name]
+        ids = [it.id for it in big.items()]
+        big.delete(ids[:45])  # 15 left: small again, searched exactly
+        vectors = big.vectors(ids[45:])
+        exact = sorted(ids[45:], key=lambda i: -float(vectors[i] @ query))[:10]
+        assert [i for i, _ in big.dense(query, 10)] == exact
     finally:
         memory.close()
 

@@ -276,15 +276,16 @@ class PgStore:
 
     def _ef_search(self, ef: int) -> None:
         """The HNSW search's candidate list, set for the session once (not per search: ``SET
-        LOCAL`` needs a transaction, three more round trips a search). A transaction that set it
-        and rolled back leaves fewer rows than asked, and ``dense`` then scans exactly."""
+        LOCAL`` needs a transaction, three more round trips a search). Set inside a transaction
+        it may roll back with it, so it is remembered only when set outside one."""
         with self._lock:
             if self._ef != (id(self.conn), ef):
                 try:
                     self.conn.execute(f"SET hnsw.ef_search = {int(ef)}")
                 except self._psycopg.OperationalError as exc:
                     raise self._fail("lost the connection to the PostgreSQL store", exc) from None
-                self._ef = (id(self.conn), ef)
+                idle = self.conn.info.transaction_status == self._psycopg.pq.TransactionStatus.IDLE
+                self._ef = (id(self.conn), ef) if idle else None
 
     @property
     def lock(self) -> threading.RLock:
@@ -448,6 +449,7 @@ class PgCollection:
 
     def __init__(self, store: PgStore, cid: int, name: str, model: str, dim: int):
         self.store, self.id, self.name, self.model, self.dim = store, cid, name, model, dim
+        self._large = False  # held EXACT_BELOW rows when last counted (dense search by HNSW)
 
     def _check_model(self) -> None:
         """Vectors of another model cannot be compared: re-embed this collection's texts."""
@@ -591,6 +593,7 @@ class PgCollection:
             return 0
         with self.store._tx(self.id) as conn:
             cur = conn.execute(f"DELETE FROM {SCHEMA}.items WHERE collection_id = %s AND id = ANY(%s)", (self.id, ids))
+            self._large = False
             return int(cur.rowcount)
 
     def delete_keys(self, keys: Iterable[str]) -> int:
@@ -599,11 +602,13 @@ class PgCollection:
             return 0
         with self.store._tx(self.id) as conn:
             cur = conn.execute(f"DELETE FROM {SCHEMA}.items WHERE collection_id = %s AND key = ANY(%s)", (self.id, keys))
+            self._large = False
             return int(cur.rowcount)
 
     def delete_group(self, grp: str) -> int:
         with self.store._tx(self.id) as conn:
             cur = conn.execute(f"DELETE FROM {SCHEMA}.items WHERE collection_id = %s AND grp = %s", (self.id, grp))
+            self._large = False
             return int(cur.rowcount)
 
     # -- reads ------------------------------------------------------------------------------
@@ -713,14 +718,19 @@ class PgCollection:
         with store._lock:
             if grp is None:
                 # one round trip: the HNSW search, run only where the collection has EXACT_BELOW
-                # rows (an uncorrelated subquery: PostgreSQL evaluates it once, before the scan)
+                # rows (an uncorrelated subquery: PostgreSQL evaluates it once, before the scan);
+                # once it had, not counted again (4 ms) until this process deletes from it: if
+                # another one shrank it, the filtered search finds fewer than k and the exact one runs
                 store._ef_search(min(1000, max(40, 2 * k)))
-                rows = store._q(
-                    f"SELECT id, 1 - (embedding <=> %s::vector) FROM {SCHEMA}.items WHERE collection_id = %s"
-                    f" AND (SELECT COUNT(*) FROM (SELECT 1 FROM {SCHEMA}.items WHERE collection_id = %s LIMIT %s) x)"
-                    " >= %s ORDER BY embedding <=> %s::vector LIMIT %s",
-                    (q, self.id, self.id, EXACT_BELOW, EXACT_BELOW, q, k))
-                if len(rows) >= k:
+                sql = f"SELECT id, 1 - (embedding <=> %s::vector) FROM {SCHEMA}.items WHERE collection_id = %s"
+                args = [q, self.id]
+                if not self._large:
+                    sql += (f" AND (SELECT COUNT(*) FROM (SELECT 1 FROM {SCHEMA}.items WHERE collection_id = %s"
+                            " LIMIT %s) x) >= %s")
+                    args += [self.id, EXACT_BELOW, EXACT_BELOW]
+                rows = store._q(sql + " ORDER BY embedding <=> %s::vector LIMIT %s", [*args, q, k])
+                self._large = len(rows) >= k
+                if self._large:
                     return [(int(i), float(s)) for i, s in rows]
             rows = store._q(exact, exact_args)
         return [(int(i), float(s)) for i, s in rows]
