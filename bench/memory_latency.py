@@ -47,8 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pagecache import warm_page_cache  # noqa: E402  (bench/ is the script's folder)
 
 from pocketpack.memory import turns as turns_module  # noqa: E402 - after the sys.path line, to run from a checkout
-from pocketpack.memory.store import FILTERED_RECALL, MemoryStore, recall_options  # noqa: E402 - after the sys.path line, to run from a checkout
+from pocketpack.memory.store import FILTERED_RECALL, LOCOMO_RECALL, MemoryStore, recall_options  # noqa: E402 - after the sys.path line, to run from a checkout
 from pocketpack.memory.turns import MemorySettings, MemoryTurns  # noqa: E402 - after the sys.path line, to run from a checkout
+from pocketpack.retrieval import SearchOptions  # noqa: E402 - after the sys.path line, to run from a checkout
 from pocketpack.retrieval.embed import DEFAULT_MODEL_NAME  # noqa: E402 - after the sys.path line, to run from a checkout
 from pocketpack.retrieval.pgstore import EXACT_BELOW  # noqa: E402 - after the sys.path line, to run from a checkout
 
@@ -63,14 +64,17 @@ WORDS = ("time person year way day thing man world life hand part child eye woma
 VERBS = "love visited painted bought adopted started finished planned cooked watched read wrote joined lost found met".split()
 
 
-# the recall options measured: the pack's defaults ("default"), and the opt-in FILTERED_RECALL
-# ("filtered"); "new"/"old" are the names a 2026-12-06 run used for them (filtered/default)
+# the recall options measured: the pack's defaults ("default"), the first defaults ("locomo"),
+# the opt-in FILTERED_RECALL ("filtered"); "new"/"old" are the names an earlier run used for
+# filtered/the first defaults
 DEFAULTS = {
     "default": recall_options,
     "filtered": lambda **overrides: recall_options(**{**FILTERED_RECALL, **overrides}),
 }
-DEFAULTS["dense"] = lambda **overrides: recall_options(**{**overrides, "mode": "dense", "feedback_hits": 0})
-DEFAULTS["old"], DEFAULTS["new"] = DEFAULTS["default"], DEFAULTS["filtered"]
+DEFAULTS["dense"] = lambda **overrides: recall_options(**{**overrides, "mode": "dense", "feedback_hits": 0,
+                                                            "min_information": None, "lexical_coverage": None})
+DEFAULTS["locomo"] = lambda **overrides: SearchOptions(**{**LOCOMO_RECALL, **overrides})  # the first defaults
+DEFAULTS["old"], DEFAULTS["new"] = DEFAULTS["locomo"], DEFAULTS["filtered"]
 
 LOCOMO = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "locomo10.json"
 
@@ -371,7 +375,8 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--defaults", nargs="+", choices=sorted(DEFAULTS), default=["default"],
                         help="recall options to time, each on the same store: default = the pack's "
-                             "(recall_options: BM25 weighted 1.5 + feedback from 2 hits), filtered = FILTERED_RECALL")
+                             "(recall_options), locomo = the first defaults (BM25 weighted 1.5 + feedback from 2 hits), "
+                             "filtered = FILTERED_RECALL, dense = dense only")
     parser.add_argument("--store", nargs="+", default=["sqlite"], metavar="sqlite|postgresql://…",
                         help="backends to measure: sqlite (a folder) and/or a PostgreSQL server's URL")
     parser.add_argument("--writers", type=int, default=4, help="processes writing at once (0: skip)")

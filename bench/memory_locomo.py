@@ -6,7 +6,11 @@ the image caption when a turn shares a photo, at the session's date) through the
 recalled with k=10 and R@k is the share of its evidence turns among the first k, averaged.
 
     .venv/bin/python bench/memory_locomo.py [--data ../shared/benchmarks/locomo10.json]
-        [--store DIR (reused: nothing is embedded twice)] [--conversations N]
+        [--store DIR (reused: nothing is embedded twice)] [--conversations N] [--split all|dev|report]
+
+``--split dev`` is conversations 1-5 and ``--split report`` conversations 6-10, a split fixed
+before any setting was chosen on it: the memory defaults are chosen on ``dev`` (with the long-chat
+set's dev split, ``bench/memory_select.py``) and reported on ``report``.
 
 The data set is CC BY-NC 4.0: it is read from ../shared, never copied into the product.
 """
@@ -25,10 +29,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pocketpack.memory.store import FILTERED_RECALL, MemoryStore, recall_options  # noqa: E402 - after the sys.path line, to run from a checkout
+from pocketpack.memory.store import FILTERED_RECALL, LOCOMO_RECALL, MemoryStore, recall_options  # noqa: E402 - after the sys.path line, to run from a checkout
 from pocketpack.retrieval import SearchOptions  # noqa: E402 - after the sys.path line, to run from a checkout
 
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
+SPLITS = {"all": range(0, 10), "dev": range(0, 5), "report": range(5, 10)}  # conversation indexes
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "locomo10.json"
 
 
@@ -77,9 +82,12 @@ def main(argv=None) -> int:
     parser.add_argument("--store", default=None, help="store directory to (re)use (default: a temporary one)")
     parser.add_argument("--conversations", type=int, default=None, help="only the first N conversations")
     parser.add_argument("--k", type=int, nargs="+", default=[5, 10])
+    parser.add_argument("--split", choices=list(SPLITS), default="all",
+                        help="dev: conversations 1-5 (settings are chosen there), report: 6-10")
     args = parser.parse_args(argv)
 
-    data = json.loads(Path(args.data).read_text())[: args.conversations]
+    data = [c for n, c in enumerate(json.loads(Path(args.data).read_text())) if n in SPLITS[args.split]]
+    data = data[: args.conversations]
     store_dir = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="locomo-"))
     memory = MemoryStore(store_dir)
     kmax = max(args.k)
@@ -107,6 +115,7 @@ def main(argv=None) -> int:
         "dense": (False, SearchOptions(mode="dense", mmr_lambda=1.0)),
         "hybrid-noctx": (False, SearchOptions()),
         "hybrid": (True, SearchOptions()),
+        "before": (True, SearchOptions(**LOCOMO_RECALL)),  # the first defaults, chosen on all ten
         "memory": (True, recall_options()),
         "filtered": (True, recall_options(**FILTERED_RECALL)),  # the opt-in set, its links brought in
     }
@@ -121,8 +130,8 @@ def main(argv=None) -> int:
                 character, id_to_dia = entry[with_context]
                 start = time.perf_counter()
                 found = memory.recall(character, q["question"], kmax, options=options,
-                                      follow_links=name in ("memory", "filtered"),
-                                      bring_linked=name == "filtered")
+                                      follow_links=name in ("before", "memory", "filtered"),
+                                      bring_linked={"before": False, "filtered": True}.get(name))
                 t_query[name] += time.perf_counter() - start
                 ranked = [id_to_dia.get(m.id) for m in found]
                 for k in args.k:
@@ -148,8 +157,10 @@ def main(argv=None) -> int:
     print(f"{'all 1-4':<14} {n_questions:>5} " + " ".join(cells))
     print("dense: MiniLM cosine only; hybrid-noctx: dense + BM25 (tantivy), reciprocal-rank fusion (k=10), MMR;"
           " hybrid: the same with each turn's BM25 text including the turn it answers (what memory stores);"
-          " memory: what the extension recalls with (hybrid, BM25 weighted 1.5, one round of pseudo-relevance"
-          " feedback)")
+          " before: the first defaults (BM25 weighted 1.5, one round of pseudo-relevance feedback), chosen on all"
+          " ten conversations; memory: what the extension recalls with (before + the junk rule, the BM25 list"
+          " weighted by the query's coverage, changed facts' newer side brought in; chosen by bench/memory_select.py"
+          " on conversations 1-5 and the long-chat dev split)")
     print(f"\nstore: {n_turns} turns (x2: with and without context, embedded once) in {t_store:.1f} s; mean recall latency: "
           + ", ".join(f"{name} {1000 * t_query[name] / max(n_questions, 1):.1f} ms" for name in variants))
     return 0

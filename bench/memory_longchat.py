@@ -57,14 +57,15 @@ from longchat_generate import QUESTION_KINDS, generate, stats  # noqa: E402 - af
 
 from pocketpack.memory.links import RULE, LinkRule  # noqa: E402 - after the sys.path line, to run from a checkout
 from pocketpack.memory.links import VERSION as LINKS_VERSION  # noqa: E402 - after the sys.path line, to run from a checkout
-from pocketpack.memory.store import FILTERED_RECALL, MemoryStore, recall_options  # noqa: E402 - after the sys.path line, to run from a checkout
+from pocketpack.memory.store import FILTERED_RECALL, LOCOMO_RECALL, MemoryStore, recall_options  # noqa: E402 - after the sys.path line, to run from a checkout
 from pocketpack.retrieval import SearchOptions  # noqa: E402 - after the sys.path line, to run from a checkout
 
 SYSTEMS = {
     "dense": "plain dense (MiniLM cosine)",
     "rrf": "dense + BM25, plain RRF",
-    "memory": "pocketpack memory (defaults: LoCoMo-chosen)",
+    "before": "first defaults (LoCoMo-chosen)",
     "filtered": "pocketpack memory, opt-in FILTERED_RECALL (dev-chosen)",
+    "memory": "**pocketpack memory (defaults)**",
 }
 K = (5, 10)
 # --sweep-newer-first (dev only): the settings of "a newer close result moved above the older"
@@ -152,7 +153,7 @@ def dense_rankings(memory: MemoryStore, data: dict, ids: dict[str, int], k: int)
 
 
 def recall_rankings(memory: MemoryStore, data: dict, k: int, options: SearchOptions | None,
-                    follow_links: bool = True, bring_linked: bool = False) -> tuple[list[list[int]], float]:
+                    follow_links: bool = True, bring_linked: bool | None = None) -> tuple[list[list[int]], float]:
     start = time.perf_counter()
     out = [[m.id for m in memory.recall(q["character"], q["question"], k, options=options, follow_links=follow_links,
                                         bring_linked=bring_linked)]
@@ -331,6 +332,8 @@ def main(argv=None) -> int:
         rankings["dense"], seconds["dense"] = dense_rankings(memory, data, ids, kmax)
         rankings["rrf"], seconds["rrf"] = recall_rankings(memory, data, kmax, SearchOptions(mmr_lambda=1.0),
                                                               follow_links=False)
+        rankings["before"], seconds["before"] = recall_rankings(memory, data, kmax, SearchOptions(**LOCOMO_RECALL),
+                                                                bring_linked=False)
         rankings["filtered"], seconds["filtered"] = recall_rankings(memory, data, kmax,
                                                                     recall_options(**FILTERED_RECALL),
                                                                     bring_linked=True)

@@ -1,6 +1,7 @@
-"""Recall quality a user notices (issue 12), with the opt-in ``FILTERED_RECALL`` options (not the
-default: see their comment in pocketpack/memory/store.py): a fact that changed comes back newer
-first, with both dates in the injected block, and small talk never crowds out a fact.
+"""Recall quality a user notices (issue 12): with the defaults, small talk never crowds out a fact
+and incidental word matches do not either; with the opt-in ``FILTERED_RECALL`` options (see their
+comment in pocketpack/memory/store.py) a fact that changed also comes back newer first, with both
+dates in the injected block.
 
 "When a newer memory says something about the same thing as an older one ... the newer must
 be recalled and ranked above the older, and the block must show their dates"; "small talk,
@@ -83,11 +84,11 @@ def test_an_acknowledgement_is_not_recalled_beside_a_fact(memory):
     now = time.time()
     _chat(memory, {40: ("My dog is called Pixel, a grumpy old dachshund.", "Good to know!"),
                    90: ("Pixel hates the vacuum cleaner.", "Of course!")}, now)
-    found = memory.recall("Aria", "What is my dog's name?", k=6, options=FILTERED)
-    texts = [m.text for m in found]
-    assert texts[0] == "My dog is called Pixel, a grumpy old dachshund."
-    small_talk = {t for pair in SMALL_TALK for t in pair}
-    assert not small_talk & set(texts[:5]), texts  # "Good to know!" answered the fact; it is no fact
+    for options in (None, FILTERED):  # the defaults and the opt-in set alike
+        texts = [m.text for m in memory.recall("Aria", "What is my dog's name?", k=6, options=options)]
+        assert texts[0] == "My dog is called Pixel, a grumpy old dachshund.", texts
+        small_talk = {t for pair in SMALL_TALK for t in pair}
+        assert not small_talk & set(texts[:5]), texts  # "Good to know!" answered the fact; it is no fact
     assert len(memory.list("Aria")) == 300  # nothing deleted: the history keeps every message
 
 
@@ -123,3 +124,18 @@ def test_filtered_recall_survives_a_store_whose_row_count_cannot_be_read(memory,
     _chat(memory, {40: ("My dog is called Pixel, a grumpy old dachshund.", "Good to know!")}, time.time())
     found = memory.recall("Aria", "What is my dog called?", k=5, options=FILTERED)
     assert found and found[0].text == "My dog is called Pixel, a grumpy old dachshund."
+
+
+def test_word_matches_that_miss_most_of_the_question_do_not_crowd_out_the_fact(memory):
+    """The defaults weigh BM25's list by how much of the question its best hits hold
+    (``lexical_coverage``): for "What is my dog called?" every "X is called Y" matches "called"
+    and a neighbour's dog matches "dog", but none holds both, so they no longer push out the fact
+    told in other words (the first defaults, BM25 weighted 1.5 whatever it matched, recalled the
+    four "called" facts and a "Noted." instead)."""
+    _chat(memory, {40: ("Our golden retriever answers to Wasabi.", "What a sweet name!"),
+                   60: ("My neighbour's dog Muffin barks all night.", "That must be annoying."),
+                   70: ("My boss is called Bastian.", "Noted."), 75: ("My mentor is called Jakob.", "Nice."),
+                   85: ("My uncle is called Zane.", "Cool.")}, time.time())
+    texts = [m.text for m in memory.recall("Aria", "What is my dog called?", k=5)]
+    assert "Our golden retriever answers to Wasabi." in texts, texts
+    assert "Noted." not in texts

@@ -41,6 +41,8 @@ class SearchOptions:
     feedback_weight: float = 0.6     # vector moved towards the first run's top hits; fuse both runs
     lexical_gate: bool = False       # scale each BM25 hit's fused share by the rarity of the query terms
                                      # it matches (see ``TermStats.matched``): no fixed trust in BM25
+    lexical_coverage: float | None = None  # the BM25 list's weight times (the share of the query's
+                                     # information its best hits hold) ** this (``query_coverage``)
     min_information: float | None = None  # drop hits whose own text carries less information than
                                      # this (``TermStats.information``: IDF mass in "unique words")
     newer_first_cosine: float | None = None  # among the results, one at least this close to an older
@@ -267,6 +269,27 @@ def _stems_of(text: str, words: list[str] | None = None) -> set[str]:
 INFORMATION_MIN_ROWS = 200  # ``min_information`` judges rarity in stores at least this big
 
 
+COVERAGE_HITS = 3  # how many of BM25's first hits ``query_coverage`` reads
+
+
+def query_coverage(stats: TermStats, query: str, hits: list[Item]) -> float:
+    """How much of the question BM25's best ``hits`` hold: the largest share of the query's
+    information (its words' rarity, ``TermStats.unit``) found in one hit's text and context, in
+    [0, 1]. Near 1 when a hit holds the question's telling words ("What did Caroline research?"
+    and a turn about her research); low when each hit shares only some word of it ("When do I
+    turn in for the night?" and "My son just turned fifteen."), where BM25's list is noise that
+    would push out what dense search found."""
+    q_stems = stats.stems_of(query)
+    total = sum(stats.unit(t) for t in q_stems)
+    if total <= 0:
+        return 0.0
+    best = 0.0
+    for it in hits:
+        shared = q_stems & stats.stems_of(it.text + ("\n" + it.context if it.context else ""))
+        best = max(best, sum(stats.unit(t) for t in shared) / total)
+    return min(1.0, best)
+
+
 def rrf(rankings: list[list[int]], weights: list[float], k: int = 60) -> dict[int, float]:
     """Reciprocal-rank fusion: sum over lists of weight / (k + rank), rank from 1."""
     scores: dict[int, float] = {}
@@ -435,7 +458,7 @@ def _search(collections: list[Collection], query: str, k: int, opts: SearchOptio
         cosine = {i: float(v @ qv) for i, v in vectors.items()}
     lexical_set = set(lexical_ids)
     stats = None
-    if opts.lexical_gate or opts.min_information is not None:
+    if opts.lexical_gate or opts.min_information is not None or opts.lexical_coverage is not None:
         # the words read now: the query's (the gate's shared words are among them); a
         # candidate's own words only where their frequencies read a few writes ago cannot settle
         # ``min_information`` (after a chat turn's write, most can); a context's other words never
@@ -449,6 +472,12 @@ def _search(collections: list[Collection], query: str, k: int, opts: SearchOptio
                 it = items[i]
                 gate = stats.matched(query, it.text + ("\n" + it.context if it.context else ""))
                 fused[i] -= opts.lexical_weight * (1.0 - gate) / (opts.rrf_k + lexical_rank0[i])
+    if opts.lexical_coverage is not None and stats is not None and opts.fusion == "rrf" and lexical_ids:
+        top = [items[i] for i in lexical_ids[:COVERAGE_HITS] if i in items]
+        cut = 1.0 - query_coverage(stats, query, top) ** opts.lexical_coverage
+        for r, i in enumerate(lexical_ids, start=1):
+            if i in fused:
+                fused[i] -= opts.lexical_weight * cut / (opts.rrf_k + r)
     if opts.min_information is not None and stats is not None:
         stats.settle([items[i].text for i in fused if i in items], opts.min_information)
         for i in list(fused):

@@ -1,0 +1,163 @@
+"""How the memory defaults were chosen: a fixed grid, two development sets, a fixed rule.
+
+The development sets are the long-chat benchmark's ``dev`` split (``bench/longchat_generate.py``,
+seed 1201) and LoCoMo's conversations 1-5 (``bench/memory_locomo.py --split dev``). Neither
+report set (long-chat ``report``, LoCoMo conversations 6-10) is read here.
+
+Every candidate starts from the settings LoCoMo chose in the first version (BM25's list weighted
+1.5, one round of pseudo-relevance feedback from the top two hits) plus the junk rule chosen on
+the long-chat dev split (``min_information=1.5``: a message whose words carry less information
+than that is never recalled), and varies what the issue asked for: how much the BM25 list
+counts for a query (``lexical_coverage``: its weight times the share of the query's information
+its best hits hold, to this power) and whether a changed fact's newer side is brought in
+(``bring_linked``). The old defaults are listed for comparison.
+
+The rule, fixed before the first run: keep the candidates whose R@5 and R@10 are at least plain
+dense search's on every question kind of both sets; of those, the highest mean of the two sets'
+overall R@5, then R@10; a tie keeps the earlier (fewer options) one.
+
+    .venv/bin/python bench/memory_select.py [--locomo ../shared/benchmarks/locomo10.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import memory_locomo as locomo  # noqa: E402 - after the sys.path line, to run from a checkout
+import memory_longchat as longchat  # noqa: E402 - after the sys.path line, to run from a checkout
+from longchat_generate import generate  # noqa: E402 - after the sys.path line, to run from a checkout
+
+from pocketpack.memory.store import BRING_LINKED, LOCOMO_RECALL, MemoryStore, recall_options  # noqa: E402 - after the sys.path line, to run from a checkout
+from pocketpack.retrieval import SearchOptions  # noqa: E402 - after the sys.path line, to run from a checkout
+
+JUNK_RULE = {"min_information": 1.5}
+GRID = [("before: LoCoMo-chosen", dict(LOCOMO_RECALL), False)]
+for _bring in (False, True):
+    for _power in (None, 1.0, 2.0, 3.0, 4.0):
+        _name = "junk rule" + (f", coverage^{_power:g}" if _power else "") + (", bring linked" if _bring else "")
+        GRID.append((_name, {**LOCOMO_RECALL, **JUNK_RULE, "lexical_coverage": _power}, _bring))
+DENSE = SearchOptions(mode="dense", mmr_lambda=1.0)
+
+
+def locomo_dev(path: Path, store_dir: Path):
+    """LoCoMo conversations 1-5 stored as the extension stores them (built once, then reused)."""
+    data = json.loads(path.read_text())
+    memory = MemoryStore(store_dir)
+    plan = []
+    for c in locomo.SPLITS["dev"]:
+        sample = data[c]
+        turns = locomo.turns_of(sample["conversation"])
+        character = f"locomo-{sample.get('sample_id', c)}"
+        ids_file = store_dir / f"ids-{c}.json"
+        if not ids_file.is_file():
+            ids = memory.add_many([{"character": character, "role": "user", "text": t["text"], "time": t["time"],
+                                    "chat": t["chat"], "row": t["row"], "context": t["context"]} for t in turns])
+            ids_file.write_text(json.dumps(ids))
+        ids = json.loads(ids_file.read_text())
+        questions = [q for q in sample["qa"] if q.get("category") in locomo.CATEGORIES and locomo.evidence_of(q)]
+        plan.append((character, {i: t["dia_id"] for i, t in zip(ids, turns)}, questions))
+    return memory, plan
+
+
+def locomo_scores(memory: MemoryStore, plan, options: SearchOptions, bring: bool) -> dict[str, dict[int, float]]:
+    """Per category (and "all"): mean R@5 and R@10 of the evidence turns."""
+    values: dict[str, dict[int, list[float]]] = {}
+    for character, id_to_dia, questions in plan:
+        for q in questions:
+            gold = locomo.evidence_of(q)
+            found = memory.recall(character, q["question"], 10, options=options, follow_links=options.mode != "dense",
+                                  bring_linked=bring)
+            ranked = [id_to_dia.get(m.id) for m in found]
+            for kind in (locomo.CATEGORIES[q["category"]], "all"):
+                for k in (5, 10):
+                    values.setdefault(kind, {}).setdefault(k, []).append(len(gold & set(ranked[:k])) / len(gold))
+    return {kind: {k: sum(v) / len(v) for k, v in ks.items()} for kind, ks in values.items()}
+
+
+def longchat_scores(memory: MemoryStore, data: dict, ids: dict, rankings: list[list[int]]) -> dict[str, dict[int, float]]:
+    by_kind = longchat.score(data, ids, {"x": rankings})["by_kind"]["x"]
+    out: dict[str, dict[int, float]] = {}
+    everything: dict[int, list[float]] = {5: [], 10: []}
+    for kind, metrics in by_kind.items():
+        if kind == "cross-character":
+            continue
+        out[kind] = {k: longchat.mean(metrics[f"R@{k}"]) for k in (5, 10)}
+        for k in (5, 10):
+            everything[k] += metrics[f"R@{k}"]
+    out["all"] = {k: longchat.mean(v) for k, v in everything.items()}
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--locomo", default=str(locomo.DEFAULT_DATA))
+    parser.add_argument("--locomo-store", default=str(ROOT / ".cache" / "locomo-dev"),
+                        help="where LoCoMo's dev conversations are stored (reused)")
+    args = parser.parse_args(argv)
+
+    data = generate("dev")
+    lc_memory, lc_ids, _ = longchat.open_store(data, ROOT / ".cache" / "longchat" / f"dev-{data['fingerprint']}")
+    Path(args.locomo_store).mkdir(parents=True, exist_ok=True)
+    lo_memory, plan = locomo_dev(Path(args.locomo), Path(args.locomo_store))
+
+    start = time.perf_counter()
+    dense_lc = longchat_scores(lc_memory, data, lc_ids, longchat.dense_rankings(lc_memory, data, lc_ids, 10)[0])
+    dense_lo = locomo_scores(lo_memory, plan, DENSE, False)
+    rows = []
+    for name, settings, bring in GRID:
+        options = SearchOptions(**settings)
+        lc = longchat_scores(lc_memory, data, lc_ids,
+                             longchat.recall_rankings(lc_memory, data, 10, options, bring_linked=bring)[0])
+        lo = locomo_scores(lo_memory, plan, options, bring)
+        losses = [f"{set_name} {kind} R@{k}" for set_name, mine, base in (("long-chat", lc, dense_lc), ("LoCoMo", lo, dense_lo))
+                  for kind in base for k in (5, 10) if mine[kind][k] < base[kind][k] - 1e-9]
+        rows.append((name, lc, lo, losses))
+        print(f"  {name}: long-chat {lc['all'][5]:.3f}/{lc['all'][10]:.3f}, LoCoMo {lo['all'][5]:.3f}/{lo['all'][10]:.3f}"
+              f"{'' if not losses else ', below dense: ' + '; '.join(losses)}", file=sys.stderr, flush=True)
+    lc_memory.close()
+    lo_memory.close()
+
+    print(f"## Choosing the memory defaults on the development sets ({time.perf_counter() - start:.0f} s)")
+    print()
+    kinds_lc = [k for k in dense_lc if k != "all"]
+    kinds_lo = [k for k in dense_lo if k != "all"]
+    print("| candidate | long-chat dev R@5 / R@10 | LoCoMo 1-5 R@5 / R@10 | mean R@5 | below dense on |")
+    print("|---|---|---|---|---|")
+    print(f"| plain dense (MiniLM cosine) | {dense_lc['all'][5]:.3f} / {dense_lc['all'][10]:.3f} | "
+          f"{dense_lo['all'][5]:.3f} / {dense_lo['all'][10]:.3f} | {(dense_lc['all'][5] + dense_lo['all'][5]) / 2:.3f} | |")
+    best = None
+    for name, lc, lo, losses in rows:
+        value = ((lc["all"][5] + lo["all"][5]) / 2, (lc["all"][10] + lo["all"][10]) / 2)
+        if not losses and (best is None or value > best[1]):
+            best = (name, value, settings, bring)
+        print(f"| {name} | {lc['all'][5]:.3f} / {lc['all'][10]:.3f} | {lo['all'][5]:.3f} / {lo['all'][10]:.3f} | "
+              f"{value[0]:.3f} | {', '.join(losses) or 'nothing'} |")
+    print()
+    print("Per question kind, R@5 / R@10 (long-chat dev: " + ", ".join(kinds_lc) + "; LoCoMo: " + ", ".join(kinds_lo) + "):")
+    print()
+    print("| candidate | " + " | ".join(kinds_lc + [f"LoCoMo {k}" for k in kinds_lo]) + " |")
+    print("|---|" + "---|" * (len(kinds_lc) + len(kinds_lo)))
+    print("| plain dense | " + " | ".join(f"{dense_lc[k][5]:.2f} / {dense_lc[k][10]:.2f}" for k in kinds_lc) + " | "
+          + " | ".join(f"{dense_lo[k][5]:.2f} / {dense_lo[k][10]:.2f}" for k in kinds_lo) + " |")
+    for name, lc, lo, _ in rows:
+        print(f"| {name} | " + " | ".join(f"{lc[k][5]:.2f} / {lc[k][10]:.2f}" for k in kinds_lc) + " | "
+              + " | ".join(f"{lo[k][5]:.2f} / {lo[k][10]:.2f}" for k in kinds_lo) + " |")
+    print()
+    if best is None:
+        print("chosen: none: every candidate is below plain dense somewhere")
+    else:
+        same = SearchOptions(**best[2]) == recall_options() and best[3] == BRING_LINKED
+        print(f"chosen: {best[0]} ({'the pack defaults to it' if same else 'NOT the pack default: see DEFAULT_RECALL'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
