@@ -262,6 +262,8 @@ def measure(directory: Path, size: int, turns_n: int, character: str, defaults: 
     rng = random.Random(1)
     questions = real_questions()
     rng.shuffle(questions)
+    for q in questions[-5:]:  # word-rarity and row caches filled, as after a few turns of use (not timed)
+        memory.recall(character, q, 6, options=DEFAULTS[defaults]())
     history = {"internal": [[sentence(rng, -i), sentence(rng, -i - 1)] for i in range(20)], "visible": [], "metadata": {}}
     history["visible"] = [[html.escape(u), html.escape(a)] for u, a in history["internal"]]
     recall_t, recall_cpu, store_t, sync_t = [], [], [], []
