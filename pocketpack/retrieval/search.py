@@ -97,13 +97,14 @@ class TermStats:
         return self._vocab.unit(self._store, stem)
 
     def settle(self, texts: list[str], threshold: float) -> None:
-        """Read, in one vocabulary read, the words of those ``texts`` whose bounds cannot
-        settle ``information_below(text, threshold)``, so that it reads nothing more."""
+        """Read, in one vocabulary read, the words never read (or read too many writes ago) of
+        those ``texts`` whose bounds cannot settle ``information_below(text, threshold)``; it
+        reads a text's other words only where the bounds still cannot settle it then."""
         _stems_of_many(texts)
         wanted: set[str] = set()
         for t in texts:
-            if self._bounded(t, threshold) is None:
-                wanted |= self.stems_of(t)
+            if self._bounded(t, threshold) is None:  # only its words with no bounds yet: those read a few
+                wanted |= {s for s in self.stems_of(t) if self._vocab.unit_bounds(s) is None}  # writes ago keep theirs
         self._vocab.lookup(self._store, wanted)
 
     def _bounded(self, text: str, threshold: float) -> bool | None:
@@ -406,7 +407,8 @@ def _search_with_feedback(collections, query, k, opts, grp, exclude, now, query_
     depth = max(k, 20)
     qv = query_vector if query_vector is not None else collections[0].store.embedder.embed([query])[0]
     cache: dict[int, Item] = {}
-    first = _search(collections, query, depth, plain, grp, exclude, now, qv, cache)
+    lexical_runs: dict = {}  # BM25 does not see the moved vector: the second run reuses the first's list
+    first = _search(collections, query, depth, plain, grp, exclude, now, qv, cache, lexical_runs)
     if not first:
         return []
     top = [h.item.id for h in first[:opts.feedback_hits]]
@@ -417,7 +419,7 @@ def _search_with_feedback(collections, query, k, opts, grp, exclude, now, query_
         return first[:k]
     moved = qv + opts.feedback_weight * np.mean([vectors[i] for i in top if i in vectors], axis=0)
     moved = (moved / (np.linalg.norm(moved) or 1.0)).astype(np.float32)
-    second = _search(collections, query, depth, plain, grp, exclude, now, moved, cache)
+    second = _search(collections, query, depth, plain, grp, exclude, now, moved, cache, lexical_runs)
     # each run's score is already 1.0 for "first in every list"; their mean keeps that meaning
     total: dict[int, float] = {}
     for run in (first, second):
@@ -432,7 +434,7 @@ def _search_with_feedback(collections, query, k, opts, grp, exclude, now, query_
 
 def _search(collections: list[Collection], query: str, k: int, opts: SearchOptions, grp: str | None,
             exclude: set[int] | None, now: float | None, query_vector: np.ndarray | None,
-            cache: dict[int, Item] | None = None) -> list[Hit]:
+            cache: dict[int, Item] | None = None, lexical_runs: dict | None = None) -> list[Hit]:
     collections = [c for c in collections if c is not None]
     if not collections or not query or not query.strip() or k <= 0:
         return []
@@ -451,7 +453,12 @@ def _search(collections: list[Collection], query: str, k: int, opts: SearchOptio
     lexical: list[tuple[Collection, int, float]] = []
     if opts.mode in ("hybrid", "lexical"):
         for coll in collections:
-            lexical += [(coll, i, s) for i, s in coll.lexical(query, n_cand + len(exclude), grp)]
+            key = (id(coll), n_cand + len(exclude))
+            if lexical_runs is None or key not in lexical_runs:  # a feedback run asks the same words again
+                found = coll.lexical(query, n_cand + len(exclude), grp)
+                if lexical_runs is not None:
+                    lexical_runs[key] = found
+            lexical += [(coll, i, s) for i, s in (found if lexical_runs is None else lexical_runs[key])]
         lexical.sort(key=lambda t: -t[2])
 
     # ids are unique across collections of one store (one items table)
