@@ -160,6 +160,7 @@ class _Vocabulary:
         self.units: dict[str, float] = {}
         self.seq: int | None = None   # the lexical_log sequence of ``version`` (None: unversioned)
         self.seen: dict[str, tuple[int, int]] = {}  # stem -> (df, seq when read): bounds after writes
+        self.bounds: dict[str, tuple[float, float]] = {}  # unit_bounds at ``version`` (a recall asks thousands)
         self.lock = threading.Lock()
 
     def refresh(self, store) -> None:
@@ -180,7 +181,7 @@ class _Vocabulary:
             if seq is None or not isinstance(self.version, tuple) or self.version[0] != version[0] \
                     or self.seq is None or seq < self.seq:
                 self.seen = {}
-            self.version, self.n, self.units, self.seq = version, n, {}, seq
+            self.version, self.n, self.units, self.seq, self.bounds = version, n, {}, seq, {}
             self.log_n = math.log(n + 1)  # smoothed: a word in one row of one still counts 1
 
     def lookup(self, store, stems) -> None:
@@ -208,13 +209,16 @@ class _Vocabulary:
         got = self.units.get(stem)
         if got is not None:
             return got, got
+        got = self.bounds.get(stem)
+        if got is not None:
+            return got
         seen = self.seen.get(stem)
         if seen is None or self.seq is None or self.seq - seen[1] > BOUNDS_MAX_WRITES:
             return None
         d = self.seq - seen[1]
         n, log_n = self.n, self.log_n
-        lo, hi = _rarity(n, seen[0] + d, log_n), _rarity(n, seen[0] - d, log_n)
-        return lo, hi
+        got = self.bounds[stem] = (_rarity(n, seen[0] + d, log_n), _rarity(n, seen[0] - d, log_n))
+        return got
 
     def unit(self, store, stem: str) -> float:
         got = self.units.get(stem)
