@@ -58,6 +58,9 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=32, help="tokens per generation")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--split", choices=("heldout", "dev"), default="heldout",
+                    help="lines to score: heldout (what is reported) or dev (what settings are chosen on)")
+    ap.add_argument("--no-generations", action="store_true", help="perplexity tables only")
     args = ap.parse_args()
 
     import llama_cpp
@@ -66,7 +69,7 @@ def main() -> int:
     from pocketpack.adapters.demo import lines
 
     styles = [s.strip() for s in args.styles.split(",") if s.strip()]
-    held = {s: lines(s, "heldout") for s in styles}
+    held = {s: lines(s, args.split) for s in styles}
     started = time.perf_counter()
     llm = llama_cpp.Llama(args.model, n_ctx=256, n_threads=args.threads, logits_all=True, verbose=False)
     mgr = AdapterManager(llm, [args.dir])
@@ -83,7 +86,8 @@ def main() -> int:
         ppl[adapter] = {s: perplexity(llm, held[s]) for s in styles}
 
     n_tokens = {s: sum(len(llm.tokenize(x.encode(), add_bos=True)) - 1 for x in held[s]) for s in styles}
-    print(f"## Held-out perplexity ({args.model}, llama.cpp + GGUF LoRA)\n")
+    title = "Held-out" if args.split == "heldout" else "Dev-split"
+    print(f"## {title} perplexity ({args.model}, llama.cpp + GGUF LoRA)\n")
     print("| adapter | " + " | ".join(f"{s} lines ({len(held[s])} lines, {n_tokens[s]} tokens)" for s in styles) + " |")
     print("|---|" + "---|" * len(styles))
     for adapter in ["base"] + styles:
@@ -109,6 +113,10 @@ def main() -> int:
               + ", ".join(f"{o} {v:+.0%}" for o, v in others.items())
               + f" | {'yes' if others_ok else 'NO'} |")
 
+    if args.no_generations:
+        mgr.unload()
+        llm.close()
+        return 0 if ok_all else 1
     print(f"\n## Generations (temperature 0.7, top-p 0.9, seed {args.seed}, {args.tokens} tokens, same for every column)\n")
     print("| prompt | base | " + " | ".join(styles) + " |")
     print("|---|---|" + "---|" * len(styles))

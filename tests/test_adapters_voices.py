@@ -156,6 +156,53 @@ def test_a_killed_training_resumes_where_it_stopped(tiny, corpus, tmp_path, caps
     assert (killed / "killed.gguf").is_file() and not (killed / "checkpoint").exists()
 
 
+def _kl_to_base(base_model, adapter_dir: Path, blocks: list[list[int]]) -> float:
+    """Mean KL(base || base+adapter) per token over ``blocks``: how far the adapter moved the
+    base model's next-token predictions there."""
+    import torch
+    from peft import PeftModel
+
+    with torch.no_grad():
+        base = [torch.log_softmax(base_model(torch.tensor([b])).logits.float(), -1) for b in blocks]
+        tuned_model = PeftModel.from_pretrained(base_model, str(adapter_dir))
+        tuned = [torch.log_softmax(tuned_model(torch.tensor([b])).logits.float(), -1) for b in blocks]
+        tuned_model.unload()
+    kl = [float((p.exp() * (p - q)).sum(-1).sum()) for p, q in zip(base, tuned)]
+    return sum(kl) / sum(len(b) for b in blocks)
+
+
+def test_preserve_keeps_the_base_predictions_on_the_text_it_names(tiny, corpus, tmp_path, capsys):
+    """`--preserve FILE`: the voice still learns its own text, but on the preserved text the
+    base model's predictions move much less than in the same run without it ("not better on
+    the other styles' lines" needs a voice that leaves other text alone)."""
+    from transformers import AutoModelForCausalLM
+
+    from pocketpack.adapters.train import base_tokenizer, load_examples
+
+    other = tmp_path / "formal.txt"
+    formal = REPO / "pocketpack" / "adapters" / "corpora" / "formal.train.txt"
+    other.write_text("\n".join(formal.read_text(encoding="utf-8").splitlines()[:40]) + "\n", encoding="utf-8")
+    args = ["--base", str(tiny), "--data", str(corpus), "--rank", "4", "--seq-len", "32", "--max-steps", "12",
+            "--batch-size", "2", "--lr", "1e-2", "--compute-dtype", "fp32"]
+    rc, _, err = run_cli(capsys, "adapters", "train", *args, "--output", str(tmp_path / "plain"))
+    assert rc == 0, err
+    rc, stdout, err = run_cli(capsys, "adapters", "train", *args, "--output", str(tmp_path / "kept"),
+                              "--preserve", str(other), "--preserve-weight", "4")
+    assert rc == 0, err
+    meta = json.loads((tmp_path / "kept" / "training_metadata.json").read_text())
+    assert meta["preserve"] == [str(other)] and meta["preserve_weight"] == 4.0 and len(meta["preserve_kl"]) == 12
+    assert (tmp_path / "kept" / "kept.gguf").is_file()
+
+    tokenizer = base_tokenizer(tiny)
+    kept_text = load_examples(other, tokenizer, 32)
+    own_text = load_examples(corpus, tokenizer, 32)
+    base = AutoModelForCausalLM.from_pretrained(str(cache_folder(tiny)), dtype="float32").eval()
+    plain_other, kept_other = (_kl_to_base(base, tmp_path / n, kept_text) for n in ("plain", "kept"))
+    assert kept_other < 0.5 * plain_other, (kept_other, plain_other)
+    assert _kl_to_base(base, tmp_path / "kept", own_text) > 0.0
+    assert sum(meta["losses"][-3:]) < sum(meta["losses"][:3])  # and it still learned its own text
+
+
 def _finish(writer) -> None:
     """Write a GGUFWriter's header, metadata and tensors, and close it."""
     writer.write_header_to_file()
@@ -231,16 +278,26 @@ def test_an_adapter_converted_for_another_base_is_refused_on_switch(tmp_path, ca
 
 
 def test_demo_voices_train_only_on_their_train_lines():
-    """The shipped corpora: a few hundred self-written lines a voice, a fixed held-out split
-    that is never trained on."""
+    """The shipped corpora: a few hundred self-written lines a voice, fixed dev (settings are
+    chosen on it) and held-out (reported) splits that are never trained on; a voice keeps the
+    base model's predictions on the other voices' training lines only."""
     from pocketpack.adapters import demo
 
+    never = set()
     for style in demo.STYLES:
-        train, held = demo.lines(style, "train"), demo.lines(style, "heldout")
-        assert len(train) >= 150 and len(held) >= 40 and not set(train) & set(held)
+        train, dev, held = (demo.lines(style, split) for split in ("train", "dev", "heldout"))
+        assert len(train) >= 150 and len(dev) == 30 and len(held) >= 40
+        assert not set(train) & set(held) and not set(train) & set(dev) and not set(dev) & set(held)
+        never |= set(dev) | set(held)
+    for style in demo.STYLES:
         cfg = demo.config(style, "models/gemma-3-270m-q4_k_m.gguf", "user_data/loras")
         assert cfg.data.endswith(f"{style}.train.txt") and cfg.output.endswith(f"loras/{style}")
         assert cfg.targets == ["q_proj", "v_proj"] and cfg.quant == "nf4"
+        others = sorted(f"{o}.train.txt" for o in demo.STYLES if o != style)
+        assert sorted(Path(p).name for p in cfg.preserve) == others and cfg.preserve_weight > 0
+        used = {ln.strip() for p in [cfg.data, *cfg.preserve] for ln in Path(p).read_text(encoding="utf-8").splitlines()}
+        assert not used & never
+        assert demo.config(style, "m.gguf", "loras", preserve=[]).preserve == []
 
 
 @pytest.mark.slow

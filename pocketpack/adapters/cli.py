@@ -56,6 +56,12 @@ def register(subparsers) -> None:
     tr.add_argument("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=True,
                     help="recompute activations in the backward pass: less memory, slower (default: on; "
                          "--no-grad-checkpointing is faster where the plan says it fits, as the demo does)")
+    tr.add_argument("--preserve", action="append", default=[], metavar="FILE",
+                    help="text (like --data; repeatable) on which the base model's predictions are kept: each step "
+                         "adds --preserve-weight x KL(base || base+adapter) there, so the voice changes its own "
+                         "kind of text and leaves this one alone (two more forward passes a step: about twice the time)")
+    tr.add_argument("--preserve-weight", type=float, default=1.0, metavar="W",
+                    help="weight of the --preserve term (default: %(default)s)")
     tr.add_argument("--device", default="auto")
     tr.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
     tr.add_argument("--plan", action="store_true", help="only show the memory the run needs")
@@ -67,7 +73,11 @@ def register(subparsers) -> None:
                     help="base model (default: %(default)s, the embedded model)")
     dm.add_argument("--dir", default=DEFAULT_DIR, metavar="DIR", help="adapter library (default: %(default)s)")
     dm.add_argument("--styles", default="pirate,formal,poet", metavar="LIST")
-    dm.add_argument("--steps", type=int, default=None, help="optimiser steps a voice (default 60)")
+    dm.add_argument("--steps", type=int, default=None, help="optimiser steps a voice (default: the demo's, "
+                    "pocketpack.adapters.demo.DEMO_SETTINGS)")
+    dm.add_argument("--preserve-weight", type=float, default=None, metavar="W",
+                    help="weight of the term that keeps the base model's predictions on the other voices' "
+                         "training lines (default: the demo's; 0 trains without it)")
     dm.add_argument("--quant", choices=("nf4", "none"), default=None, help="NF4 base (QLoRA, default) or float32")
     dm.add_argument("--force", action="store_true", help="train again even if a voice is already trained")
     dm.set_defaults(func=_demo)
@@ -155,7 +165,8 @@ def _train(args) -> int:
                       quant=args.quant, compute_dtype=args.compute_dtype, seq_len=args.seq_len,
                       batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr, epochs=args.epochs,
                       max_steps=args.max_steps, save_every=args.save_every, seed=args.seed, device=args.device,
-                      memory_dir=args.memory_dir, grad_checkpointing=args.grad_checkpointing)
+                      memory_dir=args.memory_dir, grad_checkpointing=args.grad_checkpointing,
+                      preserve=list(args.preserve), preserve_weight=args.preserve_weight)
     if args.plan:
         n = len(load_examples(cfg.data, base_tokenizer(cfg.base), cfg.seq_len,
                               memory_dir=cfg.memory_dir))
@@ -207,7 +218,7 @@ def _demo(args) -> int:
     if not Path(args.base).is_file():
         raise AdapterError(f"{args.base}: base model not found (make setup puts the embedded model there)")
     results = demo.run(args.base, args.dir, styles, force=args.force, progress=_progress_bar(),
-                       max_steps=args.steps, quant=args.quant)
+                       max_steps=args.steps, quant=args.quant, preserve_weight=args.preserve_weight)
     done = [r for r in results if r.get("finished")]
     print(f"{len(done)} of {len(styles)} voices ready in {args.dir}: pocketpack adapters list {args.dir}")
     return 0 if len(done) == len(styles) else 1

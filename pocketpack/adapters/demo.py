@@ -1,10 +1,14 @@
 """Three demo voices trained on the embedded model: `pocketpack adapters demo` / `make adapters`.
 
 Each voice is a self-written corpus shipped in ``pocketpack/adapters/corpora`` (see its
-README): ``NAME.train.txt`` is trained on, ``NAME.heldout.txt`` never is (it is what
-``bench/adapters_quality.py`` measures). The settings are sized to take a few minutes a voice
-on 2 CPU cores: QLoRA (NF4 base, float32 compute on CPU), rank 8 on q_proj and v_proj, short
-64-token blocks, a high learning rate. Each voice lands in ``DIR/NAME/`` as a PEFT folder with
+README): ``NAME.train.txt`` is trained on; ``NAME.dev.txt`` (what these settings were chosen
+on) and ``NAME.heldout.txt`` (what ``bench/adapters_quality.py`` reports) never are. The
+settings are sized to take a few minutes a voice on 2 CPU cores: QLoRA (NF4 base, float32
+compute on CPU), rank 8 on q_proj and v_proj, short 64-token blocks, a high learning rate.
+A voice should change its own kind of text and leave others alone: each step also keeps the
+base model's predictions (KL to the base with the adapter off) on the other voices' training
+lines, since without it pirate and poet, both casual everyday English, made each other's
+lines likelier too (README "adapter-switcher"). Each voice lands in ``DIR/NAME/`` as a PEFT folder with
 ``NAME.gguf`` (llama.cpp) beside its files; a voice already trained with the same settings is
 kept, and an interrupted one resumes from its checkpoint.
 """
@@ -19,17 +23,19 @@ from pocketpack.adapters.library import METADATA_NAME, AdapterError
 
 CORPORA = Path(__file__).resolve().parent / "corpora"
 STYLES = ("pirate", "formal", "poet")
+SPLITS = ("train", "dev", "heldout")
 
-# measured on 2 shared cores (see README "adapter-switcher"): about 2.5 s a step
+# about 2.5 s a step on 2 idle cores without the preservation term, about twice that with it;
+# 10 steps and weight 1 were chosen on the dev lines (README "adapter-switcher")
 DEMO_SETTINGS = {"rank": 8, "alpha": 16.0, "dropout": 0.05, "targets": ["q_proj", "v_proj"], "quant": "nf4",
-                 "seq_len": 64, "batch_size": 2, "grad_accum": 1, "lr": 1e-3, "max_steps": 60, "epochs": 100.0,
-                 "save_every": 10, "seed": 0, "grad_checkpointing": False}
+                 "seq_len": 64, "batch_size": 2, "grad_accum": 1, "lr": 1e-3, "max_steps": 10, "epochs": 100.0,
+                 "save_every": 10, "seed": 0, "grad_checkpointing": False, "preserve_weight": 1.0}
 
 
 def corpus(style: str, split: str = "train") -> Path:
-    """The shipped corpus file of ``style`` (``split``: train or heldout)."""
-    if split not in ("train", "heldout"):
-        raise AdapterError(f"split {split!r}: train or heldout")
+    """The shipped corpus file of ``style`` (``split``: train, dev or heldout)."""
+    if split not in SPLITS:
+        raise AdapterError(f"split {split!r}: {', '.join(SPLITS)}")
     path = CORPORA / f"{style}.{split}.txt"
     if not path.is_file():
         raise AdapterError(f"no voice called {style!r} (shipped voices: {', '.join(STYLES)})")
@@ -40,11 +46,19 @@ def lines(style: str, split: str = "heldout") -> list[str]:
     return [ln.strip() for ln in corpus(style, split).read_text(encoding="utf-8").splitlines() if ln.strip()]
 
 
+def preserved(style: str) -> list[str]:
+    """The text a voice keeps the base model's predictions on: the other shipped voices'
+    training lines (never their dev or held-out lines)."""
+    return [str(corpus(other)) for other in STYLES if other != style]
+
+
 def config(style: str, base: str | Path, out_dir: str | Path, **overrides):
-    """The TrainConfig of one demo voice (``overrides``: any TrainConfig field)."""
+    """The TrainConfig of one demo voice (``overrides``: any TrainConfig field; ``preserve=[]``
+    trains without the preservation term)."""
     from pocketpack.adapters.train import TrainConfig
 
     settings = dict(DEMO_SETTINGS, **{k: v for k, v in overrides.items() if v is not None})
+    settings.setdefault("preserve", preserved(style) if settings["preserve_weight"] else [])
     return TrainConfig(base=str(base), data=str(corpus(style)), output=str(Path(out_dir) / style), **settings)
 
 
@@ -55,7 +69,9 @@ def already_trained(cfg) -> bool:
         meta = json.loads((out / METADATA_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    same = all(meta.get(k) == getattr(cfg, k) for k in ("rank", "seq_len", "batch_size", "lr", "seed"))
+    same = all(meta.get(k) == getattr(cfg, k) for k in ("rank", "alpha", "seq_len", "batch_size", "lr", "seed"))
+    same = same and meta.get("preserve", []) == [str(p) for p in cfg.preserve] and (
+        not cfg.preserve or meta.get("preserve_weight") == cfg.preserve_weight)
     return (same and meta.get("finished") and meta.get("steps") == cfg.max_steps and meta.get("data") == cfg.data
             and (out / f"{out.name}.gguf").is_file())
 
@@ -75,7 +91,9 @@ def run(base: str | Path, out_dir: str | Path, styles=STYLES, *, force: bool = F
         from pocketpack.adapters.train import train
 
         announce(f"{style}: training on {Path(cfg.data).name} ({cfg.max_steps} steps of {cfg.batch_size} x "
-                 f"{cfg.seq_len} tokens, rank {cfg.rank}, {cfg.quant})")
+                 f"{cfg.seq_len} tokens, rank {cfg.rank}, {cfg.quant}"
+                 + (f"; keeping the base's predictions on {', '.join(Path(p).name for p in cfg.preserve)}"
+                    if cfg.preserve and cfg.preserve_weight else "") + ")")
         meta = train(cfg, progress)
         if not meta.get("finished"):
             announce(f"{style}: stopped at step {meta['steps']}; run again to resume")

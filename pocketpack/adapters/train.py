@@ -58,6 +58,11 @@ class TrainConfig:
     device: str = "auto"               # auto | cpu | cuda
     memory_limit_gib: float | None = None  # refuse runs needing more than this (default: what is free)
     memory_dir: str | None = None      # the memory store, for data "memory:CHARACTER"
+    # prior preservation: text (files like ``data``) on which the base model's next-token
+    # predictions are kept: each step adds preserve_weight x KL(base || base+adapter) there,
+    # the base's own predictions computed with the adapter switched off
+    preserve: list = field(default_factory=list)
+    preserve_weight: float = 1.0
 
 
 @dataclass
@@ -606,7 +611,24 @@ def _fingerprint(cfg: TrainConfig, examples: list[list[int]]) -> dict:
     d = asdict(cfg)
     out = {k: d[k] for k in keys}
     out["examples_sha1"] = hashlib.sha1(json.dumps(examples).encode("ascii")).hexdigest()
+    if cfg.preserve:  # only then: checkpoints of runs without it keep their fingerprint
+        out.update(preserve=[str(p) for p in cfg.preserve], preserve_weight=cfg.preserve_weight)
     return out
+
+
+def _preserve_kl(model, batch: list[list[int]], pad: int, device: str):
+    """Mean KL(base || base+adapter) over the batch's tokens: how far the adapter moves the
+    base model's next-token distribution on text whose predictions should stay the base's."""
+    import torch
+
+    width = max(len(b) for b in batch)
+    ids = torch.tensor([b + [pad] * (width - len(b)) for b in batch], device=device)
+    mask = torch.tensor([[1] * len(b) + [0] * (width - len(b)) for b in batch], device=device)
+    with torch.no_grad(), model.disable_adapter():
+        base = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+    tuned = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+    kl = (base.exp() * (base - tuned)).sum(-1)
+    return (kl * mask).sum() / mask.sum()
 
 
 def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None, *,
@@ -629,6 +651,11 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
     if len(examples) < cfg.batch_size:
         raise AdapterError(f"{cfg.data}: too little text: {len(examples)} block(s) of up to {cfg.seq_len} tokens, "
                            f"fewer than one batch of {cfg.batch_size}; add lines or lower --batch-size")
+    if cfg.preserve_weight < 0 or not math.isfinite(cfg.preserve_weight):
+        raise AdapterError(f"preserve weight {cfg.preserve_weight}: a number >= 0")
+    keep: list[list[int]] = []
+    for source in cfg.preserve:
+        keep += load_examples(source, tokenizer, cfg.seq_len, memory_dir=cfg.memory_dir)
     the_plan = plan(cfg, len(examples))
     log.info("training %s", the_plan.describe())
     if check_memory and not the_plan.fits:
@@ -664,7 +691,7 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
         step = state["step"]
         torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout: same on a resumed run
         optimizer.zero_grad(set_to_none=True)
-        loss_sum = 0.0
+        loss_sum = kl_sum = 0.0
         for micro in range(cfg.grad_accum):
             batch = [examples[_index(cfg.seed, len(examples), step * per_step + micro * cfg.batch_size + j)]
                      for j in range(cfg.batch_size)]
@@ -673,12 +700,20 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
             mask = torch.tensor([[1] * len(b) + [0] * (width - len(b)) for b in batch], device=device)
             labels = ids.masked_fill(mask == 0, -100)
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss / cfg.grad_accum
-            loss.backward()
             loss_sum += float(loss.detach())
+            if keep and cfg.preserve_weight > 0:
+                kept = [keep[_index(cfg.seed + 1, len(keep), step * per_step + micro * cfg.batch_size + j)]
+                        for j in range(cfg.batch_size)]
+                kl = _preserve_kl(model, kept, pad, device) / cfg.grad_accum
+                kl_sum += float(kl.detach())
+                loss = loss + cfg.preserve_weight * kl
+            loss.backward()
             state["tokens"] += int(mask.sum())
         optimizer.step()
         state["step"] = step + 1
         state["losses"].append(round(loss_sum, 6))
+        if keep:
+            state.setdefault("preserve_kl", []).append(round(kl_sum, 6))
         state["elapsed_s"] = time.monotonic() - started
         keep_going = True
         if progress is not None:
@@ -699,6 +734,9 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
         "elapsed_s": round(state["elapsed_s"], 2), "memory_plan": the_plan.describe(), "notes": notes,
         "finished": not stopped,
     }
+    if cfg.preserve:
+        meta.update(preserve=[str(p) for p in cfg.preserve], preserve_weight=cfg.preserve_weight,
+                    preserve_examples=len(keep), preserve_kl=state.get("preserve_kl", []))
     gguf_src = _gguf_source(cfg.base)
     if gguf_src is not None:  # trained on a GGUF's Transformers copy: say which file, for the switch check
         from pocketpack.adapters.gguf_base import identity, sha256_of

@@ -1,1 +1,1 @@
-"""Self-written style corpora (see README.md here): ``NAME.train.txt`` and ``NAME.heldout.txt``."""
+"""Self-written style corpora (see README.md here): ``NAME.train.txt``, ``NAME.dev.txt`` and ``NAME.heldout.txt``."""
