@@ -288,7 +288,7 @@ def _informative(fused: dict[int, float], items: dict[int, Item], stats: TermSta
     kept: dict[int, float] = {}
     start = 0
     while start < len(order) and len(kept) < pool:
-        chunk = order[start:start + 2 * (pool - len(kept))]
+        chunk = order[start:start + (pool - len(kept)) + 8]  # most pass: a few more than still needed
         start += len(chunk)
         stats.settle([items[i].text for i in chunk], threshold)
         for i in chunk:
