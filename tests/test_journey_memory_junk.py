@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.browser import ARTIFACTS, chromium, serve
+from tests.helpers.browser import ARTIFACTS, chromium, open_chat, send, serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -29,9 +29,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import longchat_generate as gen  # noqa: E402 - after the sys.path line, to import bench/'s modules
 
-REPLY_TIMEOUT_MS = 240_000
 TYPED_SMALL_TALK = ["Do you like this?", "And you?", "ok"]
-IDLE = "() => [...document.querySelectorAll('[data-testid=status-tracker]')].every(t => t.classList.contains('hide'))"
 
 
 @pytest.fixture(scope="module")
@@ -61,30 +59,12 @@ def server(tmp_path_factory, default_model, history):
         yield url
 
 
-def _send(page, text: str) -> None:
-    replies = page.locator(".message.bot, [data-testid='bot']")
-    before = replies.count()
-    page.get_by_placeholder("Send a message").fill(text)
-    page.get_by_role("button", name="Send", exact=True).click()
-    page.wait_for_function(f"() => document.querySelectorAll('.message.bot, [data-testid=bot]').length > {before}",
-                           timeout=REPLY_TIMEOUT_MS)
-    page.wait_for_function(IDLE, timeout=REPLY_TIMEOUT_MS)  # the exchange is stored when the reply ends
-
-
 def test_small_talk_is_never_injected_beside_the_fact_asked_for(server, history):
     with chromium() as browser:
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(server, wait_until="load")
-        page.get_by_placeholder("Send a message").wait_for(state="visible", timeout=60_000)
-        page.get_by_text("Parameters", exact=True).click()
-        for label, value in (("max_new_tokens", "16"), ("temperature", "0")):
-            box = page.get_by_label(f"number input for {label}", exact=True)
-            box.fill(value)
-            box.press("Enter")
-        page.get_by_text("Parameters", exact=True).click()
+        page = open_chat(browser, server, {"max_new_tokens": "16", "temperature": "0"})
         for text in TYPED_SMALL_TALK:
-            _send(page, text)
-        _send(page, history["question"])
+            send(page, text)
+        send(page, history["question"])
 
         page.get_by_role("tab", name="Memory", exact=True).first.click()
         memory = page.get_by_role("tabpanel").first

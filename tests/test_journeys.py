@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.browser import ARTIFACTS, chromium, serve
+from tests.helpers.browser import ARTIFACTS, chromium, open_chat, send, serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-REPLY_TIMEOUT_MS = 240_000
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +41,7 @@ def page(server, browser, request):
     """A fresh tab on the UI, as a person opening it: replies short and deterministic. A failed
     journey leaves its page as .ci/artifacts/journey-failed-<test>.png."""
     failed_before = request.session.testsfailed
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.goto(server[0], wait_until="load")
-    page.get_by_placeholder("Send a message").wait_for(state="visible", timeout=60_000)
-    page.get_by_text("Parameters", exact=True).click()
-    for label, value in (("max_new_tokens", "16"), ("temperature", "0")):
-        box = page.get_by_label(f"number input for {label}", exact=True)
-        box.fill(value)
-        box.press("Enter")
-    page.get_by_text("Parameters", exact=True).click()
+    page = open_chat(browser, server[0], {"max_new_tokens": "16", "temperature": "0"})
     yield page
     if request.session.testsfailed > failed_before:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -66,30 +57,6 @@ def _open_tab(page, name: str):
     panel = page.get_by_role("tabpanel").first
     panel.wait_for(state="visible")
     return panel
-
-
-IDLE = "() => [...document.querySelectorAll('[data-testid=status-tracker]')].every(t => t.classList.contains('hide'))"
-
-
-def _wait_idle(page, timeout_ms: int = REPLY_TIMEOUT_MS) -> None:
-    """Until no progress indicator shows on the page (the last event, memory storing included, is done)."""
-    page.wait_for_function(IDLE, timeout=timeout_ms)
-
-
-def _send(page, text: str):
-    """Type a message, press Send, and wait until the reply is finished (the chat's progress
-    indicator gone: the reply's last step, where memories are stored, is over too)."""
-    page.get_by_role("tab", name="Chat", exact=True).first.click()
-    replies = page.locator(".message.bot, [data-testid='bot']")
-    before = replies.count()
-    page.get_by_placeholder("Send a message").fill(text)
-    page.get_by_role("button", name="Send", exact=True).click()
-    page.wait_for_function(f"() => document.querySelectorAll('.message.bot, [data-testid=bot]').length > {before}",
-                           timeout=REPLY_TIMEOUT_MS)
-    _wait_idle(page)
-    reply = replies.last
-    assert reply.inner_text().strip() and "Is typing" not in reply.inner_text()
-    return reply
 
 
 def _shot(target, name: str, *, down_to=None) -> None:
@@ -110,10 +77,10 @@ def _shot(target, name: str, *, down_to=None) -> None:
 
 # -- (a) chat with memory across two chats ------------------------------------------------------
 def test_a_fact_told_in_one_chat_is_recalled_in_the_next(page):
-    _send(page, "My sister Lena lives in Porto and works as a marine biologist.")
+    send(page, "My sister Lena lives in Porto and works as a marine biologist.")
     page.get_by_role("button", name="New chat", exact=True).click()
     page.wait_for_function("() => document.querySelectorAll('.message.bot, [data-testid=bot]').length === 0")
-    _send(page, "Where does my sister live?")
+    send(page, "Where does my sister live?")
 
     memory = _open_tab(page, "Memory")
     memory.get_by_role("button", name="Show what was injected for the last reply").click()
@@ -208,7 +175,7 @@ def test_an_uploaded_pdf_is_a_clickable_source_under_the_answer(page, tmp_path):
     listed = documents.get_by_role("row").filter(has_text="handbook.pdf").filter(has_text="global")
     assert listed.count() == 1, documents.inner_text()   # the Documents list: name, chunks, collection
 
-    reply = _send(page, "Who keeps the lighthouse on Gull Point?")
+    reply = send(page, "Who keeps the lighthouse on Gull Point?")
     sources = reply.get_by_text("Sources", exact=True)
     sources.wait_for(timeout=30_000)
     source = reply.get_by_role("group").filter(has_text="handbook.pdf").first   # a <details> chip
@@ -242,7 +209,7 @@ def _cells(row) -> list[str]:
 
 
 def test_pin_edit_delete_and_undo_show_in_the_memory_table_at_once(page):
-    _send(page, "My neighbour Tomas plays the cello every Sunday.")
+    send(page, "My neighbour Tomas plays the cello every Sunday.")
     memory = _open_tab(page, "Memory")
     memory.get_by_role("button", name="Search", exact=True).click()   # empty search: the newest
     row = _memory_row(memory, "Tomas plays the cello")

@@ -85,3 +85,43 @@ def chromium():
             yield browser
         finally:
             browser.close()
+
+
+REPLY_TIMEOUT_MS = 240_000  # a 16-token reply of the embedded model on one thread, with room for a loaded machine
+IDLE = "() => [...document.querySelectorAll('[data-testid=status-tracker]')].every(t => t.classList.contains('hide'))"
+
+
+def open_chat(browser, url: str, parameters: dict[str, str]):
+    """A fresh tab on the UI with ``parameters`` (slider label -> value) set in the Parameters
+    panel, as a person would before chatting."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(url, wait_until="load")
+    page.get_by_placeholder("Send a message").wait_for(state="visible", timeout=60_000)
+    page.get_by_text("Parameters", exact=True).click()
+    for label, value in parameters.items():
+        box = page.get_by_label(f"number input for {label}", exact=True)
+        box.fill(value)
+        box.press("Enter")
+    page.get_by_text("Parameters", exact=True).click()
+    return page
+
+
+def wait_idle(page, timeout_ms: int = REPLY_TIMEOUT_MS) -> None:
+    """Until no progress indicator shows on the page (the last event, memory storing included, is done)."""
+    page.wait_for_function(IDLE, timeout=timeout_ms)
+
+
+def send(page, text: str):
+    """Type a message in the Chat tab, press Send, and wait until the reply is finished (the
+    progress indicator gone: the reply's last step, where memories are stored, is over too)."""
+    page.get_by_role("tab", name="Chat", exact=True).first.click()
+    replies = page.locator(".message.bot, [data-testid='bot']")
+    before = replies.count()
+    page.get_by_placeholder("Send a message").fill(text)
+    page.get_by_role("button", name="Send", exact=True).click()
+    page.wait_for_function(f"() => document.querySelectorAll('.message.bot, [data-testid=bot]').length > {before}",
+                           timeout=REPLY_TIMEOUT_MS)
+    wait_idle(page)
+    reply = replies.last
+    assert reply.inner_text().strip() and "Is typing" not in reply.inner_text()
+    return reply
