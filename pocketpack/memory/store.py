@@ -69,8 +69,8 @@ FILTERED_RECALL = {"lexical_gate": True, "min_information": 1.5, "newer_first_co
 #  - LOCOMO_RECALL's fusion (BM25 weighted 1.5, feedback from the top two hits);
 #  - the junk rule (min_information=1.5, chosen on the long-chat dev split);
 #  - lexical_coverage=2: BM25's list counts as much as the square of the share of the query's
-#    information its best hits hold, so "When do I turn in for the night?" is not answered by
-#    "My son just turned fifteen." while "What did Caroline research?" keeps its word matches;
+#    information its best hits hold, so "My boss is called Bastian." no longer answers "What is my
+#    dog called?" while "What did Caroline research?" keeps its word matches;
 #  - a changed fact's newer side brought in when the older is recalled (``BRING_LINKED``).
 DEFAULT_RECALL = {**LOCOMO_RECALL, "min_information": 1.5, "lexical_coverage": 2.0}
 BRING_LINKED = True

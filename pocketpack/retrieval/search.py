@@ -308,9 +308,9 @@ def query_coverage(stats: TermStats, query: str, hits: list[Item]) -> float:
     """How much of the question BM25's best ``hits`` hold: the largest share of the query's
     information (its words' rarity, ``TermStats.unit``) found in one hit's text and context, in
     [0, 1]. Near 1 when a hit holds the question's telling words ("What did Caroline research?"
-    and a turn about her research); low when each hit shares only some word of it ("When do I
-    turn in for the night?" and "My son just turned fifteen."), where BM25's list is noise that
-    would push out what dense search found."""
+    and a turn about her research); low when each hit shares only some word of it ("What is my
+    dog called?" and "My boss is called Bastian." or "My neighbour's dog barks all night."),
+    where BM25's list is noise that would push out what dense search found."""
     q_stems = stats.stems_of(query)
     total = sum(stats.unit(t) for t in q_stems)
     if total <= 0:
