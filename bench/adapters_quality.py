@@ -9,11 +9,14 @@ other voices' lines. Then a few prompts are continued under the base and under e
 by side (same sampling seed for all). Prints Markdown tables.
 
 Run: .venv/bin/python bench/adapters_quality.py [--dir user_data/loras] [--model models/gemma-3-270m-q4_k_m.gguf]
+(``--split dev --no-generations --json FILE`` is what ``bench/adapters_select.py`` chooses the
+demo's settings with.)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -61,6 +64,8 @@ def main() -> int:
     ap.add_argument("--split", choices=("heldout", "dev"), default="heldout",
                     help="lines to score: heldout (what is reported) or dev (what settings are chosen on)")
     ap.add_argument("--no-generations", action="store_true", help="perplexity tables only")
+    ap.add_argument("--json", metavar="FILE", help="also write the perplexities (per adapter, per voice's lines) "
+                    "and token counts to FILE")
     args = ap.parse_args()
 
     import llama_cpp
@@ -86,6 +91,9 @@ def main() -> int:
         ppl[adapter] = {s: perplexity(llm, held[s]) for s in styles}
 
     n_tokens = {s: sum(len(llm.tokenize(x.encode(), add_bos=True)) - 1 for x in held[s]) for s in styles}
+    if args.json:
+        Path(args.json).write_text(json.dumps({"split": args.split, "dir": args.dir, "model": args.model,
+                                               "perplexity": ppl, "tokens": n_tokens}, indent=1), encoding="utf-8")
     title = "Held-out" if args.split == "heldout" else "Dev-split"
     print(f"## {title} perplexity ({args.model}, llama.cpp + GGUF LoRA)\n")
     print("| adapter | " + " | ".join(f"{s} lines ({len(held[s])} lines, {n_tokens[s]} tokens)" for s in styles) + " |")

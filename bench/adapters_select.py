@@ -1,0 +1,202 @@
+"""Choose the demo voices' settings on the dev lines: a fixed grid and a rule fixed before any number.
+
+The question (issue 13, deliverable 2): how many steps and how heavy a preservation term
+(``--preserve-weight W``: W x KL(base || base+adapter) on the other voices' training lines)
+give voices that are clearly themselves (target: at least 15% lower perplexity on their own
+lines) and not better than the base on the other voices' lines?
+
+Grid (written down before the first run; rank 8, lr 1e-3, 2 x 64 tokens a step, seed 0, the
+rest as ``pocketpack.adapters.demo.DEMO_SETTINGS``):
+
+* preservation weight W in {0, 1, 4, 10, 30} (0: no term, a step costs half);
+* steps in {10, 20, 40}, the 10- and 20-step adapters taken from the 40-step run of the same
+  weight (training has no learning-rate schedule, and a run stopped and resumed from its
+  checkpoint ends where an uninterrupted one would, so step 10 of a run *is* a 10-step run);
+* plus W = 0 at 60 steps (the demo's setting before the preservation term; one run to 60).
+
+Rule (fixed before the first number), on dev perplexities from ``bench/adapters_quality.py
+--split dev --no-generations``:
+
+1. Keep the configs whose voices each lower their own dev lines' perplexity by at least 25%
+   against the base (a margin over the 15% target, so the voice is audible). If none does,
+   keep those at 15% (the target itself); if none does, keep them all.
+2. Score each by its worst cross-voice change (the most negative of the six "voice A on voice
+   B's lines vs base" changes), capped at 0: once no voice is better than the base on another
+   voice's lines the target is met, and being *worse* there is no aim of its own.
+3. Among the kept configs within 2 percentage points of the best score, take the one with the
+   largest mean own-lines drop (the most audible voices); a tie goes to fewer steps, then to
+   the lighter weight.
+
+Run (nice it: it takes the cores for an hour or more)::
+
+    nice -n 19 .venv/bin/python bench/adapters_select.py --dir user_data/select train
+    .venv/bin/python bench/adapters_select.py --dir user_data/select score   # dev numbers per config
+    .venv/bin/python bench/adapters_select.py --dir user_data/select report  # table and the choice
+
+``train`` writes each config's three adapters (PEFT + GGUF LoRA) to ``DIR/wW-sS/VOICE/``; a
+voice already there is skipped, so an interrupted sweep continues. ``score`` runs
+``bench/adapters_quality.py --split dev --no-generations --json`` on each config folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+WEIGHTS = (0.0, 1.0, 4.0, 10.0, 30.0)
+STEPS = (10, 20, 40)
+EXTRA = {0.0: (60,)}          # W=0 also at 60 steps: the demo's setting before preservation
+MIN_OWN, FALLBACK_OWN, TARGET_OWN = 0.25, 0.15, 0.15
+NEAR = 0.02
+
+
+def name(weight: float, steps: int) -> str:
+    return f"w{weight:g}-s{steps}"
+
+
+def grid() -> list[tuple[float, int]]:
+    return [(w, s) for w in WEIGHTS for s in STEPS + EXTRA.get(w, ())]
+
+
+def _snapshot(src: Path, dst: Path, style: str, gguf_model: Path) -> None:
+    """An adapter folder (PEFT weights + config, converted to GGUF) from a checkpoint or a finished run."""
+    from pocketpack.adapters.gguf_convert import peft_to_gguf
+    from pocketpack.adapters.library import CONFIG_NAME, SAFETENSORS_NAME
+
+    tmp = dst.with_name(dst.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in (SAFETENSORS_NAME, CONFIG_NAME, "trainer_state.json", "training_metadata.json"):
+        if (src / f).is_file():
+            shutil.copy2(src / f, tmp / f)
+    peft_to_gguf(tmp, tmp / f"{style}.gguf", base=gguf_model)
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.replace(dst)
+
+
+def train_all(root: Path, model: Path, styles: list[str], weights: list[float]) -> None:
+    from pocketpack.adapters import demo
+    from pocketpack.adapters.train import train
+
+    for w in weights:
+        steps = sorted(STEPS + EXTRA.get(w, ()))
+        for style in styles:
+            wanted = [s for s in steps if not (root / name(w, s) / style / f"{style}.gguf").is_file()]
+            if not wanted:
+                print(f"W={w:g} {style}: all snapshots there", flush=True)
+                continue
+            run_dir = root / "runs" / f"w{w:g}"
+            cfg = demo.config(style, model, run_dir, max_steps=steps[-1], preserve_weight=w,
+                              **({"preserve": []} if w == 0 else {}))
+            started = time.monotonic()
+            for stop in wanted:
+                out = root / name(w, stop) / style
+                if stop == steps[-1]:
+                    # runs to the end and writes the finished adapter (unless an earlier sweep did)
+                    meta = (json.loads((Path(cfg.output) / "training_metadata.json").read_text(encoding="utf-8"))
+                            if demo.already_trained(cfg) else train(cfg))
+                    assert meta.get("finished"), meta
+                    _snapshot(Path(cfg.output), out, style, model)
+                else:
+                    # stop after step `stop` (progress returning False saves a checkpoint), copy it
+                    meta = train(cfg, lambda pr, stop=stop: pr.step < stop)
+                    assert meta["steps"] == stop and not meta.get("finished"), meta
+                    _snapshot(Path(cfg.output) / "checkpoint", out, style, model)
+                kl = meta.get("preserve_kl") or [0]
+                print(f"W={w:g} {style}: step {stop}, loss {meta['losses'][-1]:.3f}, last KL {kl[-1]:.4f}, "
+                      f"{meta['elapsed_s']:.0f} s training, {time.monotonic() - started:.0f} s wall", flush=True)
+
+
+def score_all(root: Path, model: Path, threads: int) -> None:
+    for w, s in grid():
+        folder = root / name(w, s)
+        out = root / f"{name(w, s)}.dev.json"
+        if out.is_file() or not folder.is_dir():
+            continue
+        cmd = [sys.executable, str(ROOT / "bench" / "adapters_quality.py"), "--dir", str(folder), "--model", str(model),
+               "--split", "dev", "--no-generations", "--threads", str(threads), "--json", str(out)]
+        print("$ " + " ".join(cmd), flush=True)
+        subprocess.run(cmd, cwd=ROOT, check=False)
+
+
+def summarise(result: dict) -> dict:
+    ppl = result["perplexity"]
+    styles = [s for s in ppl if s != "base"]
+    own = {s: 1 - ppl[s][s] / ppl["base"][s] for s in styles}                  # drop: 0.4 = 40% lower
+    cross = {(a, b): ppl[a][b] / ppl["base"][b] - 1 for a in styles for b in styles if a != b}  # change
+    return {"own": own, "cross": cross, "min_own": min(own.values()), "mean_own": sum(own.values()) / len(own),
+            "worst_cross": min(cross.values())}
+
+
+def choose(rows: dict[tuple[float, int], dict]) -> tuple[tuple[float, int], str]:
+    """The rule of the module docstring; returns the chosen (weight, steps) and which floor applied."""
+    for floor in (MIN_OWN, FALLBACK_OWN, None):
+        kept = {k: r for k, r in rows.items() if floor is None or r["min_own"] >= floor}
+        if kept:
+            break
+    score = {k: min(0.0, r["worst_cross"]) for k, r in kept.items()}
+    best = max(score.values())
+    near = [k for k in kept if score[k] >= best - NEAR - 1e-12]
+    pick = max(near, key=lambda k: (kept[k]["mean_own"], -k[1], -k[0]))
+    return pick, ("all configs" if floor is None else f"own drop >= {floor:.0%} for every voice")
+
+
+def report(root: Path) -> int:
+    rows = {}
+    for w, s in grid():
+        f = root / f"{name(w, s)}.dev.json"
+        if f.is_file():
+            rows[(w, s)] = summarise(json.loads(f.read_text(encoding="utf-8")))
+    if not rows:
+        print("no dev scores yet: run train, then score", file=sys.stderr)
+        return 2
+    styles = list(next(iter(rows.values()))["own"])
+    print("| W | steps | " + " | ".join(f"{s} own" for s in styles) + " | mean own | worst cross (which) | "
+          "kept (>= 25%) |")
+    print("|---|---|" + "---|" * len(styles) + "---|---|---|")
+    for (w, s), r in rows.items():
+        (a, b) = min(r["cross"], key=r["cross"].get)
+        print(f"| {w:g} | {s} | " + " | ".join(f"{-r['own'][x]:+.0%}" for x in styles)
+              + f" | {-r['mean_own']:+.0%} | {r['worst_cross']:+.1%} ({a} on {b}) | "
+              + ("yes" if r["min_own"] >= MIN_OWN else "no") + " |")
+    (w, s), why = choose(rows)
+    missing = [name(*k) for k in grid() if k not in rows]
+    print(f"\nchosen ({why}; {len(rows)} of {len(grid())} configs scored"
+          + (f", missing {', '.join(missing)}" if missing else "") + f"): preserve_weight {w:g}, {s} steps")
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("action", choices=("train", "score", "report"))
+    ap.add_argument("--dir", default="user_data/select", help="where runs, snapshots and scores go")
+    ap.add_argument("--model", default="models/gemma-3-270m-q4_k_m.gguf")
+    ap.add_argument("--styles", default="pirate,formal,poet")
+    ap.add_argument("--weights", default=",".join(f"{w:g}" for w in WEIGHTS),
+                    help="train only these weights of the grid, in this order")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    root, model = Path(args.dir).resolve(), Path(args.model).resolve()
+    if args.action == "train":
+        weights = [float(x) for x in args.weights.split(",") if x.strip()]
+        bad = [w for w in weights if w not in WEIGHTS]
+        if bad:
+            ap.error(f"weights {bad} are not in the grid {WEIGHTS}")
+        train_all(root, model, [s.strip() for s in args.styles.split(",") if s.strip()], weights)
+        return 0
+    if args.action == "score":
+        score_all(root, model, args.threads)
+        return 0
+    return report(root)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
