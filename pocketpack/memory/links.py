@@ -129,7 +129,7 @@ def link_new(coll, ids: list[int], rule: LinkRule = RULE) -> dict[int, int]:
     items = coll.get(ids)
     if not items:
         return {}
-    stats = TermStats(coll.store, [it.text for it in items])
+    stats = TermStats(coll, [it.text for it in items])
     vectors = coll.vectors([it.id for it in items])
     made: dict[int, int] = {}
     for it in sorted(items, key=lambda x: (x.time, x.id)):

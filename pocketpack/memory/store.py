@@ -502,7 +502,7 @@ class MemoryStore:
         cosine = None if vec is None else float(vec @ qv)
         dense = [i for i, _ in coll.dense(qv, n + len(exclude or ()), chat)]
         lexical = [i for i, _ in coll.lexical(query, n + len(exclude or ()), chat)]
-        stats = TermStats(coll.store, [query, item.text])
+        stats = TermStats(coll, [query, item.text])
         info = stats.information(item.text)
         out.update(cosine=None if cosine is None else round(cosine, 3), information=round(info, 2),
                    dense_rank=dense.index(item.id) + 1 if item.id in dense else None,

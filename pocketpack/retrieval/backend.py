@@ -82,6 +82,24 @@ class StoreBackend(Protocol):
     def close(self) -> None: ...
     def stats(self) -> dict: ...
 
+    # Word statistics (``search.TermStats``: how rare a word is, for the memory defaults' junk
+    # rule, query coverage and fact links). They count the rows that would share one SQLite
+    # store: on SQLite the store's folder, every row of it; on PostgreSQL, where one database
+    # holds everything, the collections of the same kind as ``collection`` (its name's leading
+    # word: ``memory/…`` and ``memory-global``, or ``rag/…``) among those named ``prefix…``
+    # (a user's ``ScopedStore``), so no other user's rows move a user's rankings.
+    def word_statistics_version(self, collection: str | None = None, *, prefix: str = "") -> tuple:
+        """``(what is counted, writes)``, cheap: ``writes`` grows by at least 1 for each row
+        added, removed or re-texted among those counted (a document frequency moves by at most
+        1 a write); what is counted changes when the set of rows counted does otherwise."""
+        ...
+    def row_count(self, collection: str | None = None, *, prefix: str = "") -> int: ...
+    def document_frequencies(self, stems: Iterable[str], collection: str | None = None, *,
+                             prefix: str = "") -> dict[str, int]:
+        """stem (FTS5's porter stem, ``terms.stem_terms``) -> the rows counted that hold it;
+        stems in none are left out."""
+        ...
+
 
 def is_store_url(location) -> bool:
     """Whether ``location`` names a PostgreSQL server rather than a folder."""
@@ -195,7 +213,7 @@ class ScopedStore:
         return getattr(self._store, name)
 
     def collection(self, name: str, *, create: bool = True):
-        return _ScopedCollection(self._store.collection(self.prefix + name, create=create), name)
+        return _ScopedCollection(self._store.collection(self.prefix + name, create=create), name, self)
 
     def collection_names(self, prefix: str = "") -> list[str]:
         return [n[len(self.prefix):] for n in self._store.collection_names(self.prefix + prefix)]
@@ -207,18 +225,31 @@ class ScopedStore:
         coll = self._store.locate(item_id)
         if coll is None or not coll.name.startswith(self.prefix):
             return None
-        return _ScopedCollection(coll, coll.name[len(self.prefix):])
+        return _ScopedCollection(coll, coll.name[len(self.prefix):], self)
 
     def drop_collection(self, name: str) -> int:
         return self._store.drop_collection(self.prefix + name)
 
+    # word statistics count only this user's rows (see StoreBackend.word_statistics_version)
+    def word_statistics_version(self, collection: str | None = None, *, prefix: str = "") -> tuple:
+        return self._store.word_statistics_version(collection, prefix=self.prefix + prefix)
+
+    def row_count(self, collection: str | None = None, *, prefix: str = "") -> int:
+        return self._store.row_count(collection, prefix=self.prefix + prefix)
+
+    def document_frequencies(self, stems: Iterable[str], collection: str | None = None, *,
+                             prefix: str = "") -> dict[str, int]:
+        return self._store.document_frequencies(stems, collection, prefix=self.prefix + prefix)
+
 
 class _ScopedCollection:
-    """A collection of a :class:`ScopedStore`, named as its user calls it."""
+    """A collection of a :class:`ScopedStore`, named as its user calls it; its ``store`` is
+    that user's view (so word statistics read through it count only the user's rows)."""
 
-    def __init__(self, coll, name: str):
+    def __init__(self, coll, name: str, store: ScopedStore):
         self._coll = coll
         self.name = name
+        self.store = store
 
     def __getattr__(self, attr):
         return getattr(self._coll, attr)

@@ -9,8 +9,11 @@ large share of a collection's rows is dropped from the query first (``rare_terms
 from __future__ import annotations
 
 import sqlite3
+import threading
 
 from pocketpack.retrieval.terms import fts5_match, fts5_quote, stem_terms
+
+TOKENIZE = "porter unicode61 remove_diacritics 2"  # items_fts's (migrations 1 and 2)
 
 
 def document_frequencies(store, terms) -> dict[str, int]:
@@ -18,6 +21,41 @@ def document_frequencies(store, terms) -> dict[str, int]:
     store holding it, every collection counted; terms in none are left out. Raises
     ``sqlite3.OperationalError`` where the store has no FTS5 vocabulary."""
     return dict(store.read_in("SELECT term, doc FROM items_fts_vocab WHERE term IN ({marks})", sorted(set(terms))))
+
+
+class _Terms:
+    """Texts to the distinct terms ``items_fts`` indexes for them, by FTS5's own tokenizer (an
+    in-memory table with the same tokenize option): what another backend stores so that its
+    word statistics count the very terms SQLite's vocabulary counts (``PgStore``)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._conn = None
+
+    def __call__(self, texts: list[str]) -> list[list[str]]:
+        if not texts:
+            return []
+        with self._lock:
+            if self._conn is None:
+                conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+                conn.execute(f"CREATE VIRTUAL TABLE tok USING fts5(t, tokenize = '{TOKENIZE}')")
+                conn.execute("CREATE VIRTUAL TABLE tok_v USING fts5vocab(tok, 'instance')")
+                self._conn = conn
+            conn = self._conn
+            found: list[set[str]] = [set() for _ in texts]
+            conn.execute("BEGIN")
+            try:
+                conn.executemany("INSERT INTO tok(rowid, t) VALUES (?, ?)", list(enumerate(texts)))
+                for term, doc in conn.execute("SELECT DISTINCT term, doc FROM tok_v"):
+                    found[doc].add(term)
+                conn.execute("DELETE FROM tok")
+            finally:
+                conn.execute("COMMIT")
+        return [sorted(f) for f in found]
+
+
+indexed_terms = _Terms()
+"""``indexed_terms(texts)``: for each text, the sorted distinct terms FTS5 indexes for it."""
 
 
 class Fts5Engine:

@@ -11,6 +11,9 @@ way. Everything lives in schema ``pocketpack`` of the URL's database:
   the text and its context, English stemming, GIN index) matched by ``websearch_to_tsquery``
   of the words ``terms.query_terms`` keeps, joined by ``or``: user text is never query
   syntax. Ranked by ``ts_rank`` (fusion uses the ranks).
+- word statistics (``search.TermStats``, which the memory defaults' junk rule and query
+  coverage read): each item's terms as SQLite's FTS5 indexes them, counted per collection by
+  triggers (migration 3), read for the rows one SQLite store would hold (``_counted``).
 - dense search: the HNSW index over the collection's rows (``hnsw.ef_search`` raised to the
   number asked); where a filter leaves fewer than asked (a small collection in a big table,
   or one group) an exact scan of the collection's rows answers instead.
@@ -27,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import replace
@@ -36,8 +40,9 @@ from typing import Iterable
 import numpy as np
 
 from pocketpack.retrieval.backend import mask_url, scrub
+from pocketpack.retrieval.fts import indexed_terms
 from pocketpack.retrieval.store import Item, NewItem, StoreError, content_hash
-from pocketpack.retrieval.terms import query_terms
+from pocketpack.retrieval.terms import query_terms, searchable_text
 
 log = logging.getLogger("pocketpack.retrieval")
 
@@ -88,7 +93,116 @@ MIGRATIONS: list[tuple[int, str]] = [
     # a chat turn reads its character's pinned memories: without this a sequential scan of every
     # collection's rows (68 ms a turn at 100k memories; SQLite's migrations have the same index)
     (2, f"CREATE INDEX items_pinned ON {SCHEMA}.items(collection_id, time, id) WHERE pinned;"),
+    # word statistics (search.TermStats: the memory defaults' junk rule, query coverage and fact
+    # links weigh a word by its rarity): each item's terms as SQLite's FTS5 indexes them (porter
+    # stems, written by Pocket Pack with the item: ``fts.indexed_terms``), and per collection
+    # each term's document frequency, its rows and a writes counter, kept by the triggers below
+    # in the writing transaction (a term with no row left keeps a df of 0). Writers to one
+    # collection hold its advisory lock, and every row these triggers touch is that
+    # collection's, so two writers never wait on each other's terms; sorted upserts besides.
+    # Existing items' terms are filled in when the migration runs (``_backfill_terms``).
+    (3, f"""
+        CREATE TABLE {SCHEMA}.item_terms (
+            item_id BIGINT PRIMARY KEY,
+            collection_id BIGINT NOT NULL,
+            terms TEXT[] NOT NULL
+        );
+        CREATE TABLE {SCHEMA}.term_df (
+            collection_id BIGINT NOT NULL REFERENCES {SCHEMA}.collections(id) ON DELETE CASCADE,
+            term TEXT NOT NULL,
+            df BIGINT NOT NULL,
+            PRIMARY KEY (collection_id, term)
+        );
+        CREATE TABLE {SCHEMA}.term_rows (
+            collection_id BIGINT PRIMARY KEY REFERENCES {SCHEMA}.collections(id) ON DELETE CASCADE,
+            rows BIGINT NOT NULL,
+            writes BIGINT NOT NULL
+        );
+        CREATE FUNCTION {SCHEMA}.terms_added() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO {SCHEMA}.term_df(collection_id, term, df)
+                SELECT a.collection_id, t.term, COUNT(*) FROM added a, unnest(a.terms) AS t(term)
+                GROUP BY 1, 2 ORDER BY 1, 2
+                ON CONFLICT (collection_id, term) DO UPDATE SET df = {SCHEMA}.term_df.df + EXCLUDED.df;
+            INSERT INTO {SCHEMA}.term_rows(collection_id, rows, writes)
+                SELECT collection_id, COUNT(*), COUNT(*) FROM added GROUP BY 1 ORDER BY 1
+                ON CONFLICT (collection_id) DO UPDATE SET rows = {SCHEMA}.term_rows.rows + EXCLUDED.rows,
+                                                         writes = {SCHEMA}.term_rows.writes + EXCLUDED.writes;
+            RETURN NULL;
+        END $$;
+        CREATE FUNCTION {SCHEMA}.terms_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO {SCHEMA}.term_df(collection_id, term, df)
+                SELECT collection_id, term, SUM(n) FROM (
+                    SELECT b.collection_id, t.term, -1 AS n FROM old_t b, unnest(b.terms) AS t(term)
+                    UNION ALL
+                    SELECT a.collection_id, t.term, 1 FROM new_t a, unnest(a.terms) AS t(term)) x
+                GROUP BY 1, 2 HAVING SUM(n) <> 0 ORDER BY 1, 2
+                ON CONFLICT (collection_id, term) DO UPDATE SET df = {SCHEMA}.term_df.df + EXCLUDED.df;
+            UPDATE {SCHEMA}.term_rows r SET writes = r.writes + c.n
+                FROM (SELECT collection_id, COUNT(*) AS n FROM new_t GROUP BY 1) c
+                WHERE r.collection_id = c.collection_id;
+            RETURN NULL;
+        END $$;
+        CREATE FUNCTION {SCHEMA}.terms_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            WITH g AS (
+                DELETE FROM {SCHEMA}.item_terms it USING gone WHERE it.item_id = gone.id
+                RETURNING it.collection_id, it.terms
+            ), r AS (
+                UPDATE {SCHEMA}.term_rows r SET rows = r.rows - c.n, writes = r.writes + c.n
+                FROM (SELECT collection_id, COUNT(*) AS n FROM g GROUP BY 1) c
+                WHERE r.collection_id = c.collection_id
+            )
+            UPDATE {SCHEMA}.term_df f SET df = f.df - d.n
+                FROM (SELECT g.collection_id, t.term, COUNT(*) AS n FROM g, unnest(g.terms) AS t(term)
+                      GROUP BY 1, 2) d
+                WHERE f.collection_id = d.collection_id AND f.term = d.term;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER item_terms_ai AFTER INSERT ON {SCHEMA}.item_terms REFERENCING NEW TABLE AS added
+            FOR EACH STATEMENT EXECUTE FUNCTION {SCHEMA}.terms_added();
+        CREATE TRIGGER item_terms_au AFTER UPDATE ON {SCHEMA}.item_terms
+            REFERENCING OLD TABLE AS old_t NEW TABLE AS new_t
+            FOR EACH STATEMENT EXECUTE FUNCTION {SCHEMA}.terms_changed();
+        CREATE TRIGGER items_terms_ad AFTER DELETE ON {SCHEMA}.items REFERENCING OLD TABLE AS gone
+            FOR EACH STATEMENT EXECUTE FUNCTION {SCHEMA}.terms_removed();
+    """),
 ]
+
+
+TERMS_BATCH = 5000               # items a statement when their terms are written in bulk
+
+
+def _write_terms(conn, ids: list[int], collection_ids: list[int], texts: list[str]) -> None:
+    """Write the terms FTS5 would index for each item's searchable ``texts`` (its text and
+    context), in one statement; the triggers of migration 3 count them. A row whose terms did
+    not change is left alone (no write counted)."""
+    for start in range(0, len(ids), TERMS_BATCH):
+        part = slice(start, start + TERMS_BATCH)
+        terms = [" ".join(t) for t in indexed_terms(texts[part])]  # FTS5's terms never hold a space
+        conn.execute(
+            f"INSERT INTO {SCHEMA}.item_terms(item_id, collection_id, terms)"
+            " SELECT i, c, string_to_array(t, ' ') FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS x(i, c, t)"
+            f" ON CONFLICT (item_id) DO UPDATE SET terms = EXCLUDED.terms"
+            f" WHERE {SCHEMA}.item_terms.terms IS DISTINCT FROM EXCLUDED.terms",
+            (ids[part], collection_ids[part], terms))
+
+
+def _backfill_terms(conn) -> None:
+    """Migration 3 on a store that already holds items: their terms, read and written in
+    batches by id (about a minute per 100k items on 2 cores)."""
+    last = 0
+    while True:
+        rows = conn.execute(f"SELECT id, collection_id, text, context FROM {SCHEMA}.items WHERE id > %s"
+                            " ORDER BY id LIMIT %s", (last, TERMS_BATCH)).fetchall()
+        if not rows:
+            return
+        _write_terms(conn, [r[0] for r in rows], [r[1] for r in rows], [searchable_text(r[2], r[3]) for r in rows])
+        last = rows[-1][0]
+
+
+_AFTER = {3: _backfill_terms}  # a migration's step in Python, run in its transaction after its SQL
 
 
 class StoreUnavailable(StoreError):
@@ -225,6 +339,8 @@ class PgStore:
                 for version, sql in MIGRATIONS:
                     if version not in done:
                         conn.execute(sql)
+                        if version in _AFTER:
+                            _AFTER[version](conn)
                         conn.execute(f"INSERT INTO {SCHEMA}.migrations(version, applied) VALUES (%s, %s)",
                                      (version, time.time()))
                 row = conn.execute(f"SELECT value FROM {SCHEMA}.settings WHERE name = 'dim'").fetchone()
@@ -350,7 +466,9 @@ class PgStore:
             if row is None:
                 return 0
             with self._tx(row[0]) as conn:
-                n = conn.execute(f"SELECT COUNT(*) FROM {SCHEMA}.items WHERE collection_id = %s", (row[0],)).fetchone()[0]
+                # its items first, by one statement: their terms go with them (a cascade from
+                # the collection's row would also delete them, but one statement per item)
+                n = conn.execute(f"DELETE FROM {SCHEMA}.items WHERE collection_id = %s", (row[0],)).rowcount
                 conn.execute(f"DELETE FROM {SCHEMA}.collections WHERE id = %s", (row[0],))
             self._collections.pop(name, None)
             return int(n)
@@ -408,6 +526,53 @@ class PgStore:
             (SCHEMA,))[0]
         return {"items": int(items), "postgres_bytes": int(size), "sqlite_bytes": 0, "faiss_bytes": 0,
                 "lexical_bytes": 0, "lexical_engine": self.lexical_engine, "path": self.masked}
+
+
+    # -- word statistics (search.TermStats) ---------------------------------------------------
+    # What is counted: SQLite keeps memory and documents in separate folders (and, under
+    # --multi-user, each user's memory in its own), and its word statistics count every row of
+    # one folder. Here one database holds them all, so the rows counted for ``collection`` are
+    # those of the collections named ``prefix`` + a name of the same kind: the same leading word
+    # (``memory/Aria``, ``memory/Bob`` and ``memory-global`` are "memory"; ``rag/…`` "rag").
+    # ``prefix`` is a user's (``ScopedStore``: ``user/<name>/``): another user's rows never
+    # weigh a user's words; rag's collections, shared by everyone, count as in SQLite's one
+    # documents folder. Without ``collection`` every collection under ``prefix`` counts.
+    @staticmethod
+    def _counted(collection: str | None, prefix: str) -> tuple[str, list]:
+        where, args = "left(c.name, %s) = %s", [len(prefix), prefix]
+        if collection is not None:
+            kind = re.match(r"[A-Za-z]*", collection).group()
+            where += " AND substr(c.name, %s) ~ %s"
+            args += [len(prefix) + 1, f"^{kind}([^A-Za-z]|$)"]
+        return where, args
+
+    def word_statistics_version(self, collection: str | None = None, *, prefix: str = "") -> tuple:
+        """``((prefix, kind, the collections counted), writes)``: writes is the sum of their
+        ``term_rows.writes``, which the triggers advance by one for each row added, removed or
+        re-texted, in the writing transaction (so a version is never ahead of what it counts)."""
+        where, args = self._counted(collection, prefix)
+        rows = self._q(f"SELECT c.id, COALESCE(r.writes, 0) FROM {SCHEMA}.collections c"
+                       f" LEFT JOIN {SCHEMA}.term_rows r ON r.collection_id = c.id WHERE {where} ORDER BY c.id", args)
+        return (prefix, tuple(args[2:]), tuple(int(r[0]) for r in rows)), sum(int(r[1]) for r in rows)
+
+    def row_count(self, collection: str | None = None, *, prefix: str = "") -> int:
+        where, args = self._counted(collection, prefix)
+        row = self._q1(f"SELECT COALESCE(SUM(r.rows), 0) FROM {SCHEMA}.term_rows r"
+                       f" JOIN {SCHEMA}.collections c ON c.id = r.collection_id WHERE {where}", args)
+        return int(row[0])
+
+    def document_frequencies(self, stems: Iterable[str], collection: str | None = None, *,
+                             prefix: str = "") -> dict[str, int]:
+        """stem -> the rows counted that hold it (FTS5's porter stems, as ``fts.indexed_terms``
+        wrote them: PostgreSQL's own 'english' lexemes differ, e.g. "generously" is "gener" in
+        FTS5 and "generous" there); stems in none are left out."""
+        stems = sorted(set(stems))
+        if not stems:
+            return {}
+        where, args = self._counted(collection, prefix)
+        return {t: int(n) for t, n in self._q(
+            f"SELECT f.term, SUM(f.df) FROM {SCHEMA}.term_df f JOIN {SCHEMA}.collections c ON c.id = f.collection_id"
+            f" WHERE {where} AND f.term = ANY(%s) GROUP BY f.term HAVING SUM(f.df) > 0", [*args, stems])}
 
 
 class _Transaction:
@@ -514,7 +679,7 @@ class PgCollection:
             f"SELECT key, id, hash, context FROM {SCHEMA}.items WHERE collection_id = %s AND key = ANY(%s)",
             (self.id, keys)).fetchall()} if keys else {}
         out: list[int | None] = [None] * len(items)
-        inserts, updates, new_fps = [], [], []
+        inserts, updates, new_fps, retexted = [], [], [], []
         for n, (it, h) in enumerate(zip(items, hashes)):
             if it.fingerprint is not None and it.fingerprint in held:
                 out[n] = int(held[it.fingerprint])
@@ -528,6 +693,8 @@ class PgCollection:
             else:
                 out[n] = int(prev[0])
                 changed = prev[1] != h
+                if changed or prev[2] != (it.context or None):
+                    retexted.append(n)
                 updates.append((it.grp, it.time, it.importance, it.pinned, meta, changed, it.text, h,
                                 _vec_text(vectors[h]) if changed else None, it.context or None, int(prev[0])))
         with conn.cursor() as cur:
@@ -549,6 +716,9 @@ class PgCollection:
                     " text = CASE WHEN %s THEN %s ELSE text END, hash = CASE WHEN %s THEN %s ELSE hash END,"
                     " embedding = COALESCE(%s::vector, embedding), context = %s WHERE id = %s",
                     [(g, t, imp, p, m, ch, tx, ch, h, v, ctx, i) for g, t, imp, p, m, ch, tx, h, v, ctx, i in updates])
+            searchable = [n for n, _ in inserts] + retexted
+            _write_terms(conn, [out[n] for n in searchable], [self.id] * len(searchable),
+                         [searchable_text(items[n].text, items[n].context or None) for n in searchable])
             for n, it in enumerate(items):
                 if it.fingerprint is not None and it.fingerprint not in held:
                     new_fps.append((self.id, it.fingerprint, out[n]))
@@ -577,14 +747,18 @@ class PgCollection:
         else:
             text, h = None, None
         with self.store._tx(self.id) as conn:
-            conn.execute(
+            row = conn.execute(
                 f"UPDATE {SCHEMA}.items SET text = COALESCE(%s, text), hash = COALESCE(%s, hash),"
                 " embedding = COALESCE(%s::vector, embedding), pinned = COALESCE(%s, pinned),"
                 " importance = COALESCE(%s, importance), meta = COALESCE(%s, meta), time = COALESCE(%s, time)"
-                " WHERE id = %s AND collection_id = %s",
+                " WHERE id = %s AND collection_id = %s RETURNING text, context",
                 (text, h, vec, pinned, None if importance is None else float(importance),
                  None if meta is None else json.dumps(meta, ensure_ascii=False),
-                 None if time_ is None else float(time_), int(item_id), self.id))
+                 None if time_ is None else float(time_), int(item_id), self.id)).fetchone()
+            if row is None:
+                return False  # deleted meanwhile
+            if text is not None:
+                _write_terms(conn, [int(item_id)], [self.id], [searchable_text(row[0], row[1])])
         return True
 
     def delete(self, ids: Iterable[int]) -> int:

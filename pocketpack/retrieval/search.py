@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from pocketpack.retrieval.lexical import document_frequencies, query_terms, stem_terms, stopwords
+from pocketpack.retrieval.lexical import query_terms, stem_terms, stopwords
 from pocketpack.retrieval.store import Collection, Item
 
 
@@ -66,18 +66,29 @@ class Hit:
 class TermStats:
     """How rare words are in a store, in "unique words": a term's IDF, log(N / df), divided by
     log N, so a word found in one row counts 1 and one found in every row 0, whatever the
-    store's size (N: the store's rows; df: rows whose searchable text holds the term, from
-    FTS5's vocabulary, which SQLite keeps in step with every write).
+    store's size (N: the rows counted; df: those whose searchable text holds the term), read
+    through the backend's ``row_count`` and ``document_frequencies``: SQLite's full-text
+    vocabulary, or PostgreSQL's term table, both kept in step with every write.
+
+    ``where``: a collection (the rows its store counts with it: on SQLite every row of the
+    store's folder; on PostgreSQL the collections of the same kind in the same user's view, see
+    ``backend.StoreBackend.word_statistics_version``) or a store (every row it counts).
 
     Cheap per search (a chat turn's recall runs it): N and the document frequencies are
-    cached per store and kept until the store's searchable text changes (the ``lexical_log``
-    sequence, which a trigger advances on every insert, delete and text/context change, from
-    any process); a text's words are tokenised and stemmed once (cached by text); and only the
-    words a search reads are looked up: the query's and each candidate's own text's."""
+    cached per store and kept until what they count changes (``word_statistics_version``,
+    which every insert, delete and text/context change advances, from any process); a text's
+    words are tokenised and stemmed once (cached by text); and only the words a search reads
+    are looked up: the query's and each candidate's own text's."""
 
-    def __init__(self, store, texts: list[str] = ()):
-        self._vocab = _vocabulary(store)
+    def __init__(self, where, texts: list[str] = ()):
+        store = getattr(where, "store", None)
+        if store is None:  # a store: everything it counts
+            store, collection = where, None
+        else:
+            collection = where.name
+        self._vocab = _vocabulary(store, collection)
         self._store = store
+        self._collection = collection
         self.n = self._vocab.n
         if texts:
             self.prepare(texts)
@@ -87,14 +98,14 @@ class TermStats:
         wanted = set()
         for t in texts:
             wanted |= self.stems_of(t)
-        self._vocab.lookup(self._store, wanted)
+        self._vocab.lookup(self._store, self._collection, wanted)
 
     @staticmethod
     def stems_of(text: str) -> set[str]:
         return _stems_of(text)
 
     def unit(self, stem: str) -> float:
-        return self._vocab.unit(self._store, stem)
+        return self._vocab.unit(self._store, self._collection, stem)
 
     def settle(self, texts: list[str], threshold: float) -> None:
         """Read, in one vocabulary read, the words never read (or read too many writes ago) of
@@ -105,7 +116,7 @@ class TermStats:
         for t in texts:
             if self._bounded(t, threshold) is None:  # only its words with no bounds yet: those read a few
                 wanted |= {s for s in self.stems_of(t) if self._vocab.unit_bounds(s) is None}  # writes ago keep theirs
-        self._vocab.lookup(self._store, wanted)
+        self._vocab.lookup(self._store, self._collection, wanted)
 
     def _bounded(self, text: str, threshold: float) -> bool | None:
         lo = hi = 0.0
@@ -126,7 +137,7 @@ class TermStats:
         settled = self._bounded(text, threshold)
         if settled is not None:
             return settled
-        self._vocab.lookup(self._store, self.stems_of(text))
+        self._vocab.lookup(self._store, self._collection, self.stems_of(text))
         return self.information(text) < threshold
 
     def information(self, text: str) -> float:
@@ -151,30 +162,26 @@ def _rarity(n: int, df: int, log_n: float) -> float:
 
 
 class _Vocabulary:
-    """One store's row count and the document frequencies read so far, valid at ``version``."""
+    """The row count and the document frequencies read so far of what one store counts for a
+    scope (``word_statistics_version``'s first part), valid at ``version``."""
 
     def __init__(self):
         self.version = None
         self.n = 0
         self.log_n = 0.0
         self.units: dict[str, float] = {}
-        self.seq: int | None = None   # the lexical_log sequence of ``version`` (None: unversioned)
+        self.seq: int | None = None   # the writes counter of ``version`` (None: unversioned)
         self.seen: dict[str, tuple[int, int]] = {}  # stem -> (df, seq when read): bounds after writes
         self.bounds: dict[str, tuple[float, float]] = {}  # unit_bounds at ``version`` (a recall asks thousands)
         self.lock = threading.Lock()
 
-    def refresh(self, store) -> None:
-        try:
-            row = store.read_one("SELECT seq FROM sqlite_sequence WHERE name = 'lexical_log'")
-            seq = int(row[0]) if row else 0
-            version = (id(store.conn), seq)
-        except Exception:  # noqa: BLE001 - no log to version by: read afresh every search
-            version, seq = object(), None
+    def refresh(self, store, collection, key, seq: int | None) -> None:
+        version = (key, seq) if seq is not None else object()  # no version: read afresh every search
         with self.lock:
             if version == self.version:
                 return
         try:
-            n = int(store.read_one("SELECT COUNT(*) FROM items")[0])
+            n = int(store.row_count(collection))
         except Exception:  # noqa: BLE001 - the row count only weighs words: an unreadable count reads as empty
             n = 0
         with self.lock:
@@ -184,14 +191,14 @@ class _Vocabulary:
             self.version, self.n, self.units, self.seq, self.bounds = version, n, {}, seq, {}
             self.log_n = math.log(n + 1)  # smoothed: a word in one row of one still counts 1
 
-    def lookup(self, store, stems) -> None:
+    def lookup(self, store, collection, stems) -> None:
         with self.lock:
             todo = sorted(s for s in stems if s not in self.units)
             version, log_n, n, seq = self.version, self.log_n, self.n, self.seq
         if not todo:
             return
         try:
-            df, complete = document_frequencies(store, todo), True
+            df, complete = store.document_frequencies(todo, collection), True
         except Exception:  # noqa: BLE001 - no vocabulary (an old store): every word counts as rare
             df, complete = {}, False
         units = {s: _rarity(n, df.get(s, 1), log_n) for s in todo}
@@ -220,10 +227,10 @@ class _Vocabulary:
         got = self.bounds[stem] = (_rarity(n, seen[0] + d, log_n), _rarity(n, seen[0] - d, log_n))
         return got
 
-    def unit(self, store, stem: str) -> float:
+    def unit(self, store, collection, stem: str) -> float:
         got = self.units.get(stem)
         if got is None:
-            self.lookup(store, [stem])
+            self.lookup(store, collection, [stem])
             got = self.units.get(stem, 1.0)
         return got
 
@@ -235,12 +242,23 @@ _STEMS: dict[str, set[str]] = {}  # text -> its indexed, non-stopword terms (FTS
 _STEMS_MAX = 20_000
 
 
-def _vocabulary(store) -> _Vocabulary:
+def _vocabulary(store, collection: str | None = None) -> _Vocabulary:
+    """The vocabulary of what ``store`` counts for ``collection``, refreshed to its version."""
+    try:
+        key, seq = store.word_statistics_version(collection)
+        seq = int(seq)
+    except Exception:  # noqa: BLE001 - nothing to version by (no statistics): read afresh every search
+        key, seq = None, None
     with _VOCABULARIES_LOCK:
-        vocab = _VOCABULARIES.get(store)
+        per_scope = _VOCABULARIES.get(store)
+        if per_scope is None:
+            per_scope = _VOCABULARIES[store] = {}
+        vocab = per_scope.get(key)
         if vocab is None:
-            vocab = _VOCABULARIES[store] = _Vocabulary()
-    vocab.refresh(store)
+            if len(per_scope) >= 32:  # scopes whose collections came and went
+                per_scope.clear()
+            vocab = per_scope[key] = _Vocabulary()
+    vocab.refresh(store, collection, key, seq)
     return vocab
 
 
@@ -500,7 +518,7 @@ def _search(collections: list[Collection], query: str, k: int, opts: SearchOptio
         # the words read now: the query's (the gate's shared words are among them); a
         # candidate's own words only where their frequencies read a few writes ago cannot settle
         # ``min_information`` (after a chat turn's write, most can); a context's other words never
-        stats = TermStats(store, [query])
+        stats = TermStats(collections[0], [query])
     if opts.lexical_gate and stats is not None and opts.fusion == "rrf":
         lexical_rank0 = {i: r for r, i in enumerate(lexical_ids, start=1)}
         _stems_of_many([items[i].text + ("\n" + items[i].context if items[i].context else "")

@@ -318,6 +318,30 @@ class Store:
             rows += self.read(sql.format(marks=",".join("?" * len(chunk))), (*before, *chunk, *after))
         return rows
 
+    # -- word statistics (search.TermStats: how rare a word is in this store) ----------------
+    # A folder is one store, and every row of it counts: memory's and documents' stores are
+    # separate folders, and a user's memory under --multi-user is its own folder, so
+    # ``collection`` and ``prefix`` (which say what a PostgreSQL store's shared database counts,
+    # see ``PgStore.word_statistics_version``) change nothing here.
+    def word_statistics_version(self, collection: str | None = None, *, prefix: str = "") -> tuple:
+        """``(what is counted, writes)``: writes is the ``lexical_log`` sequence, which a trigger
+        advances on every insert, delete and text/context change, from any process (a document
+        frequency moves by at most 1 a write)."""
+        row = self.read_one("SELECT seq FROM sqlite_sequence WHERE name = 'lexical_log'")
+        return (id(self.conn),), int(row[0]) if row else 0
+
+    def row_count(self, collection: str | None = None, *, prefix: str = "") -> int:
+        """The rows the word statistics count: every row of the store."""
+        return int(self.read_one("SELECT COUNT(*) FROM items")[0])
+
+    def document_frequencies(self, stems: Iterable[str], collection: str | None = None, *,
+                             prefix: str = "") -> dict[str, int]:
+        """stem (as FTS5 indexes it) -> the rows holding it, from FTS5's vocabulary; stems in
+        no row are left out."""
+        from pocketpack.retrieval.fts import document_frequencies
+
+        return document_frequencies(self, stems)
+
     def transaction(self) -> "_Transaction":
         """``with store.transaction() as conn:`` a write (``BEGIN IMMEDIATE`` ... ``COMMIT``,
         rolled back on error) under the store's lock."""
