@@ -268,3 +268,31 @@ def test_two_writer_processes_leave_document_frequencies_equal_to_a_recount(pg_u
         _check_counts(memory, set(df) | {"absent"})
     finally:
         memory.close()
+
+
+def test_an_older_postgresql_store_gets_its_word_statistics_when_opened(pg_url, tmp_path, embedder):
+    """A store made before the word statistics existed gains them when opened (its items'
+    terms filled in by the migration): the same numbers and rankings as SQLite's."""
+    import psycopg
+
+    rows = chat_rows()
+    memory = _memory(pg_url, tmp_path, embedder)
+    try:
+        _fill(memory, rows)
+    finally:
+        memory.close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # as the store was before migration 3
+        conn.execute("DROP TABLE pocketpack.item_terms, pocketpack.term_df, pocketpack.term_rows")
+        conn.execute("DROP TRIGGER items_terms_ad ON pocketpack.items")
+        conn.execute("DROP FUNCTION pocketpack.terms_added, pocketpack.terms_changed, pocketpack.terms_removed")
+        conn.execute("DELETE FROM pocketpack.migrations WHERE version = 3")
+    sqlite, postgres = _memory(str(tmp_path / "store"), tmp_path, embedder), _memory(pg_url, tmp_path, embedder)
+    try:
+        _fill(sqlite, rows)
+        texts = sorted(set(rows))
+        assert _information(postgres, texts) == _information(sqlite, texts)
+        assert _recalled(postgres) == _recalled(sqlite)
+        _check_counts(postgres, {t for terms in indexed_terms(texts) for t in terms})
+    finally:
+        sqlite.close()
+        postgres.close()
