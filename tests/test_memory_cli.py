@@ -1,4 +1,6 @@
-"""`pocketpack memory ...`: the exact forms scripts depend on, run as a user runs them."""
+"""`pocketpack memory ...`: the exact forms scripts depend on. The round trip runs each command
+through ``pocketpack.cli.main`` in this process (one embedding-model load, not nine); the bad-input
+test runs the real console command in a subprocess, exit status and stderr as a user sees them."""
 
 from __future__ import annotations
 
@@ -10,16 +12,22 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.cli import run_main
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def pocketpack(*args, timeout=300):
+def console(*args, timeout=300):
+    """The installed command in its own process, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "pocketpack", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
 @pytest.mark.slow
-def test_add_import_recall_export_forget(tmp_path):
+def test_add_import_recall_export_forget(tmp_path, capsys):
+    def pocketpack(*args):  # in this process: the real CLI, one model load for all nine commands
+        return run_main(capsys, *args)
+
     store = str(tmp_path / "mem")
     added = pocketpack("memory", "--store", store, "add", "--character", "Aria", "--role", "user",
                        "--text", "My dog Biscuit is a beagle.", "--time", "2025-01-02T10:00:00", "--chat", "c1")
@@ -75,19 +83,19 @@ def test_add_import_recall_export_forget(tmp_path):
 
 def test_bad_input_is_one_clear_line(tmp_path):
     store = str(tmp_path / "mem")
-    bad_role = pocketpack("memory", "--store", store, "add", "--character", "A", "--role", "bot", "--text", "x")
+    bad_role = console("memory", "--store", store, "add", "--character", "A", "--role", "bot", "--text", "x")
     assert bad_role.returncode == 2 and "invalid choice: 'bot'" in bad_role.stderr
-    bad_time = pocketpack("memory", "--store", store, "add", "--character", "A", "--role", "user", "--text", "x",
-                          "--time", "last tuesday")
+    bad_time = console("memory", "--store", store, "add", "--character", "A", "--role", "user", "--text", "x",
+                       "--time", "last tuesday")
     assert bad_time.returncode == 2
     assert bad_time.stderr.strip().splitlines() == [
         "pocketpack: not a date/time (use ISO 8601, e.g. 2025-05-01T14:30:00): 'last tuesday'"]
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"character": "A", "role": "user", "text": "fine"}\n{not json}\n')
-    bad_file = pocketpack("memory", "--store", store, "import", str(broken))
+    bad_file = console("memory", "--store", store, "import", str(broken))
     assert bad_file.returncode == 2 and "broken.jsonl line 2: not JSON" in bad_file.stderr
     assert "Traceback" not in bad_file.stderr
-    missing = pocketpack("memory", "--store", store, "recall", "--queries", str(tmp_path / "nope.jsonl"), "--json")
+    missing = console("memory", "--store", store, "recall", "--queries", str(tmp_path / "nope.jsonl"), "--json")
     assert missing.returncode == 2 and "no such file" in missing.stderr
-    both = pocketpack("memory", "--store", store, "forget")
+    both = console("memory", "--store", store, "forget")
     assert both.returncode == 2 and "exactly one of" in both.stderr

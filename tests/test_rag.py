@@ -7,8 +7,6 @@ from __future__ import annotations
 import http.server
 import json
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,6 +17,7 @@ from pocketpack.rag.config import RagSettings
 from pocketpack.rag.ingest import Library
 from pocketpack.rag.retrieve import retrieve
 from tests.helpers.archives import small_epub
+from tests.helpers.cli import run_main
 from tests.helpers.rag import HARBOUR, embedder, lib, script  # noqa: F401  (fixtures)
 from tests.test_rag_parsing import make_docx, make_pdf
 
@@ -330,12 +329,12 @@ def test_ui_builds_on_an_empty_store_and_its_actions_work(tmp_path, script):
 
 
 # -- the CLI, as scripts call it --------------------------------------------------------------
-def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "pocketpack", "rag", *args], capture_output=True, text=True,
-                          cwd=cwd or REPO, timeout=300)
+def test_cli_forms(tmp_path, capsys):
+    """Every form through ``pocketpack.cli.main`` in this process (one model load, not nine);
+    tests/test_rag_library.py and tests/test_no_network.py run the console command itself."""
+    def run_cli(*args):
+        return run_main(capsys, "rag", *args)
 
-
-def test_cli_forms(tmp_path):
     store = str(tmp_path / "store")
     (tmp_path / "harbour.md").write_text(HARBOUR)
     (tmp_path / "bad.pdf").write_bytes(b"%PDF-1.4 nonsense")

@@ -24,6 +24,7 @@ from pocketpack.rag.ingest import IngestError, Library
 from pocketpack.rag.parsers import kind_of, parse
 from pocketpack.rag.retrieve import retrieve
 from pocketpack.retrieval import NewItem
+from tests.helpers.cli import run_main
 from tests.helpers.rag import embedder, lib  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow  # the real embedding model
@@ -49,8 +50,14 @@ def vector_counts(store: Path) -> tuple[int, int]:
 
 
 def run_cli(*args, env=None):
+    """The console command in its own process: for what only a fresh process shows (start-up noise)."""
     return subprocess.run([sys.executable, "-m", "pocketpack", "rag", *args], capture_output=True, text=True,
                           cwd=REPO, timeout=300, env=env)
+
+
+def run_here(capsys, *args):
+    """The same command through ``pocketpack.cli.main`` in this process: no fresh model load."""
+    return run_main(capsys, "rag", *args)
 
 
 # -- 1. one name in two collections: two documents, two copies, two ids ----------------------
@@ -129,11 +136,11 @@ def test_bad_settings_are_refused_before_use_and_never_saved(tmp_path, lib):
     assert len(warned) == 1 and "chunk_size" in warned[0] and "default" in warned[0]
 
 
-def test_cli_refuses_a_bad_chunk_size_and_survives_a_bad_saved_file(tmp_path):
+def test_cli_refuses_a_bad_chunk_size_and_survives_a_bad_saved_file(tmp_path, capsys):
     store = tmp_path / "store"
     doc = tmp_path / "latin1.txt"
     doc.write_bytes("Caf\xe9 cr\xe8me: the lighthouse keeper's cat is named Biscuit.\n".encode("latin-1"))
-    bad = run_cli("--store", str(store), "ingest", str(doc), "--chunk-size", "10")
+    bad = run_here(capsys, "--store", str(store), "ingest", str(doc), "--chunk-size", "10")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines() == [bad.stderr.strip()] and "chunk_size" in bad.stderr
     assert not (store / config.SETTINGS_FILE).exists()
@@ -142,15 +149,15 @@ def test_cli_refuses_a_bad_chunk_size_and_survives_a_bad_saved_file(tmp_path):
     saved = {"chunk_size": 10, "chunk_overlap": 30, "k": 8, "reranker_path": "/models/rr", "budget_tokens": 1500,
              "mode": "dense"}
     (store / config.SETTINGS_FILE).write_text(json.dumps(saved))
-    plain = run_cli("--store", str(store), "ingest", str(doc))
+    plain = run_here(capsys, "--store", str(store), "ingest", str(doc))
     assert plain.returncode == 0, plain.stderr
     assert "added" in plain.stdout and "Traceback" not in plain.stderr
     assert "warning: ignoring chunk_size in" in plain.stderr and "using the default for it" in plain.stderr
     # the CLI also checks the other flags it saves or uses
-    assert run_cli("--store", str(store), "ingest", str(doc), "--chunk-overlap", "500").returncode == 2
+    assert run_here(capsys, "--store", str(store), "ingest", str(doc), "--chunk-overlap", "500").returncode == 2
     assert json.loads((store / config.SETTINGS_FILE).read_text())["chunk_size"] == 10  # untouched
     # saving a new chunk size keeps every other saved setting (the bad one is replaced)
-    assert run_cli("--store", str(store), "ingest", "--quiet", str(doc), "--chunk-size", "300").returncode == 0
+    assert run_here(capsys, "--store", str(store), "ingest", "--quiet", str(doc), "--chunk-size", "300").returncode == 0
     assert json.loads((store / config.SETTINGS_FILE).read_text()) == config.RagSettings.from_dict(
         dict(saved, chunk_size=300)).to_dict()
 
@@ -282,7 +289,8 @@ def test_a_file_over_the_limit_is_refused_from_its_size(tmp_path, lib):
     assert len(lib.documents()) == 1
 
 
-def test_cli_k_is_checked_alike_and_the_output_is_only_ours(tmp_path):
+def test_cli_k_is_checked_alike_and_the_output_is_only_ours(tmp_path, capsys):
+    """A fresh process's stderr holds no third-party start-up noise; the k checks need no fresh one."""
     store = str(tmp_path / "store")
     small = tmp_path / "small.txt"
     small.write_text("The lighthouse keeper's cat is named Biscuit.\nThe ferry leaves at 08:40.\n")
@@ -301,14 +309,14 @@ def test_cli_k_is_checked_alike_and_the_output_is_only_ours(tmp_path):
         {"query": "name of the cat", "k": 0}, {"query": "name of the cat", "k": 1},
         {"query": "name of the cat", "k": "2"}, {"query": "name of the cat"},
     ]) + "\n")
-    out = run_cli("--store", store, "query", "--queries", str(queries), "--json", env=env)
+    out = run_here(capsys, "--store", store, "query", "--queries", str(queries), "--json")
     assert out.returncode == 1
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert [len(x) for x in lines][:3] == [0, 1, 0] and len(lines[3]) >= 1
     errors = out.stderr.strip().splitlines()
     assert len(errors) == 2 and all("must be a positive integer" in e for e in errors)
     assert ":1:" in errors[0] and ":3:" in errors[1]
-    flag = run_cli("--store", store, "query", "name of the cat", "--k", "0", env=env)
+    flag = run_here(capsys, "--store", store, "query", "name of the cat", "--k", "0")
     assert flag.returncode == 2 and "--k: must be a positive integer" in flag.stderr
     # the silencing is for command-line runs only: importing pocketpack changes no logging
     probe = subprocess.run([sys.executable, "-c", "import logging, pocketpack.cli, pocketpack.rag.cli;"
@@ -317,9 +325,9 @@ def test_cli_k_is_checked_alike_and_the_output_is_only_ours(tmp_path):
     assert probe.stdout.split() == ["0", "0"]
 
 
-def test_remove_line_counts_in_the_singular(tmp_path):
+def test_remove_line_counts_in_the_singular(tmp_path, capsys):
     store = str(tmp_path / "store")
     (tmp_path / "one.txt").write_text("A single short line.\n")
-    assert run_cli("--store", store, "ingest", "--quiet", str(tmp_path / "one.txt")).returncode == 0
-    removed = run_cli("--store", store, "remove", "one.txt")
+    assert run_here(capsys, "--store", store, "ingest", "--quiet", str(tmp_path / "one.txt")).returncode == 0
+    removed = run_here(capsys, "--store", store, "remove", "one.txt")
     assert removed.returncode == 0 and "(1 chunk, id " in removed.stdout
