@@ -51,10 +51,12 @@ HOSTILE = [
 ]
 
 
-@pytest.fixture(params=["tantivy", "fts5"])
-def facts(tmp_path, request):
-    """A collection of DOCS on each lexical engine."""
-    store = Store(tmp_path / "store", embedder=CountingEmbedder(), lexical=request.param)
+@pytest.fixture(scope="module", params=["tantivy", "fts5"])
+def facts(tmp_path_factory, request):
+    """A collection of DOCS on each lexical engine, built once per engine: the tests only search
+    it, and each checks that searching left its count as it was."""
+    store = Store(tmp_path_factory.mktemp(request.param) / "store", embedder=CountingEmbedder(),
+                  lexical=request.param)
     coll = store.collection("facts")
     for text in DOCS:
         coll.add(text)
@@ -222,9 +224,10 @@ def test_a_bad_line_anywhere_is_reported_before_anything_is_written(tmp_path, ca
     assert stored_texts(tmp_path / "mem") == []
 
 
-def test_an_import_killed_part_way_is_completed_by_running_it_again(tmp_path):
+def test_an_import_killed_part_way_is_completed_by_running_it_again(tmp_path, capsys):
     """"a re-run after a kill completes the file and nothing is doubled" (it was 70,000 rows
-    after five re-runs of a 20,000-line file)."""
+    after five re-runs of a 20,000-line file). The kill needs a process of its own; the re-run
+    is the same command through ``pocketpack.cli.main`` here (no second model load)."""
     lines, distinct = import_lines(600)
     path = tmp_path / "memories.jsonl"
     path.write_text("\n".join(lines) + "\n")
@@ -244,10 +247,9 @@ def test_an_import_killed_part_way_is_completed_by_running_it_again(tmp_path):
     partial = stored_texts(store)
     assert 0 < len(partial) < distinct and len(partial) == len(set(partial))
 
-    rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=600, check=False)
-    assert rerun.returncode == 0, rerun.stderr
-    assert f"imported {distinct - len(partial)} new, {len(lines) - distinct + len(partial)} already present" \
-        in rerun.stderr
+    code, _, err = run_cli(capsys, *command[3:])
+    assert code == 0, err
+    assert f"imported {distinct - len(partial)} new, {len(lines) - distinct + len(partial)} already present" in err
     texts = stored_texts(store)
     assert len(texts) == distinct and len(set(texts)) == distinct
 
