@@ -48,6 +48,33 @@ def pocketpack(record: Path, *args: str, cwd: Path = REPO, timeout: int = 600) -
                           capture_output=True, text=True, timeout=timeout)
 
 
+# several commands of one capability in one guarded process, each through pocketpack.cli.main
+# with its own exit status and output: the capability starts cold under the guard once, and
+# its later commands pay no second torch import and model load
+_SEQUENCE = """
+import contextlib, io, json, sys
+from pocketpack.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+    results.append([argv, code, out.getvalue(), err.getvalue()])
+print(json.dumps(results))
+"""
+
+
+def pocketpack_sequence(record: Path, *commands: list[str], timeout: int = 600) -> list[subprocess.CompletedProcess]:
+    done = subprocess.run([sys.executable, "-c", _SEQUENCE, json.dumps(commands)], cwd=REPO, env=guarded_env(record),
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return [subprocess.CompletedProcess(argv, code, out, err) for argv, code, out, err in
+            json.loads(done.stdout.splitlines()[-1])]
+
+
 def one_line(result: subprocess.CompletedProcess) -> str:
     """The single stderr line of a refused command (exit 2, no traceback)."""
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -143,22 +170,27 @@ def test_vram_on_local_files_stays_local(record, default_model):
 
 @pytest.mark.slow  # the embedding model
 def test_memory_and_rag_stay_local(record, tmp_path):
+    """Each capability starts cold in its own guarded process (memory's, then rag's); the
+    commands after the first run in that process."""
     store = str(tmp_path / "memory")
-    assert pocketpack(record, "memory", "--store", store, "add", "--character", "Aria", "--role", "user",
-                      "--text", "My boat is called Gaivota.").returncode == 0
-    result = pocketpack(record, "memory", "--store", store, "recall", "--character", "Aria",
-                        "--query", "what is my boat called?", "--json")
-    assert result.returncode == 0 and "Gaivota" in result.stdout, result.stderr
-    # a bare name for the embedding model is not found either
-    assert "not found" in one_line(pocketpack(record, "memory", "--store", store, "--model", "all-MiniLM-L6-v2",
-                                              "recall", "--character", "Aria", "--query", "boat"))
+    added, recalled, bare = pocketpack_sequence(
+        record,
+        ["memory", "--store", store, "add", "--character", "Aria", "--role", "user", "--text", "My boat is called Gaivota."],
+        ["memory", "--store", store, "recall", "--character", "Aria", "--query", "what is my boat called?", "--json"],
+        # a bare name for the embedding model is not found either
+        ["memory", "--store", store, "--model", "all-MiniLM-L6-v2", "recall", "--character", "Aria", "--query", "boat"])
+    assert added.returncode == 0, added.stderr
+    assert recalled.returncode == 0 and "Gaivota" in recalled.stdout, recalled.stderr
+    assert "not found" in one_line(bare)
     doc = tmp_path / "kettle.md"
     doc.write_text("# Kitchen\n\nThe kettle is in the second cupboard, behind the tea.\n", encoding="utf-8")
     library = str(tmp_path / "library")
-    result = pocketpack(record, "rag", "--store", library, "ingest", str(doc), "--quiet")
-    assert result.returncode == 0, result.stderr
-    result = pocketpack(record, "rag", "--store", library, "query", "where is the kettle?", "--json")
-    assert result.returncode == 0 and "second cupboard" in result.stdout, result.stderr
+    ingested, answered = pocketpack_sequence(
+        record,
+        ["rag", "--store", library, "ingest", str(doc), "--quiet"],
+        ["rag", "--store", library, "query", "where is the kettle?", "--json"])
+    assert ingested.returncode == 0, ingested.stderr
+    assert answered.returncode == 0 and "second cupboard" in answered.stdout, answered.stderr
     assert attempts(record) == []
 
 
