@@ -25,6 +25,8 @@ from pocketpack.retrieval.search import TermStats
 from pocketpack.retrieval.terms import searchable_text
 from tests.helpers.pg import pg_cluster, pg_url  # noqa: F401 - fixtures used by name
 
+pytestmark = pytest.mark.slow  # the real embedding model and a real PostgreSQL
+
 REPO = Path(__file__).resolve().parents[1]
 
 
