@@ -302,6 +302,51 @@ def sweep_newer_first(memory: MemoryStore, data: dict, ids: dict[str, int], kmax
     return "\n".join(lines)
 
 
+def extension_table(memory: MemoryStore, data: dict, ids: dict[str, int]) -> str:
+    """What the memory extension offers the prompt, beside what ``recall`` ranks: the extension
+    asks for ``MemorySettings.k`` memories with its ``min_cosine`` cut and recency weighting
+    (``pocketpack.memory.turns``), a day after the last message. Per kind R@5; for the
+    cross-character probes (nothing of this character answers them) and for 100 of the chats'
+    own small-talk messages used as the query (seeded), how many memories are offered at all."""
+    import random
+
+    from pocketpack.memory.turns import MemorySettings
+
+    s = MemorySettings()
+    cut = recall_options(recency_weight=s.recency_weight, half_life_days=s.half_life_days, min_cosine=s.min_cosine)
+    now = max(t["time"] for t in data["turns"]) + 86400.0
+    fillers = [t for t in data["turns"] if t["role"] == "user" and t["label"] == "filler"]
+    random.Random(0).shuffle(fillers)
+    systems = {"recall defaults": None, "extension": cut}
+    r5: dict[str, dict[str, list[float]]] = {name: defaultdict(list) for name in systems}
+    offered: dict[str, dict[str, list[int]]] = {name: defaultdict(list) for name in systems}
+    for name, options in systems.items():
+        for q in data["questions"]:
+            found = [m.id for m in memory.recall(q["character"], q["question"], s.k, options=options, now=now)]
+            offered[name][q["type"]].append(len(found))
+            if q["type"] != "cross-character":
+                gold = {ids[g] for g in q["gold"]}
+                r5[name][q["type"]].append(len(gold & set(found[:5])) / len(gold))
+        for t in fillers[:100]:
+            offered[name]["small talk"].append(len(memory.recall(t["character"], t["text"], s.k, options=options, now=now)))
+    kinds = [k for k in QUESTION_KINDS if k in r5["extension"]]
+    lines = [f"What the memory extension offers the prompt (k={s.k}, min_cosine {s.min_cosine:g} unless BM25 "
+             f"matched, recency weight {s.recency_weight:g} with a {s.half_life_days:g}-day half-life; before the "
+             "token budget), beside the same recall without the cut and recency:", "",
+             "| question kind | n | " + " | ".join(f"{name} R@5" for name in systems) + " |",
+             "|---|---|" + "---|" * len(systems)]
+    for kind in kinds:
+        lines.append(f"| {kind} | {len(r5['extension'][kind])} | "
+                     + " | ".join(f"{mean(r5[name][kind]):.2f}" for name in systems) + " |")
+    every = {name: [v for k in kinds for v in r5[name][k]] for name in systems}
+    lines.append(f"| all | {len(every['extension'])} | " + " | ".join(f"{mean(every[name]):.2f}" for name in systems) + " |")
+    for kind, label in (("cross-character", "memories offered for a cross-character probe"),
+                        ("small talk", "memories offered for a small-talk message")):
+        lines.append(f"| {label} | {len(offered['extension'][kind])} | "
+                     + " | ".join(f"{mean(offered[name][kind]):.2f}" for name in systems) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--split", choices=["dev", "report"], default="dev")
@@ -339,6 +384,7 @@ def main(argv=None) -> int:
                                                                     bring_linked=True)
         if not args.via_cli:
             rankings["memory"], seconds["memory"] = recall_rankings(memory, data, kmax, None)
+        offered = extension_table(memory, data, ids)
     finally:
         memory.close()
     if args.via_cli:
@@ -360,6 +406,8 @@ def main(argv=None) -> int:
     print("dense: exact cosine over the stored vectors; rrf: the pack's hybrid search (faiss + BM25 over text and "
           "the message answered), reciprocal-rank fusion k=10, equal weights, no feedback, no MMR; memory: "
           "MemoryStore.recall with the pack's defaults (what the extension and `pocketpack memory recall` use).")
+    print()
+    print(offered)
     if args.details:
         with open(args.details, "w", encoding="utf-8") as out:
             for row in result["details"]:

@@ -16,6 +16,16 @@ The rule, fixed before the first run: keep the candidates whose R@5 and R@10 are
 dense search's on every question kind of both sets; of those, the highest mean of the two sets'
 overall R@5, then R@10; a tie keeps the earlier (fewer options) one.
 
+Then the order inside the first five (added after the first choice, for the issue's "newer
+ranked first"; dev only): the chosen candidate with each setting of "a newer statement at least
+this close to an older result among the first five, sharing no rare word with it, goes right
+above it" (``newer_first_cosine``, ``newer_first_top=5``; the thresholds of
+``memory_longchat.NEWER_FIRST_SWEEP``). A reorder
+inside the first five moves nothing into or out of the first 5 or 10, so R@5 and R@10 stay
+(checked and printed on both sets). Rule, fixed before its first run: the highest mean "newer
+first" over the long-chat dev split's changed-fact and correction questions; a tie keeps the
+earlier (fewer moves: off, then the higher threshold) one.
+
     .venv/bin/python bench/memory_select.py [--locomo ../shared/benchmarks/locomo10.json]
 """
 
@@ -40,6 +50,8 @@ from pocketpack.retrieval import SearchOptions  # noqa: E402 - after the sys.pat
 
 JUNK_RULE = {"min_information": 1.5}
 GRID = [("before: LoCoMo-chosen", dict(LOCOMO_RECALL), False)]
+ORDER = [("off", {})] + [(name, settings) for name, settings in longchat.NEWER_FIRST_SWEEP
+                         if settings.get("newer_first_top") == 5]
 for _bring in (False, True):
     for _power in (None, 1.0, 2.0, 3.0, 4.0):
         _name = "junk rule" + (f", coverage^{_power:g}" if _power else "") + (", bring linked" if _bring else "")
@@ -119,12 +131,9 @@ def main(argv=None) -> int:
         lo = locomo_scores(lo_memory, plan, options, bring)
         losses = [f"{set_name} {kind} R@{k}" for set_name, mine, base in (("long-chat", lc, dense_lc), ("LoCoMo", lo, dense_lo))
                   for kind in base for k in (5, 10) if mine[kind][k] < base[kind][k] - 1e-9]
-        rows.append((name, lc, lo, losses))
+        rows.append((name, settings, bring, lc, lo, losses))
         print(f"  {name}: long-chat {lc['all'][5]:.3f}/{lc['all'][10]:.3f}, LoCoMo {lo['all'][5]:.3f}/{lo['all'][10]:.3f}"
               f"{'' if not losses else ', below dense: ' + '; '.join(losses)}", file=sys.stderr, flush=True)
-    lc_memory.close()
-    lo_memory.close()
-
     print(f"## Choosing the memory defaults on the development sets ({time.perf_counter() - start:.0f} s)")
     print()
     kinds_lc = [k for k in dense_lc if k != "all"]
@@ -134,7 +143,7 @@ def main(argv=None) -> int:
     print(f"| plain dense (MiniLM cosine) | {dense_lc['all'][5]:.3f} / {dense_lc['all'][10]:.3f} | "
           f"{dense_lo['all'][5]:.3f} / {dense_lo['all'][10]:.3f} | {(dense_lc['all'][5] + dense_lo['all'][5]) / 2:.3f} | |")
     best = None
-    for name, lc, lo, losses in rows:
+    for name, settings, bring, lc, lo, losses in rows:
         value = ((lc["all"][5] + lo["all"][5]) / 2, (lc["all"][10] + lo["all"][10]) / 2)
         if not losses and (best is None or value > best[1]):
             best = (name, value, settings, bring)
@@ -147,16 +156,55 @@ def main(argv=None) -> int:
     print("|---|" + "---|" * (len(kinds_lc) + len(kinds_lo)))
     print("| plain dense | " + " | ".join(f"{dense_lc[k][5]:.2f} / {dense_lc[k][10]:.2f}" for k in kinds_lc) + " | "
           + " | ".join(f"{dense_lo[k][5]:.2f} / {dense_lo[k][10]:.2f}" for k in kinds_lo) + " |")
-    for name, lc, lo, _ in rows:
+    for name, _, _, lc, lo, _ in rows:
         print(f"| {name} | " + " | ".join(f"{lc[k][5]:.2f} / {lc[k][10]:.2f}" for k in kinds_lc) + " | "
               + " | ".join(f"{lo[k][5]:.2f} / {lo[k][10]:.2f}" for k in kinds_lo) + " |")
     print()
     if best is None:
         print("chosen: none: every candidate is below plain dense somewhere")
-    else:
-        same = SearchOptions(**best[2]) == recall_options() and best[3] == BRING_LINKED
-        print(f"chosen: {best[0]} ({'the pack defaults to it' if same else 'NOT the pack default: see DEFAULT_RECALL'})")
+        lc_memory.close()
+        lo_memory.close()
+        return 0
+    print(f"chosen: {best[0]}")
+    print()
+    try:
+        order = choose_order(best, data, lc_memory, lc_ids, lo_memory, plan)
+    finally:
+        lc_memory.close()
+        lo_memory.close()
+    same = SearchOptions(**{**best[2], **order}) == recall_options() and best[3] == BRING_LINKED
+    print(f"chosen: {best[0]}, newer first {order or 'off'} "
+          f"({'the pack defaults to it' if same else 'NOT the pack default: see DEFAULT_RECALL'})")
     return 0
+
+
+def choose_order(best, data, lc_memory, lc_ids, lo_memory, plan) -> dict:
+    """The second step (see the module docstring): the order inside the first five."""
+    name, _, settings, bring = best
+    rows = []
+    for label, over in ORDER:
+        options = SearchOptions(**{**settings, **over})
+        rankings = longchat.recall_rankings(lc_memory, data, 10, options, bring_linked=bring)[0]
+        by_kind = longchat.score(data, lc_ids, {"x": rankings})["by_kind"]["x"]
+        newer = [v for kind in ("changed-fact", "correction") for v in by_kind[kind]["newer_first"]]
+        lc = longchat_scores(lc_memory, data, lc_ids, rankings)
+        lo = locomo_scores(lo_memory, plan, options, bring)
+        rows.append((label, over, longchat.mean(newer), lc, lo))
+    print(f"Order inside the first five, on {name} (long-chat dev: changed facts and corrections):")
+    print()
+    print("| newer first | long-chat dev newer first | long-chat dev R@5 / R@10 | LoCoMo 1-5 R@5 / R@10 |")
+    print("|---|---|---|---|")
+    pick = None
+    for label, over, newer, lc, lo in rows:
+        if pick is None or newer > pick[2] + 1e-12:
+            pick = (label, over, newer)
+        print(f"| {label} | {newer:.3f} | {lc['all'][5]:.3f} / {lc['all'][10]:.3f} | "
+              f"{lo['all'][5]:.3f} / {lo['all'][10]:.3f} |")
+    moved = [label for label, _, _, lc, lo in rows if (lc, lo) != (rows[0][3], rows[0][4])]
+    print()
+    print("R@5 and R@10 per kind the same as without: " + ("yes, on both sets" if not moved
+                                                          else "NO for " + ", ".join(moved)))
+    return dict(pick[1])
 
 
 if __name__ == "__main__":

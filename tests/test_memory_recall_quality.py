@@ -1,5 +1,6 @@
-"""Recall quality a user notices (issue 12): with the defaults, small talk never crowds out a fact
-and incidental word matches do not either; with the opt-in ``FILTERED_RECALL`` options (see their
+"""Recall quality a user notices (issue 12): with the defaults, small talk never crowds out a fact,
+incidental word matches do not either, and of two recalled versions of a fact the newer is read
+first; with the opt-in ``FILTERED_RECALL`` options (see their
 comment in pocketpack/memory/store.py) a fact that changed also comes back newer first, with both
 dates in the injected block.
 
@@ -78,6 +79,28 @@ def test_a_changed_fact_comes_back_newer_first_with_both_dates(memory):
     assert newer < older
     assert "20 days ago" in block[:newer] or "2 weeks ago" in block[:newer]  # its own date, before it
     assert "4 months ago" in block[block.rfind("\n", 0, older):older]
+
+
+@pytest.mark.parametrize("older, newer, question", [
+    ("I drive an old red Volvo.", "I just bought a blue Honda Civic!", "What car do I drive?"),
+    # the chat also holds "What do you think about tea ceremonies?" and "I find tea ceremonies
+    # fascinating, honestly." after the older: a question and a reply are never moved above a fact
+    ("My favourite drink is green tea.", "These days I'd rather have hot chocolate.", "What do I like to drink?"),
+])
+def test_the_defaults_read_the_newer_of_two_recalled_statements_first(memory, older, newer, question):
+    """Not linked when stored (said in other words), both recalled: the newer leads, and what is
+    recalled is what the same recall without the reordering gives."""
+    now = time.time()
+    _chat(memory, {10: (older, "Good to know!"), 130: (newer, "Wow, that's a big deal!")}, now)
+    found = memory.recall("Aria", question, k=6)
+    assert all(m.supersedes is None and m.superseded_by is None for m in found)  # no link did it
+    texts = [m.text for m in found]
+    assert texts[:2] == [newer, older], texts
+    unordered = memory.recall("Aria", question, k=6, options=recall_options(newer_first_cosine=None))
+    assert {m.text for m in unordered} == set(texts) and unordered[0].text == older
+    # over the whole list, in search itself: also after the feedback runs' merge re-sorts
+    anywhere = [m.text for m in memory.recall("Aria", question, k=6, options=recall_options(newer_first_top=None))]
+    assert anywhere.index(newer) < anywhere.index(older), anywhere
 
 
 def test_an_acknowledgement_is_not_recalled_beside_a_fact(memory):

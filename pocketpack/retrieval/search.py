@@ -378,11 +378,14 @@ def mmr(candidates: list[int], relevance: dict[int, float], vectors: dict[int, n
 
 
 def newer_first(chosen: list[int], items: dict[int, Item], vectors: dict[int, np.ndarray],
-                threshold: float) -> tuple[list[int], dict[int, int]]:
+                threshold: float, differ=None) -> tuple[list[int], dict[int, int]]:
     """``chosen`` with every result moved right above the first older result it is at least
     ``threshold`` cosine close to (the newest such first): when "I live in Brno" and, later, "I
-    moved to Freiburg" both answer a question, the later one leads. Returns the new order and
-    newer id -> the older id it was moved above."""
+    moved to Freiburg" both answer a question, the later one leads. Only statements take part
+    (not a reply, which restates the user's words, nor a question, which states nothing).
+    ``differ(older, newer)``, where given, must hold too (two versions of a fact, not two facts
+    about one thing). Returns the new order and newer id -> the older id it was moved above."""
+    vectors = {i: v for i, v in vectors.items() if i in items and _states_something(items[i])}
     order = list(chosen)
     above: dict[int, int] = {}
     i = 0
@@ -390,7 +393,7 @@ def newer_first(chosen: list[int], items: dict[int, Item], vectors: dict[int, np
         a = order[i]
         va = vectors.get(a)
         newer = [b for b in order[i + 1:] if va is not None and b in vectors and items[b].time > items[a].time
-                 and float(va @ vectors[b]) >= threshold]
+                 and float(va @ vectors[b]) >= threshold and (differ is None or differ(a, b))]
         if newer:
             b = max(newer, key=lambda j: items[j].time)
             order.remove(b)
@@ -399,6 +402,11 @@ def newer_first(chosen: list[int], items: dict[int, Item], vectors: dict[int, np
             continue  # b itself may have a newer one further down
         i += 1
     return order, above
+
+
+def _states_something(item: Item) -> bool:
+    """A user's (or a document's) statement: no reply and no question."""
+    return (item.meta or {}).get("role", "user") == "user" and not item.text.rstrip().endswith("?")
 
 
 def search(collections: list[Collection], query: str, k: int = 10, *, options: SearchOptions | None = None,
@@ -425,7 +433,7 @@ def _search_with_feedback(collections, query, k, opts, grp, exclude, now, query_
     collections = [c for c in collections if c is not None]
     if not collections:
         return []
-    plain = replace(opts, feedback_hits=0)
+    plain = replace(opts, feedback_hits=0, newer_first_cosine=None)  # the merge below re-sorts: order after it
     depth = max(k, 20)
     qv = query_vector if query_vector is not None else collections[0].store.embedder.embed([query])[0]
     cache: dict[int, Item] = {}
@@ -450,8 +458,23 @@ def _search_with_feedback(collections, query, k, opts, grp, exclude, now, query_
     hits = {h.item.id: h for h in second}
     hits.update({h.item.id: h for h in first})  # the first run's view of a hit (its true cosine)
     order = sorted(total, key=lambda i: -total[i])[:k]
-    return [replace(hits[i], score=round(total[i], 6), parts={**hits[i].parts, "run_score": hits[i].score})
-            for i in order]
+    merged = [replace(hits[i], score=round(total[i], 6), parts={**hits[i].parts, "run_score": hits[i].score})
+              for i in order]
+    return _newer_first_hits(merged, collections, opts) if opts.newer_first_cosine is not None else merged
+
+
+def _newer_first_hits(hits: list[Hit], collections, opts: SearchOptions) -> list[Hit]:
+    """``hits`` in ``newer_first`` order (its first ``newer_first_top``), for a ranking made
+    after ``_search`` ordered its own (the feedback runs' merge); reads the ``k`` vectors."""
+    ids = [h.item.id for h in hits]
+    top = len(ids) if opts.newer_first_top is None else max(0, opts.newer_first_top)
+    vectors: dict[int, np.ndarray] = {}
+    for coll in collections:
+        vectors.update(coll.vectors([i for i in ids[:top] if i not in vectors]))
+    by_id = {h.item.id: h for h in hits}
+    head, above = newer_first(ids[:top], {i: h.item for i, h in by_id.items()}, vectors, opts.newer_first_cosine)
+    return [replace(by_id[i], parts={**by_id[i].parts, "newer_than": above[i]}) if i in above else by_id[i]
+            for i in head + ids[top:]]
 
 
 def _search(collections: list[Collection], query: str, k: int, opts: SearchOptions, grp: str | None,
