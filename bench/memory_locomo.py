@@ -159,7 +159,8 @@ def main(argv=None) -> int:
           " hybrid: the same with each turn's BM25 text including the turn it answers (what memory stores);"
           " before: the first defaults (BM25 weighted 1.5, one round of pseudo-relevance feedback), chosen on all"
           " ten conversations; memory: what the extension recalls with (before + the junk rule, the BM25 list"
-          " weighted by the query's coverage, changed facts' newer side brought in; chosen by bench/memory_select.py"
+          " weighted by the query's coverage, changed facts' newer side brought in, of two versions among the first"
+          " five the newer first; chosen by bench/memory_select.py"
           " on conversations 1-5 and the long-chat dev split)")
     print(f"\nstore: {n_turns} turns (x2: with and without context, embedded once) in {t_store:.1f} s; mean recall latency: "
           + ", ".join(f"{name} {1000 * t_query[name] / max(n_questions, 1):.1f} ms" for name in variants))
