@@ -67,6 +67,13 @@ def turns_of(conversation: dict) -> list[dict]:
     return out
 
 
+def records_of(turns: list[dict], character: str, with_context: bool = True) -> list[dict]:
+    """The turns as the extension stores them: each a user message of ``character`` (both
+    speakers), with the turn it answers indexed beside it unless ``with_context`` is false."""
+    return [{"character": character, "role": "user", "text": t["text"], "time": t["time"], "chat": t["chat"],
+             "row": t["row"], "context": t["context"] if with_context else None} for t in turns]
+
+
 def evidence_of(qa: dict) -> set[str]:
     ids = set()
     for entry in qa.get("evidence") or []:
@@ -102,10 +109,8 @@ def main(argv=None) -> int:
         entry = {}
         for suffix, with_context in (("", True), ("-nocontext", False)):  # same texts: embedded once
             character = f"locomo-{sample.get('sample_id', c)}{suffix}"
-            records = [{"character": character, "role": "user", "text": t["text"], "time": t["time"],
-                        "chat": t["chat"], "row": t["row"], "context": t["context"] if with_context else None}
-                       for t in turns]
-            ids = memory.add_many(records)  # links made again: storing a row again replaces its meta
+            ids = memory.add_many(records_of(turns, character, with_context))  # links made again: storing a
+            # row again replaces its meta
             entry[with_context] = (character, {i: t["dia_id"] for i, t in zip(ids, turns)})
         plan.append((entry, questions))
     t_store = time.perf_counter() - t0

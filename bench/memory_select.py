@@ -70,8 +70,7 @@ def locomo_dev(path: Path, store_dir: Path):
         character = f"locomo-{sample.get('sample_id', c)}"
         ids_file = store_dir / f"ids-{c}.json"
         if not ids_file.is_file():
-            ids = memory.add_many([{"character": character, "role": "user", "text": t["text"], "time": t["time"],
-                                    "chat": t["chat"], "row": t["row"], "context": t["context"]} for t in turns])
+            ids = memory.add_many(locomo.records_of(turns, character))
             ids_file.write_text(json.dumps(ids))
         ids = json.loads(ids_file.read_text())
         questions = [q for q in sample["qa"] if q.get("category") in locomo.CATEGORIES and locomo.evidence_of(q)]
