@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from pocketpack.retrieval.lexical import query_terms, stem_terms, stopwords
+from pocketpack.retrieval.lexical import query_terms, searchable_text, stem_terms, stopwords
 from pocketpack.retrieval.store import Collection, Item
 
 
@@ -322,6 +322,10 @@ def _informative(fused: dict[int, float], items: dict[int, Item], stats: TermSta
 COVERAGE_HITS = 3  # how many of BM25's first hits ``query_coverage`` reads
 
 
+def _searchable(item: Item) -> str:
+    return searchable_text(item.text, item.context)
+
+
 def query_coverage(stats: TermStats, query: str, hits: list[Item]) -> float:
     """How much of the question BM25's best ``hits`` hold: the largest share of the query's
     information (its words' rarity, ``TermStats.unit``) found in one hit's text and context, in
@@ -335,7 +339,7 @@ def query_coverage(stats: TermStats, query: str, hits: list[Item]) -> float:
         return 0.0
     best = 0.0
     for it in hits:
-        shared = q_stems & stats.stems_of(it.text + ("\n" + it.context if it.context else ""))
+        shared = q_stems & stats.stems_of(_searchable(it))
         best = max(best, sum(stats.unit(t) for t in shared) / total)
     return min(1.0, best)
 
@@ -544,12 +548,12 @@ def _search(collections: list[Collection], query: str, k: int, opts: SearchOptio
         stats = TermStats(collections[0], [query])
     if opts.lexical_gate and stats is not None and opts.fusion == "rrf":
         lexical_rank0 = {i: r for r, i in enumerate(lexical_ids, start=1)}
-        _stems_of_many([items[i].text + ("\n" + items[i].context if items[i].context else "")
+        _stems_of_many([_searchable(items[i])
                         for i in fused if i in lexical_rank0 and i in items])  # one stemmer call
         for i in list(fused):
             if i in lexical_rank0 and i in items:
                 it = items[i]
-                gate = stats.matched(query, it.text + ("\n" + it.context if it.context else ""))
+                gate = stats.matched(query, _searchable(it))
                 fused[i] -= opts.lexical_weight * (1.0 - gate) / (opts.rrf_k + lexical_rank0[i])
     if opts.lexical_coverage is not None and stats is not None and opts.fusion == "rrf" and lexical_ids:
         top = [items[i] for i in lexical_ids[:COVERAGE_HITS] if i in items]
