@@ -143,7 +143,7 @@ def _newer_first(collections, found: list[Memory], threshold: float, top: int) -
     right above the older (``search.newer_first``). It runs after the links have brought their
     newer sides in, so that it moves nothing into or out of the first ``top``: what is recalled
     stays; which of two versions of a fact is read first changes."""
-    from pocketpack.memory.links import RULE, rare_words
+    from pocketpack.memory.links import RULE
 
     ids = [m.id for m in found[:top]]
     vectors: dict = {}
@@ -154,8 +154,9 @@ def _newer_first(collections, found: list[Memory], threshold: float, top: int) -
 
     def differ(older: int, newer: int) -> bool:
         if not rare:
-            stats = TermStats(collections[0], [it.text for it in items.values()])
-            rare.update({i: rare_words(stats, it.text, RULE.rare) for i, it in items.items()})
+            order = list(items)
+            found = TermStats(collections[0]).rare_stems([items[i].text for i in order], RULE.rare)
+            rare.update(zip(order, found))
         return not rare[older] & rare[newer]
 
     head, _ = newer_first(ids, items, vectors, threshold, differ)

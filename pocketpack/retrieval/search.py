@@ -140,6 +140,34 @@ class TermStats:
         self._vocab.lookup(self._store, self._collection, self.stems_of(text))
         return self.information(text) < threshold
 
+    def rare_stems(self, texts: list[str], threshold: float) -> list[set[str]]:
+        """For each of ``texts``, its stems at least ``threshold`` rare (``unit``), settled from
+        the bounds of words read a few writes ago where they can be, the rest read in one
+        vocabulary read (a recall asks this of its first results after every chat turn's write)."""
+        _stems_of_many(texts)
+        stems = [self.stems_of(t) for t in texts]
+
+        def decided(stem) -> bool | None:
+            bounds = self._vocab.unit_bounds(stem)
+            if bounds is None:
+                return None
+            if bounds[0] >= threshold:
+                return True
+            return False if bounds[1] < threshold else None
+
+        self._vocab.lookup(self._store, self._collection, {s for ss in stems for s in ss if decided(s) is None})
+        out = []
+        for ss in stems:
+            rare = set()
+            for stem in ss:
+                got = decided(stem)
+                if got is None:
+                    got = self.unit(stem) >= threshold
+                if got:
+                    rare.add(stem)
+            out.append(rare)
+        return out
+
     def information(self, text: str) -> float:
         """The information a text carries: the sum of its distinct words' rarity. "And you?" and
         "ok" carry about 0 (stopwords, or words in many rows); "I live in Brno" about 1.5."""
