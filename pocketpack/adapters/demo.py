@@ -25,11 +25,12 @@ CORPORA = Path(__file__).resolve().parent / "corpora"
 STYLES = ("pirate", "formal", "poet")
 SPLITS = ("train", "dev", "heldout")
 
-# about 2.5 s a step on 2 idle cores without the preservation term, about twice that with it;
-# 10 steps and weight 1 were chosen on the dev lines (README "adapter-switcher")
+# about 2.5 s a step on 2 idle cores without the preservation term, about twice that with it (5-10 s
+# with it on this machine's shared cores, 45 s under heavy load); weight 10 and 20 steps were chosen on
+# the dev lines by bench/adapters_select.py's fixed grid and rule (README "adapter-switcher")
 DEMO_SETTINGS = {"rank": 8, "alpha": 16.0, "dropout": 0.05, "targets": ["q_proj", "v_proj"], "quant": "nf4",
-                 "seq_len": 64, "batch_size": 2, "grad_accum": 1, "lr": 1e-3, "max_steps": 10, "epochs": 100.0,
-                 "save_every": 10, "seed": 0, "grad_checkpointing": False, "preserve_weight": 1.0}
+                 "seq_len": 64, "batch_size": 2, "grad_accum": 1, "lr": 1e-3, "max_steps": 20, "epochs": 100.0,
+                 "save_every": 10, "seed": 0, "grad_checkpointing": False, "preserve_weight": 10.0}
 
 
 def corpus(style: str, split: str = "train") -> Path:
