@@ -64,6 +64,8 @@ def main() -> int:
     ap.add_argument("--split", choices=("heldout", "dev"), default="heldout",
                     help="lines to score: heldout (what is reported) or dev (what settings are chosen on)")
     ap.add_argument("--no-generations", action="store_true", help="perplexity tables only")
+    ap.add_argument("--base-from", metavar="FILE", help="take the base model's perplexities from an earlier --json "
+                    "of the same model, split and voices instead of computing them again (they do not change)")
     ap.add_argument("--json", metavar="FILE", help="also write the perplexities (per adapter, per voice's lines) "
                     "and token counts to FILE")
     args = ap.parse_args()
@@ -86,7 +88,16 @@ def main() -> int:
         return 2
 
     ppl: dict[str, dict[str, float]] = {}
+    if args.base_from:
+        earlier = json.loads(Path(args.base_from).read_text(encoding="utf-8"))
+        if (earlier["split"], Path(earlier["model"]).name) != (args.split, Path(args.model).name) or \
+                not set(styles) <= set(earlier["perplexity"]["base"]):
+            print(f"{args.base_from}: another model, split or set of voices", file=sys.stderr)
+            return 2
+        ppl["base"] = {s: earlier["perplexity"]["base"][s] for s in styles}
     for adapter in ["base"] + styles:
+        if adapter in ppl:
+            continue
         mgr.switch(None if adapter == "base" else adapter)
         ppl[adapter] = {s: perplexity(llm, held[s]) for s in styles}
 
