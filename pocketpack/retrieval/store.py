@@ -331,8 +331,8 @@ class Store:
         return (id(self.conn),), int(row[0]) if row else 0
 
     def row_count(self, collection: str | None = None, *, prefix: str = "") -> int:
-        """The rows the word statistics count: every row of the store."""
-        return int(self.read_one("SELECT COUNT(*) FROM items")[0])
+        """The rows the word statistics count: every row of the store (kept by triggers)."""
+        return int(self.read_one("SELECT n FROM item_rows WHERE id = 1")[0])
 
     def document_frequencies(self, stems: Iterable[str], collection: str | None = None, *,
                              prefix: str = "") -> dict[str, int]:
