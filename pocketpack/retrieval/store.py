@@ -221,6 +221,21 @@ def _row_to_item(row, collection: str = "") -> Item:
     )
 
 
+def _journal_wal(conn, wait: float = 30.0) -> None:
+    """Switch the database to WAL, waiting while another process holds it (two processes opening
+    one new store at once: SQLite answers the switch with "database is locked" at once, without
+    its busy timeout)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class Store:
     """A directory of collections sharing one SQLite database and one embedding model.
 
@@ -260,7 +275,7 @@ class Store:
             if (self.directory / MARKER).exists() and self.conn.execute(
                     "SELECT 1 FROM sqlite_master WHERE name = '_migrations'").fetchone() is None:
                 raise store_missing(self.directory)  # another, empty database in its place
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            _journal_wal(self.conn)
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.execute("PRAGMA busy_timeout=30000")
