@@ -136,27 +136,18 @@ def test_rag_library_on_both(location, tmp_path, capsys):
 # -- processes ----------------------------------------------------------------------------------
 WRITER = textwrap.dedent("""
     import sys
-    import numpy as np
     from pocketpack.memory.store import MemoryStore
+    from tests.helpers.embedders import Precomputed  # the real model's vectors, saved by the test
 
     def note(name, i):  # as the test's note()
         return f"note {i} from {name}: the {i}th thing {name} said"
 
     location, side, name, n, vectors = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
-    saved = np.load(vectors)
-    table = dict(zip(saved["texts"].tolist(), saved["vectors"]))
-
-    class Precomputed:
-        # the real model's vectors of these exact texts, made by the test: no model load per process
-        name, dim = str(saved["model"]), saved["vectors"].shape[1]
-
-        def embed(self, texts):
-            return np.stack([table[t] for t in texts])
 
     if location.startswith("postgresql://"):
-        memory = MemoryStore(side, store_url=location, embedder=Precomputed())
+        memory = MemoryStore(side, store_url=location, embedder=Precomputed(vectors))
     else:
-        memory = MemoryStore(location, store_url="", embedder=Precomputed())
+        memory = MemoryStore(location, store_url="", embedder=Precomputed(vectors))
     print("ready", flush=True)
     for i in range(n):
         memory_id = memory.add("Aria", "user", note(name, i), chat=name, row=i)

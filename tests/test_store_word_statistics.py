@@ -217,21 +217,12 @@ def test_deletes_and_edits_keep_document_frequencies_right(location, tmp_path, e
 
 WRITER = textwrap.dedent("""
     import sys
-    import numpy as np
     from pocketpack.memory.store import MemoryStore
+    from tests.helpers.embedders import Precomputed  # the real model's vectors, saved by the test
 
     url, side, name, n, vectors = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
-    saved = np.load(vectors)
-    table = dict(zip(saved["texts"].tolist(), saved["vectors"]))
 
-    class Precomputed:
-        # the real model's vectors of these exact texts, made by the test: no model load per process
-        name, dim = str(saved["model"]), saved["vectors"].shape[1]
-
-        def embed(self, texts):
-            return np.stack([table[t] for t in texts])
-
-    memory = MemoryStore(side, store_url=url, embedder=Precomputed())
+    memory = MemoryStore(side, store_url=url, embedder=Precomputed(vectors))
     ids = []
     for i in range(n):
         ids.append(memory.add("Aria", "user", f"{name} says {i}: shared words and {name} words", chat=name, row=i))
