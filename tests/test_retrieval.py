@@ -17,6 +17,7 @@ import pytest
 
 from pocketpack.retrieval import NewItem, SearchOptions, Store, StoreError, search
 from pocketpack.retrieval.embed import Embedder, EmbeddingError, default_model_path, get_embedder
+from pocketpack.retrieval.fts import register_functions
 from pocketpack.retrieval.store import content_hash
 from tests.helpers.embedders import CountingEmbedder
 
@@ -183,7 +184,7 @@ def test_schema_is_migrated_once_and_a_newer_store_is_refused(tmp_path):
     Store(tmp_path, embedder=CountingEmbedder()).close()
     conn = sqlite3.connect(tmp_path / "store.sqlite3")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert [r[0] for r in conn.execute("SELECT number FROM _migrations")] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    assert [r[0] for r in conn.execute("SELECT number FROM _migrations")] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
     conn.execute("INSERT INTO _migrations VALUES (99, 0)")
     conn.commit()
     conn.close()
@@ -343,6 +344,7 @@ def test_an_older_store_has_its_orphans_pruned_after_the_upgrade(tmp_path):
         ids = c.upsert([NewItem(text="kept"), NewItem(text="orphan from before")])
     # the store as schema 7 wrote it: no candidate table, an item deleted without a record
     db = sqlite3.connect(tmp_path / "s" / "store.sqlite3")
+    register_functions(db)  # the word-count triggers (migration 11) call it on delete
     db.executescript("DROP TRIGGER items_gc_ad; DROP TRIGGER items_gc_au; DROP TRIGGER collections_gc_model;"
                      "DROP TABLE vector_gc; DELETE FROM _migrations WHERE number = 8;")
     db.execute("DELETE FROM items WHERE id = ?", (ids[1],))
@@ -373,6 +375,46 @@ def test_the_row_count_follows_writes_and_an_older_store_gets_it_counted(tmp_pat
         assert s.row_count() == 3
         s.collection("a").upsert([NewItem(text="one more")])
         assert s.row_count() == 4
+
+
+def _vocabulary_counts(store) -> dict[str, int]:
+    """What FTS5's own vocabulary counts (the walk ``term_df`` spares a chat turn)."""
+    return dict(store.conn.execute("SELECT term, doc FROM items_fts_vocab"))
+
+
+def test_word_counts_follow_every_write_and_an_older_store_gets_them_counted(tmp_path):
+    """Word statistics read each word's row count from ``term_df`` (kept by triggers; FTS5's
+    vocabulary walks a common word's whole posting list, milliseconds a turn at 100k rows): it
+    must agree with that vocabulary after inserts, replaced keys, edits of text and context,
+    deletes and a dropped collection, and be counted once for a store from before it."""
+    def counts(store):
+        return dict(store.conn.execute("SELECT term, df FROM term_df WHERE df > 0"))
+
+    with Store(tmp_path / "s", embedder=_HashEmbedder()) as s:
+        a, b = s.collection("a"), s.collection("b")
+        ids = a.upsert([NewItem(text=f"The heron number {n} stood", key=f"k{n}") for n in range(5)])
+        b.upsert([NewItem(text="Herons and egrets", context="Do you watch birds?"), NewItem(text="another")])
+        a.upsert([NewItem(text="A kingfisher now", key="k0", context="Which bird?")])  # replaced
+        a.upsert([NewItem(text="A kingfisher now", key="k0", context="Which fish-eating bird?")])  # context edit
+        a.update(ids[1], text="The heron flew off")
+        a.delete(ids[3:])
+        assert counts(s) == _vocabulary_counts(s) and counts(s)["heron"] == 3
+        assert s.document_frequencies(["heron", "kingfish", "egret", "number", "nowhere"]) == \
+            {"heron": 3, "kingfish": 1, "egret": 1, "number": 1}
+        s.drop_collection("b")
+        assert counts(s) == _vocabulary_counts(s) and "egret" not in s.document_frequencies(["egret"])
+    db = sqlite3.connect(tmp_path / "s" / "store.sqlite3")  # as schema 10 left it
+    db.executescript("DROP TRIGGER items_df_ai; DROP TRIGGER items_df_ad; DROP TRIGGER items_df_au;"
+                     "DROP TABLE term_df; DELETE FROM _migrations WHERE number = 11;")
+    db.close()
+    with Store(tmp_path / "s", embedder=_HashEmbedder()) as s:
+        assert counts(s) == _vocabulary_counts(s) and counts(s)["heron"] == 2
+        s.collection("a").upsert([NewItem(text="one more heron")])
+        assert counts(s) == _vocabulary_counts(s) and counts(s)["heron"] == 3
+    db = sqlite3.connect(tmp_path / "s" / "store.sqlite3")  # a writer that cannot keep the counts
+    with pytest.raises(sqlite3.OperationalError, match="pocketpack_fts_terms"):
+        db.execute("DELETE FROM items")
+    db.close()
 
 
 def _lexical_texts(coll, query, k=10, grp=None):

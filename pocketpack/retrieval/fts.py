@@ -8,6 +8,7 @@ large share of a collection's rows is dropped from the query first (``rare_terms
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 
@@ -18,9 +19,10 @@ TOKENIZE = "porter unicode61 remove_diacritics 2"  # items_fts's (migrations 1 a
 
 def document_frequencies(store, terms) -> dict[str, int]:
     """term (as FTS5 indexes it: a stem, or ``c<id>`` for a collection) -> the rows of the
-    store holding it, every collection counted; terms in none are left out. Raises
-    ``sqlite3.OperationalError`` where the store has no FTS5 vocabulary."""
-    return dict(store.read_in("SELECT term, doc FROM items_fts_vocab WHERE term IN ({marks})", sorted(set(terms))))
+    store holding it, every collection counted; terms in none are left out. Read from
+    ``term_df`` (migration 11), which holds what FTS5's vocabulary would count without walking
+    each term's posting list. Raises ``sqlite3.OperationalError`` where the store has neither."""
+    return dict(store.read_in("SELECT term, df FROM term_df WHERE term IN ({marks}) AND df > 0", sorted(set(terms))))
 
 
 class _Terms:
@@ -56,6 +58,17 @@ class _Terms:
 
 indexed_terms = _Terms()
 """``indexed_terms(texts)``: for each text, the sorted distinct terms FTS5 indexes for it."""
+
+
+def row_terms_json(text: str, coll: str) -> str:
+    """The SQL function ``pocketpack_fts_terms(text, coll)`` that keeps ``term_df`` (migration
+    11): the distinct terms ``items_fts`` indexes for one row, as a JSON array."""
+    return json.dumps(indexed_terms([f"{text}\n{coll}"])[0])
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """Give a store connection the functions its triggers call (before it migrates or writes)."""
+    conn.create_function("pocketpack_fts_terms", 2, row_terms_json, deterministic=True)
 
 
 class Fts5Engine:

@@ -36,6 +36,13 @@ Tables
   index for a chat's rows, 5 ms -> 100 ms per chat turn at 100k memories.
 - ``item_rows`` (10): the number of items, kept by triggers, which word statistics read after
   every write (``Store.row_count``): a ``COUNT(*)`` of 100k rows cost a chat turn ~7 ms of CPU.
+- ``term_df`` (11): each term ``items_fts`` indexes -> the rows holding it, what
+  ``items_fts_vocab`` answers but without walking the term's whole posting list (a common word's
+  count read that way cost a chat turn milliseconds at 100k rows). Kept by triggers that call
+  ``pocketpack_fts_terms`` (a function each store connection registers: FTS5's own tokenizer,
+  ``fts.indexed_terms``), so a write by a connection without it (an older Pocket Pack, the sqlite3
+  shell) fails rather than leaving the counts wrong; counted once from the vocabulary for an
+  older store.
 """
 
 from __future__ import annotations
@@ -270,6 +277,36 @@ MIGRATIONS: list[tuple[int, str]] = [
         END;
         CREATE TRIGGER items_rows_ad AFTER DELETE ON items BEGIN
             UPDATE item_rows SET n = n - 1 WHERE id = 1;
+        END;
+        """,
+    ),
+    (
+        11,
+        # document frequencies without walking FTS5's posting lists; the terms of a row are
+        # what items_fts indexes for it (its text and context, and its collection's token).
+        # A term whose last row went keeps its entry at 0 (readers skip it): a delete then
+        # touches only its own terms
+        """
+        CREATE TABLE term_df (term TEXT PRIMARY KEY, df INTEGER NOT NULL) WITHOUT ROWID;
+        INSERT INTO term_df(term, df) SELECT term, doc FROM items_fts_vocab;
+        CREATE TRIGGER items_df_ai AFTER INSERT ON items BEGIN
+            INSERT INTO term_df(term, df)
+            SELECT value, 1 FROM json_each(pocketpack_fts_terms(
+                new.text || COALESCE(char(10) || new.context, ''), 'c' || new.collection_id)) WHERE true
+            ON CONFLICT(term) DO UPDATE SET df = df + 1;
+        END;
+        CREATE TRIGGER items_df_ad AFTER DELETE ON items BEGIN
+            UPDATE term_df SET df = df - 1 WHERE term IN (SELECT value FROM json_each(pocketpack_fts_terms(
+                old.text || COALESCE(char(10) || old.context, ''), 'c' || old.collection_id)));
+        END;
+        CREATE TRIGGER items_df_au AFTER UPDATE OF text, context ON items
+        WHEN old.text IS NOT new.text OR old.context IS NOT new.context BEGIN
+            UPDATE term_df SET df = df - 1 WHERE term IN (SELECT value FROM json_each(pocketpack_fts_terms(
+                old.text || COALESCE(char(10) || old.context, ''), 'c' || old.collection_id)));
+            INSERT INTO term_df(term, df)
+            SELECT value, 1 FROM json_each(pocketpack_fts_terms(
+                new.text || COALESCE(char(10) || new.context, ''), 'c' || new.collection_id)) WHERE true
+            ON CONFLICT(term) DO UPDATE SET df = df + 1;
         END;
         """,
     ),

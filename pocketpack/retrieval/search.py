@@ -67,8 +67,8 @@ class TermStats:
     """How rare words are in a store, in "unique words": a term's IDF, log(N / df), divided by
     log N, so a word found in one row counts 1 and one found in every row 0, whatever the
     store's size (N: the rows counted; df: those whose searchable text holds the term), read
-    through the backend's ``row_count`` and ``document_frequencies``: SQLite's full-text
-    vocabulary, or PostgreSQL's term table, both kept in step with every write.
+    through the backend's ``row_count`` and ``document_frequencies``: a table of the terms
+    SQLite's full-text index holds, or PostgreSQL's, both kept in step with every write.
 
     ``where``: a collection (the rows its store counts with it: on SQLite every row of the
     store's folder; on PostgreSQL the collections of the same kind in the same user's view, see

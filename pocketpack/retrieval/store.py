@@ -37,6 +37,7 @@ import numpy as np
 from pocketpack.errors import PocketPackError
 from pocketpack.fsutil import atomic_write
 from pocketpack.retrieval import migrations
+from pocketpack.retrieval.fts import document_frequencies, register_functions
 from pocketpack.retrieval.lexical import DIR_NAME as LEXICAL_DIR
 from pocketpack.retrieval.lexical import Lexical, choose_engine, folder_bytes
 from pocketpack.retrieval.vector import VectorIndex
@@ -272,6 +273,7 @@ class Store:
             self.conn = sqlite3.connect(self.directory / DB_NAME, timeout=30, isolation_level=None,
                                         check_same_thread=False, factory=_Connection)
             self.conn.store_directory = self.directory
+            register_functions(self.conn)
             if (self.directory / MARKER).exists() and self.conn.execute(
                     "SELECT 1 FROM sqlite_master WHERE name = '_migrations'").fetchone() is None:
                 raise store_missing(self.directory)  # another, empty database in its place
@@ -351,10 +353,8 @@ class Store:
 
     def document_frequencies(self, stems: Iterable[str], collection: str | None = None, *,
                              prefix: str = "") -> dict[str, int]:
-        """stem (as FTS5 indexes it) -> the rows holding it, from FTS5's vocabulary; stems in
-        no row are left out."""
-        from pocketpack.retrieval.fts import document_frequencies
-
+        """stem (as FTS5 indexes it) -> the rows holding it, from the trigger-kept counts of
+        FTS5's terms (``term_df``); stems in no row are left out."""
         return document_frequencies(self, stems)
 
     def transaction(self) -> "_Transaction":
