@@ -46,6 +46,27 @@ Run (nice it: it takes the cores for an hour or more)::
 ``train`` writes each config's three adapters (PEFT + GGUF LoRA) to ``DIR/wW-sS/VOICE/``; a
 voice already there is skipped, so an interrupted sweep continues. ``score`` runs
 ``bench/adapters_quality.py --split dev --no-generations --json`` on each config folder.
+
+Second stage, ``--grid hinge`` (written down and committed before its first number): the
+weight grid's best (W = 10, 20 steps, the demo) still made the other voices' dev lines 4-18%
+likelier, and the KL is a weak lever on that. The hinge (``--preserve-hinge H``: H x max(0,
+NLL_base - NLL_tuned), mean NLL a token on the same preserve batch) charges exactly that change.
+
+* hinge H in {1, 3} with KL weight 0, steps in {10, 20} (the 10-step adapters snapshots of the
+  20-step run, as above), everything else as the demo;
+* the incumbent: the demo as it is (W = 10, 20 steps, no hinge). It is retrained and scored in
+  the same folder only if time is left after the hinge runs (``train --weights 10 --up-to 20``
+  then ``score``); otherwise its recorded dev row from the weight sweep stands in (README
+  "adapter-switcher": own 53/34/29%, mean 38%, worst cross-voice -14.4%, poet on formal).
+
+Rule: the same three steps as above (25% floor, falling back to 15% then all; worst cross-voice
+change capped at 0; within 2 points the largest mean own drop); a tie goes to fewer steps, then
+to the incumbent (no change), then to the smaller H. Dev lines only; the held-out lines are
+scored once, for the chosen config. Run::
+
+    nice -n 10 .venv/bin/python bench/adapters_select.py --dir user_data/select --grid hinge train
+    .venv/bin/python bench/adapters_select.py --dir user_data/select --grid hinge score
+    .venv/bin/python bench/adapters_select.py --dir user_data/select --grid hinge report
 """
 
 from __future__ import annotations
@@ -66,14 +87,28 @@ STEPS = (10, 20, 40)
 EXTRA = {0.0: (60,)}          # W=0 also at 60 steps: the demo's setting before preservation
 MIN_OWN, FALLBACK_OWN, TARGET_OWN = 0.25, 0.15, 0.15
 NEAR = 0.02
+HINGES = (1.0, 3.0)           # second stage (--grid hinge), KL weight 0
+HINGE_STEPS = (10, 20)
+INCUMBENT = (10.0, 20)        # the demo's (W, steps) when the hinge stage was written
+# the incumbent's dev row as the weight sweep measured it (README), used when it is not rescored
+INCUMBENT_RECORDED = {"own": {"pirate": 0.53, "formal": 0.34, "poet": 0.29}, "min_own": 0.29, "mean_own": 0.38,
+                      "worst_cross": -0.144, "worst_pair": ("poet", "formal"), "recorded": True}
 
 
 def name(weight: float, steps: int) -> str:
     return f"w{weight:g}-s{steps}"
 
 
+def hinge_name(hinge: float, steps: int) -> str:
+    return f"h{hinge:g}-s{steps}"
+
+
 def grid() -> list[tuple[float, int]]:
     return [(w, s) for w in WEIGHTS for s in STEPS + EXTRA.get(w, ())]
+
+
+def hinge_grid() -> list[tuple[float, int]]:
+    return [(h, s) for h in HINGES for s in HINGE_STEPS]
 
 
 def _snapshot(src: Path, dst: Path, style: str, gguf_model: Path) -> None:
@@ -96,46 +131,65 @@ def train_all(root: Path, model: Path, styles: list[str], weights: list[float], 
     """Each weight's run goes to its last grid step; ``up_to`` stops this call earlier (a later call
     resumes the run from its checkpoint)."""
     from pocketpack.adapters import demo
-    from pocketpack.adapters.train import train
 
     for w in weights:
         steps = sorted(STEPS + EXTRA.get(w, ()))
         for style in styles:
-            wanted = [s for s in steps if s <= up_to and not (root / name(w, s) / style / f"{style}.gguf").is_file()]
-            if not wanted:
-                print(f"W={w:g} {style}: all snapshots there", flush=True)
-                continue
-            run_dir = root / "runs" / f"w{w:g}"
-            cfg = demo.config(style, model, run_dir, max_steps=steps[-1], preserve_weight=w,
-                              **({"preserve": []} if w == 0 else {}))
-            started = time.monotonic()
-            for stop in wanted:
-                out = root / name(w, stop) / style
-                if stop == steps[-1]:
-                    # runs to the end and writes the finished adapter (unless an earlier sweep did)
-                    meta = (json.loads((Path(cfg.output) / "training_metadata.json").read_text(encoding="utf-8"))
-                            if demo.already_trained(cfg) else train(cfg))
-                    assert meta.get("finished"), meta
-                    _snapshot(Path(cfg.output), out, style, model)
-                else:
-                    # stop after step `stop` (progress returning False saves a checkpoint), copy it
-                    meta = train(cfg, lambda pr, stop=stop: pr.step < stop)
-                    assert meta["steps"] == stop and not meta.get("finished"), meta
-                    _snapshot(Path(cfg.output) / "checkpoint", out, style, model)
-                kl = meta.get("preserve_kl") or [0]
-                print(f"W={w:g} {style}: step {stop}, loss {meta['losses'][-1]:.3f}, last KL {kl[-1]:.4f}, "
-                      f"{meta['elapsed_s']:.0f} s training, {time.monotonic() - started:.0f} s wall", flush=True)
+            cfg = demo.config(style, model, root / "runs" / f"w{w:g}", max_steps=steps[-1], preserve_weight=w,
+                              preserve_hinge=0.0, **({"preserve": []} if w == 0 else {}))
+            _sweep(cfg, {s: root / name(w, s) / style for s in steps if s <= up_to}, style, model, f"W={w:g}")
 
 
-def score_all(root: Path, model: Path, threads: int) -> None:
-    for w, s in grid():
-        folder = root / name(w, s)
-        out = root / f"{name(w, s)}.dev.json"
+def train_hinge(root: Path, model: Path, styles: list[str], hinges: list[float]) -> None:
+    """The hinge stage's runs: KL weight 0, hinge H, snapshots at each of HINGE_STEPS."""
+    from pocketpack.adapters import demo
+
+    for h in hinges:
+        for style in styles:
+            cfg = demo.config(style, model, root / "runs" / f"h{h:g}", max_steps=HINGE_STEPS[-1],
+                              preserve_weight=0.0, preserve_hinge=h)
+            _sweep(cfg, {s: root / hinge_name(h, s) / style for s in HINGE_STEPS}, style, model, f"H={h:g}")
+
+
+def _sweep(cfg, snapshots: dict[int, Path], style: str, model: Path, label: str) -> None:
+    """Train ``cfg`` (to its max_steps) and copy the adapter after each step in ``snapshots``
+    to its folder; snapshots already there are skipped."""
+    from pocketpack.adapters import demo
+    from pocketpack.adapters.train import train
+
+    wanted = [s for s in sorted(snapshots) if not (snapshots[s] / f"{style}.gguf").is_file()]
+    if not wanted:
+        print(f"{label} {style}: all snapshots there", flush=True)
+        return
+    started = time.monotonic()
+    for stop in wanted:
+        out = snapshots[stop]
+        if stop == cfg.max_steps:
+            # runs to the end and writes the finished adapter (unless an earlier sweep did)
+            meta = (json.loads((Path(cfg.output) / "training_metadata.json").read_text(encoding="utf-8"))
+                    if demo.already_trained(cfg) else train(cfg))
+            assert meta.get("finished"), meta
+            _snapshot(Path(cfg.output), out, style, model)
+        else:
+            # stop after step `stop` (progress returning False saves a checkpoint), copy it
+            meta = train(cfg, lambda pr, stop=stop: pr.step < stop)
+            assert meta["steps"] == stop and not meta.get("finished"), meta
+            _snapshot(Path(cfg.output) / "checkpoint", out, style, model)
+        kl, gain = meta.get("preserve_kl") or [0], meta.get("preserve_gain") or [0]
+        print(f"{label} {style}: step {stop}, loss {meta['losses'][-1]:.3f}, last KL {kl[-1]:.4f}, "
+              f"last gain on the preserved lines {gain[-1]:+.4f} nats/token, "
+              f"{meta['elapsed_s']:.0f} s training, {time.monotonic() - started:.0f} s wall", flush=True)
+
+
+def score_all(root: Path, model: Path, threads: int, names: list[str]) -> None:
+    for config in names:
+        folder = root / config
+        out = root / f"{config}.dev.json"
         if out.is_file() or not folder.is_dir():
             continue
         cmd = [sys.executable, str(ROOT / "bench" / "adapters_quality.py"), "--dir", str(folder), "--model", str(model),
                "--split", "dev", "--no-generations", "--threads", str(threads), "--json", str(out)]
-        done = sorted(root.glob("w*-s*.dev.json"))
+        done = sorted(root.glob("[wh]*-s*.dev.json"))
         if done:  # the base model's dev perplexities do not change from one config to the next
             cmd += ["--base-from", str(done[0])]
         print("$ " + " ".join(cmd), flush=True)
@@ -148,11 +202,12 @@ def summarise(result: dict) -> dict:
     own = {s: 1 - ppl[s][s] / ppl["base"][s] for s in styles}                  # drop: 0.4 = 40% lower
     cross = {(a, b): ppl[a][b] / ppl["base"][b] - 1 for a in styles for b in styles if a != b}  # change
     return {"own": own, "cross": cross, "min_own": min(own.values()), "mean_own": sum(own.values()) / len(own),
-            "worst_cross": min(cross.values())}
+            "worst_cross": min(cross.values()), "worst_pair": min(cross, key=cross.get)}
 
 
-def choose(rows: dict[tuple[float, int], dict]) -> tuple[tuple[float, int], str]:
-    """The rule of the module docstring; returns the chosen (weight, steps) and which floor applied."""
+def choose(rows: dict, order=lambda k: (-k[1], -k[0])) -> tuple:
+    """The rule of the module docstring; returns the chosen key ((weight, steps) unless told) and
+    which floor applied. ``order``: the tie-break after the mean own drop, larger first."""
     for floor in (MIN_OWN, FALLBACK_OWN, None):
         kept = {k: r for k, r in rows.items() if floor is None or r["min_own"] >= floor}
         if kept:
@@ -160,7 +215,7 @@ def choose(rows: dict[tuple[float, int], dict]) -> tuple[tuple[float, int], str]
     score = {k: min(0.0, r["worst_cross"]) for k, r in kept.items()}
     best = max(score.values())
     near = [k for k in kept if score[k] >= best - NEAR - 1e-12]
-    pick = max(near, key=lambda k: (kept[k]["mean_own"], -k[1], -k[0]))
+    pick = max(near, key=lambda k: (kept[k]["mean_own"], order(k)))
     return pick, ("all configs" if floor is None else f"own drop >= {floor:.0%} for every voice")
 
 
@@ -178,7 +233,7 @@ def report(root: Path) -> int:
           "kept (>= 25%) |")
     print("|---|---|" + "---|" * len(styles) + "---|---|---|")
     for (w, s), r in rows.items():
-        (a, b) = min(r["cross"], key=r["cross"].get)
+        (a, b) = r["worst_pair"]
         print(f"| {w:g} | {s} | " + " | ".join(f"{-r['own'][x]:+.0%}" for x in styles)
               + f" | {-r['mean_own']:+.0%} | {r['worst_cross']:+.1%} ({a} on {b}) | "
               + ("yes" if r["min_own"] >= MIN_OWN else "no") + " |")
@@ -189,27 +244,76 @@ def report(root: Path) -> int:
     return 0
 
 
+def hinge_report(root: Path) -> int:
+    """The hinge stage's table and choice (its rule in the module docstring)."""
+    rows: dict[tuple[str, float, int], dict] = {}
+    for h, s in hinge_grid():
+        f = root / f"{hinge_name(h, s)}.dev.json"
+        if f.is_file():
+            rows[("H", h, s)] = summarise(json.loads(f.read_text(encoding="utf-8")))
+    if not rows:
+        print("no dev scores of the hinge stage yet: run --grid hinge train, then score", file=sys.stderr)
+        return 2
+    rescored = root / f"{name(*INCUMBENT)}.dev.json"
+    rows[("W", *INCUMBENT)] = (summarise(json.loads(rescored.read_text(encoding="utf-8"))) if rescored.is_file()
+                               else INCUMBENT_RECORDED)
+    styles = list(INCUMBENT_RECORDED["own"])
+    print("| config | steps | " + " | ".join(f"{s} own" for s in styles) + " | mean own | worst cross (which) | "
+          "kept (>= 25%) |")
+    print("|---|---|" + "---|" * len(styles) + "---|---|---|")
+    for (kind, v, s), r in rows.items():
+        (a, b) = r["worst_pair"]
+        label = (f"hinge {v:g}, KL 0" if kind == "H" else f"KL {v:g}, no hinge (demo"
+                 + (", recorded)" if r.get("recorded") else ")"))
+        print(f"| {label} | {s} | " + " | ".join(f"{-r['own'][x]:+.0%}" for x in styles)
+              + f" | {-r['mean_own']:+.0%} | {r['worst_cross']:+.1%} ({a} on {b}) | "
+              + ("yes" if r["min_own"] >= MIN_OWN else "no") + " |")
+    (kind, v, s), why = choose(rows, order=lambda k: (-k[2], k[0] == "W", -k[1]))
+    missing = [hinge_name(*k) for k in hinge_grid() if ("H", *k) not in rows]
+    print(f"\nchosen ({why}; " + (f"missing {', '.join(missing)}" if missing else "all hinge configs scored")
+          + "): " + (f"preserve_hinge {v:g}, preserve_weight 0" if kind == "H" else f"preserve_weight {v:g} (the demo)")
+          + f", {s} steps")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("action", choices=("train", "score", "report"))
+    ap.add_argument("--grid", choices=("weights", "hinge"), default="weights",
+                    help="the preservation-weight sweep or the hinge stage (module docstring)")
     ap.add_argument("--dir", default="user_data/select", help="where runs, snapshots and scores go")
     ap.add_argument("--model", default="models/gemma-3-270m-q4_k_m.gguf")
     ap.add_argument("--styles", default="pirate,formal,poet")
     ap.add_argument("--weights", default=",".join(f"{w:g}" for w in WEIGHTS),
                     help="train only these weights of the grid, in this order")
+    ap.add_argument("--hinges", default=",".join(f"{h:g}" for h in HINGES),
+                    help="--grid hinge train: only these hinges, in this order")
     ap.add_argument("--up-to", type=int, default=10 ** 9, help="train: only the snapshots up to this step")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     root, model = Path(args.dir).resolve(), Path(args.model).resolve()
+    styles = [s.strip() for s in args.styles.split(",") if s.strip()]
+    if args.grid == "hinge":
+        if args.action == "train":
+            hinges = [float(x) for x in args.hinges.split(",") if x.strip()]
+            bad = [h for h in hinges if h not in HINGES]
+            if bad:
+                ap.error(f"hinges {bad} are not in the grid {HINGES}")
+            train_hinge(root, model, styles, hinges)
+            return 0
+        if args.action == "score":
+            score_all(root, model, args.threads, [hinge_name(h, s) for h, s in hinge_grid()] + [name(*INCUMBENT)])
+            return 0
+        return hinge_report(root)
     if args.action == "train":
         weights = [float(x) for x in args.weights.split(",") if x.strip()]
         bad = [w for w in weights if w not in WEIGHTS]
         if bad:
             ap.error(f"weights {bad} are not in the grid {WEIGHTS}")
-        train_all(root, model, [s.strip() for s in args.styles.split(",") if s.strip()], weights, args.up_to)
+        train_all(root, model, styles, weights, args.up_to)
         return 0
     if args.action == "score":
-        score_all(root, model, args.threads)
+        score_all(root, model, args.threads, [name(w, s) for w, s in grid()])
         return 0
     return report(root)
 

@@ -30,7 +30,8 @@ SPLITS = ("train", "dev", "heldout")
 # the dev lines by bench/adapters_select.py's fixed grid and rule (README "adapter-switcher")
 DEMO_SETTINGS = {"rank": 8, "alpha": 16.0, "dropout": 0.05, "targets": ["q_proj", "v_proj"], "quant": "nf4",
                  "seq_len": 64, "batch_size": 2, "grad_accum": 1, "lr": 1e-3, "max_steps": 20, "epochs": 100.0,
-                 "save_every": 10, "seed": 0, "grad_checkpointing": False, "preserve_weight": 10.0}
+                 "save_every": 10, "seed": 0, "grad_checkpointing": False, "preserve_weight": 10.0,
+                 "preserve_hinge": 0.0}
 
 
 def corpus(style: str, split: str = "train") -> Path:
@@ -59,7 +60,8 @@ def config(style: str, base: str | Path, out_dir: str | Path, **overrides):
     from pocketpack.adapters.train import TrainConfig
 
     settings = dict(DEMO_SETTINGS, **{k: v for k, v in overrides.items() if v is not None})
-    settings.setdefault("preserve", preserved(style) if settings["preserve_weight"] else [])
+    settings.setdefault("preserve", preserved(style) if settings["preserve_weight"] or settings["preserve_hinge"]
+                        else [])
     return TrainConfig(base=str(base), data=str(corpus(style)), output=str(Path(out_dir) / style), **settings)
 
 
@@ -72,7 +74,8 @@ def already_trained(cfg) -> bool:
         return False
     same = all(meta.get(k) == getattr(cfg, k) for k in ("rank", "alpha", "seq_len", "batch_size", "lr", "seed"))
     same = same and meta.get("preserve", []) == [str(p) for p in cfg.preserve] and (
-        not cfg.preserve or meta.get("preserve_weight") == cfg.preserve_weight)
+        not cfg.preserve or (meta.get("preserve_weight") == cfg.preserve_weight
+                             and meta.get("preserve_hinge", 0.0) == cfg.preserve_hinge))
     return (same and meta.get("finished") and meta.get("steps") == cfg.max_steps and meta.get("data") == cfg.data
             and (out / f"{out.name}.gguf").is_file())
 
@@ -94,7 +97,7 @@ def run(base: str | Path, out_dir: str | Path, styles=STYLES, *, force: bool = F
         announce(f"{style}: training on {Path(cfg.data).name} ({cfg.max_steps} steps of {cfg.batch_size} x "
                  f"{cfg.seq_len} tokens, rank {cfg.rank}, {cfg.quant}"
                  + (f"; keeping the base's predictions on {', '.join(Path(p).name for p in cfg.preserve)}"
-                    if cfg.preserve and cfg.preserve_weight else "") + ")")
+                    if cfg.preserve and (cfg.preserve_weight or cfg.preserve_hinge) else "") + ")")
         meta = train(cfg, progress)
         if not meta.get("finished"):
             announce(f"{style}: stopped at step {meta['steps']}; run again to resume")

@@ -63,6 +63,11 @@ class TrainConfig:
     # the base's own predictions computed with the adapter switched off
     preserve: list = field(default_factory=list)
     preserve_weight: float = 1.0
+    # and preserve_hinge x max(0, NLL_base - NLL_tuned) there (mean NLL a token, same forwards):
+    # charges the adapter only for making that text likelier than the base does, the very change
+    # "not better on the other styles' lines" measures (the KL barely charges for raising tokens
+    # the base found unlikely); being worse there costs nothing
+    preserve_hinge: float = 0.0
 
 
 @dataclass
@@ -613,12 +618,17 @@ def _fingerprint(cfg: TrainConfig, examples: list[list[int]]) -> dict:
     out["examples_sha1"] = hashlib.sha1(json.dumps(examples).encode("ascii")).hexdigest()
     if cfg.preserve:  # only then: checkpoints of runs without it keep their fingerprint
         out.update(preserve=[str(p) for p in cfg.preserve], preserve_weight=cfg.preserve_weight)
+    if cfg.preserve_hinge:  # likewise: runs without the hinge keep theirs
+        out["preserve_hinge"] = cfg.preserve_hinge
     return out
 
 
-def _preserve_kl(model, batch: list[list[int]], pad: int, device: str):
-    """Mean KL(base || base+adapter) over the batch's tokens: how far the adapter moves the
-    base model's next-token distribution on text whose predictions should stay the base's."""
+def _preserve_terms(model, batch: list[list[int]], pad: int, device: str):
+    """On text whose predictions should stay the base's, from one forward with the adapter off
+    and one with it on: the mean KL(base || base+adapter) over the batch's tokens (how far the
+    adapter moves the next-token distribution) and the gain, mean NLL_base - mean NLL_tuned of
+    the batch's next tokens (nats a token the adapter made that text likelier by; negative: less
+    likely)."""
     import torch
 
     width = max(len(b) for b in batch)
@@ -628,7 +638,12 @@ def _preserve_kl(model, batch: list[list[int]], pad: int, device: str):
         base = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
     tuned = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
     kl = (base.exp() * (base - tuned)).sum(-1)
-    return (kl * mask).sum() / mask.sum()
+    kl = (kl * mask).sum() / mask.sum()
+    nxt, scored = ids[:, 1:].unsqueeze(-1), mask[:, 1:].float()  # position t predicts token t+1
+    base_nll = -base[:, :-1].gather(-1, nxt).squeeze(-1)
+    tuned_nll = -tuned[:, :-1].gather(-1, nxt).squeeze(-1)
+    gain = ((base_nll - tuned_nll) * scored).sum() / scored.sum().clamp(min=1.0)
+    return kl, gain
 
 
 def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None, *,
@@ -653,6 +668,10 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
                            f"fewer than one batch of {cfg.batch_size}; add lines or lower --batch-size")
     if cfg.preserve_weight < 0 or not math.isfinite(cfg.preserve_weight):
         raise AdapterError(f"preserve weight {cfg.preserve_weight}: a number >= 0")
+    if cfg.preserve_hinge < 0 or not math.isfinite(cfg.preserve_hinge):
+        raise AdapterError(f"preserve hinge {cfg.preserve_hinge}: a number >= 0")
+    if cfg.preserve_hinge > 0 and not cfg.preserve:
+        raise AdapterError(f"preserve hinge {cfg.preserve_hinge:g}: name the text it keeps (--preserve FILE)")
     keep: list[list[int]] = []
     for source in cfg.preserve:
         keep += load_examples(source, tokenizer, cfg.seq_len, memory_dir=cfg.memory_dir)
@@ -691,7 +710,7 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
         step = state["step"]
         torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout: same on a resumed run
         optimizer.zero_grad(set_to_none=True)
-        loss_sum = kl_sum = 0.0
+        loss_sum = kl_sum = gain_sum = 0.0
         for micro in range(cfg.grad_accum):
             batch = [examples[_index(cfg.seed, len(examples), step * per_step + micro * cfg.batch_size + j)]
                      for j in range(cfg.batch_size)]
@@ -701,12 +720,17 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
             labels = ids.masked_fill(mask == 0, -100)
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss / cfg.grad_accum
             loss_sum += float(loss.detach())
-            if keep and cfg.preserve_weight > 0:
+            if keep and (cfg.preserve_weight > 0 or cfg.preserve_hinge > 0):
                 kept = [keep[_index(cfg.seed + 1, len(keep), step * per_step + micro * cfg.batch_size + j)]
                         for j in range(cfg.batch_size)]
-                kl = _preserve_kl(model, kept, pad, device) / cfg.grad_accum
+                kl, gain = _preserve_terms(model, kept, pad, device)
+                kl, gain = kl / cfg.grad_accum, gain / cfg.grad_accum
                 kl_sum += float(kl.detach())
-                loss = loss + cfg.preserve_weight * kl
+                gain_sum += float(gain.detach())
+                if cfg.preserve_weight > 0:
+                    loss = loss + cfg.preserve_weight * kl
+                if cfg.preserve_hinge > 0:
+                    loss = loss + cfg.preserve_hinge * torch.relu(gain)
             loss.backward()
             state["tokens"] += int(mask.sum())
         optimizer.step()
@@ -714,6 +738,8 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
         state["losses"].append(round(loss_sum, 6))
         if keep:
             state.setdefault("preserve_kl", []).append(round(kl_sum, 6))
+            if cfg.preserve_hinge:
+                state.setdefault("preserve_gain", []).append(round(gain_sum, 6))
         state["elapsed_s"] = time.monotonic() - started
         keep_going = True
         if progress is not None:
@@ -737,6 +763,8 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
     if cfg.preserve:
         meta.update(preserve=[str(p) for p in cfg.preserve], preserve_weight=cfg.preserve_weight,
                     preserve_examples=len(keep), preserve_kl=state.get("preserve_kl", []))
+        if cfg.preserve_hinge:
+            meta.update(preserve_hinge=cfg.preserve_hinge, preserve_gain=state.get("preserve_gain", []))
     gguf_src = _gguf_source(cfg.base)
     if gguf_src is not None:  # trained on a GGUF's Transformers copy: say which file, for the switch check
         from pocketpack.adapters.gguf_base import identity, sha256_of
