@@ -81,3 +81,17 @@ def viewer() -> TurnState:
     """Who a tab's event comes from (no chat): the signed-in user under ``--multi-user``, for
     the engines' tab methods that list, search or change a user's own data."""
     return TurnState(user=request_user(), multi_user=multi_user())
+
+
+def enclosing_tab():
+    """The ``gr.Tab`` an extension's ``ui()`` is being built in, or None: both hosts build an
+    ``is_tab`` extension's ui() directly inside its tab (TGWUI's ``create_extensions_tabs``),
+    so a script can refresh what it shows when a person opens the tab. Read from gradio's
+    build context, which gradio 4.37 (TGWUI's) and later both keep; None elsewhere."""
+    try:
+        import gradio as gr
+        from gradio.context import Context
+    except ImportError:
+        return None
+    block = getattr(Context, "block", None)
+    return block if isinstance(block, gr.Tab) else None

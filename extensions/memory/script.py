@@ -376,3 +376,16 @@ def ui():
         return message, panel.counts_markdown(memory())
 
     forget_deleted.click(forget_deleted_chats, [], [forget_status, counts])
+
+    def on_open(c, q, s):
+        """A person opens the tab after chatting: today's counts, the newest memories (a search
+        they typed is left alone) and what the last reply was given, without a button."""
+        if anonymous():
+            return counts_text(), gr.update(), "", []
+        rows, info = panel.injection_rows(tab().last_injection)
+        newest = gr.update() if (q or "").strip() else panel.search_rows(memory(), c or _current_character() or "", "", s)
+        return panel.counts_markdown(memory()), newest, info, rows
+
+    opened = tgwui.enclosing_tab()
+    if opened is not None:  # in TGWUI and in `pocketpack serve` the tab is the block ui() is built in
+        opened.select(on_open, [character, query, scope], [counts, results, last_info, last_table])
