@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -280,6 +281,42 @@ def tables(data: dict, result: dict, seconds: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test: how likely a split at least this uneven is if neither system
+    is better (ties left out)."""
+    n, low = wins + losses, min(wins, losses)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(low + 1)) / 2 ** n) if n else 1.0
+
+
+def disagreement_table(data: dict, result: dict, a: str = "dense", b: str = "memory") -> str:
+    """Per question kind, the questions one system has fully in its first 5 and the other not,
+    with a sign test; and what ``b`` ranked above the answer where only ``a`` found it (by the
+    generator's label, replies apart): the "why" behind a kind where ``b`` trails ``a``."""
+    turns = {t["id"]: t for t in data["turns"]}
+    lines = [f"Where {a} and {b} disagree at R@5 (questions one has all gold messages in its first 5 and the "
+             "other not; p: two-sided sign test), and what "
+             f"{b} ranked above the answer in the questions only {a} found:", "",
+             f"| question kind | n | {a} only | {b} only | p | above the answer in {b} |", "|---|---|---|---|---|---|"]
+    for kind in QUESTION_KINDS:
+        rows = [r for r in result["details"] if r["type"] == kind and kind != "cross-character"]
+        if not rows:
+            continue
+        full = {name: [set(r["gold"]) <= set(r[name][:5]) for r in rows] for name in (a, b)}
+        only_a = [r for r, x, y in zip(rows, full[a], full[b]) if x and not y]
+        only_b = sum(y and not x for x, y in zip(full[a], full[b]))
+        above: dict[str, int] = defaultdict(int)
+        for r in only_a:
+            for t in r[b]:
+                if t in r["gold"]:
+                    break
+                if t:
+                    turn = turns[t]
+                    above["reply" if turn["role"] == "assistant" else turn["label"]] += 1
+        why = ", ".join(f"{label} {n}" for label, n in sorted(above.items(), key=lambda x: -x[1])) or "-"
+        lines.append(f"| {kind} | {len(rows)} | {len(only_a)} | {only_b} | {sign_test(len(only_a), only_b):.2f} | {why} |")
+    return "\n".join(lines)
+
+
 def sweep_newer_first(memory: MemoryStore, data: dict, ids: dict[str, int], kmax: int) -> str:
     """Dev-only selection of the newer-first setting (see NEWER_FIRST_SWEEP)."""
     from pocketpack.memory.store import FILTERED_RECALL, recall_options
@@ -406,6 +443,8 @@ def main(argv=None) -> int:
     print("dense: exact cosine over the stored vectors; rrf: the pack's hybrid search (faiss + BM25 over text and "
           "the message answered), reciprocal-rank fusion k=10, equal weights, no feedback, no MMR; memory: "
           "MemoryStore.recall with the pack's defaults (what the extension and `pocketpack memory recall` use).")
+    print()
+    print(disagreement_table(data, result))
     print()
     print(offered)
     if args.details:
