@@ -62,7 +62,10 @@ NLL_base - NLL_tuned), mean NLL a token on the same preserve batch) charges exac
 Rule: the same three steps as above (25% floor, falling back to 15% then all; worst cross-voice
 change capped at 0; within 2 points the largest mean own drop); a tie goes to fewer steps, then
 to the incumbent (no change), then to the smaller H. Dev lines only; the held-out lines are
-scored once, for the chosen config. Run::
+scored once, for the chosen config. Trimmed for time before any dev score of this stage (the
+loaded cores ran a step in 50-75 s, two runs side by side: the four hinge configs would not all
+be in by the deadline): H = 1 runs to 20 steps for all voices; H = 3 only to 10 (``--hinges 3
+--up-to 10``), so h3-s20 is not a candidate unless it is trained and scored after all. Run::
 
     nice -n 10 .venv/bin/python bench/adapters_select.py --dir user_data/select --grid hinge train
     .venv/bin/python bench/adapters_select.py --dir user_data/select --grid hinge score
@@ -140,7 +143,7 @@ def train_all(root: Path, model: Path, styles: list[str], weights: list[float], 
             _sweep(cfg, {s: root / name(w, s) / style for s in steps if s <= up_to}, style, model, f"W={w:g}")
 
 
-def train_hinge(root: Path, model: Path, styles: list[str], hinges: list[float]) -> None:
+def train_hinge(root: Path, model: Path, styles: list[str], hinges: list[float], up_to: int = 10 ** 9) -> None:
     """The hinge stage's runs: KL weight 0, hinge H, snapshots at each of HINGE_STEPS."""
     from pocketpack.adapters import demo
 
@@ -148,7 +151,8 @@ def train_hinge(root: Path, model: Path, styles: list[str], hinges: list[float])
         for style in styles:
             cfg = demo.config(style, model, root / "runs" / f"h{h:g}", max_steps=HINGE_STEPS[-1],
                               preserve_weight=0.0, preserve_hinge=h)
-            _sweep(cfg, {s: root / hinge_name(h, s) / style for s in HINGE_STEPS}, style, model, f"H={h:g}")
+            _sweep(cfg, {s: root / hinge_name(h, s) / style for s in HINGE_STEPS if s <= up_to}, style, model,
+                   f"H={h:g}")
 
 
 def _sweep(cfg, snapshots: dict[int, Path], style: str, model: Path, label: str) -> None:
@@ -299,7 +303,7 @@ def main() -> int:
             bad = [h for h in hinges if h not in HINGES]
             if bad:
                 ap.error(f"hinges {bad} are not in the grid {HINGES}")
-            train_hinge(root, model, styles, hinges)
+            train_hinge(root, model, styles, hinges, args.up_to)
             return 0
         if args.action == "score":
             score_all(root, model, args.threads, [hinge_name(h, s) for h, s in hinge_grid()] + [name(*INCUMBENT)])
