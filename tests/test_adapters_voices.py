@@ -203,6 +203,59 @@ def test_preserve_keeps_the_base_predictions_on_the_text_it_names(tiny, corpus, 
     assert sum(meta["losses"][-3:]) < sum(meta["losses"][:3])  # and it still learned its own text
 
 
+def _nll(model, blocks: list[list[int]]) -> float:
+    """Mean next-token negative log-likelihood per token over ``blocks``."""
+    import torch
+
+    with torch.no_grad():
+        total = sum(float(model(torch.tensor([b]), labels=torch.tensor([b])).loss) * (len(b) - 1) for b in blocks)
+    return total / sum(len(b) - 1 for b in blocks)
+
+
+def test_the_hinge_charges_a_voice_only_for_making_the_preserved_text_likelier(tiny, corpus, tmp_path, capsys):
+    """`--preserve-hinge H`: H x max(0, NLL_base - NLL_tuned) on the preserved text. Untouched
+    (learning rate 0), the adapter gains nothing there. Trained, where the same run without the
+    term makes the preserved text much likelier (on a tiny random model most of what 12 steps
+    learn is shared by any English), with it the preserved text gains under a tenth of that,
+    and the voice still moves its own text more than the preserved one. (The hinge charges each
+    step's 2-block batch, so the whole preserved text can end a little below the base.)"""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from pocketpack.adapters.train import base_tokenizer, load_examples
+
+    other = tmp_path / "formal.txt"
+    formal = REPO / "pocketpack" / "adapters" / "corpora" / "formal.train.txt"
+    other.write_text("\n".join(formal.read_text(encoding="utf-8").splitlines()[:40]) + "\n", encoding="utf-8")
+    args = ["--base", str(tiny), "--data", str(corpus), "--rank", "4", "--seq-len", "32", "--max-steps", "12",
+            "--batch-size", "2", "--compute-dtype", "fp32", "--quant", "none"]
+    hinge = ["--preserve", str(other), "--preserve-weight", "0", "--preserve-hinge", "3"]
+    rc, _, err = run_cli(capsys, "adapters", "train", *args, "--lr", "0", *hinge, "--output", str(tmp_path / "still"))
+    assert rc == 0, err
+    still = json.loads((tmp_path / "still" / "training_metadata.json").read_text())
+    assert still["preserve_hinge"] == 3.0 and still["preserve_gain"] == [0.0] * 12
+
+    rc, _, err = run_cli(capsys, "adapters", "train", *args, "--lr", "1e-2", "--output", str(tmp_path / "plain"))
+    assert rc == 0, err
+    rc, _, err = run_cli(capsys, "adapters", "train", *args, "--lr", "1e-2", *hinge, "--output", str(tmp_path / "hinged"))
+    assert rc == 0, err
+    meta = json.loads((tmp_path / "hinged" / "training_metadata.json").read_text())
+    assert meta["preserve_weight"] == 0.0 and len(meta["preserve_gain"]) == 12
+
+    tokenizer = base_tokenizer(tiny)
+    texts = {"kept": load_examples(other, tokenizer, 32), "own": load_examples(corpus, tokenizer, 32)}
+    base = AutoModelForCausalLM.from_pretrained(str(cache_folder(tiny)), dtype="float32").eval()
+    base_nll = {k: _nll(base, t) for k, t in texts.items()}
+    gain = {}  # nats a token the adapter made each text likelier by
+    for name in ("plain", "hinged"):
+        model = PeftModel.from_pretrained(base, str(tmp_path / name)).eval()
+        gain[name] = {k: base_nll[k] - _nll(model, t) for k, t in texts.items()}
+        model.unload()
+    assert gain["plain"]["kept"] > 0.3, gain  # without the term: far likelier than under the base
+    assert gain["hinged"]["kept"] < 0.1 * gain["plain"]["kept"], gain  # with it: hardly
+    assert gain["hinged"]["own"] > max(0.05, 2 * gain["hinged"]["kept"]), gain  # and its own text still moves
+
+
 def _finish(writer) -> None:
     """Write a GGUFWriter's header, metadata and tensors, and close it."""
     writer.write_header_to_file()
@@ -242,6 +295,16 @@ def test_bad_inputs_are_one_line(tiny, tmp_path, capsys):
     line = one_line(*run_cli(capsys, "adapters", "train", "--base", str(lora), "--data", str(data),
                              "--output", str(tmp_path / "c"))[::2])
     assert "a GGUF LoRA adapter, not a model" in line
+    # a hinge that is no weight, or one with no text to keep
+    for bad in ("-1", "nan"):
+        line = one_line(*run_cli(capsys, "adapters", "train", "--base", str(tiny), "--data", str(data),
+                                 "--output", str(tmp_path / "d"), "--preserve", str(data),
+                                 "--preserve-hinge", bad)[::2])
+        assert f"preserve hinge {float(bad)}: a number >= 0" in line
+    line = one_line(*run_cli(capsys, "adapters", "train", "--base", str(tiny), "--data", str(data),
+                             "--output", str(tmp_path / "d"), "--preserve-hinge", "2")[::2])
+    assert "preserve hinge 2: name the text it keeps (--preserve FILE)" in line
+    assert not (tmp_path / "d").exists()
 
 
 def test_an_adapter_converted_for_another_base_is_refused_on_switch(tmp_path, capsys):
@@ -294,7 +357,10 @@ def test_demo_voices_train_only_on_their_train_lines():
         assert cfg.data.endswith(f"{style}.train.txt") and cfg.output.endswith(f"loras/{style}")
         assert cfg.targets == ["q_proj", "v_proj"] and cfg.quant == "nf4"
         others = sorted(f"{o}.train.txt" for o in demo.STYLES if o != style)
-        assert sorted(Path(p).name for p in cfg.preserve) == others and cfg.preserve_weight > 0
+        assert sorted(Path(p).name for p in cfg.preserve) == others
+        assert cfg.preserve_weight > 0 or cfg.preserve_hinge > 0
+        hinged = demo.config(style, "m.gguf", "loras", preserve_weight=0.0, preserve_hinge=2.0)
+        assert sorted(Path(p).name for p in hinged.preserve) == others  # the hinge alone keeps them too
         used = {ln.strip() for p in [cfg.data, *cfg.preserve] for ln in Path(p).read_text(encoding="utf-8").splitlines()}
         assert not used & never
         assert demo.config(style, "m.gguf", "loras", preserve=[]).preserve == []
