@@ -29,8 +29,10 @@ PROMPT = "Tell me about your ship."
 # the demo's settings (`make adapters`) with fewer steps, and a second voice at half the rank for the
 # blend; the whole file took 2m29s from nothing trained on 2 shared cores (7m41s with 30 steps under load)
 # without the demo's preservation term (it doubles a step): binding needs a voice, not a specific one
-VOICES = {"pirate": {"rank": 8, "alpha": 16.0, "max_steps": 20, "preserve_weight": 0.0},
-          "formal": {"rank": 4, "alpha": 8.0, "max_steps": 8, "preserve_weight": 0.0}}
+VOICES = {"pirate": {"rank": 8, "alpha": 16.0, "max_steps": 20, "preserve_weight": 0.0,
+                     "preserve_hinge": 0.0},
+          "formal": {"rank": 4, "alpha": 8.0, "max_steps": 8, "preserve_weight": 0.0,
+                     "preserve_hinge": 0.0}}
 
 
 def _train(base: Path, loras: Path, name: str) -> None:

@@ -80,7 +80,7 @@ def register(subparsers) -> None:
                     "pocketpack.adapters.demo.DEMO_SETTINGS)")
     dm.add_argument("--preserve-weight", type=float, default=None, metavar="W",
                     help="weight of the term that keeps the base model's predictions on the other voices' "
-                         "training lines (default: the demo's; 0 trains without it)")
+                         "training lines (default: the demo's, 0: off; the hinge does that job)")
     dm.add_argument("--preserve-hinge", type=float, default=None, metavar="H",
                     help="weight of the term that charges a voice for making the other voices' training lines "
                          "likelier than the base does (default: the demo's; 0 trains without it)")

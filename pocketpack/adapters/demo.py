@@ -5,10 +5,11 @@ README): ``NAME.train.txt`` is trained on; ``NAME.dev.txt`` (what these settings
 on) and ``NAME.heldout.txt`` (what ``bench/adapters_quality.py`` reports) never are. The
 settings are sized to take a few minutes a voice on 2 CPU cores: QLoRA (NF4 base, float32
 compute on CPU), rank 8 on q_proj and v_proj, short 64-token blocks, a high learning rate.
-A voice should change its own kind of text and leave others alone: each step also keeps the
-base model's predictions (KL to the base with the adapter off) on the other voices' training
-lines, since without it pirate and poet, both casual everyday English, made each other's
-lines likelier too (README "adapter-switcher"). Each voice lands in ``DIR/NAME/`` as a PEFT folder with
+A voice should change its own kind of text and leave others alone: each step also charges the
+adapter for making the other voices' training lines likelier than the base does (the hinge
+max(0, NLL_base - NLL_tuned), the base's side with the adapter off), since without it pirate and
+poet, both casual everyday English, made each other's lines likelier too; the earlier KL to the
+base on those lines barely charged for that (README "adapter-switcher"). Each voice lands in ``DIR/NAME/`` as a PEFT folder with
 ``NAME.gguf`` (llama.cpp) beside its files; a voice already trained with the same settings is
 kept, and an interrupted one resumes from its checkpoint.
 """
@@ -26,12 +27,13 @@ STYLES = ("pirate", "formal", "poet")
 SPLITS = ("train", "dev", "heldout")
 
 # about 2.5 s a step on 2 idle cores without the preservation term, about twice that with it (5-10 s
-# with it on this machine's shared cores, 45 s under heavy load); weight 10 and 20 steps were chosen on
-# the dev lines by bench/adapters_select.py's fixed grid and rule (README "adapter-switcher")
+# with it on this machine's shared cores, 30-75 s under heavy load); hinge 1 (KL weight 0) and 20 steps
+# were chosen on the dev lines by bench/adapters_select.py's fixed grids and rule (--grid hinge; README
+# "adapter-switcher"), over the KL weight 10 of the first grid
 DEMO_SETTINGS = {"rank": 8, "alpha": 16.0, "dropout": 0.05, "targets": ["q_proj", "v_proj"], "quant": "nf4",
                  "seq_len": 64, "batch_size": 2, "grad_accum": 1, "lr": 1e-3, "max_steps": 20, "epochs": 100.0,
-                 "save_every": 10, "seed": 0, "grad_checkpointing": False, "preserve_weight": 10.0,
-                 "preserve_hinge": 0.0}
+                 "save_every": 10, "seed": 0, "grad_checkpointing": False, "preserve_weight": 0.0,
+                 "preserve_hinge": 1.0}
 
 
 def corpus(style: str, split: str = "train") -> Path:
