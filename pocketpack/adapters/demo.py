@@ -98,7 +98,8 @@ def run(base: str | Path, out_dir: str | Path, styles=STYLES, *, force: bool = F
 
         announce(f"{style}: training on {Path(cfg.data).name} ({cfg.max_steps} steps of {cfg.batch_size} x "
                  f"{cfg.seq_len} tokens, rank {cfg.rank}, {cfg.quant}"
-                 + (f"; keeping the base's predictions on {', '.join(Path(p).name for p in cfg.preserve)}"
+                 + (f"; {'never likelier than the base' if cfg.preserve_hinge else 'keeping the base predictions'} "
+                    f"on {', '.join(Path(p).name for p in cfg.preserve)}"
                     if cfg.preserve and (cfg.preserve_weight or cfg.preserve_hinge) else "") + ")")
         meta = train(cfg, progress)
         if not meta.get("finished"):
