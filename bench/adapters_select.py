@@ -280,6 +280,15 @@ def hinge_report(root: Path) -> int:
     return 0
 
 
+def _in_grid(ap: argparse.ArgumentParser, text: str, grid: tuple[float, ...], what: str) -> list[float]:
+    """A comma-separated choice of ``grid``'s values, in the order given; anything else is a usage error."""
+    values = [float(x) for x in text.split(",") if x.strip()]
+    bad = [v for v in values if v not in grid]
+    if bad:
+        ap.error(f"{what} {bad} are not in the grid {grid}")
+    return values
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("action", choices=("train", "score", "report"))
@@ -299,22 +308,14 @@ def main() -> int:
     styles = [s.strip() for s in args.styles.split(",") if s.strip()]
     if args.grid == "hinge":
         if args.action == "train":
-            hinges = [float(x) for x in args.hinges.split(",") if x.strip()]
-            bad = [h for h in hinges if h not in HINGES]
-            if bad:
-                ap.error(f"hinges {bad} are not in the grid {HINGES}")
-            train_hinge(root, model, styles, hinges, args.up_to)
+            train_hinge(root, model, styles, _in_grid(ap, args.hinges, HINGES, "hinges"), args.up_to)
             return 0
         if args.action == "score":
             score_all(root, model, args.threads, [hinge_name(h, s) for h, s in hinge_grid()] + [name(*INCUMBENT)])
             return 0
         return hinge_report(root)
     if args.action == "train":
-        weights = [float(x) for x in args.weights.split(",") if x.strip()]
-        bad = [w for w in weights if w not in WEIGHTS]
-        if bad:
-            ap.error(f"weights {bad} are not in the grid {WEIGHTS}")
-        train_all(root, model, styles, weights, args.up_to)
+        train_all(root, model, styles, _in_grid(ap, args.weights, WEIGHTS, "weights"), args.up_to)
         return 0
     if args.action == "score":
         score_all(root, model, args.threads, [name(w, s) for w, s in grid()])
