@@ -70,6 +70,28 @@ be in by the deadline): H = 1 runs to 20 steps for all voices; H = 3 only to 10 
     nice -n 10 .venv/bin/python bench/adapters_select.py --dir user_data/select --grid hinge train
     .venv/bin/python bench/adapters_select.py --dir user_data/select --grid hinge score
     .venv/bin/python bench/adapters_select.py --dir user_data/select --grid hinge report
+
+Third stage, ``--grid each`` (written down and committed before its first number): the hinge
+stage's choice (hinge 1, 20 steps, now the demo) still made 4 of the 6 "voice A on voice B's
+held-out lines" lower than the base, one voice trading one other voice's lines against the
+other's (formal on pirate +43%, on poet -12%): the hinge charged the mean gain of one batch
+mixing both other voices. ``--preserve-each`` charges max(0, gain) on each other voice's own
+batch (2 blocks of each a step) and takes their mean.
+
+* per-voice hinge H in {1, 3}, KL weight 0, steps in {10, 20, 30} (the 10- and 20-step adapters
+  snapshots of the 30-step run);
+* the incumbent: the demo as it is (pooled hinge 1, 20 steps), its recorded dev row from the
+  hinge stage (README "adapter-switcher": own 63/60/50%, mean 58%, worst cross-voice -9.8%,
+  pirate on poet); not retrained.
+
+Rule: the same three steps (25% floor, falling back to 15% then all; worst cross-voice change
+capped at 0; within 2 points the largest mean own drop); a tie goes to fewer steps, then to the
+incumbent, then to the smaller H. Dev lines only; the held-out lines are scored once, for the
+chosen config (if it is the incumbent, its held-out row stands). Run::
+
+    nice -n 10 .venv/bin/python bench/adapters_select.py --dir user_data/select --grid each train
+    .venv/bin/python bench/adapters_select.py --dir user_data/select --grid each score
+    .venv/bin/python bench/adapters_select.py --dir user_data/select --grid each report
 """
 
 from __future__ import annotations
@@ -94,8 +116,17 @@ HINGES = (1.0, 3.0)           # second stage (--grid hinge), KL weight 0
 HINGE_STEPS = (10, 20)
 INCUMBENT = (10.0, 20)        # the demo's (W, steps) when the hinge stage was written
 # the incumbent's dev row as the weight sweep measured it (README), used when it is not rescored
+EACH_HINGES = (1.0, 3.0)      # third stage (--grid each): one hinge per preserved voice, KL weight 0
+EACH_STEPS = (10, 20, 30)
 INCUMBENT_RECORDED = {"own": {"pirate": 0.53, "formal": 0.34, "poet": 0.29}, "min_own": 0.29, "mean_own": 0.38,
                       "worst_cross": -0.144, "worst_pair": ("poet", "formal"), "recorded": True}
+
+
+# the third stage's incumbent (pooled hinge 1, 20 steps: the demo) as the hinge stage measured it (README)
+HINGE_INCUMBENT = (1.0, 20)
+HINGE_INCUMBENT_RECORDED = {"own": {"pirate": 0.63, "formal": 0.60, "poet": 0.50}, "min_own": 0.50,
+                            "mean_own": 0.577, "worst_cross": -0.098, "worst_pair": ("pirate", "poet"),
+                            "recorded": True}
 
 
 def name(weight: float, steps: int) -> str:
@@ -106,12 +137,20 @@ def hinge_name(hinge: float, steps: int) -> str:
     return f"h{hinge:g}-s{steps}"
 
 
+def each_name(hinge: float, steps: int) -> str:
+    return f"e{hinge:g}-s{steps}"
+
+
 def grid() -> list[tuple[float, int]]:
     return [(w, s) for w in WEIGHTS for s in STEPS + EXTRA.get(w, ())]
 
 
 def hinge_grid() -> list[tuple[float, int]]:
     return [(h, s) for h in HINGES for s in HINGE_STEPS]
+
+
+def each_grid() -> list[tuple[float, int]]:
+    return [(h, s) for h in EACH_HINGES for s in EACH_STEPS]
 
 
 def _snapshot(src: Path, dst: Path, style: str, gguf_model: Path) -> None:
@@ -155,6 +194,18 @@ def train_hinge(root: Path, model: Path, styles: list[str], hinges: list[float],
                    f"H={h:g}")
 
 
+def train_each(root: Path, model: Path, styles: list[str], hinges: list[float], up_to: int = 10 ** 9) -> None:
+    """The third stage's runs: KL weight 0, hinge H charged per preserved voice, snapshots at EACH_STEPS."""
+    from pocketpack.adapters import demo
+
+    for h in hinges:
+        for style in styles:
+            cfg = demo.config(style, model, root / "runs" / f"e{h:g}", max_steps=EACH_STEPS[-1],
+                              preserve_weight=0.0, preserve_hinge=h, preserve_each=True)
+            _sweep(cfg, {s: root / each_name(h, s) / style for s in EACH_STEPS if s <= up_to}, style, model,
+                   f"H={h:g} each")
+
+
 def _sweep(cfg, snapshots: dict[int, Path], style: str, model: Path, label: str) -> None:
     """Train ``cfg`` (to its max_steps) and copy the adapter after each step in ``snapshots``
     to its folder; snapshots already there are skipped."""
@@ -193,7 +244,7 @@ def score_all(root: Path, model: Path, threads: int, names: list[str]) -> None:
             continue
         cmd = [sys.executable, str(ROOT / "bench" / "adapters_quality.py"), "--dir", str(folder), "--model", str(model),
                "--split", "dev", "--no-generations", "--threads", str(threads), "--json", str(out)]
-        done = sorted(root.glob("[wh]*-s*.dev.json"))
+        done = sorted(root.glob("[whe]*-s*.dev.json"))
         if done:  # the base model's dev perplexities do not change from one config to the next
             cmd += ["--base-from", str(done[0])]
         print("$ " + " ".join(cmd), flush=True)
@@ -280,6 +331,35 @@ def hinge_report(root: Path) -> int:
     return 0
 
 
+def each_report(root: Path) -> int:
+    """The third stage's table and choice (its rule in the module docstring)."""
+    rows: dict[tuple[str, float, int], dict] = {}
+    for h, s in each_grid():
+        f = root / f"{each_name(h, s)}.dev.json"
+        if f.is_file():
+            rows[("E", h, s)] = summarise(json.loads(f.read_text(encoding="utf-8")))
+    if not rows:
+        print("no dev scores of the third stage yet: run --grid each train, then score", file=sys.stderr)
+        return 2
+    rows[("H", *HINGE_INCUMBENT)] = HINGE_INCUMBENT_RECORDED
+    styles = list(HINGE_INCUMBENT_RECORDED["own"])
+    print("| config | steps | " + " | ".join(f"{s} own" for s in styles) + " | mean own | worst cross (which) | "
+          "kept (>= 25%) |")
+    print("|---|---|" + "---|" * len(styles) + "---|---|---|")
+    for (kind, v, s), r in rows.items():
+        (a, b) = r["worst_pair"]
+        label = f"hinge {v:g} per voice" if kind == "E" else f"hinge {v:g} pooled (the demo, recorded)"
+        print(f"| {label} | {s} | " + " | ".join(f"{-r['own'][x]:+.0%}" for x in styles)
+              + f" | {-r['mean_own']:+.0%} | {r['worst_cross']:+.1%} ({a} on {b}) | "
+              + ("yes" if r["min_own"] >= MIN_OWN else "no") + " |")
+    (kind, v, s), why = choose(rows, order=lambda k: (-k[2], k[0] == "H", -k[1]))
+    missing = [each_name(*k) for k in each_grid() if ("E", *k) not in rows]
+    print(f"\nchosen ({why}; " + (f"missing {', '.join(missing)}" if missing else "all per-voice configs scored")
+          + "): " + (f"preserve_hinge {v:g} per voice (--preserve-each)" if kind == "E"
+                     else f"preserve_hinge {v:g} pooled (the demo)") + f", {s} steps")
+    return 0
+
+
 def _in_grid(ap: argparse.ArgumentParser, text: str, grid: tuple[float, ...], what: str) -> list[float]:
     """A comma-separated choice of ``grid``'s values, in the order given; anything else is a usage error."""
     values = [float(x) for x in text.split(",") if x.strip()]
@@ -292,23 +372,33 @@ def _in_grid(ap: argparse.ArgumentParser, text: str, grid: tuple[float, ...], wh
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("action", choices=("train", "score", "report"))
-    ap.add_argument("--grid", choices=("weights", "hinge"), default="weights",
-                    help="the preservation-weight sweep or the hinge stage (module docstring)")
+    ap.add_argument("--grid", choices=("weights", "hinge", "each"), default="weights",
+                    help="the preservation-weight sweep, the hinge stage or the per-voice hinge (module docstring)")
     ap.add_argument("--dir", default="user_data/select", help="where runs, snapshots and scores go")
     ap.add_argument("--model", default="models/gemma-3-270m-q4_k_m.gguf")
     ap.add_argument("--styles", default="pirate,formal,poet")
     ap.add_argument("--weights", default=",".join(f"{w:g}" for w in WEIGHTS),
                     help="train only these weights of the grid, in this order")
-    ap.add_argument("--hinges", default=",".join(f"{h:g}" for h in HINGES),
-                    help="--grid hinge train: only these hinges, in this order")
+    ap.add_argument("--hinges", default=None,
+                    help="--grid hinge/each train: only these hinges, in this order (default: the stage's)")
     ap.add_argument("--up-to", type=int, default=10 ** 9, help="train: only the snapshots up to this step")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     root, model = Path(args.dir).resolve(), Path(args.model).resolve()
     styles = [s.strip() for s in args.styles.split(",") if s.strip()]
+    if args.grid == "each":
+        if args.action == "train":
+            train_each(root, model, styles, _in_grid(ap, args.hinges or ",".join(f"{h:g}" for h in EACH_HINGES),
+                                                     EACH_HINGES, "hinges"), args.up_to)
+            return 0
+        if args.action == "score":
+            score_all(root, model, args.threads, [each_name(h, s) for h, s in each_grid()])
+            return 0
+        return each_report(root)
     if args.grid == "hinge":
         if args.action == "train":
-            train_hinge(root, model, styles, _in_grid(ap, args.hinges, HINGES, "hinges"), args.up_to)
+            train_hinge(root, model, styles, _in_grid(ap, args.hinges or ",".join(f"{h:g}" for h in HINGES),
+                                                      HINGES, "hinges"), args.up_to)
             return 0
         if args.action == "score":
             score_all(root, model, args.threads, [hinge_name(h, s) for h, s in hinge_grid()] + [name(*INCUMBENT)])

@@ -256,6 +256,66 @@ def test_the_hinge_charges_a_voice_only_for_making_the_preserved_text_likelier(t
     assert gain["hinged"]["own"] > max(0.05, 2 * gain["hinged"]["kept"]), gain  # and its own text still moves
 
 
+def test_a_hinge_per_preserved_file_keeps_each_file_from_getting_likelier(tiny, corpus, tmp_path, capsys):
+    """`--preserve-each`: with two preserved files, the hinge is charged on each file's own batch
+    (logged per file a step; nothing at learning rate 0), and after training neither file is
+    much likelier than under the base, where the same run without the term makes both so. A
+    run of the pooled hinge is another run: its checkpoint does not resume this one."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from pocketpack.adapters.train import base_tokenizer, load_examples
+
+    shipped = REPO / "pocketpack" / "adapters" / "corpora"
+    others = []
+    for voice in ("formal", "poet"):
+        others.append(tmp_path / f"{voice}.txt")
+        others[-1].write_text("\n".join((shipped / f"{voice}.train.txt").read_text(encoding="utf-8").splitlines()[:30])
+                              + "\n", encoding="utf-8")
+    args = ["--base", str(tiny), "--data", str(corpus), "--rank", "4", "--seq-len", "32", "--max-steps", "12",
+            "--batch-size", "2", "--compute-dtype", "fp32", "--quant", "none", "--save-every", "6"]
+    each = [x for f in others for x in ("--preserve", str(f))] + ["--preserve-weight", "0", "--preserve-hinge", "3",
+                                                                  "--preserve-each"]
+    rc, _, err = run_cli(capsys, "adapters", "train", *args, "--lr", "0", *each, "--output", str(tmp_path / "still"))
+    assert rc == 0, err
+    still = json.loads((tmp_path / "still" / "training_metadata.json").read_text())
+    assert still["preserve_each"] is True and still["preserve_gain_each"] == [[0.0, 0.0]] * 12
+
+    rc, _, err = run_cli(capsys, "adapters", "train", *args, "--lr", "1e-2", "--output", str(tmp_path / "plain"))
+    assert rc == 0, err
+    rc, _, err = run_cli(capsys, "adapters", "train", *args, "--lr", "1e-2", *each, "--output", str(tmp_path / "each"))
+    assert rc == 0, err
+    meta = json.loads((tmp_path / "each" / "training_metadata.json").read_text())
+    assert len(meta["preserve_gain_each"]) == 12 and all(len(g) == 2 for g in meta["preserve_gain_each"])
+    assert meta["preserve_gain"] == pytest.approx([sum(g) / 2 for g in meta["preserve_gain_each"]], abs=1e-5)
+
+    tokenizer = base_tokenizer(tiny)
+    texts = {f.stem: load_examples(f, tokenizer, 32) for f in others}
+    base = AutoModelForCausalLM.from_pretrained(str(cache_folder(tiny)), dtype="float32").eval()
+    base_nll = {k: _nll(base, t) for k, t in texts.items()}
+    gain = {}
+    for name in ("plain", "each"):
+        model = PeftModel.from_pretrained(base, str(tmp_path / name)).eval()
+        gain[name] = {k: base_nll[k] - _nll(model, t) for k, t in texts.items()}
+        model.unload()
+    for voice in ("formal", "poet"):
+        assert gain["plain"][voice] > 0.3, gain
+        assert gain["each"][voice] < 0.1 * gain["plain"][voice], gain
+
+    # a stopped pooled run's checkpoint is not resumed by the per-file run, and the flag needs a hinge
+    from pocketpack.adapters.train import TrainConfig, train
+
+    pooled = TrainConfig(base=str(tiny), data=str(corpus), output=str(tmp_path / "mixed"), rank=4, seq_len=32,
+                         max_steps=12, batch_size=2, compute_dtype="fp32", quant="none", lr=1e-2,
+                         preserve=[str(f) for f in others], preserve_weight=0.0, preserve_hinge=3.0)
+    assert train(pooled, lambda pr: pr.step < 3)["steps"] == 3
+    rc, _, err = run_cli(capsys, "adapters", "train", *args, "--lr", "1e-2", *each, "--output", str(tmp_path / "mixed"))
+    assert rc == 2 and "a checkpoint of a different run" in err.splitlines()[-1], err   # after the model loads
+    line = one_line(*run_cli(capsys, "adapters", "train", *args, "--preserve", str(others[0]), "--preserve-each",
+                             "--output", str(tmp_path / "nohinge"))[::2])
+    assert "a hinge per preserved file needs the hinge itself (--preserve-hinge H)" in line
+
+
 def _finish(writer) -> None:
     """Write a GGUFWriter's header, metadata and tensors, and close it."""
     writer.write_header_to_file()

@@ -65,6 +65,10 @@ def register(subparsers) -> None:
     tr.add_argument("--preserve-hinge", type=float, default=0.0, metavar="H",
                     help="also add H x max(0, NLL_base - NLL_tuned) on the --preserve text: charges the voice only "
                          "for making that text likelier than the base does (default: %(default)s, off)")
+    tr.add_argument("--preserve-each", action="store_true",
+                    help="with several --preserve files, charge the hinge on each file's own batch, so the voice "
+                         "cannot make one of them likelier by making another less likely (one more block of "
+                         "--batch-size a file in the preserve forwards)")
     tr.add_argument("--device", default="auto")
     tr.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
     tr.add_argument("--plan", action="store_true", help="only show the memory the run needs")
@@ -84,6 +88,8 @@ def register(subparsers) -> None:
     dm.add_argument("--preserve-hinge", type=float, default=None, metavar="H",
                     help="weight of the term that charges a voice for making the other voices' training lines "
                          "likelier than the base does (default: the demo's; 0 trains without it)")
+    dm.add_argument("--preserve-each", action=argparse.BooleanOptionalAction, default=None,
+                    help="charge that hinge on each other voice's lines apart (default: the demo's)")
     dm.add_argument("--quant", choices=("nf4", "none"), default=None, help="NF4 base (QLoRA, default) or float32")
     dm.add_argument("--force", action="store_true", help="train again even if a voice is already trained")
     dm.set_defaults(func=_demo)
@@ -173,7 +179,7 @@ def _train(args) -> int:
                       max_steps=args.max_steps, save_every=args.save_every, seed=args.seed, device=args.device,
                       memory_dir=args.memory_dir, grad_checkpointing=args.grad_checkpointing,
                       preserve=list(args.preserve), preserve_weight=args.preserve_weight,
-                      preserve_hinge=args.preserve_hinge)
+                      preserve_hinge=args.preserve_hinge, preserve_each=args.preserve_each)
     if args.plan:
         n = len(load_examples(cfg.data, base_tokenizer(cfg.base), cfg.seq_len,
                               memory_dir=cfg.memory_dir))
@@ -226,7 +232,7 @@ def _demo(args) -> int:
         raise AdapterError(f"{args.base}: base model not found (make setup puts the embedded model there)")
     results = demo.run(args.base, args.dir, styles, force=args.force, progress=_progress_bar(),
                        max_steps=args.steps, quant=args.quant, preserve_weight=args.preserve_weight,
-                       preserve_hinge=args.preserve_hinge)
+                       preserve_hinge=args.preserve_hinge, preserve_each=args.preserve_each)
     done = [r for r in results if r.get("finished")]
     print(f"{len(done)} of {len(styles)} voices ready in {args.dir}: pocketpack adapters list {args.dir}")
     return 0 if len(done) == len(styles) else 1

@@ -33,7 +33,7 @@ SPLITS = ("train", "dev", "heldout")
 DEMO_SETTINGS = {"rank": 8, "alpha": 16.0, "dropout": 0.05, "targets": ["q_proj", "v_proj"], "quant": "nf4",
                  "seq_len": 64, "batch_size": 2, "grad_accum": 1, "lr": 1e-3, "max_steps": 20, "epochs": 100.0,
                  "save_every": 10, "seed": 0, "grad_checkpointing": False, "preserve_weight": 0.0,
-                 "preserve_hinge": 1.0}
+                 "preserve_hinge": 1.0, "preserve_each": False}
 
 
 def corpus(style: str, split: str = "train") -> Path:
@@ -77,7 +77,8 @@ def already_trained(cfg) -> bool:
     same = all(meta.get(k) == getattr(cfg, k) for k in ("rank", "alpha", "seq_len", "batch_size", "lr", "seed"))
     same = same and meta.get("preserve", []) == [str(p) for p in cfg.preserve] and (
         not cfg.preserve or (meta.get("preserve_weight") == cfg.preserve_weight
-                             and meta.get("preserve_hinge", 0.0) == cfg.preserve_hinge))
+                             and meta.get("preserve_hinge", 0.0) == cfg.preserve_hinge
+                             and meta.get("preserve_each", False) == cfg.preserve_each))
     return (same and meta.get("finished") and meta.get("steps") == cfg.max_steps and meta.get("data") == cfg.data
             and (out / f"{out.name}.gguf").is_file())
 

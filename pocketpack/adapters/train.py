@@ -68,6 +68,10 @@ class TrainConfig:
     # "not better on the other styles' lines" measures (the KL barely charges for raising tokens
     # the base found unlikely); being worse there costs nothing
     preserve_hinge: float = 0.0
+    # with several preserve files, charge the hinge on each file's own batch (batch_size blocks of
+    # each; the mean of the per-file max(0, gain)): on one batch mixing them, a voice could make one
+    # preserved kind of text likelier as long as it made another less likely by more
+    preserve_each: bool = False
 
 
 @dataclass
@@ -620,15 +624,18 @@ def _fingerprint(cfg: TrainConfig, examples: list[list[int]]) -> dict:
         out.update(preserve=[str(p) for p in cfg.preserve], preserve_weight=cfg.preserve_weight)
     if cfg.preserve_hinge:  # likewise: runs without the hinge keep theirs
         out["preserve_hinge"] = cfg.preserve_hinge
+    if cfg.preserve_each:
+        out["preserve_each"] = True
     return out
 
 
-def _preserve_terms(model, batch: list[list[int]], pad: int, device: str):
+def _preserve_terms(model, batch: list[list[int]], pad: int, device: str, groups: list[int] | None = None):
     """On text whose predictions should stay the base's, from one forward with the adapter off
     and one with it on: the mean KL(base || base+adapter) over the batch's tokens (how far the
     adapter moves the next-token distribution) and the gain, mean NLL_base - mean NLL_tuned of
     the batch's next tokens (nats a token the adapter made that text likelier by; negative: less
-    likely)."""
+    likely). ``groups``: sizes of consecutive row groups (default: the whole batch is one), each
+    with its own gain in the returned list."""
     import torch
 
     width = max(len(b) for b in batch)
@@ -642,8 +649,13 @@ def _preserve_terms(model, batch: list[list[int]], pad: int, device: str):
     nxt, scored = ids[:, 1:].unsqueeze(-1), mask[:, 1:].float()  # position t predicts token t+1
     base_nll = -base[:, :-1].gather(-1, nxt).squeeze(-1)
     tuned_nll = -tuned[:, :-1].gather(-1, nxt).squeeze(-1)
-    gain = ((base_nll - tuned_nll) * scored).sum() / scored.sum().clamp(min=1.0)
-    return kl, gain
+    diff = (base_nll - tuned_nll) * scored
+    gains, start = [], 0
+    for size in groups or [len(batch)]:
+        rows = slice(start, start + size)
+        gains.append(diff[rows].sum() / scored[rows].sum().clamp(min=1.0))
+        start += size
+    return kl, gains
 
 
 def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None, *,
@@ -672,9 +684,10 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
         raise AdapterError(f"preserve hinge {cfg.preserve_hinge}: a number >= 0")
     if cfg.preserve_hinge > 0 and not cfg.preserve:
         raise AdapterError(f"preserve hinge {cfg.preserve_hinge:g}: name the text it keeps (--preserve FILE)")
-    keep: list[list[int]] = []
-    for source in cfg.preserve:
-        keep += load_examples(source, tokenizer, cfg.seq_len, memory_dir=cfg.memory_dir)
+    if cfg.preserve_each and not cfg.preserve_hinge:
+        raise AdapterError("a hinge per preserved file needs the hinge itself (--preserve-hinge H)")
+    keep_sets = [load_examples(source, tokenizer, cfg.seq_len, memory_dir=cfg.memory_dir) for source in cfg.preserve]
+    keep = [block for blocks in keep_sets for block in blocks]
     the_plan = plan(cfg, len(examples))
     log.info("training %s", the_plan.describe())
     if check_memory and not the_plan.fits:
@@ -711,6 +724,7 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
         torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout: same on a resumed run
         optimizer.zero_grad(set_to_none=True)
         loss_sum = kl_sum = gain_sum = 0.0
+        each_sum = [0.0] * (len(keep_sets) if cfg.preserve_each else 1)
         for micro in range(cfg.grad_accum):
             batch = [examples[_index(cfg.seed, len(examples), step * per_step + micro * cfg.batch_size + j)]
                      for j in range(cfg.batch_size)]
@@ -721,16 +735,23 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss / cfg.grad_accum
             loss_sum += float(loss.detach())
             if keep and (cfg.preserve_weight > 0 or cfg.preserve_hinge > 0):
-                kept = [keep[_index(cfg.seed + 1, len(keep), step * per_step + micro * cfg.batch_size + j)]
-                        for j in range(cfg.batch_size)]
-                kl, gain = _preserve_terms(model, kept, pad, device)
-                kl, gain = kl / cfg.grad_accum, gain / cfg.grad_accum
+                at = step * per_step + micro * cfg.batch_size
+                pools = ([(cfg.seed + 1 + i, blocks) for i, blocks in enumerate(keep_sets)] if cfg.preserve_each
+                         else [(cfg.seed + 1, keep)])
+                kept = [[blocks[_index(seed, len(blocks), at + j)] for j in range(cfg.batch_size)]
+                        for seed, blocks in pools]
+                kl, gains = _preserve_terms(model, [b for group in kept for b in group], pad, device,
+                                            [len(group) for group in kept])
+                kl = kl / cfg.grad_accum
+                gains = [g / cfg.grad_accum for g in gains]
                 kl_sum += float(kl.detach())
-                gain_sum += float(gain.detach())
+                gain_sum += sum(float(g.detach()) for g in gains) / len(gains)
+                for i, g in enumerate(gains):
+                    each_sum[i] += float(g.detach())
                 if cfg.preserve_weight > 0:
                     loss = loss + cfg.preserve_weight * kl
                 if cfg.preserve_hinge > 0:
-                    loss = loss + cfg.preserve_hinge * torch.relu(gain)
+                    loss = loss + cfg.preserve_hinge * sum(torch.relu(g) for g in gains) / len(gains)
             loss.backward()
             state["tokens"] += int(mask.sum())
         optimizer.step()
@@ -740,6 +761,8 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
             state.setdefault("preserve_kl", []).append(round(kl_sum, 6))
             if cfg.preserve_hinge:
                 state.setdefault("preserve_gain", []).append(round(gain_sum, 6))
+            if cfg.preserve_each:
+                state.setdefault("preserve_gain_each", []).append([round(g, 6) for g in each_sum])
         state["elapsed_s"] = time.monotonic() - started
         keep_going = True
         if progress is not None:
@@ -765,6 +788,8 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
                     preserve_examples=len(keep), preserve_kl=state.get("preserve_kl", []))
         if cfg.preserve_hinge:
             meta.update(preserve_hinge=cfg.preserve_hinge, preserve_gain=state.get("preserve_gain", []))
+        if cfg.preserve_each:
+            meta.update(preserve_each=True, preserve_gain_each=state.get("preserve_gain_each", []))
     gguf_src = _gguf_source(cfg.base)
     if gguf_src is not None:  # trained on a GGUF's Transformers copy: say which file, for the switch check
         from pocketpack.adapters.gguf_base import identity, sha256_of

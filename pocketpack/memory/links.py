@@ -47,7 +47,6 @@ class LinkRule:
     max_new: int = 1               # a change: at most this many rare words on either side the other lacks
     follow_cosine: float = 0.0     # bring_linked: a newer memory is brought in only this close to the query
                                    # (dev: 0.2 kept terse corrections out, "Sorry, correction: 143, not 809!")
-                                   # (dev: 0.2 kept out terse corrections, "Sorry, correction: 143, not 809!")
 
 
 RULE = LinkRule()
