@@ -21,3 +21,12 @@ def default_model() -> Path:
     from pocketpack.host.default_model import ensure_default_model
 
     return ensure_default_model(REPO / "models")
+
+
+@pytest.fixture(scope="session")
+def default_model_reader(default_model):
+    """The gguf package's own reader of the embedded model, the reference our header parser is
+    checked against (parsing its 262k-entry vocabulary takes it ~10 s: read once)."""
+    from gguf import GGUFReader
+
+    return GGUFReader(str(default_model), "r")

