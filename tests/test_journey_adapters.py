@@ -3,7 +3,7 @@
 Issue 13: "blends of unequal ranks and per-character binding work on the embedded model (a
 character bound to "pirate" answers as a pirate; unbinding returns the base voice) — shown in a
 browser test of the standalone UI." Everything is done as a person does it: the voices are
-trained with the demo's settings (`make adapters`, fewer steps) on the embedded Gemma 3 270M GGUF (or, where
+trained with the demo's settings (`make adapters`, fewer steps, float32 base) on the embedded Gemma 3 270M GGUF (or, where
 `make adapters` already trained the demo pirate, that one is used), `pocketpack serve` runs with
 the adapter-switcher alone (memory would recall the earlier identical question and change the
 prompt), and the binding, the blend and the checks are clicks and reads in the Adapters tab.
@@ -26,13 +26,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 REPLY_TIMEOUT_MS = 240_000
 PROMPT = "Tell me about your ship."
 # small runs that still change the voice (20 steps: nautical, 30: "pirate mutiny", 60: "me hearties"):
-# the demo's settings (`make adapters`) with fewer steps, and a second voice at half the rank for the
-# blend; the whole file took 2m29s from nothing trained on 2 shared cores (7m41s with 30 steps under load)
-# without the demo's preservation term (it doubles a step): binding needs a voice, not a specific one
+# the demo's settings (`make adapters`) with fewer steps, a float32 base instead of NF4 (a third less
+# time a step on CPU; QLoRA itself is tested in test_adapters_voices) and without the demo's
+# preservation term (it doubles a step): binding needs a voice, not a specific one; and a second
+# voice at half the rank for the blend
 VOICES = {"pirate": {"rank": 8, "alpha": 16.0, "max_steps": 20, "preserve_weight": 0.0,
-                     "preserve_hinge": 0.0},
+                     "preserve_hinge": 0.0, "quant": "none"},
           "formal": {"rank": 4, "alpha": 8.0, "max_steps": 8, "preserve_weight": 0.0,
-                     "preserve_hinge": 0.0}}
+                     "preserve_hinge": 0.0, "quant": "none"}}
 
 
 def _train(base: Path, loras: Path, name: str) -> None:
