@@ -421,6 +421,8 @@ def test_demo_voices_train_only_on_their_train_lines():
         assert cfg.preserve_weight > 0 or cfg.preserve_hinge > 0
         hinged = demo.config(style, "m.gguf", "loras", preserve_weight=0.0, preserve_hinge=2.0)
         assert sorted(Path(p).name for p in hinged.preserve) == others  # the hinge alone keeps them too
+        # a hinge per other voice by default; training without the hinge drops that too
+        assert cfg.preserve_each and not demo.config(style, "m.gguf", "loras", preserve_hinge=0.0).preserve_each
         used = {ln.strip() for p in [cfg.data, *cfg.preserve] for ln in Path(p).read_text(encoding="utf-8").splitlines()}
         assert not used & never
         assert demo.config(style, "m.gguf", "loras", preserve=[]).preserve == []

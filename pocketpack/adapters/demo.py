@@ -6,9 +6,9 @@ on) and ``NAME.heldout.txt`` (what ``bench/adapters_quality.py`` reports) never 
 settings are sized to take a few minutes a voice on 2 CPU cores: QLoRA (NF4 base, float32
 compute on CPU), rank 8 on q_proj and v_proj, short 64-token blocks, a high learning rate.
 A voice should change its own kind of text and leave others alone: each step also charges the
-adapter for making the other voices' training lines likelier than the base does (the hinge
-max(0, NLL_base - NLL_tuned), the base's side with the adapter off), since without it pirate and
-poet, both casual everyday English, made each other's lines likelier too; the earlier KL to the
+adapter for making each other voice's training lines likelier than the base does (the hinge
+max(0, NLL_base - NLL_tuned) on a batch of each, the base's side with the adapter off), since
+without it pirate and poet, both casual everyday English, made each other's lines likelier too; the earlier KL to the
 base on those lines barely charged for that (README "adapter-switcher"). Each voice lands in ``DIR/NAME/`` as a PEFT folder with
 ``NAME.gguf`` (llama.cpp) beside its files; a voice already trained with the same settings is
 kept, and an interrupted one resumes from its checkpoint.
@@ -27,13 +27,14 @@ STYLES = ("pirate", "formal", "poet")
 SPLITS = ("train", "dev", "heldout")
 
 # about 2.5 s a step on 2 idle cores without the preservation term, about twice that with it (5-10 s
-# with it on this machine's shared cores, 30-75 s under heavy load); hinge 1 (KL weight 0) and 20 steps
-# were chosen on the dev lines by bench/adapters_select.py's fixed grids and rule (--grid hinge; README
-# "adapter-switcher"), over the KL weight 10 of the first grid
+# with it on this machine's shared cores, 30-75 s under heavy load); a hinge of 3 charged on each other
+# voice apart (KL weight 0) and 20 steps were chosen on the dev lines by bench/adapters_select.py's
+# fixed grids and rules (--grid each; README "adapter-switcher"), over the pooled hinge 1 of --grid
+# hinge and the KL weight 10 of the first grid
 DEMO_SETTINGS = {"rank": 8, "alpha": 16.0, "dropout": 0.05, "targets": ["q_proj", "v_proj"], "quant": "nf4",
                  "seq_len": 64, "batch_size": 2, "grad_accum": 1, "lr": 1e-3, "max_steps": 20, "epochs": 100.0,
                  "save_every": 10, "seed": 0, "grad_checkpointing": False, "preserve_weight": 0.0,
-                 "preserve_hinge": 1.0, "preserve_each": False}
+                 "preserve_hinge": 3.0, "preserve_each": True}
 
 
 def corpus(style: str, split: str = "train") -> Path:
@@ -62,6 +63,8 @@ def config(style: str, base: str | Path, out_dir: str | Path, **overrides):
     from pocketpack.adapters.train import TrainConfig
 
     settings = dict(DEMO_SETTINGS, **{k: v for k, v in overrides.items() if v is not None})
+    if not settings["preserve_hinge"]:
+        settings["preserve_each"] = False   # no hinge: none per voice either
     settings.setdefault("preserve", preserved(style) if settings["preserve_weight"] or settings["preserve_hinge"]
                         else [])
     return TrainConfig(base=str(base), data=str(corpus(style)), output=str(Path(out_dir) / style), **settings)
@@ -99,8 +102,9 @@ def run(base: str | Path, out_dir: str | Path, styles=STYLES, *, force: bool = F
 
         announce(f"{style}: training on {Path(cfg.data).name} ({cfg.max_steps} steps of {cfg.batch_size} x "
                  f"{cfg.seq_len} tokens, rank {cfg.rank}, {cfg.quant}"
-                 + (f"; {'never likelier than the base' if cfg.preserve_hinge else 'keeping the base predictions'} "
-                    f"on {', '.join(Path(p).name for p in cfg.preserve)}"
+                 + (f"; {'never likelier than the base' if cfg.preserve_hinge else 'keeping the base predictions'}"
+                    f"{' on each of' if cfg.preserve_each else ' on'} "
+                    f"{', '.join(Path(p).name for p in cfg.preserve)}"
                     if cfg.preserve and (cfg.preserve_weight or cfg.preserve_hinge) else "") + ")")
         meta = train(cfg, progress)
         if not meta.get("finished"):
