@@ -69,6 +69,9 @@ def register(subparsers) -> None:
                     help="with several --preserve files, charge the hinge on each file's own batch, so the voice "
                          "cannot make one of them likelier by making another less likely (one more block of "
                          "--batch-size a file in the preserve forwards)")
+    tr.add_argument("--preserve-margin", type=float, default=0.0, metavar="M",
+                    help="the hinge charges until the --preserve text is M nats a token less likely than under "
+                         "the base (default: %(default)s: until it is no likelier)")
     tr.add_argument("--device", default="auto")
     tr.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
     tr.add_argument("--plan", action="store_true", help="only show the memory the run needs")
@@ -179,7 +182,8 @@ def _train(args) -> int:
                       max_steps=args.max_steps, save_every=args.save_every, seed=args.seed, device=args.device,
                       memory_dir=args.memory_dir, grad_checkpointing=args.grad_checkpointing,
                       preserve=list(args.preserve), preserve_weight=args.preserve_weight,
-                      preserve_hinge=args.preserve_hinge, preserve_each=args.preserve_each)
+                      preserve_hinge=args.preserve_hinge, preserve_each=args.preserve_each,
+                      preserve_margin=args.preserve_margin)
     if args.plan:
         n = len(load_examples(cfg.data, base_tokenizer(cfg.base), cfg.seq_len,
                               memory_dir=cfg.memory_dir))

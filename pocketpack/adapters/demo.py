@@ -34,7 +34,7 @@ SPLITS = ("train", "dev", "heldout")
 DEMO_SETTINGS = {"rank": 8, "alpha": 16.0, "dropout": 0.05, "targets": ["q_proj", "v_proj"], "quant": "nf4",
                  "seq_len": 64, "batch_size": 2, "grad_accum": 1, "lr": 1e-3, "max_steps": 20, "epochs": 100.0,
                  "save_every": 10, "seed": 0, "grad_checkpointing": False, "preserve_weight": 0.0,
-                 "preserve_hinge": 3.0, "preserve_each": True}
+                 "preserve_hinge": 3.0, "preserve_each": True, "preserve_margin": 0.0}
 
 
 def corpus(style: str, split: str = "train") -> Path:
@@ -64,7 +64,8 @@ def config(style: str, base: str | Path, out_dir: str | Path, **overrides):
 
     settings = dict(DEMO_SETTINGS, **{k: v for k, v in overrides.items() if v is not None})
     if not settings["preserve_hinge"]:
-        settings["preserve_each"] = False   # no hinge: none per voice either
+        settings["preserve_each"] = False   # no hinge: none per voice either, and no margin
+        settings["preserve_margin"] = 0.0
     settings.setdefault("preserve", preserved(style) if settings["preserve_weight"] or settings["preserve_hinge"]
                         else [])
     return TrainConfig(base=str(base), data=str(corpus(style)), output=str(Path(out_dir) / style), **settings)
@@ -81,7 +82,8 @@ def already_trained(cfg) -> bool:
     same = same and meta.get("preserve", []) == [str(p) for p in cfg.preserve] and (
         not cfg.preserve or (meta.get("preserve_weight") == cfg.preserve_weight
                              and meta.get("preserve_hinge", 0.0) == cfg.preserve_hinge
-                             and meta.get("preserve_each", False) == cfg.preserve_each))
+                             and meta.get("preserve_each", False) == cfg.preserve_each
+                             and meta.get("preserve_margin", 0.0) == cfg.preserve_margin))
     return (same and meta.get("finished") and meta.get("steps") == cfg.max_steps and meta.get("data") == cfg.data
             and (out / f"{out.name}.gguf").is_file())
 

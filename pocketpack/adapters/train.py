@@ -72,6 +72,10 @@ class TrainConfig:
     # each; the mean of the per-file max(0, gain)): on one batch mixing them, a voice could make one
     # preserved kind of text likelier as long as it made another less likely by more
     preserve_each: bool = False
+    # the hinge's margin m, nats a token: H x max(0, gain + m) charges the adapter until the preserved
+    # text is at least m nats a token *less* likely than under the base, a margin for what holds on
+    # those training lines and only partly on lines of the same kind never seen
+    preserve_margin: float = 0.0
 
 
 @dataclass
@@ -626,6 +630,8 @@ def _fingerprint(cfg: TrainConfig, examples: list[list[int]]) -> dict:
         out["preserve_hinge"] = cfg.preserve_hinge
     if cfg.preserve_each:
         out["preserve_each"] = True
+    if cfg.preserve_margin:
+        out["preserve_margin"] = cfg.preserve_margin
     return out
 
 
@@ -686,6 +692,10 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
         raise AdapterError(f"preserve hinge {cfg.preserve_hinge:g}: name the text it keeps (--preserve FILE)")
     if cfg.preserve_each and not cfg.preserve_hinge:
         raise AdapterError("a hinge per preserved file needs the hinge itself (--preserve-hinge H)")
+    if cfg.preserve_margin < 0 or not math.isfinite(cfg.preserve_margin):
+        raise AdapterError(f"preserve margin {cfg.preserve_margin}: a number of nats >= 0")
+    if cfg.preserve_margin and not cfg.preserve_hinge:
+        raise AdapterError("a margin is the hinge's (--preserve-hinge H)")
     keep_sets = [load_examples(source, tokenizer, cfg.seq_len, memory_dir=cfg.memory_dir) for source in cfg.preserve]
     keep = [block for blocks in keep_sets for block in blocks]
     the_plan = plan(cfg, len(examples))
@@ -751,7 +761,8 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
                 if cfg.preserve_weight > 0:
                     loss = loss + cfg.preserve_weight * kl
                 if cfg.preserve_hinge > 0:
-                    loss = loss + cfg.preserve_hinge * sum(torch.relu(g) for g in gains) / len(gains)
+                    margin = cfg.preserve_margin / cfg.grad_accum   # the gains are per micro-batch too
+                    loss = loss + cfg.preserve_hinge * sum(torch.relu(g + margin) for g in gains) / len(gains)
             loss.backward()
             state["tokens"] += int(mask.sum())
         optimizer.step()
@@ -790,6 +801,8 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
             meta.update(preserve_hinge=cfg.preserve_hinge, preserve_gain=state.get("preserve_gain", []))
         if cfg.preserve_each:
             meta.update(preserve_each=True, preserve_gain_each=state.get("preserve_gain_each", []))
+        if cfg.preserve_margin:
+            meta["preserve_margin"] = cfg.preserve_margin
     gguf_src = _gguf_source(cfg.base)
     if gguf_src is not None:  # trained on a GGUF's Transformers copy: say which file, for the switch check
         from pocketpack.adapters.gguf_base import identity, sha256_of
