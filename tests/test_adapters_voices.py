@@ -316,6 +316,49 @@ def test_a_hinge_per_preserved_file_keeps_each_file_from_getting_likelier(tiny, 
     assert "a hinge per preserved file needs the hinge itself (--preserve-hinge H)" in line
 
 
+def test_a_margin_makes_the_preserved_text_less_likely_than_under_the_base(tiny, corpus, tmp_path, capsys):
+    """`--preserve-margin M`: the hinge charges H x max(0, gain + M), so training goes on pushing
+    until the preserved text is about M nats a token less likely than under the base, where the
+    hinge without a margin stops at "no likelier". (On a tiny random model any text moves with
+    any other, so the own text goes down with it here; on the embedded model it is measured by
+    bench/adapters_select.py --grid margin.)"""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from pocketpack.adapters.train import base_tokenizer, load_examples
+
+    other = tmp_path / "formal.txt"
+    formal = REPO / "pocketpack" / "adapters" / "corpora" / "formal.train.txt"
+    other.write_text("\n".join(formal.read_text(encoding="utf-8").splitlines()[:40]) + "\n", encoding="utf-8")
+    args = ["--base", str(tiny), "--data", str(corpus), "--rank", "4", "--seq-len", "32", "--max-steps", "12",
+            "--batch-size", "2", "--compute-dtype", "fp32", "--quant", "none", "--lr", "1e-2",
+            "--preserve", str(other), "--preserve-weight", "0", "--preserve-hinge", "3"]
+    rc, _, err = run_cli(capsys, "adapters", "train", *args, "--preserve-margin", "0.2",
+                         "--output", str(tmp_path / "margin"))
+    assert rc == 0, err
+    meta = json.loads((tmp_path / "margin" / "training_metadata.json").read_text())
+    assert meta["preserve_margin"] == 0.2
+
+    tokenizer = base_tokenizer(tiny)
+    texts = {"kept": load_examples(other, tokenizer, 32)}
+    base = AutoModelForCausalLM.from_pretrained(str(cache_folder(tiny)), dtype="float32").eval()
+    base_nll = {k: _nll(base, t) for k, t in texts.items()}
+    model = PeftModel.from_pretrained(base, str(tmp_path / "margin")).eval()
+    gain = {k: base_nll[k] - _nll(model, t) for k, t in texts.items()}
+    assert gain["kept"] < -0.1, gain    # pushed below the base, not just held at it
+    capsys.readouterr()                  # the loading bars of the models above
+
+    for bad, line_has in (("-1", "preserve margin -1.0: a number of nats >= 0"),
+                          ("nan", "preserve margin nan: a number of nats >= 0")):
+        line = one_line(*run_cli(capsys, "adapters", "train", *args, "--preserve-margin", bad,
+                                 "--output", str(tmp_path / "bad"))[::2])
+        assert line_has in line
+    plain = [a for a in args if a not in ("--preserve-hinge", "3")]
+    line = one_line(*run_cli(capsys, "adapters", "train", *plain, "--preserve-margin", "0.2",
+                             "--output", str(tmp_path / "bad"))[::2])
+    assert "a margin is the hinge's (--preserve-hinge H)" in line
+
+
 def _finish(writer) -> None:
     """Write a GGUFWriter's header, metadata and tensors, and close it."""
     writer.write_header_to_file()
