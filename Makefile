@@ -17,7 +17,7 @@ test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-# three demo voices (pirate, formal, poet) trained on the embedded model: ~2 min each on 2 idle cores
+# three demo voices (pirate, formal, poet) trained on the embedded model: ~3 min each on 2 idle cores
 adapters: setup
 	$(BIN)/pocketpack adapters demo --base $(MODEL) --dir user_data/loras
 

@@ -93,6 +93,9 @@ def register(subparsers) -> None:
                          "likelier than the base does (default: the demo's; 0 trains without it)")
     dm.add_argument("--preserve-each", action=argparse.BooleanOptionalAction, default=None,
                     help="charge that hinge on each other voice's lines apart (default: the demo's)")
+    dm.add_argument("--preserve-margin", type=float, default=None, metavar="M",
+                    help="the hinge charges until the other voices' lines are M nats a token less likely than "
+                         "under the base (default: the demo's)")
     dm.add_argument("--quant", choices=("nf4", "none"), default=None, help="NF4 base (QLoRA, default) or float32")
     dm.add_argument("--force", action="store_true", help="train again even if a voice is already trained")
     dm.set_defaults(func=_demo)
@@ -236,7 +239,8 @@ def _demo(args) -> int:
         raise AdapterError(f"{args.base}: base model not found (make setup puts the embedded model there)")
     results = demo.run(args.base, args.dir, styles, force=args.force, progress=_progress_bar(),
                        max_steps=args.steps, quant=args.quant, preserve_weight=args.preserve_weight,
-                       preserve_hinge=args.preserve_hinge, preserve_each=args.preserve_each)
+                       preserve_hinge=args.preserve_hinge, preserve_each=args.preserve_each,
+                       preserve_margin=args.preserve_margin)
     done = [r for r in results if r.get("finished")]
     print(f"{len(done)} of {len(styles)} voices ready in {args.dir}: pocketpack adapters list {args.dir}")
     return 0 if len(done) == len(styles) else 1

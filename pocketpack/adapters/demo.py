@@ -6,8 +6,9 @@ on) and ``NAME.heldout.txt`` (what ``bench/adapters_quality.py`` reports) never 
 settings are sized to take a few minutes a voice on 2 CPU cores: QLoRA (NF4 base, float32
 compute on CPU), rank 8 on q_proj and v_proj, short 64-token blocks, a high learning rate.
 A voice should change its own kind of text and leave others alone: each step also charges the
-adapter for making each other voice's training lines likelier than the base does (the hinge
-max(0, NLL_base - NLL_tuned) on a batch of each, the base's side with the adapter off), since
+adapter for making each other voice's training lines likelier than the base does, with a margin
+(the hinge max(0, NLL_base - NLL_tuned + 0.3) on a batch of each, the base's side with the
+adapter off: what holds on those training lines holds only partly on unseen ones), since
 without it pirate and poet, both casual everyday English, made each other's lines likelier too; the earlier KL to the
 base on those lines barely charged for that (README "adapter-switcher"). Each voice lands in ``DIR/NAME/`` as a PEFT folder with
 ``NAME.gguf`` (llama.cpp) beside its files; a voice already trained with the same settings is
@@ -26,15 +27,16 @@ CORPORA = Path(__file__).resolve().parent / "corpora"
 STYLES = ("pirate", "formal", "poet")
 SPLITS = ("train", "dev", "heldout")
 
-# about 2.5 s a step on 2 idle cores without the preservation term, about twice that with it (5-10 s
-# with it on this machine's shared cores, 30-75 s under heavy load); a hinge of 3 charged on each other
-# voice apart (KL weight 0) and 20 steps were chosen on the dev lines by bench/adapters_select.py's
-# fixed grids and rules (--grid each; README "adapter-switcher"), over the pooled hinge 1 of --grid
-# hinge and the KL weight 10 of the first grid
+# about 2.5 s a step on 2 idle cores without the preservation term, about twice that with it (4.6 s
+# with a hinge per voice on this machine's idle cores, 30-75 s under heavy load); a hinge of 3
+# charged on each other voice apart with a margin of 0.3 nats a token (KL weight 0) and 30 steps
+# were chosen on the dev lines by bench/adapters_select.py's fixed grids and rules (--grid margin;
+# README "adapter-switcher"), over the margin-free hinge of --grid each, the pooled hinge of
+# --grid hinge and the KL weight 10 of the first grid
 DEMO_SETTINGS = {"rank": 8, "alpha": 16.0, "dropout": 0.05, "targets": ["q_proj", "v_proj"], "quant": "nf4",
-                 "seq_len": 64, "batch_size": 2, "grad_accum": 1, "lr": 1e-3, "max_steps": 20, "epochs": 100.0,
+                 "seq_len": 64, "batch_size": 2, "grad_accum": 1, "lr": 1e-3, "max_steps": 30, "epochs": 100.0,
                  "save_every": 10, "seed": 0, "grad_checkpointing": False, "preserve_weight": 0.0,
-                 "preserve_hinge": 3.0, "preserve_each": True, "preserve_margin": 0.0}
+                 "preserve_hinge": 3.0, "preserve_each": True, "preserve_margin": 0.3}
 
 
 def corpus(style: str, split: str = "train") -> Path:
@@ -88,6 +90,15 @@ def already_trained(cfg) -> bool:
             and (out / f"{out.name}.gguf").is_file())
 
 
+def _kept(cfg) -> str:
+    """What the preservation term asks of the other voices' lines, for the start line."""
+    if not cfg.preserve_hinge:
+        return "keeping the base predictions"
+    if cfg.preserve_margin:
+        return f"at least {cfg.preserve_margin:g} nats a token less likely than under the base"
+    return "never likelier than the base"
+
+
 def run(base: str | Path, out_dir: str | Path, styles=STYLES, *, force: bool = False,
         progress: Callable | None = None, announce: Callable[[str], object] = print, **overrides) -> list[dict]:
     """Train each voice in turn (never two at once); returns their training metadata."""
@@ -104,7 +115,7 @@ def run(base: str | Path, out_dir: str | Path, styles=STYLES, *, force: bool = F
 
         announce(f"{style}: training on {Path(cfg.data).name} ({cfg.max_steps} steps of {cfg.batch_size} x "
                  f"{cfg.seq_len} tokens, rank {cfg.rank}, {cfg.quant}"
-                 + (f"; {'never likelier than the base' if cfg.preserve_hinge else 'keeping the base predictions'}"
+                 + (f"; {_kept(cfg)}"
                     f"{' on each of' if cfg.preserve_each else ' on'} "
                     f"{', '.join(Path(p).name for p in cfg.preserve)}"
                     if cfg.preserve and (cfg.preserve_weight or cfg.preserve_hinge) else "") + ")")
