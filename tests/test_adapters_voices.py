@@ -357,6 +357,10 @@ def test_a_margin_makes_the_preserved_text_less_likely_than_under_the_base(tiny,
     line = one_line(*run_cli(capsys, "adapters", "train", *plain, "--preserve-margin", "0.2",
                              "--output", str(tmp_path / "bad"))[::2])
     assert "a margin is the hinge's (--preserve-hinge H)" in line
+    # the demo says so before it announces anything
+    rc, out, err = run_cli(capsys, "adapters", "demo", "--base", str(tiny), "--styles", "pirate",
+                           "--preserve-margin", "-1", "--dir", str(tmp_path / "demo"))
+    assert "preserve margin -1.0: a number of nats >= 0" in one_line(rc, err) and out == ""
 
 
 def _finish(writer) -> None:

@@ -103,8 +103,11 @@ def run(base: str | Path, out_dir: str | Path, styles=STYLES, *, force: bool = F
         progress: Callable | None = None, announce: Callable[[str], object] = print, **overrides) -> list[dict]:
     """Train each voice in turn (never two at once); returns their training metadata."""
     results = []
+    from pocketpack.adapters.train import check_preservation
+
     for style in styles:
         cfg = config(style, base, out_dir, **overrides)
+        check_preservation(cfg)
         if not force and already_trained(cfg):
             meta = json.loads((Path(cfg.output) / METADATA_NAME).read_text(encoding="utf-8"))
             announce(f"{style}: already trained ({meta['steps']} steps, final loss {meta['final_loss']:.3f}) "

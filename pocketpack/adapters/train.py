@@ -664,6 +664,23 @@ def _preserve_terms(model, batch: list[list[int]], pad: int, device: str, groups
     return kl, gains
 
 
+def check_preservation(cfg: TrainConfig) -> None:
+    """The preservation settings make sense together (AdapterError, one line, otherwise); called
+    before any model is loaded, and by the demo before it says what it will train."""
+    if cfg.preserve_weight < 0 or not math.isfinite(cfg.preserve_weight):
+        raise AdapterError(f"preserve weight {cfg.preserve_weight}: a number >= 0")
+    if cfg.preserve_hinge < 0 or not math.isfinite(cfg.preserve_hinge):
+        raise AdapterError(f"preserve hinge {cfg.preserve_hinge}: a number >= 0")
+    if cfg.preserve_hinge > 0 and not cfg.preserve:
+        raise AdapterError(f"preserve hinge {cfg.preserve_hinge:g}: name the text it keeps (--preserve FILE)")
+    if cfg.preserve_each and not cfg.preserve_hinge:
+        raise AdapterError("a hinge per preserved file needs the hinge itself (--preserve-hinge H)")
+    if cfg.preserve_margin < 0 or not math.isfinite(cfg.preserve_margin):
+        raise AdapterError(f"preserve margin {cfg.preserve_margin}: a number of nats >= 0")
+    if cfg.preserve_margin and not cfg.preserve_hinge:
+        raise AdapterError("a margin is the hinge's (--preserve-hinge H)")
+
+
 def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None, *,
           resume: bool = True, check_memory: bool = True) -> dict:
     """Train (or resume) and save the adapter; returns its training metadata.
@@ -684,18 +701,7 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
     if len(examples) < cfg.batch_size:
         raise AdapterError(f"{cfg.data}: too little text: {len(examples)} block(s) of up to {cfg.seq_len} tokens, "
                            f"fewer than one batch of {cfg.batch_size}; add lines or lower --batch-size")
-    if cfg.preserve_weight < 0 or not math.isfinite(cfg.preserve_weight):
-        raise AdapterError(f"preserve weight {cfg.preserve_weight}: a number >= 0")
-    if cfg.preserve_hinge < 0 or not math.isfinite(cfg.preserve_hinge):
-        raise AdapterError(f"preserve hinge {cfg.preserve_hinge}: a number >= 0")
-    if cfg.preserve_hinge > 0 and not cfg.preserve:
-        raise AdapterError(f"preserve hinge {cfg.preserve_hinge:g}: name the text it keeps (--preserve FILE)")
-    if cfg.preserve_each and not cfg.preserve_hinge:
-        raise AdapterError("a hinge per preserved file needs the hinge itself (--preserve-hinge H)")
-    if cfg.preserve_margin < 0 or not math.isfinite(cfg.preserve_margin):
-        raise AdapterError(f"preserve margin {cfg.preserve_margin}: a number of nats >= 0")
-    if cfg.preserve_margin and not cfg.preserve_hinge:
-        raise AdapterError("a margin is the hinge's (--preserve-hinge H)")
+    check_preservation(cfg)
     keep_sets = [load_examples(source, tokenizer, cfg.seq_len, memory_dir=cfg.memory_dir) for source in cfg.preserve]
     keep = [block for blocks in keep_sets for block in blocks]
     the_plan = plan(cfg, len(examples))
