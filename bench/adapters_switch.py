@@ -24,6 +24,7 @@ import argparse
 import copy
 import math
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -406,6 +407,7 @@ def main() -> int:
     ap.add_argument("--library-steps", type=int, default=8, help="steps per library adapter (short trainings)")
     ap.add_argument("--turns", type=int, default=120)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--library-part", choices=("train", "measure"), default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     embedded = Path("models/gemma-3-270m-q4_k_m.gguf")
     if args.gguf is None and embedded.is_file():
@@ -416,12 +418,23 @@ def main() -> int:
         rows += bench_transformers(args.switches, args.device)
     if not args.skip_llama:
         rows += bench_llama_cpp(args.switches, args.gguf)
+    if args.library_part == "train":
+        make_library(args.library, args.gguf, args.library_steps)
+        return 0
+    if args.library_part == "measure":
+        print(bench_library(args.library, args.gguf, args.turns, args.threads), flush=True)
+        return 0
     library_md = ""
     if args.library is not None:
+        # training and measuring each in a fresh process: llama.cpp's adapter buffers reuse heap pages that
+        # training (or the Transformers part) freed, and the RSS added per resident adapter then reads 0
+        child = [sys.executable, str(Path(__file__).resolve()), "--skip-transformers", "--skip-llama",
+                 "--library", str(args.library), "--gguf", str(args.gguf), "--library-steps", str(args.library_steps),
+                 "--turns", str(args.turns), "--threads", str(args.threads)]
         if args.make_library:
-            for name, took in make_library(args.library, args.gguf, args.library_steps):
-                rows.append((f"trained {name}", took))
-        library_md = bench_library(args.library, args.gguf, args.turns, args.threads)
+            subprocess.run(child + ["--library-part", "train"], check=True)
+        library_md = subprocess.run(child + ["--library-part", "measure"], check=True, stdout=subprocess.PIPE,
+                                    text=True).stdout.strip()
     print(f"{'measure':<52} {'median ms / value':>18}")
     print("-" * 72)
     for row in rows:
