@@ -123,6 +123,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,54 +202,49 @@ def _snapshot(src: Path, dst: Path, style: str, gguf_model: Path) -> None:
     tmp.replace(dst)
 
 
-def train_all(root: Path, model: Path, styles: list[str], weights: list[float], up_to: int = 10 ** 9) -> None:
-    """Each weight's run goes to its last grid step; ``up_to`` stops this call earlier (a later call
+# every stage states all four preservation settings: demo.config fills the rest from the demo's
+# current defaults, which later stages changed
+NO_PRESERVATION = {"preserve_weight": 0.0, "preserve_hinge": 0.0, "preserve_each": False, "preserve_margin": 0.0}
+
+
+def _train_runs(root: Path, model: Path, styles: list[str], up_to: int, prefix: str, values: list[float],
+                steps_of: Callable[[float], list[int]], settings_of: Callable[[float], dict], label: str) -> None:
+    """One run per value and voice (``runs/PREFIXv/VOICE``) to its last step, the adapter copied after
+    each of ``steps_of(v)`` to ``PREFIXv-sS/VOICE``; ``up_to`` stops this call earlier (a later call
     resumes the run from its checkpoint)."""
     from pocketpack.adapters import demo
 
-    for w in weights:
-        steps = sorted(STEPS + EXTRA.get(w, ()))
+    for v in values:
+        steps = steps_of(v)
         for style in styles:
-            cfg = demo.config(style, model, root / "runs" / f"w{w:g}", max_steps=steps[-1], preserve_weight=w,
-                              preserve_hinge=0.0, **({"preserve": []} if w == 0 else {}))
-            _sweep(cfg, {s: root / name(w, s) / style for s in steps if s <= up_to}, style, model, f"W={w:g}")
+            cfg = demo.config(style, model, root / "runs" / f"{prefix}{v:g}", max_steps=steps[-1],
+                              **dict(NO_PRESERVATION, **settings_of(v)))
+            _sweep(cfg, {s: root / f"{prefix}{v:g}-s{s}" / style for s in steps if s <= up_to}, style, model,
+                   label.format(v))
+
+
+def train_all(root: Path, model: Path, styles: list[str], weights: list[float], up_to: int = 10 ** 9) -> None:
+    """The weight sweep: KL weight W (no term at all for W = 0), snapshots at STEPS (+ EXTRA)."""
+    _train_runs(root, model, styles, up_to, "w", weights, lambda w: sorted(STEPS + EXTRA.get(w, ())),
+                lambda w: {"preserve_weight": w, **({"preserve": []} if w == 0 else {})}, "W={:g}")
 
 
 def train_hinge(root: Path, model: Path, styles: list[str], hinges: list[float], up_to: int = 10 ** 9) -> None:
-    """The hinge stage's runs: KL weight 0, hinge H, snapshots at each of HINGE_STEPS."""
-    from pocketpack.adapters import demo
-
-    for h in hinges:
-        for style in styles:
-            cfg = demo.config(style, model, root / "runs" / f"h{h:g}", max_steps=HINGE_STEPS[-1],
-                              preserve_weight=0.0, preserve_hinge=h)
-            _sweep(cfg, {s: root / hinge_name(h, s) / style for s in HINGE_STEPS if s <= up_to}, style, model,
-                   f"H={h:g}")
+    """The hinge stage's runs: KL weight 0, hinge H on the others' mixed batch, snapshots at HINGE_STEPS."""
+    _train_runs(root, model, styles, up_to, "h", hinges, lambda h: list(HINGE_STEPS),
+                lambda h: {"preserve_hinge": h}, "H={:g}")
 
 
 def train_each(root: Path, model: Path, styles: list[str], hinges: list[float], up_to: int = 10 ** 9) -> None:
     """The third stage's runs: KL weight 0, hinge H charged per preserved voice, snapshots at EACH_STEPS."""
-    from pocketpack.adapters import demo
-
-    for h in hinges:
-        for style in styles:
-            cfg = demo.config(style, model, root / "runs" / f"e{h:g}", max_steps=EACH_STEPS[-1],
-                              preserve_weight=0.0, preserve_hinge=h, preserve_each=True)
-            _sweep(cfg, {s: root / each_name(h, s) / style for s in EACH_STEPS if s <= up_to}, style, model,
-                   f"H={h:g} each")
+    _train_runs(root, model, styles, up_to, "e", hinges, lambda h: list(EACH_STEPS),
+                lambda h: {"preserve_hinge": h, "preserve_each": True}, "H={:g} each")
 
 
 def train_margin(root: Path, model: Path, styles: list[str], margins: list[float], up_to: int = 10 ** 9) -> None:
     """The fourth stage's runs: per-voice hinge MARGIN_HINGE with margin M, snapshots at MARGIN_STEPS."""
-    from pocketpack.adapters import demo
-
-    for m in margins:
-        for style in styles:
-            cfg = demo.config(style, model, root / "runs" / f"m{m:g}", max_steps=MARGIN_STEPS[-1],
-                              preserve_weight=0.0, preserve_hinge=MARGIN_HINGE, preserve_each=True,
-                              preserve_margin=m)
-            _sweep(cfg, {s: root / margin_name(m, s) / style for s in MARGIN_STEPS if s <= up_to}, style, model,
-                   f"M={m:g}")
+    _train_runs(root, model, styles, up_to, "m", margins, lambda m: list(MARGIN_STEPS),
+                lambda m: {"preserve_hinge": MARGIN_HINGE, "preserve_each": True, "preserve_margin": m}, "M={:g}")
 
 
 def _sweep(cfg, snapshots: dict[int, Path], style: str, model: Path, label: str) -> None:
@@ -319,24 +315,34 @@ def choose(rows: dict, order=lambda k: (-k[1], -k[0])) -> tuple:
     return pick, ("all configs" if floor is None else f"own drop >= {floor:.0%} for every voice")
 
 
-def report(root: Path) -> int:
+def _scored(root: Path, configs: list[tuple[float, int]], namer: Callable[[float, int], str], kind: str) -> dict:
+    """The dev summaries of the configs scored so far, keyed (kind, value, steps)."""
     rows = {}
-    for w, s in grid():
-        f = root / f"{name(w, s)}.dev.json"
+    for v, s in configs:
+        f = root / f"{namer(v, s)}.dev.json"
         if f.is_file():
-            rows[(w, s)] = summarise(json.loads(f.read_text(encoding="utf-8")))
+            rows[(kind, v, s)] = summarise(json.loads(f.read_text(encoding="utf-8")))
+    return rows
+
+
+def _print_table(rows: dict, styles: list[str], first: str, label: Callable[[tuple, dict], str]) -> None:
+    """The stage's markdown table: one row a config (``label(key, row)`` in the first column)."""
+    print(f"| {first} | steps | " + " | ".join(f"{s} own" for s in styles) + " | mean own | worst cross (which) | "
+          "kept (>= 25%) |")
+    print("|---|---|" + "---|" * len(styles) + "---|---|---|")
+    for key, r in rows.items():
+        (a, b) = r["worst_pair"]
+        print(f"| {label(key, r)} | {key[-1]} | " + " | ".join(f"{-r['own'][x]:+.0%}" for x in styles)
+              + f" | {-r['mean_own']:+.0%} | {r['worst_cross']:+.1%} ({a} on {b}) | "
+              + ("yes" if r["min_own"] >= MIN_OWN else "no") + " |")
+
+
+def report(root: Path) -> int:
+    rows = {(w, s): r for (_, w, s), r in _scored(root, grid(), name, "W").items()}
     if not rows:
         print("no dev scores yet: run train, then score", file=sys.stderr)
         return 2
-    styles = list(next(iter(rows.values()))["own"])
-    print("| W | steps | " + " | ".join(f"{s} own" for s in styles) + " | mean own | worst cross (which) | "
-          "kept (>= 25%) |")
-    print("|---|---|" + "---|" * len(styles) + "---|---|---|")
-    for (w, s), r in rows.items():
-        (a, b) = r["worst_pair"]
-        print(f"| {w:g} | {s} | " + " | ".join(f"{-r['own'][x]:+.0%}" for x in styles)
-              + f" | {-r['mean_own']:+.0%} | {r['worst_cross']:+.1%} ({a} on {b}) | "
-              + ("yes" if r["min_own"] >= MIN_OWN else "no") + " |")
+    _print_table(rows, list(next(iter(rows.values()))["own"]), "W", lambda k, r: f"{k[0]:g}")
     (w, s), why = choose(rows)
     missing = [name(*k) for k in grid() if k not in rows]
     print(f"\nchosen ({why}; {len(rows)} of {len(grid())} configs scored"
@@ -346,28 +352,16 @@ def report(root: Path) -> int:
 
 def hinge_report(root: Path) -> int:
     """The hinge stage's table and choice (its rule in the module docstring)."""
-    rows: dict[tuple[str, float, int], dict] = {}
-    for h, s in hinge_grid():
-        f = root / f"{hinge_name(h, s)}.dev.json"
-        if f.is_file():
-            rows[("H", h, s)] = summarise(json.loads(f.read_text(encoding="utf-8")))
+    rows = _scored(root, hinge_grid(), hinge_name, "H")
     if not rows:
         print("no dev scores of the hinge stage yet: run --grid hinge train, then score", file=sys.stderr)
         return 2
     rescored = root / f"{name(*INCUMBENT)}.dev.json"
     rows[("W", *INCUMBENT)] = (summarise(json.loads(rescored.read_text(encoding="utf-8"))) if rescored.is_file()
                                else INCUMBENT_RECORDED)
-    styles = list(INCUMBENT_RECORDED["own"])
-    print("| config | steps | " + " | ".join(f"{s} own" for s in styles) + " | mean own | worst cross (which) | "
-          "kept (>= 25%) |")
-    print("|---|---|" + "---|" * len(styles) + "---|---|---|")
-    for (kind, v, s), r in rows.items():
-        (a, b) = r["worst_pair"]
-        label = (f"hinge {v:g}, KL 0" if kind == "H" else f"KL {v:g}, no hinge (demo"
-                 + (", recorded)" if r.get("recorded") else ")"))
-        print(f"| {label} | {s} | " + " | ".join(f"{-r['own'][x]:+.0%}" for x in styles)
-              + f" | {-r['mean_own']:+.0%} | {r['worst_cross']:+.1%} ({a} on {b}) | "
-              + ("yes" if r["min_own"] >= MIN_OWN else "no") + " |")
+    _print_table(rows, list(INCUMBENT_RECORDED["own"]), "config", lambda k, r: (
+        f"hinge {k[1]:g}, KL 0" if k[0] == "H" else f"KL {k[1]:g}, no hinge (demo"
+        + (", recorded)" if r.get("recorded") else ")")))
     (kind, v, s), why = choose(rows, order=lambda k: (-k[2], k[0] == "W", -k[1]))
     missing = [hinge_name(*k) for k in hinge_grid() if ("H", *k) not in rows]
     print(f"\nchosen ({why}; " + (f"missing {', '.join(missing)}" if missing else "all hinge configs scored")
@@ -378,25 +372,13 @@ def hinge_report(root: Path) -> int:
 
 def each_report(root: Path) -> int:
     """The third stage's table and choice (its rule in the module docstring)."""
-    rows: dict[tuple[str, float, int], dict] = {}
-    for h, s in each_grid():
-        f = root / f"{each_name(h, s)}.dev.json"
-        if f.is_file():
-            rows[("E", h, s)] = summarise(json.loads(f.read_text(encoding="utf-8")))
+    rows = _scored(root, each_grid(), each_name, "E")
     if not rows:
         print("no dev scores of the third stage yet: run --grid each train, then score", file=sys.stderr)
         return 2
     rows[("H", *HINGE_INCUMBENT)] = HINGE_INCUMBENT_RECORDED
-    styles = list(HINGE_INCUMBENT_RECORDED["own"])
-    print("| config | steps | " + " | ".join(f"{s} own" for s in styles) + " | mean own | worst cross (which) | "
-          "kept (>= 25%) |")
-    print("|---|---|" + "---|" * len(styles) + "---|---|---|")
-    for (kind, v, s), r in rows.items():
-        (a, b) = r["worst_pair"]
-        label = f"hinge {v:g} per voice" if kind == "E" else f"hinge {v:g} pooled (the demo, recorded)"
-        print(f"| {label} | {s} | " + " | ".join(f"{-r['own'][x]:+.0%}" for x in styles)
-              + f" | {-r['mean_own']:+.0%} | {r['worst_cross']:+.1%} ({a} on {b}) | "
-              + ("yes" if r["min_own"] >= MIN_OWN else "no") + " |")
+    _print_table(rows, list(HINGE_INCUMBENT_RECORDED["own"]), "config", lambda k, r: (
+        f"hinge {k[1]:g} per voice" if k[0] == "E" else f"hinge {k[1]:g} pooled (the demo, recorded)"))
     (kind, v, s), why = choose(rows, order=lambda k: (-k[2], k[0] == "H", -k[1]))
     missing = [each_name(*k) for k in each_grid() if ("E", *k) not in rows]
     print(f"\nchosen ({why}; " + (f"missing {', '.join(missing)}" if missing else "all per-voice configs scored")
@@ -407,27 +389,15 @@ def each_report(root: Path) -> int:
 
 def margin_report(root: Path) -> int:
     """The fourth stage's table and choice (its rule in the module docstring)."""
-    rows: dict[tuple[str, float, int], dict] = {}
-    for m, s in margin_grid():
-        f = root / f"{margin_name(m, s)}.dev.json"
-        if f.is_file():
-            rows[("M", m, s)] = summarise(json.loads(f.read_text(encoding="utf-8")))
+    rows = _scored(root, margin_grid(), margin_name, "M")
     incumbent = root / f"{each_name(MARGIN_HINGE, 20)}.dev.json"
     if not rows or not incumbent.is_file():
         print("no dev scores of the fourth stage (or of its incumbent, the third stage's e3-s20) yet: "
               "run --grid margin train, then score", file=sys.stderr)
         return 2
     rows[("M", 0.0, 20)] = dict(summarise(json.loads(incumbent.read_text(encoding="utf-8"))), incumbent=True)
-    styles = list(rows[("M", 0.0, 20)]["own"])
-    print("| config | steps | " + " | ".join(f"{s} own" for s in styles) + " | mean own | worst cross (which) | "
-          "kept (>= 25%) |")
-    print("|---|---|" + "---|" * len(styles) + "---|---|---|")
-    for (_, m, s), r in rows.items():
-        (a, b) = r["worst_pair"]
-        label = f"margin {m:g}" + (" (the demo)" if r.get("incumbent") else "")
-        print(f"| {label} | {s} | " + " | ".join(f"{-r['own'][x]:+.0%}" for x in styles)
-              + f" | {-r['mean_own']:+.0%} | {r['worst_cross']:+.1%} ({a} on {b}) | "
-              + ("yes" if r["min_own"] >= MIN_OWN else "no") + " |")
+    _print_table(rows, list(rows[("M", 0.0, 20)]["own"]), "config",
+                 lambda k, r: f"margin {k[1]:g}" + (" (the demo)" if r.get("incumbent") else ""))
     (_, m, s), why = choose(rows, order=lambda k: (-k[2], k[1] == 0.0, -k[1]))
     missing = [margin_name(*k) for k in margin_grid() if ("M", *k) not in rows]
     print(f"\nchosen ({why}; " + (f"missing {', '.join(missing)}" if missing else "all margin configs scored")
