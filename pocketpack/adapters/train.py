@@ -739,8 +739,8 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
         step = state["step"]
         torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout: same on a resumed run
         optimizer.zero_grad(set_to_none=True)
-        loss_sum = kl_sum = gain_sum = 0.0
-        each_sum = [0.0] * (len(keep_sets) if cfg.preserve_each else 1)
+        loss_sum = kl_sum = 0.0
+        gain_sums = [0.0] * (len(keep_sets) if cfg.preserve_each else 1)   # per preserve group, over micro-batches
         for micro in range(cfg.grad_accum):
             batch = [examples[_index(cfg.seed, len(examples), step * per_step + micro * cfg.batch_size + j)]
                      for j in range(cfg.batch_size)]
@@ -761,9 +761,8 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
                 kl = kl / cfg.grad_accum
                 gains = [g / cfg.grad_accum for g in gains]
                 kl_sum += float(kl.detach())
-                gain_sum += sum(float(g.detach()) for g in gains) / len(gains)
                 for i, g in enumerate(gains):
-                    each_sum[i] += float(g.detach())
+                    gain_sums[i] += float(g.detach())
                 if cfg.preserve_weight > 0:
                     loss = loss + cfg.preserve_weight * kl
                 if cfg.preserve_hinge > 0:
@@ -777,9 +776,9 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], object] | None = None
         if keep:
             state.setdefault("preserve_kl", []).append(round(kl_sum, 6))
             if cfg.preserve_hinge:
-                state.setdefault("preserve_gain", []).append(round(gain_sum, 6))
+                state.setdefault("preserve_gain", []).append(round(sum(gain_sums) / len(gain_sums), 6))
             if cfg.preserve_each:
-                state.setdefault("preserve_gain_each", []).append([round(g, 6) for g in each_sum])
+                state.setdefault("preserve_gain_each", []).append([round(g, 6) for g in gain_sums])
         state["elapsed_s"] = time.monotonic() - started
         keep_going = True
         if progress is not None:
