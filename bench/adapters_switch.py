@@ -246,23 +246,20 @@ def library_names() -> list[tuple[str, str, int, int]]:
             for seed in LIBRARY_SEEDS]
 
 
-def make_library(lib: Path, model_path: Path, steps: int) -> list[tuple]:
-    """Train the 24 adapters that are missing (short runs, one at a time); returns timing rows."""
+def make_library(lib: Path, model_path: Path, steps: int) -> None:
+    """Train the 24 adapters that are missing (short runs, one at a time), a line each."""
     from pocketpack.adapters import demo
+    from pocketpack.adapters.train import train
 
-    rows = []
     for name, style, r, seed in library_names():
         cfg = demo.config(style, model_path, lib, rank=r, alpha=float(2 * r), seed=seed, max_steps=steps)
         cfg.output = str(lib / name)
         if demo.already_trained(cfg):
             continue
-        from pocketpack.adapters.train import train
-
         t = time.perf_counter()
         meta = train(cfg)
-        rows.append((name, f"{time.perf_counter() - t:.0f} s, loss {meta['losses'][0]:.2f} -> {meta['final_loss']:.2f}"))
-        print(f"trained {name}: {rows[-1][1]}", flush=True)
-    return rows
+        print(f"trained {name}: {time.perf_counter() - t:.0f} s, loss {meta['losses'][0]:.2f} -> "
+              f"{meta['final_loss']:.2f}", flush=True)
 
 
 def _rss() -> int:
@@ -412,18 +409,18 @@ def main() -> int:
     embedded = Path("models/gemma-3-270m-q4_k_m.gguf")
     if args.gguf is None and embedded.is_file():
         args.gguf = embedded
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    rows = []
-    if not args.skip_transformers:
-        rows += bench_transformers(args.switches, args.device)
-    if not args.skip_llama:
-        rows += bench_llama_cpp(args.switches, args.gguf)
     if args.library_part == "train":
         make_library(args.library, args.gguf, args.library_steps)
         return 0
     if args.library_part == "measure":
         print(bench_library(args.library, args.gguf, args.turns, args.threads), flush=True)
         return 0
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    rows = []
+    if not args.skip_transformers:
+        rows += bench_transformers(args.switches, args.device)
+    if not args.skip_llama:
+        rows += bench_llama_cpp(args.switches, args.gguf)
     library_md = ""
     if args.library is not None:
         # training and measuring each in a fresh process: llama.cpp's adapter buffers reuse heap pages that
