@@ -25,7 +25,6 @@ from tests.helpers.tiny_adapters import llama_cpp_logits, tiny_gemma3, write_gem
 
 llama_cpp = pytest.importorskip("llama_cpp")
 REPO = Path(__file__).resolve().parents[1]
-PIRATE = REPO / "pocketpack" / "adapters" / "corpora" / "pirate.train.txt"
 
 
 def run_cli(capsys, *args) -> tuple[int, str, str]:
@@ -40,6 +39,14 @@ def one_line(rc: int, err: str) -> str:
     return lines[0]
 
 
+def first_lines(voice: str, n: int, folder: Path) -> Path:
+    """``folder/VOICE.txt``: the first ``n`` training lines of a shipped voice."""
+    lines = (REPO / "pocketpack" / "adapters" / "corpora" / f"{voice}.train.txt").read_text(encoding="utf-8").splitlines()
+    path = folder / f"{voice}.txt"
+    path.write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """models/tiny.gguf (a Gemma 3 GGUF) with its Transformers copy already cached beside it."""
@@ -51,9 +58,7 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    p = tmp_path_factory.mktemp("data") / "pirate.txt"
-    p.write_text("\n".join(PIRATE.read_text(encoding="utf-8").splitlines()[:40]) + "\n", encoding="utf-8")
-    return p
+    return first_lines("pirate", 40, tmp_path_factory.mktemp("data"))
 
 
 def test_training_on_a_gguf_writes_both_forms_that_llama_cpp_applies(tiny, corpus, tmp_path, capsys):
@@ -179,9 +184,7 @@ def test_preserve_keeps_the_base_predictions_on_the_text_it_names(tiny, corpus, 
 
     from pocketpack.adapters.train import base_tokenizer, load_examples
 
-    other = tmp_path / "formal.txt"
-    formal = REPO / "pocketpack" / "adapters" / "corpora" / "formal.train.txt"
-    other.write_text("\n".join(formal.read_text(encoding="utf-8").splitlines()[:40]) + "\n", encoding="utf-8")
+    other = first_lines("formal", 40, tmp_path)
     args = ["--base", str(tiny), "--data", str(corpus), "--rank", "4", "--seq-len", "32", "--max-steps", "12",
             "--batch-size", "2", "--lr", "1e-2", "--compute-dtype", "fp32"]
     rc, _, err = run_cli(capsys, "adapters", "train", *args, "--output", str(tmp_path / "plain"))
@@ -224,9 +227,7 @@ def test_the_hinge_charges_a_voice_only_for_making_the_preserved_text_likelier(t
 
     from pocketpack.adapters.train import base_tokenizer, load_examples
 
-    other = tmp_path / "formal.txt"
-    formal = REPO / "pocketpack" / "adapters" / "corpora" / "formal.train.txt"
-    other.write_text("\n".join(formal.read_text(encoding="utf-8").splitlines()[:40]) + "\n", encoding="utf-8")
+    other = first_lines("formal", 40, tmp_path)
     args = ["--base", str(tiny), "--data", str(corpus), "--rank", "4", "--seq-len", "32", "--max-steps", "12",
             "--batch-size", "2", "--compute-dtype", "fp32", "--quant", "none"]
     hinge = ["--preserve", str(other), "--preserve-weight", "0", "--preserve-hinge", "3"]
@@ -266,12 +267,7 @@ def test_a_hinge_per_preserved_file_keeps_each_file_from_getting_likelier(tiny, 
 
     from pocketpack.adapters.train import base_tokenizer, load_examples
 
-    shipped = REPO / "pocketpack" / "adapters" / "corpora"
-    others = []
-    for voice in ("formal", "poet"):
-        others.append(tmp_path / f"{voice}.txt")
-        others[-1].write_text("\n".join((shipped / f"{voice}.train.txt").read_text(encoding="utf-8").splitlines()[:30])
-                              + "\n", encoding="utf-8")
+    others = [first_lines(voice, 30, tmp_path) for voice in ("formal", "poet")]
     args = ["--base", str(tiny), "--data", str(corpus), "--rank", "4", "--seq-len", "32", "--max-steps", "12",
             "--batch-size", "2", "--compute-dtype", "fp32", "--quant", "none", "--save-every", "6"]
     each = [x for f in others for x in ("--preserve", str(f))] + ["--preserve-weight", "0", "--preserve-hinge", "3",
@@ -327,9 +323,7 @@ def test_a_margin_makes_the_preserved_text_less_likely_than_under_the_base(tiny,
 
     from pocketpack.adapters.train import base_tokenizer, load_examples
 
-    other = tmp_path / "formal.txt"
-    formal = REPO / "pocketpack" / "adapters" / "corpora" / "formal.train.txt"
-    other.write_text("\n".join(formal.read_text(encoding="utf-8").splitlines()[:40]) + "\n", encoding="utf-8")
+    other = first_lines("formal", 40, tmp_path)
     args = ["--base", str(tiny), "--data", str(corpus), "--rank", "4", "--seq-len", "32", "--max-steps", "12",
             "--batch-size", "2", "--compute-dtype", "fp32", "--quant", "none", "--lr", "1e-2",
             "--preserve", str(other), "--preserve-weight", "0", "--preserve-hinge", "3"]
@@ -482,8 +476,7 @@ def test_a_voice_trained_on_the_embedded_model_changes_what_it_says(default_mode
     from pocketpack.adapters.binding import Bindings
     from pocketpack.adapters.session import AdapterSession
 
-    data = tmp_path / "pirate.txt"
-    data.write_text("\n".join(PIRATE.read_text(encoding="utf-8").splitlines()[:24]) + "\n", encoding="utf-8")
+    data = first_lines("pirate", 24, tmp_path)
     loras = tmp_path / "loras"
     rc, _, err = run_cli(capsys, "adapters", "train", "--base", str(default_model), "--data", str(data),
                               "--output", str(loras / "pirate"), "--rank", "4", "--seq-len", "48",

@@ -102,9 +102,9 @@ def _kept(cfg) -> str:
 def run(base: str | Path, out_dir: str | Path, styles=STYLES, *, force: bool = False,
         progress: Callable | None = None, announce: Callable[[str], object] = print, **overrides) -> list[dict]:
     """Train each voice in turn (never two at once); returns their training metadata."""
-    results = []
-    from pocketpack.adapters.train import check_preservation
+    from pocketpack.adapters.train import check_preservation, train
 
+    results = []
     for style in styles:
         cfg = config(style, base, out_dir, **overrides)
         check_preservation(cfg)
@@ -114,8 +114,6 @@ def run(base: str | Path, out_dir: str | Path, styles=STYLES, *, force: bool = F
                      f"in {cfg.output}")
             results.append(dict(meta, skipped=True))
             continue
-        from pocketpack.adapters.train import train
-
         announce(f"{style}: training on {Path(cfg.data).name} ({cfg.max_steps} steps of {cfg.batch_size} x "
                  f"{cfg.seq_len} tokens, rank {cfg.rank}, {cfg.quant}"
                  + (f"; {_kept(cfg)}"
