@@ -96,11 +96,11 @@ def load(path: str | Path) -> list[dict]:
     return items
 
 
-def select(items: list[dict], per_type: int) -> list[dict]:
-    """The fixed subset: per type, non-abstention questions by SHA-1 of question_id, first ``per_type``
-    (in the order one of each type, then the second of each, ...)."""
+def select(items: list[dict], per_type: int, types: tuple[str, ...] = TYPES) -> list[dict]:
+    """The fixed subset: per type of ``types``, non-abstention questions by SHA-1 of question_id, first
+    ``per_type`` (in the order one of each type, then the second of each, ...)."""
     pools = []
-    for qtype in TYPES:
+    for qtype in types:
         pool = [q for q in items if q["question_type"] == qtype and not q["question_id"].endswith("_abs")]
         pool.sort(key=lambda q: hashlib.sha1(q["question_id"].encode()).hexdigest())
         pools.append(pool[:per_type])
@@ -225,12 +225,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="a LongMemEval JSON file or a directory of instance files")
     parser.add_argument("--per-type", type=int, default=PER_TYPE, help=f"questions per type (default {PER_TYPE})")
+    parser.add_argument("--types", nargs="+", choices=TYPES, default=list(TYPES), metavar="TYPE",
+                        help="question types to measure (default all six)")
     parser.add_argument("--store", default=None, help="store directory (default .cache/longmemeval/store)")
     parser.add_argument("--build-only", action="store_true", help="store the subset's histories and stop")
     args = parser.parse_args(argv)
 
     items = load(args.data)
-    questions = select(items, args.per_type)
+    questions = select(items, args.per_type, tuple(args.types))
     store_dir = Path(args.store) if args.store else ROOT / ".cache" / "longmemeval" / "store"
     memory, ids, spent, stored = open_store(store_dir, questions)
     if args.build_only:

@@ -26,7 +26,20 @@ inside the first five moves nothing into or out of the first 5 or 10, so R@5 and
 first" over the long-chat dev split's changed-fact and correction questions; a tie keeps the
 earlier (fewer moves: off, then the higher threshold) one.
 
-    .venv/bin/python bench/memory_select.py [--locomo ../shared/benchmarks/locomo10.json]
+A third step (session 10, for "newer ranked first" on changed facts whose two versions sit
+lower than fifth or share the word that names what changed: "seventh floor" / "eighth floor";
+dev only; ``--step values``) starts from the pack's defaults as they are and varies the same
+reorder: how far down it looks (``newer_first_top`` 5 or 10), how close two statements must be
+(``newer_first_cosine`` 0.35 or 0.25) and what makes them two versions of one fact
+(``newer_first_values``: "disjoint", no rare word shared, or "each_new", each holds a rare
+word the other lacks). Looking down to 10 can move a statement into the first five, so R@5 can
+change. Rule, fixed before its first run: keep the candidates whose R@5 and R@10 are at least
+plain dense search's on every question kind of both development sets (the first step's rule)
+and whose overall R@5 on each set is at most 0.01 below the defaults'; of those, the highest
+mean "newer first" over the long-chat dev split's changed-fact and correction questions; a tie
+keeps the earlier one (the defaults first, then the list's order: ``VALUES_GRID``).
+
+    .venv/bin/python bench/memory_select.py [--locomo ../shared/benchmarks/locomo10.json] [--step values]
 """
 
 from __future__ import annotations
@@ -35,6 +48,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +71,10 @@ for _bring in (False, True):
         _name = "junk rule" + (f", coverage^{_power:g}" if _power else "") + (", bring linked" if _bring else "")
         GRID.append((_name, {**LOCOMO_RECALL, **JUNK_RULE, "lexical_coverage": _power}, _bring))
 DENSE = SearchOptions(mode="dense", mmr_lambda=1.0)
+VALUES_GRID = [(f"top {top}, cosine {cos:g}, {values}",
+                {"newer_first_top": top, "newer_first_cosine": cos, "newer_first_values": values})
+               for top in (5, 10) for cos in (0.35, 0.25) for values in ("disjoint", "each_new")]
+R5_SLACK = 0.01  # the third step: overall R@5 on each set at most this far below the defaults'
 
 
 def locomo_dev(path: Path, store_dir: Path):
@@ -112,6 +130,8 @@ def main(argv=None) -> int:
     parser.add_argument("--locomo", default=str(locomo.DEFAULT_DATA))
     parser.add_argument("--locomo-store", default=str(ROOT / ".cache" / "locomo-dev"),
                         help="where LoCoMo's dev conversations are stored (reused)")
+    parser.add_argument("--step", choices=("grid", "values"), default="grid",
+                        help="grid: the first two steps; values: the third (see above)")
     args = parser.parse_args(argv)
 
     data = generate("dev")
@@ -122,6 +142,13 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     dense_lc = longchat_scores(lc_memory, data, lc_ids, longchat.dense_rankings(lc_memory, data, lc_ids, 10)[0])
     dense_lo = locomo_scores(lo_memory, plan, DENSE, False)
+    if args.step == "values":
+        try:
+            choose_values(data, lc_memory, lc_ids, lo_memory, plan, dense_lc, dense_lo)
+        finally:
+            lc_memory.close()
+            lo_memory.close()
+        return 0
     rows = []
     for name, settings, bring in GRID:
         options = SearchOptions(**settings)
@@ -204,6 +231,44 @@ def choose_order(best, data, lc_memory, lc_ids, lo_memory, plan) -> dict:
     print("R@5 and R@10 per kind the same as without: " + ("yes, on both sets" if not moved
                                                           else "NO for " + ", ".join(moved)))
     return dict(pick[1])
+
+
+def choose_values(data, lc_memory, lc_ids, lo_memory, plan, dense_lc, dense_lo) -> dict:
+    """The third step (see the module docstring): how far down and on what the reorder works."""
+    defaults = recall_options()
+    rows = []
+    for label, over in [("defaults: " + f"top {defaults.newer_first_top}, cosine {defaults.newer_first_cosine:g}, "
+                         f"{defaults.newer_first_values}", {})] + VALUES_GRID:
+        options = replace(defaults, **over)
+        rankings = longchat.recall_rankings(lc_memory, data, 10, options, bring_linked=BRING_LINKED)[0]
+        by_kind = longchat.score(data, lc_ids, {"x": rankings})["by_kind"]["x"]
+        newer = {kind: longchat.mean(by_kind[kind]["newer_first"]) for kind in ("changed-fact", "correction")}
+        both = longchat.mean([v for kind in newer for v in by_kind[kind]["newer_first"]])
+        lc = longchat_scores(lc_memory, data, lc_ids, rankings)
+        lo = locomo_scores(lo_memory, plan, options, BRING_LINKED)
+        losses = [f"{set_name} {kind} R@{k}" for set_name, mine, base in (("long-chat", lc, dense_lc), ("LoCoMo", lo, dense_lo))
+                  for kind in base for k in (5, 10) if mine[kind][k] < base[kind][k] - 1e-9]
+        rows.append((label, over, both, newer, lc, lo, losses))
+        print(f"  {label}: newer first {both:.3f}", file=sys.stderr, flush=True)
+    base_lc, base_lo = rows[0][4], rows[0][5]
+    print("Third step: how far down and on what the newer-first reorder works (long-chat dev newer first: "
+          "changed facts and corrections)")
+    print()
+    print("| reorder | newer first (changed / corrections) | long-chat dev R@5 / R@10 | LoCoMo 1-5 R@5 / R@10 | kept? |")
+    print("|---|---|---|---|---|")
+    pick = None
+    for label, over, both, newer, lc, lo, losses in rows:
+        slack = [name for name, mine, base in (("long-chat", lc, base_lc), ("LoCoMo", lo, base_lo))
+                 if mine["all"][5] < base["all"][5] - R5_SLACK - 1e-9]
+        why = "; ".join([*(f"below dense: {x}" for x in losses), *(f"{x} R@5 more than {R5_SLACK} below the defaults"
+                                                                     for x in slack)])
+        if not why and (pick is None or both > pick[2] + 1e-12):
+            pick = (label, over, both)
+        print(f"| {label} | {both:.3f} ({newer['changed-fact']:.3f} / {newer['correction']:.3f}) | "
+              f"{lc['all'][5]:.3f} / {lc['all'][10]:.3f} | {lo['all'][5]:.3f} / {lo['all'][10]:.3f} | {why or 'yes'} |")
+    print()
+    print(f"chosen: {pick[0] if pick else 'none'}")
+    return dict(pick[1]) if pick else {}
 
 
 if __name__ == "__main__":

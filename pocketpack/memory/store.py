@@ -136,15 +136,20 @@ class Memory:
         return out
 
 
-def _newer_first(collections, found: list[Memory], threshold: float, top: int) -> list[Memory]:
+def _newer_first(collections, found: list[Memory], threshold: float, top: int,
+                 values: str = "disjoint") -> list[Memory]:
     """The final order of the first ``top`` recalled memories: of two statements at least
-    ``threshold`` cosine close that share no rare word (a value: "Volvo" / "Honda Civic"; two
-    statements naming the same dog are two facts about it, not two versions of one), the newer
-    right above the older (``search.newer_first``). It runs after the links have brought their
+    ``threshold`` cosine close that are two versions of one fact, the newer right above the older
+    (``search.newer_first``). Two versions: with ``values="disjoint"`` they share no rare word (a
+    value: "Volvo" / "Honda Civic"; two statements naming the same dog are two facts about it);
+    with ``"each_new"`` each holds a rare word the other lacks (the value changed; "seventh
+    floor" / "eighth floor" share the thing that changed). It runs after the links have brought their
     newer sides in, so that it moves nothing into or out of the first ``top``: what is recalled
     stays; which of two versions of a fact is read first changes."""
     from pocketpack.memory.links import RULE
 
+    if values not in ("disjoint", "each_new"):
+        raise ValueError(f"newer_first_values must be 'disjoint' or 'each_new', not {values!r}")
     ids = [m.id for m in found[:top]]
     vectors: dict = {}
     for coll in collections:
@@ -157,6 +162,8 @@ def _newer_first(collections, found: list[Memory], threshold: float, top: int) -
             order = list(items)
             found = TermStats(collections[0]).rare_stems([items[i].text for i in order], RULE.rare)
             rare.update(zip(order, found))
+        if values == "each_new":
+            return bool(rare[older] - rare[newer]) and bool(rare[newer] - rare[older])
         return not rare[older] & rare[newer]
 
     head, _ = newer_first(ids, items, vectors, threshold, differ)
@@ -500,7 +507,8 @@ class MemoryStore:
             found = self._follow_links(collections, found, qv, k, excluded, chat if scope == "chat" else None,
                                        bring=BRING_LINKED if bring_linked is None else bring_linked)
         if last:
-            found = _newer_first(collections, found, opts.newer_first_cosine, opts.newer_first_top)
+            found = _newer_first(collections, found, opts.newer_first_cosine, opts.newer_first_top,
+                                 opts.newer_first_values)
         return found
 
     def why_not(self, character: str, memory_id: int, query: str, k: int = 6, *,
