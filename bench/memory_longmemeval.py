@@ -187,7 +187,8 @@ def recall_ids(memory: MemoryStore, q: dict, variant: str, k: int) -> list[int]:
 
 
 def scores(q: dict, where: dict[int, tuple[str, bool]], ranked: list[int]) -> dict[str, float]:
-    """Session and turn R@k of one ranking."""
+    """Session and turn R@k of one ranking; for a knowledge-update question also whether the
+    newer version is recalled and read first (see ``newer_first``)."""
     evidence = {str(s) for s in q["answer_session_ids"]}
     gold_turns = {i for i, (_, has) in where.items() if has}
     out = {}
@@ -196,7 +197,25 @@ def scores(q: dict, where: dict[int, tuple[str, bool]], ranked: list[int]) -> di
         sessions = {where[i][0] for i in top if i in where}
         out[f"sess R@{k}"] = len(evidence & sessions) / len(evidence) if evidence else float("nan")
         out[f"turn R@{k}"] = len(gold_turns & set(top)) / len(gold_turns) if gold_turns else float("nan")
+    if q["question_type"] == "knowledge-update":
+        out.update(newer_first(q, where, ranked[:max(K)]))
     return out
+
+
+def newer_first(q: dict, where: dict[int, tuple[str, bool]], top: list[int]) -> dict[str, float]:
+    """A knowledge update has two evidence sessions, the older stating the old value and the newer
+    the new one (one has_answer user message each, almost always). "newer in 10": a has_answer
+    message of the later-dated evidence session is among ``top``; "newer first": one is, above
+    every has_answer message of the earlier one (as bench/memory_longchat.py counts changed facts)."""
+    when = {str(sid): session_time(d) for sid, d in zip(q["haystack_session_ids"], q["haystack_dates"])}
+    evidence = sorted({str(s) for s in q["answer_session_ids"]}, key=lambda s: when.get(s, 0.0))
+    if len(evidence) < 2:
+        return {}
+    older, newer = set(evidence[:-1]), evidence[-1]
+    rank_new = next((r for r, i in enumerate(top) if where.get(i, ("", False)) == (newer, True)), None)
+    rank_old = next((r for r, i in enumerate(top) if i in where and where[i][1] and where[i][0] in older), None)
+    return {"newer in 10": float(rank_new is not None),
+            "newer first": float(rank_new is not None and (rank_old is None or rank_new < rank_old))}
 
 
 def table(results: dict[str, dict[str, list[dict]]], n_by_type: dict[str, int]) -> str:
@@ -260,6 +279,18 @@ def main(argv=None) -> int:
     print()
     print(table(results, n_by_type))
     print()
+    updates = {v: [r for r in results[v]["knowledge-update"] if "newer first" in r] for v in VARIANTS}
+    if updates["dense"]:
+        print(f"Knowledge updates ({len(updates['dense'])} questions; the later-dated evidence session's "
+              "has_answer message vs the earlier one's):")
+        print()
+        print("| system | newer first | newer in top 10 |")
+        print("|---|---|---|")
+        for v in VARIANTS:
+            rows = updates[v]
+            print(f"| {v} | {sum(r['newer first'] for r in rows) / len(rows):.3f} | "
+                  f"{sum(r['newer in 10'] for r in rows) / len(rows):.3f} |")
+        print()
     print("sess R@k: share of the evidence sessions (answer_session_ids) with a message in the first k recalled; "
           "turn R@k: share of the has_answer messages in the first k. dense: MiniLM cosine only; before: the first "
           "defaults (LOCOMO_RECALL: BM25 weighted 1.5, feedback from 2 hits), bring_linked=False; memory: "
