@@ -86,6 +86,8 @@ def test_a_changed_fact_comes_back_newer_first_with_both_dates(memory):
     # the chat also holds "What do you think about tea ceremonies?" and "I find tea ceremonies
     # fascinating, honestly." after the older: a question and a reply are never moved above a fact
     ("My favourite drink is green tea.", "These days I'd rather have hot chocolate.", "What do I like to drink?"),
+    # both name what changed ("floor"): each still holds a value the other lacks (sixth / ninth)
+    ("We live on the sixth floor.", "Our new place is on the ninth floor.", "Which floor is my flat on?"),
 ])
 def test_the_defaults_read_the_newer_of_two_recalled_statements_first(memory, older, newer, question):
     """Not linked when stored (said in other words), both recalled: the newer leads, and what is
