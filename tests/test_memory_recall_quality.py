@@ -105,13 +105,35 @@ def test_the_defaults_read_the_newer_of_two_recalled_statements_first(memory, ol
     assert anywhere.index(newer) < anywhere.index(older), anywhere
 
 
+def test_two_facts_about_one_named_thing_can_be_kept_in_their_order(memory):
+    """The opt-in "each_new_unnamed" keeps two statements about one named dog in place (a rare
+    word both hold is written as a name); the defaults' "each_new" reads the later one first;
+    a setting that does not exist is refused with the ones that do."""
+    now = time.time()
+    _chat(memory, {40: ("My dog is called Pixel, a grumpy old dachshund.", "Good to know!"),
+                   90: ("Pixel hates the vacuum cleaner.", "Of course!")}, now)
+    question = "What is my dog's name?"
+    plain = [m.text for m in memory.recall("Aria", question, k=6, options=recall_options(newer_first_cosine=None))]
+    assert plain[:2] == ["My dog is called Pixel, a grumpy old dachshund.", "Pixel hates the vacuum cleaner."], plain
+    kept = [m.text for m in memory.recall("Aria", question, k=6,
+                                          options=recall_options(newer_first_values="each_new_unnamed"))]
+    assert kept == plain
+    moved = [m.text for m in memory.recall("Aria", question, k=6)]
+    assert moved[:2] == plain[:2][::-1] and set(moved) == set(plain)
+    with pytest.raises(ValueError, match="each_new_unnamed"):
+        memory.recall("Aria", question, k=6, options=recall_options(newer_first_values="newest"))
+
+
 def test_an_acknowledgement_is_not_recalled_beside_a_fact(memory):
     now = time.time()
     _chat(memory, {40: ("My dog is called Pixel, a grumpy old dachshund.", "Good to know!"),
                    90: ("Pixel hates the vacuum cleaner.", "Of course!")}, now)
     for options in (None, FILTERED):  # the defaults and the opt-in set alike
         texts = [m.text for m in memory.recall("Aria", "What is my dog's name?", k=6, options=options)]
-        assert texts[0] == "My dog is called Pixel, a grumpy old dachshund.", texts
+        # the fact leads; the defaults may read the later fact about the same dog first (a
+        # dev-measured price: telling two facts about one named dog from two versions of one fact
+        # cost more changed facts than it saved, bench/memory_select.py --step names)
+        assert "My dog is called Pixel, a grumpy old dachshund." in texts[:2], texts
         small_talk = {t for pair in SMALL_TALK for t in pair}
         assert not small_talk & set(texts[:5]), texts  # "Good to know!" answered the fact; it is no fact
     assert len(memory.list("Aria")) == 300  # nothing deleted: the history keeps every message
