@@ -49,9 +49,10 @@ class SearchOptions:
                                      # one is moved right above it (a fact that changed: see ``newer_first``)
     newer_first_top: int | None = None  # only results among the first this many are moved (and only
                                      # above one of them); None: all ``k``
-    newer_first_values: str = "disjoint"  # memory recall: when two close statements are two versions of
-                                     # one fact: "disjoint" (no rare word shared) or "each_new" (each holds
-                                     # a rare word the other lacks: the value changed)
+    newer_first_values: str = "disjoint"  # MemoryStore.recall with newer_first_top set: when two close
+                                     # statements are two versions of one fact ("disjoint": no rare word
+                                     # shared; "each_new": each holds one the other lacks; see
+                                     # memory.store._newer_first); search's own reorder ignores it
 
 
 @dataclass
