@@ -107,6 +107,16 @@ def select(items: list[dict], per_type: int, types: tuple[str, ...] = TYPES) -> 
     return [pool[n] for n in range(per_type) for pool in pools if n < len(pool)]  # types interleaved
 
 
+def update_half(updates: list[dict], half: str) -> list[dict]:
+    """One half of the knowledge-update questions ``updates`` (all of them, as ``select`` orders
+    them: by SHA-1 of question_id): "dev", the first half, where ``bench/memory_select.py --step
+    lme`` may choose the newer-first setting, or "report", the rest. Fixed in session 10 after the
+    figures of all 72 had been seen once, before any setting was tried on either half."""
+    if half not in ("dev", "report"):
+        raise ValueError(f"half must be 'dev' or 'report', not {half!r}")
+    return updates[:len(updates) // 2] if half == "dev" else updates[len(updates) // 2:]
+
+
 def session_time(text: str) -> float:
     """'2023/05/20 (Sat) 02:21' -> epoch seconds (read as UTC: the data has no zone)."""
     text = re.sub(r"\s*\([^)]*\)\s*", " ", str(text)).strip()
@@ -246,6 +256,8 @@ def main(argv=None) -> int:
     parser.add_argument("--per-type", type=int, default=PER_TYPE, help=f"questions per type (default {PER_TYPE})")
     parser.add_argument("--types", nargs="+", choices=TYPES, default=list(TYPES), metavar="TYPE",
                         help="question types to measure (default all six)")
+    parser.add_argument("--updates", choices=("all", "dev", "report"), default="all",
+                        help="which half of the knowledge-update questions (see update_half; the others all)")
     parser.add_argument("--store", default=None, help="store directory (default .cache/longmemeval/store)")
     parser.add_argument("--build-only", action="store_true", help="store the subset's histories and stop")
     args = parser.parse_args(argv)
@@ -253,6 +265,9 @@ def main(argv=None) -> int:
     items = load(args.data)
     questions = select(items, args.per_type, tuple(args.types))
     store_dir = Path(args.store) if args.store else ROOT / ".cache" / "longmemeval" / "store"
+    if args.updates != "all" and "knowledge-update" in args.types:  # that half of all knowledge updates
+        questions = [q for q in questions if q["question_type"] != "knowledge-update"] + update_half(
+            select(items, len(items), ("knowledge-update",)), args.updates)
     memory, ids, spent, stored = open_store(store_dir, questions)
     if args.build_only:
         memory.close()

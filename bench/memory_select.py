@@ -49,7 +49,21 @@ either set; overall R@5 at most 0.01 below the defaults'), then the highest mean
 first" over changed facts and corrections, and on a tie (within 0.5 of one question) the one that
 moves fewer statements (``each_new_unnamed`` moves a subset of what ``each_new`` moves).
 
-    .venv/bin/python bench/memory_select.py [--locomo ../shared/benchmarks/locomo10.json] [--step values|names]
+A fifth step (``--step lme``, session 10): the third step's choice was reported on LongMemEval's
+72 knowledge-update questions (long real messages, one a session) and read the newer first less
+often there than the second step's setting (0.514 vs 0.583; dense 0.444), while the long-chat
+report read it more often (0.63 vs 0.50). So a development half of those questions joins the
+choice: ``bench/memory_longmemeval.py``'s ``update_half`` (the first 36 by SHA-1 of question_id;
+fixed after the all-72 figures above were seen, before any setting was tried on a half). Grid:
+the defaults, then the third step's first-five rows and the fourth step's row (looking down to 10
+failed the R@5 filter). Rule, fixed before its first run: the third step's filters on the two
+first development sets, then the highest mean of two "newer first" figures — the long-chat dev
+split's (changed facts and corrections) and the LongMemEval dev half's — and a tie keeps the
+earlier row. ``--longmemeval DIR`` names the data (see bench/memory_longmemeval.py; its store
+under .cache/longmemeval/store is reused, missing questions embedded first).
+
+    .venv/bin/python bench/memory_select.py [--locomo ../shared/benchmarks/locomo10.json] [--step values|names|lme]
+        [--longmemeval .cache/longmemeval/memoria-959167b/s]
 """
 
 from __future__ import annotations
@@ -142,8 +156,10 @@ def main(argv=None) -> int:
     parser.add_argument("--locomo", default=str(locomo.DEFAULT_DATA))
     parser.add_argument("--locomo-store", default=str(ROOT / ".cache" / "locomo-dev"),
                         help="where LoCoMo's dev conversations are stored (reused)")
-    parser.add_argument("--step", choices=("grid", "values", "names"), default="grid",
-                        help="grid: the first two steps; values: the third; names: the fourth (see above)")
+    parser.add_argument("--step", choices=("grid", "values", "names", "lme"), default="grid",
+                        help="grid: the first two steps; values, names, lme: the third to fifth (see above)")
+    parser.add_argument("--longmemeval", default=str(ROOT / ".cache" / "longmemeval" / "memoria-959167b" / "s"),
+                        help="LongMemEval data for --step lme")
     args = parser.parse_args(argv)
 
     data = generate("dev")
@@ -154,6 +170,13 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     dense_lc = longchat_scores(lc_memory, data, lc_ids, longchat.dense_rankings(lc_memory, data, lc_ids, 10)[0])
     dense_lo = locomo_scores(lo_memory, plan, DENSE, False)
+    if args.step == "lme":
+        try:
+            choose_with_updates(data, lc_memory, lc_ids, lo_memory, plan, dense_lc, dense_lo, Path(args.longmemeval))
+        finally:
+            lc_memory.close()
+            lo_memory.close()
+        return 0
     if args.step in ("values", "names"):
         try:
             choose_values(data, lc_memory, lc_ids, lo_memory, plan, dense_lc, dense_lo,
@@ -282,6 +305,61 @@ def choose_values(data, lc_memory, lc_ids, lo_memory, plan, dense_lc, dense_lo, 
             pick = (label, over, both)
         print(f"| {label} | {both:.3f} ({newer['changed-fact']:.3f} / {newer['correction']:.3f}) | "
               f"{lc['all'][5]:.3f} / {lc['all'][10]:.3f} | {lo['all'][5]:.3f} / {lo['all'][10]:.3f} | {why or 'yes'} |")
+    print()
+    print(f"chosen: {pick[0] if pick else 'none'}")
+    return dict(pick[1]) if pick else {}
+
+
+def choose_with_updates(data, lc_memory, lc_ids, lo_memory, plan, dense_lc, dense_lo, lme_data: Path) -> dict:
+    """The fifth step (see the module docstring): the newer-first setting on two kinds of chat."""
+    import memory_longmemeval as lme
+
+    if not lme_data.exists():
+        raise SystemExit(f"no LongMemEval data at {lme_data} (see bench/memory_longmemeval.py's docstring)")
+    updates = lme.update_half(lme.select(lme.load(lme_data), 10 ** 6, ("knowledge-update",)), "dev")
+    lme_memory, lme_ids, _, _ = lme.open_store(ROOT / ".cache" / "longmemeval" / "store", updates)
+    defaults = recall_options()
+    grid = [("defaults: " + f"top 5, cosine {defaults.newer_first_cosine:g}, {defaults.newer_first_values}", {})]
+    grid += [(label, over) for label, over in VALUES_GRID + NAMES_GRID if over["newer_first_top"] == 5
+             and replace(defaults, **over) != defaults]
+    rows = []
+    try:
+        for label, over in grid:
+            options = replace(defaults, **over)
+            rankings = longchat.recall_rankings(lc_memory, data, 10, options, bring_linked=BRING_LINKED)[0]
+            by_kind = longchat.score(data, lc_ids, {"x": rankings})["by_kind"]["x"]
+            lc_newer = longchat.mean([v for kind in ("changed-fact", "correction") for v in by_kind[kind]["newer_first"]])
+            got = []
+            for q in updates:
+                found = lme_memory.recall(f"lme-{q['question_id']}", q["question"], 10, options=options)
+                got.append(lme.newer_first(q, lme_ids[q["question_id"]], [m.id for m in found])["newer first"])
+            lme_newer = sum(got) / len(got)
+            lc = longchat_scores(lc_memory, data, lc_ids, rankings)
+            lo = locomo_scores(lo_memory, plan, options, BRING_LINKED)
+            losses = [f"{name} {kind} R@{k}" for name, mine, base in (("long-chat", lc, dense_lc), ("LoCoMo", lo, dense_lo))
+                      for kind in base for k in (5, 10) if mine[kind][k] < base[kind][k] - 1e-9]
+            rows.append((label, over, lc_newer, lme_newer, lc, lo, losses))
+            print(f"  {label}: long-chat {lc_newer:.3f}, LongMemEval dev {lme_newer:.3f}", file=sys.stderr, flush=True)
+    finally:
+        lme_memory.close()
+    base_lc, base_lo = rows[0][4], rows[0][5]
+    print(f"Fifth step: newer first on long-chat dev (changed facts and corrections) and on LongMemEval's "
+          f"knowledge-update dev half ({len(updates)} questions)")
+    print()
+    print("| reorder (first five) | long-chat dev newer first | LongMemEval dev newer first | mean | long-chat dev R@5 / R@10 "
+          "| LoCoMo 1-5 R@5 / R@10 | kept? |")
+    print("|---|---|---|---|---|---|---|")
+    pick = None
+    for label, over, lc_newer, lme_newer, lc, lo, losses in rows:
+        slack = [name for name, mine, base in (("long-chat", lc, base_lc), ("LoCoMo", lo, base_lo))
+                 if mine["all"][5] < base["all"][5] - R5_SLACK - 1e-9]
+        why = "; ".join([*(f"below dense: {x}" for x in losses),
+                         *(f"{x} R@5 more than {R5_SLACK} below the defaults" for x in slack)])
+        value = (lc_newer + lme_newer) / 2
+        if not why and (pick is None or value > pick[2] + 1e-12):
+            pick = (label, over, value)
+        print(f"| {label} | {lc_newer:.3f} | {lme_newer:.3f} | {value:.3f} | {lc['all'][5]:.3f} / {lc['all'][10]:.3f} | "
+              f"{lo['all'][5]:.3f} / {lo['all'][10]:.3f} | {why or 'yes'} |")
     print()
     print(f"chosen: {pick[0] if pick else 'none'}")
     return dict(pick[1]) if pick else {}
