@@ -288,7 +288,9 @@ def main(argv=None) -> int:
     n_by_type = {t: len(results["dense"][t]) for t in TYPES}
     n_messages = sum(len(ids[q["question_id"]]) for q in questions)
     print(f"## LongMemEval evidence recall ({Path(args.data).name}: {len(items)} instances; {len(questions)} "
-          f"questions, {args.per_type} per type by SHA-1 of question_id, abstention left out; {n_messages} "
+          f"questions, {args.per_type} per type by SHA-1 of question_id"
+          f"{'' if args.updates == 'all' else f' (knowledge updates: the {args.updates} half of all of them)'}"
+          f", abstention left out; {n_messages} "
           f"messages stored, one character per question; model all-MiniLM-L6-v2; store "
           f"{'built in %.0f s' % spent if stored else 'reused'})")
     print()
