@@ -84,3 +84,43 @@ def test_session_and_turn_recall():
     got = lme.scores(q, where, [10, 11, 10, 10, 10, 12])
     assert got["sess R@5"] == 1.0 and got["turn R@5"] == 0.0  # a message of the session, not the evidence turn
     assert got["turn R@10"] == 1.0
+
+
+def update_instance(qid: str) -> dict:
+    """A knowledge update whose newer session is listed first: the dates, not the order, say
+    which value is current."""
+    q = instance(qid, "knowledge-update")
+    q["haystack_dates"] = ["2023/05/20 (Sat) 02:21", "2023/04/01 (Sat) 10:00"]
+    q["haystack_session_ids"] = [f"answer_{qid}_new", f"answer_{qid}_old"]
+    q["haystack_sessions"] = [
+        [{"role": "user", "content": "I have read 220 pages now.", "has_answer": True}],
+        [{"role": "user", "content": "I am at page 120.", "has_answer": True}],
+    ]
+    q["answer_session_ids"] = [f"answer_{qid}_new", f"answer_{qid}_old"]
+    return q
+
+
+def test_a_knowledge_update_is_scored_newer_first_by_the_sessions_dates():
+    q = update_instance("u1")
+    records, where = lme.records_of(q)
+    ids = {n: w for n, w in enumerate(where)}  # memory id n = the n-th stored message
+    assert [r["text"] for r in records] == ["I have read 220 pages now.", "I am at page 120."]
+    assert lme.newer_first(q, ids, [0, 1]) == {"newer in 10": 1.0, "newer first": 1.0}
+    assert lme.newer_first(q, ids, [1, 0]) == {"newer in 10": 1.0, "newer first": 0.0}
+    assert lme.newer_first(q, ids, [1]) == {"newer in 10": 0.0, "newer first": 0.0}
+    assert lme.newer_first(q, ids, [0]) == {"newer in 10": 1.0, "newer first": 1.0}  # the older not recalled
+    scored = lme.scores(q, ids, [1, 0])
+    assert scored["newer first"] == 0.0 and scored["turn R@5"] == 1.0
+    assert "newer first" not in lme.scores(instance("a1"), {0: ("sharegpt_x_0", False)}, [0])
+
+
+def test_the_knowledge_update_halves_are_fixed_and_disjoint():
+    items = [update_instance(f"u{n}") for n in range(9)] + [instance("a1")]
+    updates = lme.select(list(reversed(items)), 100, ("knowledge-update",))
+    assert updates == lme.select(items, 100, ("knowledge-update",))  # file order does not matter
+    dev, report = lme.update_half(updates, "dev"), lme.update_half(updates, "report")
+    assert len(dev) == 4 and len(report) == 5
+    assert {q["question_id"] for q in dev} | {q["question_id"] for q in report} == {f"u{n}" for n in range(9)}
+    assert not {q["question_id"] for q in dev} & {q["question_id"] for q in report}
+    with pytest.raises(ValueError, match="dev"):
+        lme.update_half(updates, "all")
