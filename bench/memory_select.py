@@ -191,8 +191,7 @@ def main(argv=None) -> int:
         lc = longchat_scores(lc_memory, data, lc_ids,
                              longchat.recall_rankings(lc_memory, data, 10, options, bring_linked=bring)[0])
         lo = locomo_scores(lo_memory, plan, options, bring)
-        losses = [f"{set_name} {kind} R@{k}" for set_name, mine, base in (("long-chat", lc, dense_lc), ("LoCoMo", lo, dense_lo))
-                  for kind in base for k in (5, 10) if mine[kind][k] < base[kind][k] - 1e-9]
+        losses = below_dense(lc, lo, dense_lc, dense_lo)
         rows.append((name, settings, bring, lc, lo, losses))
         print(f"  {name}: long-chat {lc['all'][5]:.3f}/{lc['all'][10]:.3f}, LoCoMo {lo['all'][5]:.3f}/{lo['all'][10]:.3f}"
               f"{'' if not losses else ', below dense: ' + '; '.join(losses)}", file=sys.stderr, flush=True)
@@ -269,6 +268,21 @@ def choose_order(best, data, lc_memory, lc_ids, lo_memory, plan) -> dict:
     return dict(pick[1])
 
 
+def below_dense(lc, lo, dense_lc, dense_lo) -> list[str]:
+    """The (set, kind, R@k) where a candidate's recall is under plain dense search's."""
+    return [f"{set_name} {kind} R@{k}" for set_name, mine, base in (("long-chat", lc, dense_lc), ("LoCoMo", lo, dense_lo))
+            for kind in base for k in (5, 10) if mine[kind][k] < base[kind][k] - 1e-9]
+
+
+def why_not_kept(lc, lo, losses: list[str], base_lc, base_lo) -> str:
+    """The third to fifth steps' filters: not below dense anywhere, overall R@5 on each set at most
+    ``R5_SLACK`` under the defaults'; '' when a row passes both."""
+    slack = [name for name, mine, base in (("long-chat", lc, base_lc), ("LoCoMo", lo, base_lo))
+             if mine["all"][5] < base["all"][5] - R5_SLACK - 1e-9]
+    return "; ".join([*(f"below dense: {x}" for x in losses),
+                      *(f"{x} R@5 more than {R5_SLACK} below the defaults" for x in slack)])
+
+
 def choose_values(data, lc_memory, lc_ids, lo_memory, plan, dense_lc, dense_lo, grid, prefer_fewer=False) -> dict:
     """The third and fourth steps (see the module docstring): how far down and on what the reorder
     works. ``prefer_fewer``: a later row within half a question of the best wins (it moves less)."""
@@ -284,9 +298,7 @@ def choose_values(data, lc_memory, lc_ids, lo_memory, plan, dense_lc, dense_lo, 
         n_questions = sum(len(by_kind[kind]["newer_first"]) for kind in newer)
         lc = longchat_scores(lc_memory, data, lc_ids, rankings)
         lo = locomo_scores(lo_memory, plan, options, BRING_LINKED)
-        losses = [f"{set_name} {kind} R@{k}" for set_name, mine, base in (("long-chat", lc, dense_lc), ("LoCoMo", lo, dense_lo))
-                  for kind in base for k in (5, 10) if mine[kind][k] < base[kind][k] - 1e-9]
-        rows.append((label, over, both, newer, lc, lo, losses))
+        rows.append((label, over, both, newer, lc, lo, below_dense(lc, lo, dense_lc, dense_lo)))
         print(f"  {label}: newer first {both:.3f}", file=sys.stderr, flush=True)
     base_lc, base_lo = rows[0][4], rows[0][5]
     print(f"{'Fourth' if prefer_fewer else 'Third'} step: how far down and on what the newer-first reorder works "
@@ -296,10 +308,7 @@ def choose_values(data, lc_memory, lc_ids, lo_memory, plan, dense_lc, dense_lo, 
     print("|---|---|---|---|---|")
     pick = None
     for label, over, both, newer, lc, lo, losses in rows:
-        slack = [name for name, mine, base in (("long-chat", lc, base_lc), ("LoCoMo", lo, base_lo))
-                 if mine["all"][5] < base["all"][5] - R5_SLACK - 1e-9]
-        why = "; ".join([*(f"below dense: {x}" for x in losses), *(f"{x} R@5 more than {R5_SLACK} below the defaults"
-                                                                     for x in slack)])
+        why = why_not_kept(lc, lo, losses, base_lc, base_lo)
         tie = 0.5 / n_questions if prefer_fewer else 1e-12
         if not why and (pick is None or (both > pick[2] - tie if prefer_fewer else both > pick[2] + tie)):
             pick = (label, over, both)
@@ -336,9 +345,7 @@ def choose_with_updates(data, lc_memory, lc_ids, lo_memory, plan, dense_lc, dens
             lme_newer = sum(got) / len(got)
             lc = longchat_scores(lc_memory, data, lc_ids, rankings)
             lo = locomo_scores(lo_memory, plan, options, BRING_LINKED)
-            losses = [f"{name} {kind} R@{k}" for name, mine, base in (("long-chat", lc, dense_lc), ("LoCoMo", lo, dense_lo))
-                      for kind in base for k in (5, 10) if mine[kind][k] < base[kind][k] - 1e-9]
-            rows.append((label, over, lc_newer, lme_newer, lc, lo, losses))
+            rows.append((label, over, lc_newer, lme_newer, lc, lo, below_dense(lc, lo, dense_lc, dense_lo)))
             print(f"  {label}: long-chat {lc_newer:.3f}, LongMemEval dev {lme_newer:.3f}", file=sys.stderr, flush=True)
     finally:
         lme_memory.close()
@@ -351,10 +358,7 @@ def choose_with_updates(data, lc_memory, lc_ids, lo_memory, plan, dense_lc, dens
     print("|---|---|---|---|---|---|---|")
     pick = None
     for label, over, lc_newer, lme_newer, lc, lo, losses in rows:
-        slack = [name for name, mine, base in (("long-chat", lc, base_lc), ("LoCoMo", lo, base_lo))
-                 if mine["all"][5] < base["all"][5] - R5_SLACK - 1e-9]
-        why = "; ".join([*(f"below dense: {x}" for x in losses),
-                         *(f"{x} R@5 more than {R5_SLACK} below the defaults" for x in slack)])
+        why = why_not_kept(lc, lo, losses, base_lc, base_lo)
         value = (lc_newer + lme_newer) / 2
         if not why and (pick is None or value > pick[2] + 1e-12):
             pick = (label, over, value)
