@@ -24,8 +24,13 @@ non-abstention questions (~230k messages) takes hours on two CPU cores, so a sub
 before any run, is measured: per question type, the questions ranked by the SHA-1 of their
 ``question_id`` (independent of file order), the first ``--per-type`` (default 4) of each.
 
+Knowledge updates are also scored as changed facts (``newer_first``): the later-dated evidence
+session's message among the first 10, and above the earlier one's. ``--updates dev|report`` takes
+one half of all 72 of them (``update_half``: settings may be chosen on the dev half only, by
+bench/memory_select.py --step lme); ``--types`` limits the question types.
+
     .venv/bin/python bench/memory_longmemeval.py --data .cache/longmemeval/memoria-959167b/s
-        [--per-type N] [--store DIR] [--build-only]
+        [--per-type N] [--types TYPE ...] [--updates all|dev|report] [--store DIR] [--build-only]
 
 ``--data`` is a LongMemEval JSON file (the list of instances, e.g. ``longmemeval_s_cleaned.json``)
 or a directory of one-instance JSON files. The copy measured here: github.com/hussainzs/Memoria,
